@@ -1,0 +1,480 @@
+//! `decide`: what a command means for an account in a given state. It either returns the events
+//! that record the decision or a typed error naming the rule that forbids it. Failed sign-in and
+//! code attempts are decisions too: they return `SignInFailed` / `MfaEnrollmentFailed` events.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::account::{Account, Status};
+use crate::calendar;
+use crate::events::*;
+use crate::ids::{AccountId, Username};
+use crate::personal::Personal;
+use crate::secret::SecretDigest;
+
+pub const INVITATION_VALIDITY: Duration = Duration::days(7);
+pub const EMAIL_CODE_VALIDITY: Duration = Duration::minutes(10);
+pub const EMAIL_CODE_MAX_WRONG: u32 = 5;
+/// The shortest interval between two emailed codes.
+pub const EMAIL_CODE_RESEND_INTERVAL: Duration = Duration::seconds(60);
+
+/// What `decide` may know besides the state and the command.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Invite(Invite),
+    ResendInvitation { token_digest: SecretDigest },
+    /// The hash is computed by the caller: hashing is slow and needs randomness.
+    SetPassword { password_hash: String, via: PasswordVia },
+    ChangeMfaRequirement { mfa: MfaRequirement },
+    /// `invitation` is the link's token digest during first sign-in, `None` for a signed-in user.
+    IssueEmailCode { purpose: CodePurpose, code_digest: SecretDigest, invitation: Option<SecretDigest> },
+    EnrollMfa { proof: EnrollmentProof, invitation: Option<SecretDigest> },
+    AcceptTerms { version: u32, invitation: Option<SecretDigest> },
+    SignIn { factor: Factor, client: Client },
+    UpdateProfile { profile: Profile },
+    SendDeactivationWarning,
+    Deactivate,
+    Reactivate,
+    SendDeletionWarning,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    pub account_id: AccountId,
+    pub username: Username,
+    pub org: Org,
+    pub role: Role,
+    pub mfa: MfaRequirement,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub token_digest: SecretDigest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordVia {
+    /// First sign-in, proven by the invitation link.
+    Invitation { token_digest: SecretDigest },
+    /// A signed-in user who has just re-entered the current password.
+    Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollmentProof {
+    /// The caller checked a code against `secret`; `step` is the TOTP time step it matched, or
+    /// `None` when it matched none in the accepted window.
+    App { secret: String, step: Option<u64> },
+    Email { presented: SecretDigest },
+}
+
+/// One factor of a sign-in, already checked by the caller where checking is slow or needs the
+/// secret (argon2 verification, TOTP window search).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Factor {
+    Password { correct: bool },
+    Totp { step: Option<u64> },
+    EmailCode { presented: SecretDigest },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    #[error("no such account")]
+    UnknownAccount,
+    #[error("the account already exists")]
+    AlreadyExists,
+    #[error("the profile is deactivated; the organisation's administrator can reactivate it")]
+    Deactivated,
+    #[error("the profile has been deleted")]
+    Deleted,
+    #[error("first sign-in is not finished; use the invitation link")]
+    OnboardingIncomplete,
+    #[error("first sign-in is already finished")]
+    AlreadyOnboarded,
+    #[error("the invitation link is not valid")]
+    InvalidInvitation,
+    #[error("the invitation link has expired")]
+    InvitationExpired,
+    #[error("the password has already been set; continue with the next step")]
+    PasswordAlreadySet,
+    #[error("set a password first")]
+    PasswordNotSet,
+    #[error("complete the two-factor setup first")]
+    MfaNotEnrolled,
+    #[error("that second factor does not meet the {required:?} requirement")]
+    MfaMethodNotAllowed { required: MfaRequirement },
+    #[error("a {required:?} code is required to finish signing in")]
+    SecondFactorRequired { required: MfaRequirement },
+    #[error("this account does not use that kind of code")]
+    WrongFactor,
+    #[error("terms version {version} is older than the accepted version {accepted}")]
+    StaleTermsVersion { version: u32, accepted: u32 },
+    #[error("too many failed attempts; try again after {until}")]
+    Throttled { until: DateTime<Utc> },
+    #[error("no code has been sent; request a new code")]
+    NoEmailCode,
+    #[error("the code has expired; request a new code")]
+    EmailCodeExpired,
+    #[error("too many wrong codes; request a new code")]
+    EmailCodeExhausted,
+    #[error("a code was sent moments ago; you can request another at {retry_at}")]
+    ResendTooSoon { retry_at: DateTime<Utc> },
+    #[error("not due before {due}")]
+    NotDue { due: DateTime<Utc> },
+    #[error("the warning for the deadline {deadline} has already been sent")]
+    AlreadyWarned { deadline: DateTime<Utc> },
+    #[error("the profile is not deactivated")]
+    NotDeactivated,
+}
+
+pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>, AccountError> {
+    let now = ctx.now;
+    if let Command::Invite(invite) = command {
+        return match state.status() {
+            Status::New => Ok(vec![invited(invite, now)]),
+            _ => Err(AccountError::AlreadyExists),
+        };
+    }
+    match state.status() {
+        Status::New => return Err(AccountError::UnknownAccount),
+        Status::Deleted => return Err(AccountError::Deleted),
+        _ => {}
+    }
+    let event: Event = match command {
+        Command::Invite(_) => unreachable!("handled above"),
+        Command::ResendInvitation { token_digest } => {
+            require_onboarding(state)?;
+            InvitationResent { invitation: invitation(token_digest, now), at: now }.into()
+        }
+        Command::SetPassword { password_hash, via } => {
+            let reason = match via {
+                PasswordVia::Invitation { token_digest } => {
+                    require_onboarding(state)?;
+                    require_invitation(state, token_digest, now)?;
+                    if state.password.is_some() {
+                        return Err(AccountError::PasswordAlreadySet);
+                    }
+                    PasswordReason::Onboarding
+                }
+                PasswordVia::Change => {
+                    require_active(state)?;
+                    PasswordReason::Change
+                }
+            };
+            PasswordSet { reason, at: now, personal: Personal::Known(PasswordHash { password_hash }) }
+                .into()
+        }
+        Command::ChangeMfaRequirement { mfa } => {
+            if mfa == state.mfa_requirement {
+                return Ok(vec![]);
+            }
+            MfaRequirementChanged { mfa, at: now }.into()
+        }
+        Command::IssueEmailCode { purpose, code_digest, invitation } => {
+            match purpose {
+                CodePurpose::SignIn => {
+                    require_active(state)?;
+                    if let Some(until) = state.throttle.is_locked(now) {
+                        return Err(AccountError::Throttled { until });
+                    }
+                    if state.mfa_requirement != MfaRequirement::Email {
+                        return Err(AccountError::WrongFactor);
+                    }
+                }
+                CodePurpose::Enrollment => {
+                    require_step_authority(state, invitation, now)?;
+                    require_password(state)?;
+                    allow_method(state, MfaMethod::Email)?;
+                }
+            }
+            if let Some(code) = &state.email_code {
+                let retry_at = code.issued_at + EMAIL_CODE_RESEND_INTERVAL;
+                if now < retry_at {
+                    return Err(AccountError::ResendTooSoon { retry_at });
+                }
+            }
+            EmailCodeIssued { purpose, code_digest, expires_at: now + EMAIL_CODE_VALIDITY, at: now }
+                .into()
+        }
+        Command::EnrollMfa { proof, invitation } => {
+            require_step_authority(state, invitation, now)?;
+            require_password(state)?;
+            match proof {
+                EnrollmentProof::App { secret, step } => {
+                    allow_method(state, MfaMethod::App)?;
+                    match step {
+                        None => MfaEnrollmentFailed { method: MfaMethod::App, at: now }.into(),
+                        Some(step) => MfaEnrolled {
+                            method: MfaMethod::App,
+                            totp_step: Some(step),
+                            at: now,
+                            personal: Personal::Known(MfaSecret { totp_secret: Some(secret) }),
+                        }
+                        .into(),
+                    }
+                }
+                EnrollmentProof::Email { presented } => {
+                    allow_method(state, MfaMethod::Email)?;
+                    if check_email_code(state, CodePurpose::Enrollment, presented, now)? {
+                        MfaEnrolled {
+                            method: MfaMethod::Email,
+                            totp_step: None,
+                            at: now,
+                            personal: Personal::Known(MfaSecret { totp_secret: None }),
+                        }
+                        .into()
+                    } else {
+                        MfaEnrollmentFailed { method: MfaMethod::Email, at: now }.into()
+                    }
+                }
+            }
+        }
+        Command::AcceptTerms { version, invitation } => {
+            require_step_authority(state, invitation, now)?;
+            require_password(state)?;
+            if !state.mfa_satisfied() {
+                return Err(AccountError::MfaNotEnrolled);
+            }
+            if let Some(accepted) = state.terms_version {
+                if version < accepted {
+                    return Err(AccountError::StaleTermsVersion { version, accepted });
+                }
+                if version == accepted {
+                    return Ok(vec![]);
+                }
+            }
+            TermsAccepted { version, at: now }.into()
+        }
+        Command::SignIn { factor, client } => sign_in(state, factor, client, now)?,
+        Command::UpdateProfile { profile } => {
+            require_active(state)?;
+            ProfileUpdated { at: now, personal: Personal::Known(profile) }.into()
+        }
+        Command::SendDeactivationWarning => {
+            require_not_deactivated(state)?;
+            let deadline = deadlines(state).deactivation;
+            warning_due(state.deactivation_warned_for, deadline, now)?;
+            DeactivationWarningSent { deadline, at: now }.into()
+        }
+        Command::Deactivate => {
+            require_not_deactivated(state)?;
+            let deadline = deadlines(state).deactivation;
+            due(deadline, now)?;
+            Deactivated { deadline, at: now }.into()
+        }
+        Command::Reactivate => {
+            if state.status() != Status::Deactivated {
+                return Err(AccountError::NotDeactivated);
+            }
+            Reactivated { at: now }.into()
+        }
+        Command::SendDeletionWarning => {
+            if state.status() != Status::Deactivated {
+                return Err(AccountError::NotDeactivated);
+            }
+            let deadline = deadlines(state).deletion;
+            warning_due(state.deletion_warned_for, deadline, now)?;
+            DeletionWarningSent { deadline, at: now }.into()
+        }
+        Command::Delete => {
+            if state.status() != Status::Deactivated {
+                return Err(AccountError::NotDeactivated);
+            }
+            let deadline = deadlines(state).deletion;
+            due(deadline, now)?;
+            Deleted { deadline, at: now }.into()
+        }
+    };
+    Ok(vec![event])
+}
+
+fn invited(invite: Invite, now: DateTime<Utc>) -> Event {
+    AccountInvited {
+        account_id: invite.account_id,
+        username: invite.username,
+        org: invite.org,
+        role: invite.role,
+        mfa: invite.mfa,
+        invitation: invitation(invite.token_digest, now),
+        at: now,
+        personal: Personal::Known(Invitee { email: invite.email, display_name: invite.display_name }),
+    }
+    .into()
+}
+
+fn invitation(token_digest: SecretDigest, now: DateTime<Utc>) -> Invitation {
+    Invitation { token_digest, expires_at: now + INVITATION_VALIDITY }
+}
+
+fn sign_in(
+    state: &Account,
+    factor: Factor,
+    client: Client,
+    now: DateTime<Utc>,
+) -> Result<Event, AccountError> {
+    if let Some(until) = state.throttle.is_locked(now) {
+        return Err(AccountError::Throttled { until });
+    }
+    let failed = |reason| SignInFailed { reason, at: now, personal: Personal::Known(client.clone()) };
+    let signed_in = |method, totp_step| SignedIn {
+        method,
+        totp_step,
+        at: now,
+        personal: Personal::Known(client.clone()),
+    };
+    // A wrong password is recorded whatever the state, so that throttling covers every account
+    // and the answer never tells a deactivated account from a wrong password.
+    if factor == (Factor::Password { correct: false }) {
+        return Ok(failed(FailureReason::WrongPassword).into());
+    }
+    match state.status() {
+        Status::Active => {}
+        Status::Deactivated => return Err(AccountError::Deactivated),
+        _ => return Err(AccountError::OnboardingIncomplete),
+    }
+    let required = state.mfa_requirement;
+    let event: Event = match (factor, required) {
+        (Factor::Password { .. }, MfaRequirement::None) => {
+            signed_in(SignInMethod::Password, None).into()
+        }
+        (Factor::Password { .. }, required) => {
+            return Err(AccountError::SecondFactorRequired { required });
+        }
+        (Factor::Totp { step }, MfaRequirement::App) => {
+            if !state.mfa_satisfied() {
+                return Err(AccountError::MfaNotEnrolled);
+            }
+            match step {
+                None => failed(FailureReason::WrongTotp).into(),
+                Some(step) if state.last_totp_step.is_some_and(|last| step <= last) => {
+                    failed(FailureReason::TotpReplayed).into()
+                }
+                Some(step) => signed_in(SignInMethod::Totp, Some(step)).into(),
+            }
+        }
+        (Factor::EmailCode { presented }, MfaRequirement::Email) => {
+            if check_email_code(state, CodePurpose::SignIn, presented, now)? {
+                signed_in(SignInMethod::EmailCode, None).into()
+            } else {
+                failed(FailureReason::WrongEmailCode).into()
+            }
+        }
+        _ => return Err(AccountError::WrongFactor),
+    };
+    Ok(event)
+}
+
+/// `Ok(true)` when the presented code is the live one, `Ok(false)` when it is wrong (an attempt
+/// to record), an error when no code can be accepted at all.
+fn check_email_code(
+    state: &Account,
+    purpose: CodePurpose,
+    presented: SecretDigest,
+    now: DateTime<Utc>,
+) -> Result<bool, AccountError> {
+    let code = state
+        .email_code
+        .as_ref()
+        .filter(|code| code.purpose == purpose)
+        .ok_or(AccountError::NoEmailCode)?;
+    if code.failed_attempts >= EMAIL_CODE_MAX_WRONG {
+        return Err(AccountError::EmailCodeExhausted);
+    }
+    if now >= code.expires_at {
+        return Err(AccountError::EmailCodeExpired);
+    }
+    Ok(code.digest == presented)
+}
+
+fn deadlines(state: &Account) -> calendar::Deadlines {
+    // Every account past `New` has been invited, which is activity.
+    calendar::deadlines(state.last_activity.expect("an invited account has a last activity"))
+}
+
+fn due(deadline: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), AccountError> {
+    if now < deadline { Err(AccountError::NotDue { due: deadline }) } else { Ok(()) }
+}
+
+fn warning_due(
+    warned_for: Option<DateTime<Utc>>,
+    deadline: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    if warned_for == Some(deadline) {
+        return Err(AccountError::AlreadyWarned { deadline });
+    }
+    due(deadline - calendar::WARNING_LEAD, now)
+}
+
+fn require_active(state: &Account) -> Result<(), AccountError> {
+    match state.status() {
+        Status::Active => Ok(()),
+        Status::Deactivated => Err(AccountError::Deactivated),
+        _ => Err(AccountError::OnboardingIncomplete),
+    }
+}
+
+fn require_onboarding(state: &Account) -> Result<(), AccountError> {
+    match state.status() {
+        Status::Invited | Status::Onboarding => Ok(()),
+        Status::Deactivated => Err(AccountError::Deactivated),
+        _ => Err(AccountError::AlreadyOnboarded),
+    }
+}
+
+fn require_not_deactivated(state: &Account) -> Result<(), AccountError> {
+    match state.status() {
+        Status::Deactivated => Err(AccountError::Deactivated),
+        _ => Ok(()),
+    }
+}
+
+/// First-sign-in steps are authorised by the invitation link; the same steps later (re-enrolling,
+/// accepting new terms) by the caller's session, and then no link may be presented.
+fn require_step_authority(
+    state: &Account,
+    invitation: Option<SecretDigest>,
+    now: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    match (state.status(), invitation) {
+        (Status::Invited | Status::Onboarding, Some(token_digest)) => {
+            require_invitation(state, token_digest, now)
+        }
+        (Status::Invited | Status::Onboarding, None) => Err(AccountError::OnboardingIncomplete),
+        (Status::Active, None) => Ok(()),
+        (Status::Active, Some(_)) => Err(AccountError::AlreadyOnboarded),
+        (Status::Deactivated, _) => Err(AccountError::Deactivated),
+        (Status::New | Status::Deleted, _) => unreachable!("refused before any command"),
+    }
+}
+
+fn require_password(state: &Account) -> Result<(), AccountError> {
+    if state.password.is_none() { Err(AccountError::PasswordNotSet) } else { Ok(()) }
+}
+
+fn require_invitation(
+    state: &Account,
+    token_digest: SecretDigest,
+    now: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    let invitation = state.invitation.as_ref().ok_or(AccountError::InvalidInvitation)?;
+    if invitation.token_digest != token_digest {
+        return Err(AccountError::InvalidInvitation);
+    }
+    if now >= invitation.expires_at {
+        return Err(AccountError::InvitationExpired);
+    }
+    Ok(())
+}
+
+fn allow_method(state: &Account, method: MfaMethod) -> Result<(), AccountError> {
+    match state.mfa_requirement.method() {
+        Some(required) if required != method => {
+            Err(AccountError::MfaMethodNotAllowed { required: state.mfa_requirement })
+        }
+        _ => Ok(()),
+    }
+}

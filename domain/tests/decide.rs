@@ -1,0 +1,623 @@
+//! Given / when / then for every command of the `Account` decider and every error it can give.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use tenure_domain::account::evolve;
+use tenure_domain::decide::*;
+use tenure_domain::events::*;
+use tenure_domain::{Account, AccountError, AccountId, OrgId, Personal, SecretDigest, Status, Username};
+use uuid::Uuid;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 15, 9, 0, 0).unwrap()
+}
+
+fn id() -> AccountId {
+    AccountId(Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001))
+}
+
+const TOKEN: SecretDigest = SecretDigest([1; 32]);
+const OTHER_TOKEN: SecretDigest = SecretDigest([2; 32]);
+const CODE: SecretDigest = SecretDigest([7; 32]);
+const WRONG_CODE: SecretDigest = SecretDigest([8; 32]);
+
+fn client() -> Client {
+    Client { address: "203.0.113.7".into(), user_agent: "Firefox".into() }
+}
+
+fn invite_command(mfa: MfaRequirement) -> Invite {
+    Invite {
+        account_id: id(),
+        username: Username::parse("jdoe").unwrap(),
+        org: Org { id: OrgId("acme".into()), name: "Acme".into(), wholesale: false },
+        role: Role::User,
+        mfa,
+        email: "jane@example.com".into(),
+        display_name: Some("Jane Doe".into()),
+        token_digest: TOKEN,
+    }
+}
+
+fn invited(mfa: MfaRequirement) -> Event {
+    AccountInvited {
+        account_id: id(),
+        username: Username::parse("jdoe").unwrap(),
+        org: Org { id: OrgId("acme".into()), name: "Acme".into(), wholesale: false },
+        role: Role::User,
+        mfa,
+        invitation: Invitation { token_digest: TOKEN, expires_at: t0() + Duration::days(7) },
+        at: t0(),
+        personal: Personal::Known(Invitee {
+            email: "jane@example.com".into(),
+            display_name: Some("Jane Doe".into()),
+        }),
+    }
+    .into()
+}
+
+fn password_set(reason: PasswordReason, at: DateTime<Utc>) -> Event {
+    PasswordSet { reason, at, personal: Personal::Known(PasswordHash { password_hash: "$argon2id$h".into() }) }
+        .into()
+}
+
+fn app_enrolled(step: u64) -> Event {
+    MfaEnrolled {
+        method: MfaMethod::App,
+        totp_step: Some(step),
+        at: t0(),
+        personal: Personal::Known(MfaSecret { totp_secret: Some("JBSWY3DPEHPK3PXP".into()) }),
+    }
+    .into()
+}
+
+fn terms(version: u32) -> Event {
+    TermsAccepted { version, at: t0() }.into()
+}
+
+fn signed_in(at: DateTime<Utc>) -> Event {
+    SignedIn { method: SignInMethod::Password, totp_step: None, at, personal: Personal::Known(client()) }.into()
+}
+
+fn failed(reason: FailureReason, at: DateTime<Utc>) -> Event {
+    SignInFailed { reason, at, personal: Personal::Known(client()) }.into()
+}
+
+fn code_issued(purpose: CodePurpose, at: DateTime<Utc>) -> Event {
+    EmailCodeIssued { purpose, code_digest: CODE, expires_at: at + Duration::minutes(10), at }.into()
+}
+
+/// An active account without MFA.
+fn active() -> Vec<Event> {
+    vec![invited(MfaRequirement::None), password_set(PasswordReason::Onboarding, t0()), terms(1)]
+}
+
+fn active_with_app() -> Vec<Event> {
+    vec![
+        invited(MfaRequirement::App),
+        password_set(PasswordReason::Onboarding, t0()),
+        app_enrolled(100),
+        terms(1),
+    ]
+}
+
+fn active_with_email() -> Vec<Event> {
+    vec![
+        invited(MfaRequirement::Email),
+        password_set(PasswordReason::Onboarding, t0()),
+        code_issued(CodePurpose::Enrollment, t0()),
+        MfaEnrolled { method: MfaMethod::Email, totp_step: None, at: t0(), personal: Personal::Known(MfaSecret { totp_secret: None }) }.into(),
+        terms(1),
+    ]
+}
+
+fn deactivated() -> Vec<Event> {
+    let mut events = active();
+    events.push(Deactivated { deadline: t0() + Duration::days(181), at: t0() + Duration::days(181) }.into());
+    events
+}
+
+struct Given {
+    state: Account,
+    now: DateTime<Utc>,
+}
+
+fn given(events: impl IntoIterator<Item = Event>) -> Given {
+    let state = events.into_iter().fold(Account::default(), |s, e| evolve(s, &e));
+    Given { state, now: t0() }
+}
+
+impl Given {
+    fn at(mut self, now: DateTime<Utc>) -> Self {
+        self.now = now;
+        self
+    }
+
+    fn when(self, command: Command) -> Then {
+        Then { result: decide(&self.state, command, &Ctx { now: self.now }) }
+    }
+}
+
+struct Then {
+    result: Result<Vec<Event>, AccountError>,
+}
+
+impl Then {
+    #[track_caller]
+    fn then(self, expected: impl IntoIterator<Item = Event>) {
+        assert_eq!(self.result, Ok(expected.into_iter().collect::<Vec<_>>()));
+    }
+
+    #[track_caller]
+    fn then_err(self, expected: AccountError) {
+        assert_eq!(self.result, Err(expected));
+    }
+}
+
+fn sign_in(factor: Factor) -> Command {
+    Command::SignIn { factor, client: client() }
+}
+
+fn later(days: i64) -> DateTime<Utc> {
+    t0() + Duration::days(days)
+}
+
+// --- invitation ---
+
+#[test]
+fn invite_creates_the_account_with_a_seven_day_link() {
+    given([]).when(Command::Invite(invite_command(MfaRequirement::None))).then([invited(MfaRequirement::None)]);
+}
+
+#[test]
+fn invite_twice_is_refused() {
+    given([invited(MfaRequirement::None)])
+        .when(Command::Invite(invite_command(MfaRequirement::None)))
+        .then_err(AccountError::AlreadyExists);
+}
+
+#[test]
+fn commands_on_an_account_that_does_not_exist_are_refused() {
+    given([]).when(Command::Reactivate).then_err(AccountError::UnknownAccount);
+}
+
+#[test]
+fn resending_an_invitation_replaces_the_link() {
+    given([invited(MfaRequirement::None)])
+        .at(later(3))
+        .when(Command::ResendInvitation { token_digest: OTHER_TOKEN })
+        .then([InvitationResent {
+            invitation: Invitation { token_digest: OTHER_TOKEN, expires_at: later(10) },
+            at: later(3),
+        }
+        .into()]);
+    let mut events = vec![invited(MfaRequirement::None)];
+    events.push(
+        InvitationResent { invitation: Invitation { token_digest: OTHER_TOKEN, expires_at: later(10) }, at: t0() }
+            .into(),
+    );
+    given(events)
+        .when(Command::SetPassword {
+            password_hash: "h".into(),
+            via: PasswordVia::Invitation { token_digest: TOKEN },
+        })
+        .then_err(AccountError::InvalidInvitation);
+}
+
+#[test]
+fn resending_after_onboarding_is_refused() {
+    given(active()).when(Command::ResendInvitation { token_digest: OTHER_TOKEN }).then_err(AccountError::AlreadyOnboarded);
+}
+
+// --- first sign-in ---
+
+#[test]
+fn set_password_through_the_invitation() {
+    given([invited(MfaRequirement::None)])
+        .when(Command::SetPassword {
+            password_hash: "$argon2id$h".into(),
+            via: PasswordVia::Invitation { token_digest: TOKEN },
+        })
+        .then([password_set(PasswordReason::Onboarding, t0())]);
+}
+
+#[test]
+fn an_expired_or_wrong_invitation_cannot_set_a_password() {
+    let set = |token_digest| Command::SetPassword {
+        password_hash: "h".into(),
+        via: PasswordVia::Invitation { token_digest },
+    };
+    given([invited(MfaRequirement::None)]).at(later(7)).when(set(TOKEN)).then_err(AccountError::InvitationExpired);
+    given([invited(MfaRequirement::None)]).when(set(OTHER_TOKEN)).then_err(AccountError::InvalidInvitation);
+}
+
+#[test]
+fn the_password_step_cannot_be_repeated_through_the_link() {
+    given([invited(MfaRequirement::None), password_set(PasswordReason::Onboarding, t0())])
+        .when(Command::SetPassword { password_hash: "h".into(), via: PasswordVia::Invitation { token_digest: TOKEN } })
+        .then_err(AccountError::PasswordAlreadySet);
+}
+
+#[test]
+fn a_password_change_needs_an_active_account() {
+    given(active())
+        .when(Command::SetPassword { password_hash: "$argon2id$h".into(), via: PasswordVia::Change })
+        .then([password_set(PasswordReason::Change, t0())]);
+    given([invited(MfaRequirement::None)])
+        .when(Command::SetPassword { password_hash: "h".into(), via: PasswordVia::Change })
+        .then_err(AccountError::OnboardingIncomplete);
+}
+
+#[test]
+fn terms_before_a_password_are_refused() {
+    given([invited(MfaRequirement::None)])
+        .when(Command::AcceptTerms { version: 1, invitation: Some(TOKEN) })
+        .then_err(AccountError::PasswordNotSet);
+}
+
+#[test]
+fn terms_before_the_required_mfa_enrollment_are_refused() {
+    given([invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0())])
+        .when(Command::AcceptTerms { version: 1, invitation: Some(TOKEN) })
+        .then_err(AccountError::MfaNotEnrolled);
+}
+
+#[test]
+fn accepting_the_terms_finishes_onboarding() {
+    let events = [invited(MfaRequirement::None), password_set(PasswordReason::Onboarding, t0())];
+    given(events.clone()).when(Command::AcceptTerms { version: 1, invitation: Some(TOKEN) }).then([terms(1)]);
+    let mut all = events.to_vec();
+    all.push(terms(1));
+    assert_eq!(Account::fold(&all).status(), Status::Active);
+    assert_eq!(Account::fold(&all[..2]).status(), Status::Onboarding);
+    assert_eq!(Account::fold(&all[..1]).status(), Status::Invited);
+}
+
+#[test]
+fn onboarding_steps_need_the_link_and_later_steps_must_not_present_it() {
+    given([invited(MfaRequirement::None), password_set(PasswordReason::Onboarding, t0())])
+        .when(Command::AcceptTerms { version: 1, invitation: None })
+        .then_err(AccountError::OnboardingIncomplete);
+    given(active())
+        .when(Command::AcceptTerms { version: 2, invitation: Some(TOKEN) })
+        .then_err(AccountError::AlreadyOnboarded);
+}
+
+#[test]
+fn new_terms_versions_are_accepted_once_and_old_ones_refused() {
+    given(active()).when(Command::AcceptTerms { version: 2, invitation: None }).then([terms(2)]);
+    given(active()).when(Command::AcceptTerms { version: 1, invitation: None }).then([]);
+    let mut events = active();
+    events.push(terms(3));
+    given(events)
+        .when(Command::AcceptTerms { version: 2, invitation: None })
+        .then_err(AccountError::StaleTermsVersion { version: 2, accepted: 3 });
+}
+
+#[test]
+fn app_enrollment_with_a_matching_code_records_the_secret_and_step() {
+    given([invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0())])
+        .when(Command::EnrollMfa {
+            proof: EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXP".into(), step: Some(100) },
+            invitation: Some(TOKEN),
+        })
+        .then([app_enrolled(100)]);
+}
+
+#[test]
+fn app_enrollment_with_a_wrong_code_is_recorded_as_failed() {
+    given([invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0())])
+        .when(Command::EnrollMfa {
+            proof: EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXP".into(), step: None },
+            invitation: Some(TOKEN),
+        })
+        .then([MfaEnrollmentFailed { method: MfaMethod::App, at: t0() }.into()]);
+}
+
+#[test]
+fn enrollment_needs_a_password_and_the_required_method() {
+    given([invited(MfaRequirement::App)])
+        .when(Command::EnrollMfa {
+            proof: EnrollmentProof::App { secret: "S".into(), step: Some(1) },
+            invitation: Some(TOKEN),
+        })
+        .then_err(AccountError::PasswordNotSet);
+    given([invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0())])
+        .when(Command::EnrollMfa { proof: EnrollmentProof::Email { presented: CODE }, invitation: Some(TOKEN) })
+        .then_err(AccountError::MfaMethodNotAllowed { required: MfaRequirement::App });
+}
+
+#[test]
+fn email_enrollment_issues_then_checks_a_code() {
+    let base = [invited(MfaRequirement::Email), password_set(PasswordReason::Onboarding, t0())];
+    given(base.clone())
+        .when(Command::IssueEmailCode { purpose: CodePurpose::Enrollment, code_digest: CODE, invitation: Some(TOKEN) })
+        .then([code_issued(CodePurpose::Enrollment, t0())]);
+    let mut issued = base.to_vec();
+    issued.push(code_issued(CodePurpose::Enrollment, t0()));
+    given(issued.clone())
+        .at(t0() + Duration::minutes(2))
+        .when(Command::EnrollMfa { proof: EnrollmentProof::Email { presented: CODE }, invitation: Some(TOKEN) })
+        .then([MfaEnrolled {
+            method: MfaMethod::Email,
+            totp_step: None,
+            at: t0() + Duration::minutes(2),
+            personal: Personal::Known(MfaSecret { totp_secret: None }),
+        }
+        .into()]);
+    given(issued)
+        .when(Command::EnrollMfa { proof: EnrollmentProof::Email { presented: WRONG_CODE }, invitation: Some(TOKEN) })
+        .then([MfaEnrollmentFailed { method: MfaMethod::Email, at: t0() }.into()]);
+}
+
+#[test]
+fn email_codes_expire_after_ten_minutes() {
+    let mut events = active_with_email();
+    events.push(code_issued(CodePurpose::SignIn, t0()));
+    given(events)
+        .at(t0() + Duration::minutes(10))
+        .when(sign_in(Factor::EmailCode { presented: CODE }))
+        .then_err(AccountError::EmailCodeExpired);
+}
+
+#[test]
+fn five_wrong_email_codes_kill_the_code() {
+    let mut events = active_with_email();
+    events.push(code_issued(CodePurpose::SignIn, t0()));
+    for _ in 0..4 {
+        events.push(failed(FailureReason::WrongEmailCode, t0()));
+    }
+    given(events.clone())
+        .when(sign_in(Factor::EmailCode { presented: WRONG_CODE }))
+        .then([failed(FailureReason::WrongEmailCode, t0())]);
+    events.push(failed(FailureReason::WrongEmailCode, t0()));
+    // The fifth failure also throttled the account; once that passes, the code is still dead.
+    given(events)
+        .at(t0() + Duration::minutes(2))
+        .when(sign_in(Factor::EmailCode { presented: CODE }))
+        .then_err(AccountError::EmailCodeExhausted);
+}
+
+#[test]
+fn no_code_means_no_email_sign_in() {
+    given(active_with_email()).when(sign_in(Factor::EmailCode { presented: CODE })).then_err(AccountError::NoEmailCode);
+}
+
+#[test]
+fn an_email_code_for_sign_in_signs_in_once() {
+    let mut events = active_with_email();
+    events.push(code_issued(CodePurpose::SignIn, t0()));
+    let signed: Event =
+        SignedIn { method: SignInMethod::EmailCode, totp_step: None, at: t0(), personal: Personal::Known(client()) }.into();
+    given(events.clone()).when(sign_in(Factor::EmailCode { presented: CODE })).then([signed.clone()]);
+    events.push(signed);
+    given(events).when(sign_in(Factor::EmailCode { presented: CODE })).then_err(AccountError::NoEmailCode);
+}
+
+#[test]
+fn email_codes_cannot_be_requested_more_than_once_a_minute() {
+    let mut events = active_with_email();
+    events.push(code_issued(CodePurpose::SignIn, t0()));
+    let issue = || Command::IssueEmailCode { purpose: CodePurpose::SignIn, code_digest: CODE, invitation: None };
+    given(events.clone())
+        .at(t0() + Duration::seconds(30))
+        .when(issue())
+        .then_err(AccountError::ResendTooSoon { retry_at: t0() + Duration::seconds(60) });
+    given(events).at(t0() + Duration::seconds(60)).when(issue()).then([code_issued(CodePurpose::SignIn, t0() + Duration::seconds(60))]);
+}
+
+#[test]
+fn sign_in_codes_are_only_for_email_accounts() {
+    given(active_with_app())
+        .when(Command::IssueEmailCode { purpose: CodePurpose::SignIn, code_digest: CODE, invitation: None })
+        .then_err(AccountError::WrongFactor);
+    given(active_with_app()).when(sign_in(Factor::EmailCode { presented: CODE })).then_err(AccountError::WrongFactor);
+}
+
+// --- MFA requirement ---
+
+#[test]
+fn an_admin_changes_the_mfa_requirement() {
+    given(active())
+        .when(Command::ChangeMfaRequirement { mfa: MfaRequirement::App })
+        .then([MfaRequirementChanged { mfa: MfaRequirement::App, at: t0() }.into()]);
+    given(active()).when(Command::ChangeMfaRequirement { mfa: MfaRequirement::None }).then([]);
+}
+
+#[test]
+fn a_new_requirement_asks_for_the_second_factor_at_the_next_sign_in() {
+    let mut events = active();
+    events.push(MfaRequirementChanged { mfa: MfaRequirement::App, at: t0() }.into());
+    given(events.clone())
+        .when(sign_in(Factor::Password { correct: true }))
+        .then_err(AccountError::SecondFactorRequired { required: MfaRequirement::App });
+    given(events).when(sign_in(Factor::Totp { step: Some(5) })).then_err(AccountError::MfaNotEnrolled);
+}
+
+// --- sign-in ---
+
+#[test]
+fn a_correct_password_signs_in_an_account_without_mfa() {
+    given(active()).at(later(1)).when(sign_in(Factor::Password { correct: true })).then([signed_in(later(1))]);
+}
+
+#[test]
+fn a_wrong_password_is_recorded() {
+    given(active()).when(sign_in(Factor::Password { correct: false })).then([failed(FailureReason::WrongPassword, t0())]);
+}
+
+#[test]
+fn sign_in_on_a_deactivated_account_is_refused() {
+    given(deactivated()).when(sign_in(Factor::Password { correct: true })).then_err(AccountError::Deactivated);
+}
+
+#[test]
+fn sign_in_before_onboarding_is_refused() {
+    given([invited(MfaRequirement::None)])
+        .when(sign_in(Factor::Password { correct: true }))
+        .then_err(AccountError::OnboardingIncomplete);
+}
+
+#[test]
+fn totp_sign_in_accepts_each_time_step_once() {
+    let signed: Event =
+        SignedIn { method: SignInMethod::Totp, totp_step: Some(101), at: t0(), personal: Personal::Known(client()) }.into();
+    given(active_with_app()).when(sign_in(Factor::Totp { step: Some(101) })).then([signed]);
+    given(active_with_app())
+        .when(sign_in(Factor::Totp { step: Some(100) }))
+        .then([failed(FailureReason::TotpReplayed, t0())]);
+    given(active_with_app()).when(sign_in(Factor::Totp { step: None })).then([failed(FailureReason::WrongTotp, t0())]);
+    given(active_with_app())
+        .when(sign_in(Factor::Password { correct: true }))
+        .then_err(AccountError::SecondFactorRequired { required: MfaRequirement::App });
+}
+
+#[test]
+fn five_failures_throttle_for_a_minute_and_a_sign_in_resets_the_count() {
+    let mut events = active();
+    for _ in 0..5 {
+        events.push(failed(FailureReason::WrongPassword, t0()));
+    }
+    let until = t0() + Duration::minutes(1);
+    given(events.clone())
+        .at(t0() + Duration::seconds(59))
+        .when(sign_in(Factor::Password { correct: true }))
+        .then_err(AccountError::Throttled { until });
+    given(events.clone())
+        .at(until)
+        .when(sign_in(Factor::Password { correct: true }))
+        .then([signed_in(until)]);
+    events.push(failed(FailureReason::WrongPassword, until));
+    given(events.clone())
+        .at(until + Duration::seconds(119))
+        .when(sign_in(Factor::Password { correct: true }))
+        .then_err(AccountError::Throttled { until: until + Duration::minutes(2) });
+    events.push(signed_in(until + Duration::minutes(2)));
+    assert_eq!(given(events).state.throttle.consecutive_failures, 0);
+}
+
+#[test]
+fn four_failures_do_not_throttle() {
+    let mut events = active();
+    for _ in 0..4 {
+        events.push(failed(FailureReason::WrongPassword, t0()));
+    }
+    given(events).when(sign_in(Factor::Password { correct: true })).then([signed_in(t0())]);
+}
+
+// --- profile ---
+
+#[test]
+fn an_active_user_updates_the_profile() {
+    let profile = Profile { display_name: Some("J. Doe".into()), phone: Some("+441632960000".into()), address: None };
+    given(active())
+        .when(Command::UpdateProfile { profile: profile.clone() })
+        .then([ProfileUpdated { at: t0(), personal: Personal::Known(profile.clone()) }.into()]);
+    given(deactivated()).when(Command::UpdateProfile { profile }).then_err(AccountError::Deactivated);
+}
+
+// --- inactivity lifecycle ---
+
+/// 2026-01-15 09:00 + 6 months = 2026-07-15 09:00; the warning 30 days earlier.
+fn deactivation_deadline() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 7, 15, 9, 0, 0).unwrap()
+}
+
+fn deletion_deadline() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2027, 1, 15, 9, 0, 0).unwrap()
+}
+
+#[test]
+fn the_deactivation_warning_is_due_thirty_days_before_and_sent_once_per_deadline() {
+    let warn_at = deactivation_deadline() - Duration::days(30);
+    given(active())
+        .at(warn_at - Duration::seconds(1))
+        .when(Command::SendDeactivationWarning)
+        .then_err(AccountError::NotDue { due: warn_at });
+    let warned: Event = DeactivationWarningSent { deadline: deactivation_deadline(), at: warn_at }.into();
+    given(active()).at(warn_at).when(Command::SendDeactivationWarning).then([warned.clone()]);
+    let mut events = active();
+    events.push(warned);
+    given(events.clone())
+        .at(warn_at + Duration::days(1))
+        .when(Command::SendDeactivationWarning)
+        .then_err(AccountError::AlreadyWarned { deadline: deactivation_deadline() });
+    // A sign-in moves the deadline: the next warning is for the new deadline.
+    let signed = later(100);
+    events.push(signed_in(signed));
+    let new_deadline = Utc.with_ymd_and_hms(2026, 10, 25, 9, 0, 0).unwrap();
+    given(events)
+        .at(new_deadline - Duration::days(30))
+        .when(Command::SendDeactivationWarning)
+        .then([DeactivationWarningSent { deadline: new_deadline, at: new_deadline - Duration::days(30) }.into()]);
+}
+
+#[test]
+fn deactivation_happens_at_six_months_and_not_before() {
+    given(active())
+        .at(deactivation_deadline() - Duration::seconds(1))
+        .when(Command::Deactivate)
+        .then_err(AccountError::NotDue { due: deactivation_deadline() });
+    given(active())
+        .at(deactivation_deadline())
+        .when(Command::Deactivate)
+        .then([Deactivated { deadline: deactivation_deadline(), at: deactivation_deadline() }.into()]);
+    given(deactivated()).when(Command::Deactivate).then_err(AccountError::Deactivated);
+}
+
+#[test]
+fn a_sign_in_after_the_warning_cancels_the_deactivation() {
+    let mut events = active();
+    events.push(DeactivationWarningSent { deadline: deactivation_deadline(), at: later(150) }.into());
+    events.push(signed_in(later(160)));
+    given(events)
+        .at(deactivation_deadline())
+        .when(Command::Deactivate)
+        .then_err(AccountError::NotDue { due: Utc.with_ymd_and_hms(2026, 12, 24, 9, 0, 0).unwrap() });
+}
+
+#[test]
+fn reactivation_restarts_the_clock() {
+    let back = later(200);
+    given(deactivated()).at(back).when(Command::Reactivate).then([Reactivated { at: back }.into()]);
+    given(active()).when(Command::Reactivate).then_err(AccountError::NotDeactivated);
+    let mut events = deactivated();
+    events.push(Reactivated { at: back }.into());
+    let state = given(events).state;
+    assert_eq!(state.status(), Status::Active);
+    assert_eq!(state.last_activity, Some(back));
+}
+
+#[test]
+fn the_deletion_warning_and_deletion_follow_twelve_months_after_last_activity() {
+    let warn_at = deletion_deadline() - Duration::days(30);
+    given(active()).at(warn_at).when(Command::SendDeletionWarning).then_err(AccountError::NotDeactivated);
+    given(deactivated())
+        .at(warn_at - Duration::seconds(1))
+        .when(Command::SendDeletionWarning)
+        .then_err(AccountError::NotDue { due: warn_at });
+    let warned: Event = DeletionWarningSent { deadline: deletion_deadline(), at: warn_at }.into();
+    given(deactivated()).at(warn_at).when(Command::SendDeletionWarning).then([warned.clone()]);
+    let mut events = deactivated();
+    events.push(warned);
+    given(events.clone())
+        .at(warn_at)
+        .when(Command::SendDeletionWarning)
+        .then_err(AccountError::AlreadyWarned { deadline: deletion_deadline() });
+    given(events.clone())
+        .at(deletion_deadline() - Duration::seconds(1))
+        .when(Command::Delete)
+        .then_err(AccountError::NotDue { due: deletion_deadline() });
+    let deleted: Event = Deleted { deadline: deletion_deadline(), at: deletion_deadline() }.into();
+    given(events.clone()).at(deletion_deadline()).when(Command::Delete).then([deleted.clone()]);
+    given(active()).at(deletion_deadline()).when(Command::Delete).then_err(AccountError::NotDeactivated);
+    events.push(deleted);
+    given(events.clone()).when(Command::Delete).then_err(AccountError::Deleted);
+    given(events).when(sign_in(Factor::Password { correct: true })).then_err(AccountError::Deleted);
+}
+
+#[test]
+fn invitations_that_are_never_used_are_deactivated_too() {
+    given([invited(MfaRequirement::None)])
+        .at(deactivation_deadline())
+        .when(Command::Deactivate)
+        .then([Deactivated { deadline: deactivation_deadline(), at: deactivation_deadline() }.into()]);
+}
