@@ -1,0 +1,165 @@
+//! The write side for accounts: load an account's stream, fold it, decide, and append with the
+//! expected version, retrying on a conflict with the fresh state.
+
+use tenure_domain::decide::{self, Command, Ctx, Invite};
+use tenure_domain::username_claim::{ClaimError, UsernameClaim};
+use tenure_domain::{Account, AccountError, AccountId, Event, Username};
+
+use crate::codec::{self, CodecError, Envelope, Meta};
+use crate::event_store::{AppendError, EventStore, Expected, StoreError, StreamAppend, Version};
+use crate::keys::{DataKey, KeyStore};
+
+/// How often `execute` re-decides after losing a race before giving up.
+pub const MAX_ATTEMPTS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    Rejected(#[from] AccountError),
+    #[error(transparent)]
+    Username(#[from] ClaimError),
+    #[error("the account kept changing under concurrent writers; try again")]
+    Contended,
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<AppendError> for ExecuteError {
+    fn from(error: AppendError) -> Self {
+        match error {
+            AppendError::Conflict { .. } => ExecuteError::Contended,
+            AppendError::Store(error) => ExecuteError::Store(error),
+        }
+    }
+}
+
+fn expected(version: Version) -> Expected {
+    if version == 0 { Expected::NoStream } else { Expected::Exact(version) }
+}
+
+#[derive(Clone)]
+pub struct Accounts<S, K> {
+    pub store: S,
+    pub keys: K,
+}
+
+impl<S: EventStore, K: KeyStore> Accounts<S, K> {
+    pub fn new(store: S, keys: K) -> Self {
+        Accounts { store, keys }
+    }
+
+    /// The account's events, decoded, and its folded state.
+    pub async fn load(&self, id: AccountId) -> Result<(Account, Vec<Envelope>), ExecuteError> {
+        let recorded = self.store.read_stream(&id.stream(), 1).await?;
+        let key = self.keys.get(id).await?;
+        let envelopes = recorded
+            .iter()
+            .map(|r| codec::decode(r, key.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let state = Account::fold(envelopes.iter().map(|e| &e.event));
+        Ok((state, envelopes))
+    }
+
+    pub async fn execute(
+        &self,
+        id: AccountId,
+        command: Command,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<Vec<Event>, ExecuteError> {
+        let stream = id.stream();
+        for _ in 0..MAX_ATTEMPTS {
+            let (state, _) = self.load(id).await?;
+            let events = decide::decide(&state, command.clone(), ctx)?;
+            if events.is_empty() {
+                return Ok(events);
+            }
+            let key = self.keys.get(id).await?;
+            let encoded = events
+                .iter()
+                .map(|e| codec::encode(e, &stream, key.as_ref(), meta, ctx.now))
+                .collect::<Result<Vec<_>, _>>()?;
+            match self.store.append(&stream, expected(state.version), encoded).await {
+                Ok(_) => return Ok(events),
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(ExecuteError::Contended)
+    }
+
+    /// Invites a new account and claims its username in one atomic append, so that a name is
+    /// never claimed without its account nor an account created without its name.
+    pub async fn invite(&self, invite: Invite, ctx: &Ctx, meta: &Meta) -> Result<Event, ExecuteError> {
+        let id = invite.account_id;
+        let username_stream = invite.username.stream();
+        let invited = decide::decide(&Account::default(), Command::Invite(invite), ctx)?;
+        let key = self.keys.create(id).await?;
+        let result = self.claim_and_append(id, &username_stream, &invited, &key, ctx, meta).await;
+        if result.is_err() {
+            // Nothing was written; the unused key must not linger.
+            self.keys.destroy(id).await?;
+        }
+        result?;
+        Ok(invited.into_iter().next().expect("an invitation decides one event"))
+    }
+
+    async fn claim_and_append(
+        &self,
+        id: AccountId,
+        username_stream: &str,
+        invited: &[Event],
+        key: &DataKey,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<(), ExecuteError> {
+        let account_stream = id.stream();
+        let account_events = invited
+            .iter()
+            .map(|e| codec::encode(e, &account_stream, Some(key), meta, ctx.now))
+            .collect::<Result<Vec<_>, _>>()?;
+        for _ in 0..MAX_ATTEMPTS {
+            let claim = self.username_claim(username_stream).await?;
+            let claimed = claim.claim(id, ctx.now)?;
+            let claim_event = codec::encode(&claimed, username_stream, None, meta, ctx.now)?;
+            let appends = vec![
+                StreamAppend { stream: username_stream.to_string(), expected: expected(claim.version), events: vec![claim_event] },
+                StreamAppend { stream: account_stream.clone(), expected: Expected::NoStream, events: account_events.clone() },
+            ];
+            match self.store.append_atomic(appends).await {
+                Ok(_) => return Ok(()),
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(ExecuteError::Contended)
+    }
+
+    async fn username_claim(&self, stream: &str) -> Result<UsernameClaim, ExecuteError> {
+        let recorded = self.store.read_stream(stream, 1).await?;
+        let events = recorded
+            .iter()
+            .map(|r| codec::decode(r, None).map(|e| e.event))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(UsernameClaim::fold(&events))
+    }
+
+    /// The account a username or account id names: the current holder of the username, or the
+    /// account with that id if its stream exists.
+    pub async fn resolve(&self, who: &str) -> Result<Option<AccountId>, ExecuteError> {
+        if let Ok(id) = who.parse::<AccountId>() {
+            let exists = !self.store.read_stream(&id.stream(), 1).await?.is_empty();
+            return Ok(exists.then_some(id));
+        }
+        let Ok(username) = Username::parse(who) else { return Ok(None) };
+        // A released name still resolves to its last holder, for auditors.
+        let recorded = self.store.read_stream(&username.stream(), 1).await?;
+        let last_holder = recorded.iter().rev().find_map(|r| match codec::decode(r, None) {
+            Ok(Envelope { event: Event::UsernameClaimed(claimed), .. }) => Some(claimed.account_id),
+            _ => None,
+        });
+        Ok(last_holder)
+    }
+}

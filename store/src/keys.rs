@@ -1,0 +1,203 @@
+//! Per-account data keys, kept apart from the event log. Personal fields of an account's events
+//! are sealed with its key; destroying the key erases them everywhere at once
+//! (crypto-shredding), while the events themselves stay readable.
+//!
+//! At rest each data key is wrapped (XChaCha20-Poly1305) with a master key that lives outside
+//! both databases: `<data-dir>/master.key`, created with mode 0600 on first use.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rusqlite::{Connection, OptionalExtension, params};
+use tenure_domain::AccountId;
+
+use crate::event_store::StoreError;
+
+const NONCE_LEN: usize = 24;
+
+/// A 256-bit key for XChaCha20-Poly1305.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DataKey(pub(crate) [u8; 32]);
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}
+
+impl DataKey {
+    pub fn generate() -> Result<DataKey, StoreError> {
+        Ok(DataKey(random_bytes()?))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Seals `plaintext`, binding it to `context` (the event id and stream), as
+    /// `nonce || ciphertext || tag`.
+    pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let nonce: [u8; NONCE_LEN] = random_bytes()?;
+        let cipher = XChaCha20Poly1305::new((&self.0).into());
+        let sealed = cipher
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: context })
+            .map_err(|_| StoreError::Backend("encryption failed".into()))?;
+        Ok([nonce.as_slice(), &sealed].concat())
+    }
+
+    /// `None` when the bytes were not sealed with this key and context, or were changed.
+    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let cipher = XChaCha20Poly1305::new((&self.0).into());
+        cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: context }).ok()
+    }
+}
+
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], StoreError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
+    Ok(bytes)
+}
+
+pub trait KeyStore: Clone + Send + Sync + 'static {
+    /// Creates the account's key; the account must not have one yet.
+    fn create(&self, account: AccountId) -> impl Future<Output = Result<DataKey, StoreError>> + Send;
+    /// `None` once the key has been destroyed (or never existed).
+    fn get(&self, account: AccountId) -> impl Future<Output = Result<Option<DataKey>, StoreError>> + Send;
+    /// Destroys the key beyond recovery from the key store's files.
+    fn destroy(&self, account: AccountId) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Keys in their own SQLite file. It runs with a rollback journal and `secure_delete`, so a
+/// destroyed key's bytes are overwritten in the file rather than left in a free page or a WAL.
+#[derive(Clone)]
+pub struct SqliteKeyStore {
+    inner: Arc<KeyStoreInner>,
+}
+
+struct KeyStoreInner {
+    connection: Mutex<Connection>,
+    master: DataKey,
+}
+
+impl SqliteKeyStore {
+    pub fn open(path: &Path, master_key_path: &Path) -> Result<SqliteKeyStore, StoreError> {
+        let master = load_or_create_master_key(master_key_path)?;
+        let connection = Connection::open(path).map_err(|e| key_error(path, e))?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = DELETE;
+                 PRAGMA secure_delete = ON;
+                 PRAGMA synchronous = FULL;
+                 CREATE TABLE IF NOT EXISTS account_keys (
+                     account_id BLOB PRIMARY KEY,
+                     wrapped    BLOB NOT NULL
+                 );",
+            )
+            .map_err(|e| key_error(path, e))?;
+        connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| key_error(path, e))?;
+        Ok(SqliteKeyStore { inner: Arc::new(KeyStoreInner { connection: Mutex::new(connection), master }) })
+    }
+
+    async fn with_connection<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection, &DataKey) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = inner.connection.lock().map_err(|_| StoreError::Closed)?;
+            work(&connection, &inner.master)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("key store task failed: {e}")))?
+    }
+}
+
+impl KeyStore for SqliteKeyStore {
+    async fn create(&self, account: AccountId) -> Result<DataKey, StoreError> {
+        self.with_connection(move |c, master| {
+            let key = DataKey::generate()?;
+            let wrapped = master.seal(account.0.as_bytes(), &key.0)?;
+            c.execute("INSERT INTO account_keys (account_id, wrapped) VALUES (?1, ?2)", params![account.0.as_bytes(), wrapped])
+                .map_err(|e| StoreError::Backend(format!("cannot store the key of {account}: {e}")))?;
+            Ok(key)
+        })
+        .await
+    }
+
+    async fn get(&self, account: AccountId) -> Result<Option<DataKey>, StoreError> {
+        self.with_connection(move |c, master| {
+            let wrapped: Option<Vec<u8>> = c
+                .query_row("SELECT wrapped FROM account_keys WHERE account_id = ?1", [account.0.as_bytes()], |r| r.get(0))
+                .optional()
+                .map_err(|e| StoreError::Backend(format!("cannot read the key of {account}: {e}")))?;
+            let Some(wrapped) = wrapped else { return Ok(None) };
+            let key = master
+                .open(account.0.as_bytes(), &wrapped)
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("the key of {account} does not unwrap with this master key"))
+                })?;
+            Ok(Some(DataKey(key)))
+        })
+        .await
+    }
+
+    async fn destroy(&self, account: AccountId) -> Result<(), StoreError> {
+        self.with_connection(move |c, _| {
+            c.execute("DELETE FROM account_keys WHERE account_id = ?1", [account.0.as_bytes()])
+                .map_err(|e| StoreError::Backend(format!("cannot destroy the key of {account}: {e}")))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn key_error(path: &Path, error: rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotATenureStore(path.display().to_string()),
+        _ => StoreError::Backend(format!("{}: {error}", path.display())),
+    }
+}
+
+fn load_or_create_master_key(path: &Path) -> Result<DataKey, StoreError> {
+    let unreadable = |e: std::io::Error| StoreError::Backend(format!("cannot read the master key {}: {e}", path.display()));
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes).map_err(|_| StoreError::Corrupt(format!("{} is not a master key", path.display())))?;
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut key)
+                .map_err(|_| StoreError::Corrupt(format!("{} is not a master key (64 hex digits)", path.display())))?;
+            Ok(DataKey(key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = DataKey::generate()?;
+            write_private(path, hex::encode(key.0).as_bytes()).map_err(unreadable)?;
+            Ok(key)
+        }
+        Err(e) => Err(unreadable(e)),
+    }
+}
+
+/// Creates `path` readable by its owner only; refuses to overwrite.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Where the key store lives beside a data directory.
+pub fn key_store_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    (data_dir.join("keys.db"), data_dir.join("master.key"))
+}

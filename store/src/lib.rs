@@ -1,0 +1,22 @@
+//! Tenure's event store: a small `EventStore` trait with strong guarantees, the SQLite backend
+//! that runs out of the box, the codec between domain events and stored bytes (schema
+//! versions, upcasting, sealing of personal data with per-account keys, the per-stream hash
+//! chain), and `Accounts::execute`: load, fold, decide, append with the expected version.
+
+pub mod accounts;
+pub mod chain;
+pub mod codec;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod event_store;
+pub mod keys;
+pub mod sqlite;
+
+pub use accounts::{Accounts, ExecuteError};
+pub use codec::{Actor, CodecError, Envelope, Meta};
+pub use event_store::{
+    AppendError, Appended, EventStore, Expected, NewEvent, Position, RecordedEvent, StoreError,
+    StreamAppend, Version,
+};
+pub use keys::{DataKey, KeyStore, SqliteKeyStore};
+pub use sqlite::SqliteStore;
