@@ -130,10 +130,8 @@ pub fn evolve(mut state: Account, event: &Event) -> Account {
                 at: e.at,
             });
             state.mfa_requirement = e.mfa;
-            state.profile = e.personal.map(|invitee| Profile {
-                display_name: invitee.display_name.clone(),
-                ..Profile::default()
-            });
+            state.profile =
+                e.personal.map(|invitee| Profile { display_name: invitee.display_name.clone(), ..Profile::default() });
             state.invitation = Some(e.invitation.clone());
             state.last_activity = Some(e.at);
         }

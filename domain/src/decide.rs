@@ -26,16 +26,38 @@ pub struct Ctx {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Invite(Invite),
-    ResendInvitation { token_digest: SecretDigest },
+    ResendInvitation {
+        token_digest: SecretDigest,
+    },
     /// The hash is computed by the caller: hashing is slow and needs randomness.
-    SetPassword { password_hash: String, via: PasswordVia },
-    ChangeMfaRequirement { mfa: MfaRequirement },
+    SetPassword {
+        password_hash: String,
+        via: PasswordVia,
+    },
+    ChangeMfaRequirement {
+        mfa: MfaRequirement,
+    },
     /// `invitation` is the link's token digest during first sign-in, `None` for a signed-in user.
-    IssueEmailCode { purpose: CodePurpose, code_digest: SecretDigest, invitation: Option<SecretDigest> },
-    EnrollMfa { proof: EnrollmentProof, invitation: Option<SecretDigest> },
-    AcceptTerms { version: u32, invitation: Option<SecretDigest> },
-    SignIn { factor: Factor, client: Client },
-    UpdateProfile { profile: Profile },
+    IssueEmailCode {
+        purpose: CodePurpose,
+        code_digest: SecretDigest,
+        invitation: Option<SecretDigest>,
+    },
+    EnrollMfa {
+        proof: EnrollmentProof,
+        invitation: Option<SecretDigest>,
+    },
+    AcceptTerms {
+        version: u32,
+        invitation: Option<SecretDigest>,
+    },
+    SignIn {
+        factor: Factor,
+        client: Client,
+    },
+    UpdateProfile {
+        profile: Profile,
+    },
     SendDeactivationWarning,
     Deactivate,
     Reactivate,
@@ -67,8 +89,13 @@ pub enum PasswordVia {
 pub enum EnrollmentProof {
     /// The caller checked a code against `secret`; `step` is the TOTP time step it matched, or
     /// `None` when it matched none in the accepted window.
-    App { secret: String, step: Option<u64> },
-    Email { presented: SecretDigest },
+    App {
+        secret: String,
+        step: Option<u64>,
+    },
+    Email {
+        presented: SecretDigest,
+    },
 }
 
 /// One factor of a sign-in, already checked by the caller where checking is slow or needs the
@@ -84,6 +111,8 @@ pub enum Factor {
 pub enum AccountError {
     #[error("no such account")]
     UnknownAccount,
+    #[error(transparent)]
+    InvalidEmail(#[from] crate::ids::EmailError),
     #[error("the account already exists")]
     AlreadyExists,
     #[error("the profile is deactivated; the organisation's administrator can reactivate it")]
@@ -133,6 +162,7 @@ pub enum AccountError {
 pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>, AccountError> {
     let now = ctx.now;
     if let Command::Invite(invite) = command {
+        crate::ids::check_email(&invite.email)?;
         return match state.status() {
             Status::New => Ok(vec![invited(invite, now)]),
             _ => Err(AccountError::AlreadyExists),
@@ -164,8 +194,7 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>
                     PasswordReason::Change
                 }
             };
-            PasswordSet { reason, at: now, personal: Personal::Known(PasswordHash { password_hash }) }
-                .into()
+            PasswordSet { reason, at: now, personal: Personal::Known(PasswordHash { password_hash }) }.into()
         }
         Command::ChangeMfaRequirement { mfa } => {
             if mfa == state.mfa_requirement {
@@ -196,8 +225,7 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>
                     return Err(AccountError::ResendTooSoon { retry_at });
                 }
             }
-            EmailCodeIssued { purpose, code_digest, expires_at: now + EMAIL_CODE_VALIDITY, at: now }
-                .into()
+            EmailCodeIssued { purpose, code_digest, expires_at: now + EMAIL_CODE_VALIDITY, at: now }.into()
         }
         Command::EnrollMfa { proof, invitation } => {
             require_step_authority(state, invitation, now)?;
@@ -309,22 +337,13 @@ fn invitation(token_digest: SecretDigest, now: DateTime<Utc>) -> Invitation {
     Invitation { token_digest, expires_at: now + INVITATION_VALIDITY }
 }
 
-fn sign_in(
-    state: &Account,
-    factor: Factor,
-    client: Client,
-    now: DateTime<Utc>,
-) -> Result<Event, AccountError> {
+fn sign_in(state: &Account, factor: Factor, client: Client, now: DateTime<Utc>) -> Result<Event, AccountError> {
     if let Some(until) = state.throttle.is_locked(now) {
         return Err(AccountError::Throttled { until });
     }
     let failed = |reason| SignInFailed { reason, at: now, personal: Personal::Known(client.clone()) };
-    let signed_in = |method, totp_step| SignedIn {
-        method,
-        totp_step,
-        at: now,
-        personal: Personal::Known(client.clone()),
-    };
+    let signed_in =
+        |method, totp_step| SignedIn { method, totp_step, at: now, personal: Personal::Known(client.clone()) };
     // A wrong password is recorded whatever the state, so that throttling covers every account
     // and the answer never tells a deactivated account from a wrong password.
     if factor == (Factor::Password { correct: false }) {
@@ -337,9 +356,7 @@ fn sign_in(
     }
     let required = state.mfa_requirement;
     let event: Event = match (factor, required) {
-        (Factor::Password { .. }, MfaRequirement::None) => {
-            signed_in(SignInMethod::Password, None).into()
-        }
+        (Factor::Password { .. }, MfaRequirement::None) => signed_in(SignInMethod::Password, None).into(),
         (Factor::Password { .. }, required) => {
             return Err(AccountError::SecondFactorRequired { required });
         }
@@ -375,11 +392,7 @@ fn check_email_code(
     presented: SecretDigest,
     now: DateTime<Utc>,
 ) -> Result<bool, AccountError> {
-    let code = state
-        .email_code
-        .as_ref()
-        .filter(|code| code.purpose == purpose)
-        .ok_or(AccountError::NoEmailCode)?;
+    let code = state.email_code.as_ref().filter(|code| code.purpose == purpose).ok_or(AccountError::NoEmailCode)?;
     if code.failed_attempts >= EMAIL_CODE_MAX_WRONG {
         return Err(AccountError::EmailCodeExhausted);
     }
@@ -440,9 +453,7 @@ fn require_step_authority(
     now: DateTime<Utc>,
 ) -> Result<(), AccountError> {
     match (state.status(), invitation) {
-        (Status::Invited | Status::Onboarding, Some(token_digest)) => {
-            require_invitation(state, token_digest, now)
-        }
+        (Status::Invited | Status::Onboarding, Some(token_digest)) => require_invitation(state, token_digest, now),
         (Status::Invited | Status::Onboarding, None) => Err(AccountError::OnboardingIncomplete),
         (Status::Active, None) => Ok(()),
         (Status::Active, Some(_)) => Err(AccountError::AlreadyOnboarded),
@@ -455,11 +466,7 @@ fn require_password(state: &Account) -> Result<(), AccountError> {
     if state.password.is_none() { Err(AccountError::PasswordNotSet) } else { Ok(()) }
 }
 
-fn require_invitation(
-    state: &Account,
-    token_digest: SecretDigest,
-    now: DateTime<Utc>,
-) -> Result<(), AccountError> {
+fn require_invitation(state: &Account, token_digest: SecretDigest, now: DateTime<Utc>) -> Result<(), AccountError> {
     let invitation = state.invitation.as_ref().ok_or(AccountError::InvalidInvitation)?;
     if invitation.token_digest != token_digest {
         return Err(AccountError::InvalidInvitation);

@@ -335,26 +335,16 @@ impl Event {
     /// Reads a stored payload of any schema version this build knows, upcasting it step by step
     /// to the current version first.
     pub fn decode(type_name: &str, version: u32, mut value: Value) -> Result<Event, EventError> {
-        let current = Event::current_schema_version(type_name)
-            .ok_or_else(|| EventError::UnknownType(type_name.to_string()))?;
+        let current =
+            Event::current_schema_version(type_name).ok_or_else(|| EventError::UnknownType(type_name.to_string()))?;
         if version > current {
-            return Err(EventError::FutureSchemaVersion {
-                type_name: type_name.to_string(),
-                version,
-                current,
-            });
+            return Err(EventError::FutureSchemaVersion { type_name: type_name.to_string(), version, current });
         }
-        let malformed = |version: u32, reason: String| EventError::Malformed {
-            type_name: type_name.to_string(),
-            version,
-            reason,
-        };
+        let malformed =
+            |version: u32, reason: String| EventError::Malformed { type_name: type_name.to_string(), version, reason };
         for from in version..current {
             value = upcast(type_name, from, value).map_err(|reason| match reason {
-                UpcastFailure::NoUpcaster => EventError::NoUpcaster {
-                    type_name: type_name.to_string(),
-                    version: from,
-                },
+                UpcastFailure::NoUpcaster => EventError::NoUpcaster { type_name: type_name.to_string(), version: from },
                 UpcastFailure::Malformed(reason) => malformed(from, reason),
             })?;
         }
@@ -401,9 +391,7 @@ fn upcast(type_name: &str, from: u32, value: Value) -> Result<Value, UpcastFailu
                 return Err(UpcastFailure::Malformed("not a JSON object".into()));
             };
             let mut take = |name: &str| {
-                fields
-                    .remove(name)
-                    .ok_or_else(|| UpcastFailure::Malformed(format!("missing field {name}")))
+                fields.remove(name).ok_or_else(|| UpcastFailure::Malformed(format!("missing field {name}")))
             };
             let org = serde_json::json!({
                 "id": take("org_id")?,
@@ -439,10 +427,7 @@ mod tests {
         let Event::AccountInvited(event) = Event::decode("AccountInvited", 1, v1).unwrap() else {
             panic!("decoded to another type");
         };
-        assert_eq!(
-            event.org,
-            Org { id: OrgId("acme".into()), name: "Acme Corp".into(), wholesale: true }
-        );
+        assert_eq!(event.org, Org { id: OrgId("acme".into()), name: "Acme Corp".into(), wholesale: true });
         assert_eq!(event.mfa, MfaRequirement::App);
     }
 
@@ -467,8 +452,7 @@ mod tests {
     #[test]
     fn current_payloads_round_trip() {
         let event = Event::from(TermsAccepted { version: 3, at: DateTime::UNIX_EPOCH });
-        let decoded =
-            Event::decode(event.type_name(), event.schema_version(), event.to_json()).unwrap();
+        let decoded = Event::decode(event.type_name(), event.schema_version(), event.to_json()).unwrap();
         assert_eq!(decoded, event);
     }
 }

@@ -133,3 +133,37 @@ mod tests {
         assert_eq!(AccountId::from_stream("username-jdoe"), None);
     }
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an email address looks like name@example.com (at most 254 characters)")]
+pub struct EmailError;
+
+/// A deliberately loose check: one `@` with something on both sides and a dot in the domain,
+/// no spaces or control characters. Whether the address works is proven by the mail reaching it.
+pub fn check_email(email: &str) -> Result<(), EmailError> {
+    let well_formed = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if well_formed { Ok(()) } else { Err(EmailError) }
+}
+
+#[cfg(test)]
+mod email_tests {
+    use super::*;
+
+    #[test]
+    fn plausible_addresses_pass_and_malformed_ones_do_not() {
+        assert_eq!(check_email("jane.doe+portal@example.co.uk"), Ok(()));
+        for bad in
+            ["", "jane", "@example.com", "jane@", "jane@example", "jane@@example.com", "ja ne@example.com", "jane@.com"]
+        {
+            assert_eq!(check_email(bad), Err(EmailError), "{bad:?}");
+        }
+    }
+}

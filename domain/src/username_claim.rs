@@ -44,9 +44,7 @@ impl UsernameClaim {
 
     pub fn release(&self, account_id: AccountId, now: DateTime<Utc>) -> Result<Event, ClaimError> {
         match self.holder {
-            Some(holder) if holder == account_id => {
-                Ok(UsernameReleased { account_id, at: now }.into())
-            }
+            Some(holder) if holder == account_id => Ok(UsernameReleased { account_id, at: now }.into()),
             _ => Err(ClaimError::NotHolder),
         }
     }

@@ -46,17 +46,13 @@ fn invited(mfa: MfaRequirement) -> Event {
         mfa,
         invitation: Invitation { token_digest: TOKEN, expires_at: t0() + Duration::days(7) },
         at: t0(),
-        personal: Personal::Known(Invitee {
-            email: "jane@example.com".into(),
-            display_name: Some("Jane Doe".into()),
-        }),
+        personal: Personal::Known(Invitee { email: "jane@example.com".into(), display_name: Some("Jane Doe".into()) }),
     }
     .into()
 }
 
 fn password_set(reason: PasswordReason, at: DateTime<Utc>) -> Event {
-    PasswordSet { reason, at, personal: Personal::Known(PasswordHash { password_hash: "$argon2id$h".into() }) }
-        .into()
+    PasswordSet { reason, at, personal: Personal::Known(PasswordHash { password_hash: "$argon2id$h".into() }) }.into()
 }
 
 fn app_enrolled(step: u64) -> Event {
@@ -91,12 +87,7 @@ fn active() -> Vec<Event> {
 }
 
 fn active_with_app() -> Vec<Event> {
-    vec![
-        invited(MfaRequirement::App),
-        password_set(PasswordReason::Onboarding, t0()),
-        app_enrolled(100),
-        terms(1),
-    ]
+    vec![invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0()), app_enrolled(100), terms(1)]
 }
 
 fn active_with_email() -> Vec<Event> {
@@ -104,7 +95,13 @@ fn active_with_email() -> Vec<Event> {
         invited(MfaRequirement::Email),
         password_set(PasswordReason::Onboarding, t0()),
         code_issued(CodePurpose::Enrollment, t0()),
-        MfaEnrolled { method: MfaMethod::Email, totp_step: None, at: t0(), personal: Personal::Known(MfaSecret { totp_secret: None }) }.into(),
+        MfaEnrolled {
+            method: MfaMethod::Email,
+            totp_step: None,
+            at: t0(),
+            personal: Personal::Known(MfaSecret { totp_secret: None }),
+        }
+        .into(),
         terms(1),
     ]
 }
@@ -168,6 +165,13 @@ fn invite_creates_the_account_with_a_seven_day_link() {
 }
 
 #[test]
+fn invite_with_a_malformed_email_is_refused() {
+    let mut invite = invite_command(MfaRequirement::None);
+    invite.email = "jane.example.com".into();
+    given([]).when(Command::Invite(invite)).then_err(AccountError::InvalidEmail(tenure_domain::ids::EmailError));
+}
+
+#[test]
 fn invite_twice_is_refused() {
     given([invited(MfaRequirement::None)])
         .when(Command::Invite(invite_command(MfaRequirement::None)))
@@ -195,16 +199,15 @@ fn resending_an_invitation_replaces_the_link() {
             .into(),
     );
     given(events)
-        .when(Command::SetPassword {
-            password_hash: "h".into(),
-            via: PasswordVia::Invitation { token_digest: TOKEN },
-        })
+        .when(Command::SetPassword { password_hash: "h".into(), via: PasswordVia::Invitation { token_digest: TOKEN } })
         .then_err(AccountError::InvalidInvitation);
 }
 
 #[test]
 fn resending_after_onboarding_is_refused() {
-    given(active()).when(Command::ResendInvitation { token_digest: OTHER_TOKEN }).then_err(AccountError::AlreadyOnboarded);
+    given(active())
+        .when(Command::ResendInvitation { token_digest: OTHER_TOKEN })
+        .then_err(AccountError::AlreadyOnboarded);
 }
 
 // --- first sign-in ---
@@ -386,7 +389,8 @@ fn an_email_code_for_sign_in_signs_in_once() {
     let mut events = active_with_email();
     events.push(code_issued(CodePurpose::SignIn, t0()));
     let signed: Event =
-        SignedIn { method: SignInMethod::EmailCode, totp_step: None, at: t0(), personal: Personal::Known(client()) }.into();
+        SignedIn { method: SignInMethod::EmailCode, totp_step: None, at: t0(), personal: Personal::Known(client()) }
+            .into();
     given(events.clone()).when(sign_in(Factor::EmailCode { presented: CODE })).then([signed.clone()]);
     events.push(signed);
     given(events).when(sign_in(Factor::EmailCode { presented: CODE })).then_err(AccountError::NoEmailCode);
@@ -401,7 +405,10 @@ fn email_codes_cannot_be_requested_more_than_once_a_minute() {
         .at(t0() + Duration::seconds(30))
         .when(issue())
         .then_err(AccountError::ResendTooSoon { retry_at: t0() + Duration::seconds(60) });
-    given(events).at(t0() + Duration::seconds(60)).when(issue()).then([code_issued(CodePurpose::SignIn, t0() + Duration::seconds(60))]);
+    given(events)
+        .at(t0() + Duration::seconds(60))
+        .when(issue())
+        .then([code_issued(CodePurpose::SignIn, t0() + Duration::seconds(60))]);
 }
 
 #[test]
@@ -416,9 +423,11 @@ fn sign_in_codes_are_only_for_email_accounts() {
 
 #[test]
 fn an_admin_changes_the_mfa_requirement() {
-    given(active())
-        .when(Command::ChangeMfaRequirement { mfa: MfaRequirement::App })
-        .then([MfaRequirementChanged { mfa: MfaRequirement::App, at: t0() }.into()]);
+    given(active()).when(Command::ChangeMfaRequirement { mfa: MfaRequirement::App }).then([MfaRequirementChanged {
+        mfa: MfaRequirement::App,
+        at: t0(),
+    }
+    .into()]);
     given(active()).when(Command::ChangeMfaRequirement { mfa: MfaRequirement::None }).then([]);
 }
 
@@ -441,7 +450,9 @@ fn a_correct_password_signs_in_an_account_without_mfa() {
 
 #[test]
 fn a_wrong_password_is_recorded() {
-    given(active()).when(sign_in(Factor::Password { correct: false })).then([failed(FailureReason::WrongPassword, t0())]);
+    given(active())
+        .when(sign_in(Factor::Password { correct: false }))
+        .then([failed(FailureReason::WrongPassword, t0())]);
 }
 
 #[test]
@@ -459,7 +470,8 @@ fn sign_in_before_onboarding_is_refused() {
 #[test]
 fn totp_sign_in_accepts_each_time_step_once() {
     let signed: Event =
-        SignedIn { method: SignInMethod::Totp, totp_step: Some(101), at: t0(), personal: Personal::Known(client()) }.into();
+        SignedIn { method: SignInMethod::Totp, totp_step: Some(101), at: t0(), personal: Personal::Known(client()) }
+            .into();
     given(active_with_app()).when(sign_in(Factor::Totp { step: Some(101) })).then([signed]);
     given(active_with_app())
         .when(sign_in(Factor::Totp { step: Some(100) }))
@@ -481,10 +493,7 @@ fn five_failures_throttle_for_a_minute_and_a_sign_in_resets_the_count() {
         .at(t0() + Duration::seconds(59))
         .when(sign_in(Factor::Password { correct: true }))
         .then_err(AccountError::Throttled { until });
-    given(events.clone())
-        .at(until)
-        .when(sign_in(Factor::Password { correct: true }))
-        .then([signed_in(until)]);
+    given(events.clone()).at(until).when(sign_in(Factor::Password { correct: true })).then([signed_in(until)]);
     events.push(failed(FailureReason::WrongPassword, until));
     given(events.clone())
         .at(until + Duration::seconds(119))
@@ -508,9 +517,11 @@ fn four_failures_do_not_throttle() {
 #[test]
 fn an_active_user_updates_the_profile() {
     let profile = Profile { display_name: Some("J. Doe".into()), phone: Some("+441632960000".into()), address: None };
-    given(active())
-        .when(Command::UpdateProfile { profile: profile.clone() })
-        .then([ProfileUpdated { at: t0(), personal: Personal::Known(profile.clone()) }.into()]);
+    given(active()).when(Command::UpdateProfile { profile: profile.clone() }).then([ProfileUpdated {
+        at: t0(),
+        personal: Personal::Known(profile.clone()),
+    }
+    .into()]);
     given(deactivated()).when(Command::UpdateProfile { profile }).then_err(AccountError::Deactivated);
 }
 
@@ -556,10 +567,11 @@ fn deactivation_happens_at_six_months_and_not_before() {
         .at(deactivation_deadline() - Duration::seconds(1))
         .when(Command::Deactivate)
         .then_err(AccountError::NotDue { due: deactivation_deadline() });
-    given(active())
-        .at(deactivation_deadline())
-        .when(Command::Deactivate)
-        .then([Deactivated { deadline: deactivation_deadline(), at: deactivation_deadline() }.into()]);
+    given(active()).at(deactivation_deadline()).when(Command::Deactivate).then([Deactivated {
+        deadline: deactivation_deadline(),
+        at: deactivation_deadline(),
+    }
+    .into()]);
     given(deactivated()).when(Command::Deactivate).then_err(AccountError::Deactivated);
 }
 
@@ -616,8 +628,9 @@ fn the_deletion_warning_and_deletion_follow_twelve_months_after_last_activity() 
 
 #[test]
 fn invitations_that_are_never_used_are_deactivated_too() {
-    given([invited(MfaRequirement::None)])
-        .at(deactivation_deadline())
-        .when(Command::Deactivate)
-        .then([Deactivated { deadline: deactivation_deadline(), at: deactivation_deadline() }.into()]);
+    given([invited(MfaRequirement::None)]).at(deactivation_deadline()).when(Command::Deactivate).then([Deactivated {
+        deadline: deactivation_deadline(),
+        at: deactivation_deadline(),
+    }
+    .into()]);
 }

@@ -54,10 +54,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
     pub async fn load(&self, id: AccountId) -> Result<(Account, Vec<Envelope>), ExecuteError> {
         let recorded = self.store.read_stream(&id.stream(), 1).await?;
         let key = self.keys.get(id).await?;
-        let envelopes = recorded
-            .iter()
-            .map(|r| codec::decode(r, key.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let envelopes = recorded.iter().map(|r| codec::decode(r, key.as_ref())).collect::<Result<Vec<_>, _>>()?;
         let state = Account::fold(envelopes.iter().map(|e| &e.event));
         Ok((state, envelopes))
     }
@@ -125,8 +122,16 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
             let claimed = claim.claim(id, ctx.now)?;
             let claim_event = codec::encode(&claimed, username_stream, None, meta, ctx.now)?;
             let appends = vec![
-                StreamAppend { stream: username_stream.to_string(), expected: expected(claim.version), events: vec![claim_event] },
-                StreamAppend { stream: account_stream.clone(), expected: Expected::NoStream, events: account_events.clone() },
+                StreamAppend {
+                    stream: username_stream.to_string(),
+                    expected: expected(claim.version),
+                    events: vec![claim_event],
+                },
+                StreamAppend {
+                    stream: account_stream.clone(),
+                    expected: Expected::NoStream,
+                    events: account_events.clone(),
+                },
             ];
             match self.store.append_atomic(appends).await {
                 Ok(_) => return Ok(()),
@@ -139,10 +144,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
 
     async fn username_claim(&self, stream: &str) -> Result<UsernameClaim, ExecuteError> {
         let recorded = self.store.read_stream(stream, 1).await?;
-        let events = recorded
-            .iter()
-            .map(|r| codec::decode(r, None).map(|e| e.event))
-            .collect::<Result<Vec<_>, _>>()?;
+        let events = recorded.iter().map(|r| codec::decode(r, None).map(|e| e.event)).collect::<Result<Vec<_>, _>>()?;
         Ok(UsernameClaim::fold(&events))
     }
 
@@ -153,7 +155,9 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
             let exists = !self.store.read_stream(&id.stream(), 1).await?.is_empty();
             return Ok(exists.then_some(id));
         }
-        let Ok(username) = Username::parse(who) else { return Ok(None) };
+        let Ok(username) = Username::parse(who) else {
+            return Ok(None);
+        };
         // A released name still resolves to its last holder, for auditors.
         let recorded = self.store.read_stream(&username.stream(), 1).await?;
         let last_holder = recorded.iter().rev().find_map(|r| match codec::decode(r, None) {

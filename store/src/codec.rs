@@ -106,11 +106,7 @@ pub fn encode(
 /// The payload as JSON with personal fields opened, or `null` where the key is gone. Used by
 /// `decode` and by tools that show events this build cannot type (unknown or future types).
 pub fn open_payload(recorded: &RecordedEvent, key: Option<&DataKey>) -> Result<Value, CodecError> {
-    let corrupt = |reason: String| CodecError::Corrupt {
-        event_id: recorded.id,
-        position: recorded.position,
-        reason,
-    };
+    let corrupt = |reason: String| CodecError::Corrupt { event_id: recorded.id, position: recorded.position, reason };
     let mut payload: Value =
         serde_json::from_slice(&recorded.data).map_err(|e| corrupt(format!("payload is not JSON: {e}")))?;
     if let Some(personal) = payload.get_mut(PERSONAL).filter(|p| !p.is_null()) {
@@ -118,7 +114,8 @@ pub fn open_payload(recorded: &RecordedEvent, key: Option<&DataKey>) -> Result<V
             .get(SEALED)
             .and_then(Value::as_str)
             .ok_or_else(|| corrupt("personal fields are not sealed".into()))?;
-        let sealed = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| corrupt("sealed personal fields are not base64".into()))?;
+        let sealed =
+            URL_SAFE_NO_PAD.decode(sealed).map_err(|_| corrupt("sealed personal fields are not base64".into()))?;
         *personal = match key {
             None => Value::Null,
             Some(key) => {
@@ -134,8 +131,7 @@ pub fn open_payload(recorded: &RecordedEvent, key: Option<&DataKey>) -> Result<V
 
 pub fn decode(recorded: &RecordedEvent, key: Option<&DataKey>) -> Result<Envelope, CodecError> {
     let payload = open_payload(recorded, key)?;
-    let event = Event::decode(&recorded.event_type, recorded.schema_version, payload).map_err(|source| {
-        CodecError::Event { event_id: recorded.id, position: recorded.position, source }
-    })?;
+    let event = Event::decode(&recorded.event_type, recorded.schema_version, payload)
+        .map_err(|source| CodecError::Event { event_id: recorded.id, position: recorded.position, source })?;
     Ok(Envelope { recorded: recorded.clone(), event })
 }

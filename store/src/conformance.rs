@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::event_store::*;
 
+/// A test event; the events of one call to `events` share a correlation id.
 pub fn event(event_type: &str, data: &[u8]) -> NewEvent {
     NewEvent {
         id: Uuid::now_v7(),
@@ -22,7 +23,8 @@ pub fn event(event_type: &str, data: &[u8]) -> NewEvent {
 }
 
 fn events(n: usize, event_type: &str) -> Vec<NewEvent> {
-    (0..n).map(|i| event(event_type, format!("{{\"n\":{i}}}").as_bytes())).collect()
+    let correlation_id = Uuid::now_v7();
+    (0..n).map(|i| NewEvent { correlation_id, ..event(event_type, format!("{{\"n\":{i}}}").as_bytes()) }).collect()
 }
 
 /// Streams keep their order and versions; `$all` keeps the global order of appends; every
@@ -120,7 +122,8 @@ pub async fn concurrent_writers_leave_no_gaps<S: EventStore>(store: &S) {
             acknowledged
         })
     });
-    let acknowledged: Vec<_> = futures_util::future::join_all(tasks).await.into_iter().flat_map(|r| r.expect("task")).collect();
+    let acknowledged: Vec<_> =
+        futures_util::future::join_all(tasks).await.into_iter().flat_map(|r| r.expect("task")).collect();
     let all = store.read_all(1, usize::MAX >> 1).await.expect("read all");
     let total: usize = acknowledged.iter().map(|(ids, _)| ids.len()).sum();
     assert_eq!(all.len(), total);

@@ -144,10 +144,7 @@ pub trait EventStore: Clone + Send + Sync + 'static {
 
     /// `$all` from `from`: catches up, then follows live appends. It ends after yielding an
     /// error.
-    fn subscribe_all(
-        &self,
-        from: Position,
-    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+    fn subscribe_all(&self, from: Position) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
         struct State<S> {
             store: S,
             next: Position,

@@ -88,7 +88,15 @@ struct KeyStoreInner {
 }
 
 impl SqliteKeyStore {
-    pub fn open(path: &Path, master_key_path: &Path) -> Result<SqliteKeyStore, StoreError> {
+    /// Opens the key store, creating it and the master key on first use when `create` is set.
+    pub fn open(path: &Path, master_key_path: &Path, create: bool) -> Result<SqliteKeyStore, StoreError> {
+        if !create {
+            for required in [path, master_key_path] {
+                if !required.exists() {
+                    return Err(StoreError::Missing(required.display().to_string()));
+                }
+            }
+        }
         let master = load_or_create_master_key(master_key_path)?;
         let connection = Connection::open(path).map_err(|e| key_error(path, e))?;
         connection
@@ -125,8 +133,11 @@ impl KeyStore for SqliteKeyStore {
         self.with_connection(move |c, master| {
             let key = DataKey::generate()?;
             let wrapped = master.seal(account.0.as_bytes(), &key.0)?;
-            c.execute("INSERT INTO account_keys (account_id, wrapped) VALUES (?1, ?2)", params![account.0.as_bytes(), wrapped])
-                .map_err(|e| StoreError::Backend(format!("cannot store the key of {account}: {e}")))?;
+            c.execute(
+                "INSERT INTO account_keys (account_id, wrapped) VALUES (?1, ?2)",
+                params![account.0.as_bytes(), wrapped],
+            )
+            .map_err(|e| StoreError::Backend(format!("cannot store the key of {account}: {e}")))?;
             Ok(key)
         })
         .await
@@ -135,10 +146,14 @@ impl KeyStore for SqliteKeyStore {
     async fn get(&self, account: AccountId) -> Result<Option<DataKey>, StoreError> {
         self.with_connection(move |c, master| {
             let wrapped: Option<Vec<u8>> = c
-                .query_row("SELECT wrapped FROM account_keys WHERE account_id = ?1", [account.0.as_bytes()], |r| r.get(0))
+                .query_row("SELECT wrapped FROM account_keys WHERE account_id = ?1", [account.0.as_bytes()], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(|e| StoreError::Backend(format!("cannot read the key of {account}: {e}")))?;
-            let Some(wrapped) = wrapped else { return Ok(None) };
+            let Some(wrapped) = wrapped else {
+                return Ok(None);
+            };
             let key = master
                 .open(account.0.as_bytes(), &wrapped)
                 .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
@@ -168,10 +183,12 @@ fn key_error(path: &Path, error: rusqlite::Error) -> StoreError {
 }
 
 fn load_or_create_master_key(path: &Path) -> Result<DataKey, StoreError> {
-    let unreadable = |e: std::io::Error| StoreError::Backend(format!("cannot read the master key {}: {e}", path.display()));
+    let unreadable =
+        |e: std::io::Error| StoreError::Backend(format!("cannot read the master key {}: {e}", path.display()));
     match std::fs::read(path) {
         Ok(bytes) => {
-            let text = String::from_utf8(bytes).map_err(|_| StoreError::Corrupt(format!("{} is not a master key", path.display())))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| StoreError::Corrupt(format!("{} is not a master key", path.display())))?;
             let mut key = [0u8; 32];
             hex::decode_to_slice(text.trim(), &mut key)
                 .map_err(|_| StoreError::Corrupt(format!("{} is not a master key (64 hex digits)", path.display())))?;

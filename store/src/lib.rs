@@ -10,13 +10,13 @@ pub mod codec;
 pub mod conformance;
 pub mod event_store;
 pub mod keys;
+pub mod secrets;
 pub mod sqlite;
 
 pub use accounts::{Accounts, ExecuteError};
 pub use codec::{Actor, CodecError, Envelope, Meta};
 pub use event_store::{
-    AppendError, Appended, EventStore, Expected, NewEvent, Position, RecordedEvent, StoreError,
-    StreamAppend, Version,
+    AppendError, Appended, EventStore, Expected, NewEvent, Position, RecordedEvent, StoreError, StreamAppend, Version,
 };
 pub use keys::{DataKey, KeyStore, SqliteKeyStore};
 pub use sqlite::SqliteStore;

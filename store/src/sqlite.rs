@@ -1,17 +1,21 @@
 //! The embedded default backend: one SQLite file in WAL mode with `synchronous=FULL`, so an
 //! acknowledged append has been fsynced to the WAL and survives kill -9 or power loss.
 //!
-//! One writer thread owns the only writing connection. Appends queue up while it is busy; it
-//! takes everything queued (group commit), applies each request in its own savepoint so that a
-//! conflicting request fails alone, commits once and acknowledges all. Readers use their own
-//! connections, which WAL lets run beside the writer.
+//! One writing connection, used by one leader at a time. An append joins the queue; if no leader
+//! is at work, the appender becomes the leader and commits on its own thread, so an uncontended
+//! append costs what a plain insert does, with no thread hand-off. While a leader commits, later
+//! appends queue up; the next commit takes all of them (group commit), applies each in its own
+//! savepoint so that a conflicting request fails alone, commits once and acknowledges all. Under
+//! sustained load leadership moves to a blocking-pool thread that keeps committing until the
+//! queue is empty. Readers use their own connections, which WAL lets run beside the writer.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::DateTime;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::chain;
@@ -61,9 +65,38 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    requests: mpsc::Sender<WriteRequest>,
+    writer: Arc<Writer>,
     readers: Mutex<Vec<Connection>>,
+}
+
+struct Writer {
+    queue: Mutex<Queue>,
+    /// Only the leader locks it, so it is never contended.
+    connection: Mutex<WriteConnection>,
     head: watch::Sender<Position>,
+}
+
+struct WriteConnection {
+    connection: Connection,
+    /// Stream heads as of the last commit through this connection.
+    heads: Heads,
+}
+
+/// Stream name → (version, hash) of its last event. A head taken from here is always a true past
+/// state of its stream: appending after it either extends the stream correctly or collides with
+/// `UNIQUE (stream, version)` because someone (another process) appended since, and that
+/// collision is reported as a conflict. So the cache saves a read per append and can never make
+/// an append wrong.
+type Heads = std::collections::HashMap<String, (Version, [u8; 32])>;
+/// The cache is dropped whole when it grows past this many streams.
+const MAX_CACHED_HEADS: usize = 100_000;
+
+#[derive(Default)]
+struct Queue {
+    requests: Vec<WriteRequest>,
+    /// Whether a leader is committing; set and cleared under the queue's lock, so that every
+    /// queued request is seen by some leader.
+    leading: bool,
 }
 
 struct WriteRequest {
@@ -80,21 +113,13 @@ impl SqliteStore {
         configure(&writer, path)?;
         migrate(&mut writer, path)?;
         let head = current_head(&writer).map_err(|e| open_error(path, e))?;
-        let (head_tx, _) = watch::channel(head);
-        let (requests, queue) = mpsc::channel(MAX_BATCH * 4);
-        let notify = head_tx.clone();
-        std::thread::Builder::new()
-            .name("tenure-sqlite-writer".into())
-            .spawn(move || write_loop(writer, queue, notify))
-            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
-        Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                requests,
-                readers: Mutex::new(Vec::new()),
-                head: head_tx,
-            }),
-        })
+        let (head, _) = watch::channel(head);
+        let writer = Arc::new(Writer {
+            queue: Mutex::default(),
+            connection: Mutex::new(WriteConnection { connection: writer, heads: Heads::new() }),
+            head,
+        });
+        Ok(SqliteStore { inner: Arc::new(Inner { path: path.to_path_buf(), writer, readers: Mutex::new(Vec::new()) }) })
     }
 
     pub fn path(&self) -> &Path {
@@ -128,20 +153,29 @@ impl SqliteStore {
 impl EventStore for SqliteStore {
     async fn append_atomic(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .requests
-            .send(WriteRequest { appends, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let writer = &self.inner.writer;
+        let lead = {
+            let mut queue = writer.lock_queue();
+            queue.requests.push(WriteRequest { appends, reply });
+            !std::mem::replace(&mut queue.leading, true)
+        };
+        if lead {
+            let multi_thread = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+            if multi_thread {
+                // Commit on this thread; tokio moves its other tasks elsewhere meanwhile.
+                tokio::task::block_in_place(|| writer.lead(1));
+            } else {
+                let writer = writer.clone();
+                tokio::task::spawn_blocking(move || writer.lead(usize::MAX));
+            }
+        }
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn read_stream(&self, stream: &str, from: Version) -> Result<Vec<RecordedEvent>, StoreError> {
         let stream = stream.to_string();
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND version >= ?2 ORDER BY version"
-            );
+            let sql = format!("SELECT {COLUMNS} FROM events WHERE stream = ?1 AND version >= ?2 ORDER BY version");
             let mut statement = c.prepare_cached(&sql)?;
             let rows = statement.query_map(params![stream, from as i64], row_to_event)?;
             rows.collect()
@@ -164,7 +198,7 @@ impl EventStore for SqliteStore {
     }
 
     fn appended(&self) -> watch::Receiver<Position> {
-        self.inner.head.subscribe()
+        self.inner.writer.head.subscribe()
     }
 }
 
@@ -172,27 +206,23 @@ fn configure(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
     // `journal_mode` answers with the mode in force; reading it is the first real file access,
     // so a file that is not a database fails here with NOTADB.
-    let mode: String = connection
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(|e| open_error(path, e))?;
+    let mode: String =
+        connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(|e| open_error(path, e))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Backend(format!("{} cannot use WAL mode ({mode})", path.display())));
     }
-    connection
-        .execute_batch("PRAGMA synchronous = FULL;")
-        .map_err(|e| open_error(path, e))
+    // Savepoint sub-journals in memory: a temporary file per group commit costs more than the
+    // commit itself.
+    connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;").map_err(|e| open_error(path, e))
 }
 
 fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let tx = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| open_error(path, e))?;
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| open_error(path, e))?;
     let application_id: i64 =
         tx.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(|e| open_error(path, e))?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| open_error(path, e))?;
-    let tables: i64 = tx
-        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-        .map_err(|e| open_error(path, e))?;
+    let tables: i64 =
+        tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0)).map_err(|e| open_error(path, e))?;
     match (application_id, version) {
         (0, 0) if tables == 0 => {
             tx.execute_batch(SCHEMA).map_err(|e| open_error(path, e))?;
@@ -245,7 +275,11 @@ fn current_head(connection: &Connection) -> rusqlite::Result<Position> {
 fn blob_32(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<[u8; 32]> {
     let bytes: Vec<u8> = row.get(index)?;
     bytes.try_into().map_err(|bytes: Vec<u8>| {
-        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, format!("{} bytes where 32 belong", bytes.len()).into())
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Blob,
+            format!("{} bytes where 32 belong", bytes.len()).into(),
+        )
     })
 }
 
@@ -276,85 +310,210 @@ fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
     })
 }
 
-fn write_loop(mut connection: Connection, mut queue: mpsc::Receiver<WriteRequest>, head: watch::Sender<Position>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Ends when every SqliteStore handle is gone.
-    while let Some(first) = queue.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
+impl Writer {
+    /// Commits queued requests, `rounds` group commits at most on this thread; if requests are
+    /// still queued then, a blocking-pool thread takes over the lead so that the caller returns.
+    fn lead(self: &Arc<Self>, rounds: usize) {
+        let Ok(mut connection) = self.connection.lock() else {
+            return self.fail_queued();
+        };
+        // Should a commit panic, the lead must not stay taken, or every later append would wait
+        // forever.
+        let abdicate_on_panic = AbdicateOnPanic(self);
+        let mut rounds_left = rounds;
+        loop {
+            let batch = {
+                let mut queue = self.lock_queue();
+                if queue.requests.is_empty() {
+                    queue.leading = false;
+                    return;
+                }
+                if rounds_left == 0 {
+                    break;
+                }
+                let take = queue.requests.len().min(MAX_BATCH);
+                queue.requests.drain(..take).collect::<Vec<_>>()
+            };
+            rounds_left -= 1;
+            let results = commit_batch(&mut connection, &batch);
+            if let Some(position) = results.iter().flatten().flatten().map(|a| a.position).max() {
+                self.head.send_if_modified(|current| {
+                    let moved = position > *current;
+                    *current = (*current).max(position);
+                    moved
+                });
+            }
+            for (request, result) in batch.into_iter().zip(results) {
+                // The caller may have given up waiting; the append stands either way.
+                let _ = request.reply.send(result);
             }
         }
-        let results = commit_batch(&mut connection, &batch);
-        if let Some(position) = results.iter().flatten().flatten().map(|a| a.position).max() {
-            head.send_if_modified(|current| {
-                let moved = position > *current;
-                *current = (*current).max(position);
-                moved
-            });
+        drop(abdicate_on_panic);
+        drop(connection);
+        let writer = self.clone();
+        tokio::task::spawn_blocking(move || writer.lead(usize::MAX));
+    }
+
+    /// The queue only ever holds whole requests, so it is consistent even after a panic.
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A leader panicked while holding the connection: refuse rather than write on a
+    /// connection in an unknown state.
+    fn fail_queued(&self) {
+        let mut queue = self.lock_queue();
+        for request in queue.requests.drain(..) {
+            let _ = request.reply.send(Err(StoreError::Closed.into()));
         }
-        for (request, result) in batch.drain(..).zip(results) {
-            // The caller may have given up waiting; the append stands either way.
-            let _ = request.reply.send(result);
+        queue.leading = false;
+    }
+}
+
+struct AbdicateOnPanic<'a>(&'a Writer);
+
+impl Drop for AbdicateOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock_queue().leading = false;
         }
     }
 }
 
-fn commit_batch(connection: &mut Connection, batch: &[WriteRequest]) -> Vec<Result<Vec<Appended>, AppendError>> {
+/// Transaction control through cached statements: at one commit per append, re-parsing `BEGIN`
+/// and `COMMIT` each time is measurable.
+fn run(connection: &Connection, sql: &'static str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// What one request appended, kept apart until it is known to stay.
+fn apply_request(
+    connection: &Connection,
+    request: &WriteRequest,
+    committed: &Heads,
+    batch: &Heads,
+) -> Result<(Vec<Appended>, Heads), AppendError> {
+    let mut heads = Heads::new();
+    let mut appended = Vec::with_capacity(request.appends.len());
+    for append in &request.appends {
+        let known =
+            heads.get(&append.stream).or_else(|| batch.get(&append.stream)).or_else(|| committed.get(&append.stream));
+        let (result, head) = apply(connection, append, known.copied())?;
+        appended.push(result);
+        heads.insert(append.stream.clone(), head);
+    }
+    Ok((appended, heads))
+}
+
+fn commit_batch(writer: &mut WriteConnection, batch: &[WriteRequest]) -> Vec<Result<Vec<Appended>, AppendError>> {
+    let connection = &writer.connection;
     let failed_all = |error: rusqlite::Error| {
+        let _ = run(connection, "ROLLBACK");
         let error = StoreError::Backend(format!("append failed: {error}"));
         batch.iter().map(|_| Err(AppendError::Store(error.clone()))).collect()
     };
-    let mut tx = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(error) => return failed_all(error),
-    };
+    if let Err(error) = run(connection, "BEGIN IMMEDIATE") {
+        return failed_all(error);
+    }
     let mut results = Vec::with_capacity(batch.len());
-    for request in batch {
-        let result = tx.savepoint().map_err(store_error).and_then(|savepoint| {
-            let appended = request
-                .appends
-                .iter()
-                .map(|append| apply(&savepoint, append))
-                .collect::<Result<Vec<_>, _>>()?;
-            savepoint.commit().map_err(store_error)?;
-            Ok(appended)
-        });
-        // A failed savepoint rolled back on drop: the rest of the batch is unaffected.
-        results.push(result);
+    let mut batch_heads = Heads::new();
+    if let [request] = batch {
+        // Alone in the batch, a request needs no savepoint: on failure the whole transaction
+        // is rolled back.
+        match apply_request(connection, request, &writer.heads, &batch_heads) {
+            Ok((appended, heads)) => {
+                batch_heads = heads;
+                results.push(Ok(appended));
+            }
+            Err(error) => {
+                let _ = run(connection, "ROLLBACK");
+                return vec![Err(error)];
+            }
+        }
+    } else {
+        for request in batch {
+            if let Err(error) = run(connection, "SAVEPOINT request") {
+                return failed_all(error);
+            }
+            // A failed request is undone alone; the rest of the batch is unaffected.
+            let (closed, result) = match apply_request(connection, request, &writer.heads, &batch_heads) {
+                Ok((appended, heads)) => {
+                    batch_heads.extend(heads);
+                    (run(connection, "RELEASE request"), Ok(appended))
+                }
+                Err(error) => (
+                    run(connection, "ROLLBACK TO request").and_then(|()| run(connection, "RELEASE request")),
+                    Err(error),
+                ),
+            };
+            if let Err(error) = closed {
+                return failed_all(error);
+            }
+            results.push(result);
+        }
     }
-    match tx.commit() {
-        Ok(()) => results,
-        Err(error) => failed_all(error),
+    if let Err(error) = run(connection, "COMMIT") {
+        return failed_all(error);
     }
+    if writer.heads.len() + batch_heads.len() > MAX_CACHED_HEADS {
+        writer.heads.clear();
+    }
+    writer.heads.extend(batch_heads);
+    results
 }
 
 fn store_error(error: rusqlite::Error) -> AppendError {
     AppendError::Store(StoreError::Backend(format!("append failed: {error}")))
 }
 
-fn stream_head(tx: &rusqlite::Savepoint<'_>, stream: &str) -> rusqlite::Result<Option<(Version, [u8; 32])>> {
+fn stream_head(tx: &Connection, stream: &str) -> rusqlite::Result<Option<(Version, [u8; 32])>> {
     tx.prepare_cached("SELECT version, hash FROM events WHERE stream = ?1 ORDER BY version DESC LIMIT 1")?
         .query_row([stream], |row| Ok((row.get::<_, i64>(0)? as u64, blob_32(row, 1)?)))
         .optional()
 }
 
-fn apply(tx: &rusqlite::Savepoint<'_>, append: &StreamAppend) -> Result<Appended, AppendError> {
-    let head = stream_head(tx, &append.stream).map_err(store_error)?;
-    let actual = head.map_or(0, |(version, _)| version);
-    let conflict = |actual| AppendError::Conflict { stream: append.stream.clone(), expected: append.expected, actual };
-    match append.expected {
-        Expected::NoStream if actual != 0 => return Err(conflict(actual)),
-        Expected::Exact(expected) if expected != actual => return Err(conflict(actual)),
-        _ => {}
-    }
-    let mut prev_hash = head.map_or(chain::GENESIS, |(_, hash)| hash);
-    let mut version = actual;
+fn hash_at(tx: &Connection, stream: &str, version: Version) -> rusqlite::Result<Option<[u8; 32]>> {
+    tx.prepare_cached("SELECT hash FROM events WHERE stream = ?1 AND version = ?2")?
+        .query_row(params![stream, version as i64], |row| blob_32(row, 0))
+        .optional()
+}
+
+/// Appends one stream's events after checking the expectation; returns the stream's new head.
+fn apply(
+    tx: &Connection,
+    append: &StreamAppend,
+    known: Option<(Version, [u8; 32])>,
+) -> Result<(Appended, (Version, [u8; 32])), AppendError> {
+    let conflict = || -> AppendError {
+        match stream_head(tx, &append.stream) {
+            Ok(head) => AppendError::Conflict {
+                stream: append.stream.clone(),
+                expected: append.expected,
+                actual: head.map_or(0, |(version, _)| version),
+            },
+            Err(error) => store_error(error),
+        }
+    };
+    // The head to append after; the insert itself proves it is still the head.
+    let base: Option<(Version, [u8; 32])> = match (append.expected, known) {
+        (Expected::NoStream, Some((version, _))) if version > 0 => return Err(conflict()),
+        (Expected::NoStream, _) => None,
+        (Expected::Exact(expected), Some((version, hash))) if version == expected => Some((version, hash)),
+        (Expected::Exact(expected), Some((version, _))) if version > expected => {
+            return Err(conflict());
+        }
+        (Expected::Exact(expected), _) => match hash_at(tx, &append.stream, expected).map_err(store_error)? {
+            Some(hash) => Some((expected, hash)),
+            None => return Err(conflict()),
+        },
+        (Expected::Any, _) => stream_head(tx, &append.stream).map_err(store_error)?,
+    };
+    let (mut version, mut prev_hash) = base.unwrap_or((0, chain::GENESIS));
     let mut position = 0;
     let mut insert = tx
-        .prepare_cached(&format!("INSERT INTO events ({COLUMNS}) VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"))
+        .prepare_cached(&format!(
+            "INSERT INTO events ({COLUMNS}) VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ))
         .map_err(store_error)?;
     for event in &append.events {
         version += 1;
@@ -374,14 +533,12 @@ fn apply(tx: &rusqlite::Savepoint<'_>, append: &StreamAppend) -> Result<Appended
         ]);
         match inserted {
             Ok(_) => {}
-            // The backstop for a writer outside this process that slipped in between: the
-            // (stream, version) key refuses the duplicate.
+            // Someone appended after the head we knew: `(stream, version)` refuses the duplicate.
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == ErrorCode::ConstraintViolation
                     && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
             {
-                let actual = stream_head(tx, &append.stream).map_err(store_error)?.map_or(0, |h| h.0);
-                return Err(conflict(actual));
+                return Err(conflict());
             }
             Err(e) => return Err(store_error(e)),
         }
@@ -391,5 +548,5 @@ fn apply(tx: &rusqlite::Savepoint<'_>, append: &StreamAppend) -> Result<Appended
     if append.events.is_empty() {
         position = current_head(tx).map_err(store_error)?;
     }
-    Ok(Appended { version, position })
+    Ok((Appended { version, position }, (version, prev_hash)))
 }

@@ -1,0 +1,144 @@
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "tenure", version, about = "Tenure: event-sourced account lifecycle for a business customer portal")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Where the embedded store, keys and outbox live.
+    #[arg(long, env = "TENURE_DATA_DIR", default_value = "./tenure-data", global = true)]
+    pub data_dir: PathBuf,
+    /// The base of links in mail [default: http://<listen address>].
+    #[arg(long, env = "TENURE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// The event store: sqlite://PATH [default: sqlite://<data-dir>/tenure.db].
+    #[arg(long, env = "TENURE_STORE", global = true)]
+    pub store: Option<String>,
+    /// Outbound mail server, smtp://host:port [default: .eml files under <data-dir>/outbox/].
+    #[arg(long, env = "TENURE_SMTP", global = true, value_parser = parse_smtp)]
+    pub smtp: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Operator versions of the org administrator's actions.
+    #[command(subcommand)]
+    Admin(Admin),
+    /// An account's full history, or its state at a time.
+    Audit(Audit),
+    /// Benchmarks that print a ratio against a baseline measured in the same run.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Admin {
+    /// Invites a user; prints the account id and the invitation link.
+    Invite(Invite),
+    /// Sends a new invitation link; the previous one stops working.
+    Resend { username: String },
+    /// Sets the second factor the user must use.
+    Mfa { username: String, mfa: Mfa },
+    /// Reactivates a deactivated profile.
+    Reactivate { username: String },
+}
+
+#[derive(Debug, Args)]
+pub struct Invite {
+    #[arg(long)]
+    pub username: String,
+    #[arg(long)]
+    pub email: String,
+    /// The organisation's id.
+    #[arg(long)]
+    pub org: String,
+    /// The organisation's display name [default: the org id].
+    #[arg(long)]
+    pub org_name: Option<String>,
+    /// The organisation is a wholesale customer (it sees the Orders tab).
+    #[arg(long)]
+    pub wholesale: bool,
+    #[arg(long, value_enum, default_value_t = Role::User)]
+    pub role: Role,
+    #[arg(long, value_enum, default_value_t = Mfa::None)]
+    pub mfa: Mfa,
+    #[arg(long)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Role {
+    User,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Mfa {
+    None,
+    App,
+    Email,
+}
+
+#[derive(Debug, Args)]
+pub struct Audit {
+    /// A username or an account id.
+    pub who: String,
+    /// Print the account's state at this time (RFC 3339) instead of its history.
+    #[arg(long, value_parser = parse_time)]
+    pub as_of: Option<DateTime<Utc>>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Check the stream's hash chain; exit non-zero naming the first bad event.
+    #[arg(long, conflicts_with = "as_of")]
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Cloudevents,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// Durable appends per second with 1, 8 and 64 writers, beside a raw rusqlite insert loop.
+    Append(BenchAppend),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAppend {
+    /// Seconds to run each case.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Concurrent writers, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 64])]
+    pub writers: Vec<usize>,
+    /// Where to put the scratch databases [default: a temporary directory in the data dir].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| "expected an RFC 3339 time such as 2026-05-01T00:00:00Z".to_string())
+}
+
+fn parse_smtp(text: &str) -> Result<String, String> {
+    let rest = text.strip_prefix("smtp://").ok_or("expected smtp://host:port")?;
+    let (host, port) = rest.rsplit_once(':').ok_or("expected smtp://host:port")?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err("expected smtp://host:port".into());
+    }
+    Ok(text.to_string())
+}

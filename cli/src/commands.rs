@@ -1,0 +1,15 @@
+mod admin;
+mod audit;
+mod bench;
+
+use std::process::ExitCode;
+
+use crate::args::{Cli, Command};
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Admin(admin) => admin::run(&cli.global, admin).await,
+        Command::Audit(audit) => audit::run(&cli.global, audit).await,
+        Command::Bench(bench) => bench::run(&cli.global, bench).await,
+    }
+}

@@ -1,0 +1,106 @@
+//! `tenure admin …`: the operator's versions of the org administrator's actions.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, anyhow};
+use chrono::Utc;
+use tenure_domain::decide::{Command, Ctx, Invite};
+use tenure_domain::events::{MfaRequirement, Org, Role};
+use tenure_domain::{AccountId, OrgId, Username};
+use tenure_store::sqlite::Open;
+use tenure_store::{Meta, secrets};
+use uuid::Uuid;
+
+use crate::args::{self, Admin, Global};
+use crate::context::{self, Context};
+
+pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
+    let context = context::open(global, Open::CreateIfMissing)?;
+    let ctx = Ctx { now: Utc::now() };
+    let meta = Meta::new(context::operator());
+    match admin {
+        Admin::Invite(invite) => {
+            let username =
+                Username::parse(&invite.username).map_err(|e| anyhow!("--username {:?}: {e}", invite.username))?;
+            let (token, token_digest) = secrets::new_token()?;
+            let account_id = AccountId(Uuid::now_v7());
+            let org_name = invite.org_name.unwrap_or_else(|| invite.org.clone());
+            if invite.org.trim().is_empty() {
+                anyhow::bail!("--org must not be empty");
+            }
+            let command = Invite {
+                account_id,
+                username: username.clone(),
+                org: Org { id: OrgId(invite.org), name: org_name, wholesale: invite.wholesale },
+                role: match invite.role {
+                    args::Role::User => Role::User,
+                    args::Role::Admin => Role::Admin,
+                },
+                mfa: mfa(invite.mfa),
+                email: invite.email,
+                display_name: invite.display_name,
+                token_digest,
+            };
+            context.accounts.invite(command, &ctx, &meta).await.with_context(|| format!("cannot invite {username}"))?;
+            print_invitation(&context, account_id, &token, global);
+        }
+        Admin::Resend { username } => {
+            let account_id = resolve(&context, &username).await?;
+            let (token, token_digest) = secrets::new_token()?;
+            context
+                .accounts
+                .execute(account_id, Command::ResendInvitation { token_digest }, &ctx, &meta)
+                .await
+                .with_context(|| format!("cannot resend the invitation of {username}"))?;
+            print_invitation(&context, account_id, &token, global);
+        }
+        Admin::Mfa { username, mfa: requirement } => {
+            let account_id = resolve(&context, &username).await?;
+            let changed = context
+                .accounts
+                .execute(account_id, Command::ChangeMfaRequirement { mfa: mfa(requirement) }, &ctx, &meta)
+                .await
+                .with_context(|| format!("cannot change the MFA requirement of {username}"))?;
+            let what = if changed.is_empty() { "already requires" } else { "now requires" };
+            println!("{username} {what} {}", mfa_name(mfa(requirement)));
+        }
+        Admin::Reactivate { username } => {
+            let account_id = resolve(&context, &username).await?;
+            context
+                .accounts
+                .execute(account_id, Command::Reactivate, &ctx, &meta)
+                .await
+                .with_context(|| format!("cannot reactivate {username}"))?;
+            println!("{username} is active again; the inactivity clock restarts now");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn resolve(context: &Context, who: &str) -> anyhow::Result<AccountId> {
+    context.accounts.resolve(who).await?.ok_or_else(|| anyhow!("no account named {who:?}"))
+}
+
+fn print_invitation(context: &Context, account_id: AccountId, token: &str, global: &Global) {
+    println!("account_id: {account_id}");
+    println!("invitation_url: {}/invite/{token}", context.public_url);
+    if global.smtp.is_some() {
+        eprintln!("note: this build prints invitation links; delivery by mail comes with `tenure serve`");
+    }
+}
+
+fn mfa(mfa: args::Mfa) -> MfaRequirement {
+    match mfa {
+        args::Mfa::None => MfaRequirement::None,
+        args::Mfa::App => MfaRequirement::App,
+        args::Mfa::Email => MfaRequirement::Email,
+    }
+}
+
+fn mfa_name(mfa: MfaRequirement) -> &'static str {
+    match mfa {
+        MfaRequirement::None => "no second factor",
+        MfaRequirement::App => "an authenticator app",
+        MfaRequirement::Email => "emailed codes",
+    }
+}

@@ -1,0 +1,164 @@
+//! `tenure bench …`: each benchmark measures its baseline in the same run and prints the ratio.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::Utc;
+use rusqlite::params;
+use tenure_domain::events::{Client, SignInMethod, SignedIn};
+use tenure_domain::{Event, Personal};
+use tenure_store::sqlite::{Open, SqliteStore};
+use tenure_store::{DataKey, EventStore, Expected, Meta, NewEvent, codec};
+use uuid::Uuid;
+
+use crate::args::{Bench, BenchAppend, Global};
+use crate::context;
+
+pub async fn run(global: &Global, bench: Bench) -> anyhow::Result<ExitCode> {
+    match bench {
+        Bench::Append(args) => append(global, args).await,
+    }
+}
+
+/// A sealed `SignedIn`, the most frequent event, as the codec stores it.
+fn sample_event() -> anyhow::Result<NewEvent> {
+    let event = Event::from(SignedIn {
+        method: SignInMethod::Totp,
+        totp_step: Some(59_000_000),
+        at: Utc::now(),
+        personal: Personal::Known(Client {
+            address: "203.0.113.195".into(),
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0".into(),
+        }),
+    });
+    let key = DataKey::generate()?;
+    let stream = format!("account-{}", Uuid::now_v7());
+    Ok(codec::encode(&event, &stream, Some(&key), &Meta::new(context::operator()), Utc::now())?)
+}
+
+/// Slices per case: the baseline and Tenure take turns, so that drift in the disk's speed
+/// (caches, file growth, neighbours) weighs on both alike.
+const SLICES: u32 = 10;
+
+async fn append(global: &Global, args: BenchAppend) -> anyhow::Result<ExitCode> {
+    let parent = args.dir.clone().unwrap_or_else(|| global.data_dir.clone());
+    std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let scratch = tempfile::Builder::new().prefix("bench-append-").tempdir_in(&parent)?;
+    let slice = Duration::from_secs_f64(args.seconds.max(0.1) / f64::from(SLICES));
+    let sample = sample_event()?;
+    println!(
+        "append benchmark: {:.1} s per side and case in {SLICES} alternating slices, {} byte payloads,\n\
+         WAL + synchronous=FULL, in {}; baseline: raw rusqlite insert loop, 1 event per commit",
+        slice.as_secs_f64() * f64::from(SLICES),
+        sample.data.len(),
+        scratch.path().display()
+    );
+    println!("{:>8} {:>16} {:>16} {:>8}", "writers", "tenure events/s", "raw events/s", "ratio");
+    for writers in args.writers {
+        let raw_path = scratch.path().join(format!("raw-{writers}.db"));
+        drop(SqliteStore::open(&raw_path, Open::CreateIfMissing)?); // the same schema
+        let store = SqliteStore::open(&scratch.path().join(format!("tenure-{writers}.db")), Open::CreateIfMissing)?;
+        let (mut raw, mut tenure) = (Throughput::default(), Throughput::default());
+        let mut versions = vec![0; writers];
+        for _ in 0..SLICES {
+            let (path, event) = (raw_path.clone(), sample.clone());
+            raw.add(tokio::task::spawn_blocking(move || raw_insert_loop(&path, &event, slice)).await??);
+            tenure.add(appenders(&store, &mut versions, &sample, slice).await?);
+        }
+        println!("{:>8} {:>16.0} {:>16.0} {:>8.2}", writers, tenure.rate(), raw.rate(), tenure.rate() / raw.rate());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Default)]
+struct Throughput {
+    events: u64,
+    seconds: f64,
+}
+
+impl Throughput {
+    fn add(&mut self, (events, seconds): (u64, f64)) {
+        self.events += events;
+        self.seconds += seconds;
+    }
+
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+}
+
+/// The baseline: the same rows into the same table, one autocommit insert after another.
+fn raw_insert_loop(path: &Path, sample: &NewEvent, duration: Duration) -> anyhow::Result<(u64, f64)> {
+    let connection = rusqlite::Connection::open(path)?;
+    connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    connection.execute_batch("PRAGMA synchronous = FULL;")?;
+    let mut insert = connection.prepare(
+        "INSERT INTO events (stream, version, event_id, event_type, schema_version, recorded_at, actor, \
+         correlation_id, data, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    let mut version: i64 = connection.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+    let started = Instant::now();
+    let mut count: u64 = 0;
+    while started.elapsed() < duration {
+        count += 1;
+        version += 1;
+        insert.execute(params![
+            "account-raw",
+            version,
+            Uuid::now_v7().as_bytes(),
+            sample.event_type,
+            sample.schema_version,
+            sample.recorded_at.timestamp_micros(),
+            sample.actor,
+            sample.correlation_id.as_bytes(),
+            sample.data,
+            [0u8; 32],
+            [1u8; 32],
+        ])?;
+    }
+    Ok((count, started.elapsed().as_secs_f64()))
+}
+
+/// One task per entry of `versions`, each appending one event at a time to its own stream with
+/// the exact expected version, as `execute` does; `versions` carries the streams' versions from
+/// one slice to the next.
+async fn appenders(
+    store: &SqliteStore,
+    versions: &mut [u64],
+    sample: &NewEvent,
+    duration: Duration,
+) -> anyhow::Result<(u64, f64)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = versions
+        .iter()
+        .enumerate()
+        .map(|(writer, &version)| {
+            let (store, stop, count, sample) = (store.clone(), stop.clone(), count.clone(), sample.clone());
+            tokio::spawn(async move {
+                let stream = format!("account-bench-{writer}");
+                let mut version = version;
+                while !stop.load(Ordering::Relaxed) {
+                    let expected = if version == 0 { Expected::NoStream } else { Expected::Exact(version) };
+                    let event = NewEvent { id: Uuid::now_v7(), ..sample.clone() };
+                    version = store.append(&stream, expected, vec![event]).await?.version;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(version)
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let done = count.load(Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    for (version, task) in versions.iter_mut().zip(tasks) {
+        *version = task.await??;
+    }
+    Ok((done, elapsed))
+}

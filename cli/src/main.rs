@@ -1,0 +1,45 @@
+//! `tenure`: the one binary of Tenure.
+
+mod args;
+mod commands;
+mod context;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // Errors are reported as one line; a panic is a bug, but even then the user gets one line
+    // rather than a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: internal error{location}; please report it");
+    }));
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => error.exit(), // --help and --version
+        Err(error) => {
+            // clap's first paragraph says what is wrong, sometimes over several lines; the rest
+            // is a usage tip.
+            let message = error.to_string();
+            let what: Vec<&str> = message.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            eprintln!("{}", what.join(" "));
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            // `{:#}` joins anyhow's context chain on one line.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

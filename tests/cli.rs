@@ -1,0 +1,233 @@
+//! The `tenure` binary driven as an operator or auditor would: real processes, a real store.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tenure(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("TENURE_STORE")
+        .env_remove("TENURE_PUBLIC_URL")
+        .env("USER", "ops-alice")
+        .output()
+        .expect("run tenure")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("utf-8")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("utf-8")
+}
+
+/// Fails unless the command failed with exactly one clear line on stderr containing `needle`.
+#[track_caller]
+fn assert_one_line_error(output: &Output, needle: &str) {
+    let err = stderr(output);
+    assert!(!output.status.success(), "expected failure, got success: {}", stdout(output));
+    assert_eq!(err.trim_end().lines().count(), 1, "one line expected:\n{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}
+
+fn invite(dir: &Path, username: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec!["admin", "invite", "--username", username, "--email", "jane@example.com", "--org", "acme"];
+    args.extend_from_slice(extra);
+    let output = tenure(dir, &args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+    };
+    (field("account_id:"), field("invitation_url:"))
+}
+
+#[test]
+fn invite_prints_the_account_id_and_a_single_use_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, url) = invite(
+        dir.path(),
+        "JDoe",
+        &[
+            "--org-name",
+            "Acme Corp",
+            "--wholesale",
+            "--role",
+            "admin",
+            "--mfa",
+            "app",
+            "--display-name",
+            "Jane Doe",
+            "--public-url",
+            "https://portal.example.com/",
+        ],
+    );
+    assert!(uuid::Uuid::parse_str(&id).is_ok_and(|u| u.get_version_num() == 7), "{id}");
+    let token = url.strip_prefix("https://portal.example.com/invite/").expect(&url);
+    assert!(token.len() >= 22 && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{token}");
+    // Only the token's digest is stored.
+    let db = std::fs::read(dir.path().join("tenure.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("tenure.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()));
+    }
+
+    let audit = tenure(dir.path(), &["audit", "jdoe", "--format", "json"]);
+    assert!(audit.status.success(), "{}", stderr(&audit));
+    let events: serde_json::Value = serde_json::from_str(&stdout(&audit)).unwrap();
+    let invited = &events[0];
+    assert_eq!(invited["type"], "AccountInvited");
+    assert_eq!(invited["schema_version"], 2);
+    assert_eq!(invited["actor"], "operator:ops-alice");
+    assert_eq!(invited["version"], 1);
+    assert_eq!(invited["data"]["username"], "jdoe");
+    assert_eq!(invited["data"]["org"], serde_json::json!({"id": "acme", "name": "Acme Corp", "wholesale": true}));
+    assert_eq!(invited["data"]["role"], "admin");
+    assert_eq!(invited["data"]["mfa"], "app");
+    assert_eq!(invited["data"]["personal"]["email"], "jane@example.com");
+    assert_eq!(invited["data"]["personal"]["display_name"], "Jane Doe");
+    assert_eq!(invited["data"]["account_id"], id.as_str());
+    assert_eq!(invited["prev_hash"], "0".repeat(64));
+}
+
+#[test]
+fn audit_shows_history_in_text_and_cloudevents_and_state_as_of_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, _) = invite(dir.path(), "sam", &[]);
+    let resend = tenure(dir.path(), &["admin", "resend", "sam"]);
+    assert!(resend.status.success(), "{}", stderr(&resend));
+    let mfa = tenure(dir.path(), &["admin", "mfa", "SAM", "email"]);
+    assert!(stdout(&mfa).contains("now requires emailed codes"), "{}", stdout(&mfa));
+
+    let text = stdout(&tenure(dir.path(), &["audit", &id]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with(&format!("account {id}: 3 events")), "{text}");
+    assert!(lines[1].starts_with("#1") && lines[1].contains("operator:ops-alice"), "{text}");
+    assert!(lines[1].contains("AccountInvited") && lines[1].contains("username=sam"), "{text}");
+    assert!(lines[1].contains("email=jane@example.com"), "{text}");
+    assert!(lines[2].starts_with("#2") && lines[2].contains("InvitationResent"), "{text}");
+    assert!(
+        lines[3].starts_with("#3") && lines[3].contains("MfaRequirementChanged") && lines[3].ends_with("mfa=email"),
+        "{text}"
+    );
+    assert!(!text.contains("token_digest"), "digests are not shown: {text}");
+
+    let cloud: serde_json::Value =
+        serde_json::from_str(&stdout(&tenure(dir.path(), &["audit", "sam", "--format", "cloudevents"]))).unwrap();
+    assert_eq!(cloud.as_array().unwrap().len(), 3);
+    assert_eq!(cloud[0]["specversion"], "1.0");
+    assert_eq!(cloud[0]["type"], "tenure.AccountInvited.v2");
+    assert_eq!(cloud[0]["subject"], format!("account-{id}"));
+    assert_eq!(cloud[2]["tenureversion"], 3);
+
+    let before = tenure(dir.path(), &["audit", "sam", "--as-of", "2000-01-01T00:00:00Z", "--format", "json"]);
+    let state: serde_json::Value = serde_json::from_str(&stdout(&before)).unwrap();
+    assert_eq!(state["status"], "new");
+    assert_eq!(state["events"], 0);
+    let now = tenure(dir.path(), &["audit", "sam", "--as-of", "2999-01-01T00:00:00Z", "--format", "json"]);
+    let state: serde_json::Value = serde_json::from_str(&stdout(&now)).unwrap();
+    assert_eq!(state["status"], "invited");
+    assert_eq!(state["mfa_requirement"], "email");
+    assert_eq!(state["email"], "jane@example.com");
+    assert!(state["deadlines"]["deactivation"].is_string());
+}
+
+#[test]
+fn a_changed_byte_is_reported_by_verify_naming_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, _) = invite(dir.path(), "victim", &[]);
+    assert!(tenure(dir.path(), &["admin", "resend", "victim"]).status.success());
+    assert!(tenure(dir.path(), &["admin", "mfa", "victim", "app"]).status.success());
+    let intact = tenure(dir.path(), &["audit", "victim", "--verify"]);
+    assert!(intact.status.success(), "{}", stderr(&intact));
+    assert!(stdout(&intact).starts_with("hash chain intact: 3 events"), "{}", stdout(&intact));
+
+    // Flip one byte of the second event's stored payload, as an attacker with file access would.
+    let connection = rusqlite::Connection::open(dir.path().join("tenure.db")).unwrap();
+    let stream = format!("account-{id}");
+    let (event_id, mut data): (Vec<u8>, Vec<u8>) = connection
+        .query_row("SELECT event_id, data FROM events WHERE stream = ?1 AND version = 2", [&stream], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let at = data.iter().position(|b| *b == b'"').unwrap() + 1;
+    data[at] ^= 0x20;
+    connection
+        .execute("UPDATE events SET data = ?1 WHERE stream = ?2 AND version = 2", rusqlite::params![data, stream])
+        .unwrap();
+    drop(connection);
+
+    let broken = tenure(dir.path(), &["audit", "victim", "--verify"]);
+    let event_id = uuid::Uuid::from_slice(&event_id).unwrap().to_string();
+    assert_one_line_error(&broken, &event_id);
+    assert!(stderr(&broken).contains("version 2"), "{}", stderr(&broken));
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert_one_line_error(&tenure(d, &["audit", "jdoe"]), "no store at");
+    invite(d, "jdoe", &[]);
+    assert_one_line_error(
+        &tenure(d, &["admin", "invite", "--username", "JDOE", "--email", "x@example.com", "--org", "acme"]),
+        "not available",
+    );
+    assert_one_line_error(
+        &tenure(d, &["admin", "invite", "--username", "a b", "--email", "x@example.com", "--org", "o"]),
+        "--username",
+    );
+    assert_one_line_error(
+        &tenure(d, &["admin", "invite", "--username", "newbie", "--email", "not-an-email", "--org", "o"]),
+        "email",
+    );
+    assert_one_line_error(
+        &tenure(d, &["admin", "invite", "--username", "newbie", "--email", "n@example.com"]),
+        "--org",
+    );
+    assert_one_line_error(
+        &tenure(
+            d,
+            &["admin", "invite", "--username", "newbie", "--email", "n@example.com", "--org", "o", "--mfa", "sms"],
+        ),
+        "sms",
+    );
+    assert_one_line_error(&tenure(d, &["audit", "nobody"]), "no account named");
+    assert_one_line_error(&tenure(d, &["audit", "jdoe", "--as-of", "yesterday"]), "RFC 3339");
+    assert_one_line_error(&tenure(d, &["audit", "jdoe", "--format", "xml"]), "xml");
+    assert_one_line_error(&tenure(d, &["admin", "reactivate", "jdoe"]), "not deactivated");
+    assert_one_line_error(&tenure(d, &["--store", "postgres://localhost/tenure", "audit", "jdoe"]), "SQLite");
+    assert_one_line_error(&tenure(d, &["--smtp", "mail.example.com", "audit", "jdoe"]), "smtp://host:port");
+    assert_one_line_error(&tenure(d, &["frobnicate"]), "frobnicate");
+}
+
+#[test]
+fn a_corrupt_or_foreign_store_is_refused_without_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(dir.path().join("tenure.db"), &garbage).unwrap();
+    std::fs::write(dir.path().join("keys.db"), b"").unwrap();
+    std::fs::write(dir.path().join("master.key"), "00".repeat(32)).unwrap();
+    assert_one_line_error(&tenure(dir.path(), &["audit", "jdoe"]), "not a Tenure store");
+    assert_one_line_error(
+        &tenure(dir.path(), &["admin", "invite", "--username", "jdoe", "--email", "j@example.com", "--org", "o"]),
+        "not a Tenure store",
+    );
+    assert_eq!(std::fs::read(dir.path().join("tenure.db")).unwrap(), garbage, "the file is left as it was");
+
+    let other = tempfile::tempdir().unwrap();
+    let foreign = rusqlite::Connection::open(other.path().join("tenure.db")).unwrap();
+    foreign.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY);").unwrap();
+    drop(foreign);
+    assert_one_line_error(
+        &tenure(other.path(), &["admin", "invite", "--username", "jdoe", "--email", "j@example.com", "--org", "o"]),
+        "not a Tenure store",
+    );
+}
