@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
+use tenure_domain::Clock;
 use tenure_store::keys::key_store_paths;
 use tenure_store::sqlite::{Open, SqliteStore};
 use tenure_store::{Accounts, Actor, SqliteKeyStore};
@@ -16,6 +18,16 @@ pub type Repo = Accounts<SqliteStore, SqliteKeyStore>;
 pub struct Context {
     pub accounts: Repo,
     pub public_url: String,
+    pub clock: Box<dyn Clock>,
+}
+
+/// The real clock, for commands run by people; tests of time-dependent behaviour inject their own.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
 }
 
 fn store_path(global: &Global) -> anyhow::Result<PathBuf> {
@@ -49,7 +61,11 @@ pub fn open(global: &Global, mode: Open) -> anyhow::Result<Context> {
     let (keys, master) = key_store_paths(data_dir);
     let keys = SqliteKeyStore::open(&keys, &master, create)?;
     let public_url = global.public_url.clone().unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"));
-    Ok(Context { accounts: Accounts::new(store, keys), public_url: public_url.trim_end_matches('/').to_string() })
+    Ok(Context {
+        accounts: Accounts::new(store, keys),
+        public_url: public_url.trim_end_matches('/').to_string(),
+        clock: Box::new(SystemClock),
+    })
 }
 
 /// The person at the command line, as named in the events they cause.

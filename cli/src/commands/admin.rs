@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow};
-use chrono::Utc;
 use tenure_domain::decide::{Command, Ctx, Invite};
 use tenure_domain::events::{MfaRequirement, Org, Role};
 use tenure_domain::{AccountId, OrgId, Username};
@@ -16,7 +15,7 @@ use crate::context::{self, Context};
 
 pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
     let context = context::open(global, Open::CreateIfMissing)?;
-    let ctx = Ctx { now: Utc::now() };
+    let ctx = Ctx { now: context.clock.now() };
     let meta = Meta::new(context::operator());
     match admin {
         Admin::Invite(invite) => {
