@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{AccountId, OrgId, Username};
-use crate::personal::Personal;
+use crate::personal::{Personal, PersonalField};
 use crate::secret::SecretDigest;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -300,6 +300,13 @@ macro_rules! catalogue {
                     _ => unreachable!("type names were checked against the catalogue first"),
                 }
             }
+
+            fn from_current_bytes(type_name: &str, bytes: &[u8]) -> Result<Event, serde_json::Error> {
+                match type_name {
+                    $(stringify!($name) => serde_json::from_slice(bytes).map(Event::$name),)*
+                    _ => unreachable!("type names were checked against the catalogue first"),
+                }
+            }
         }
 
         $(impl From<$name> for Event {
@@ -332,8 +339,28 @@ catalogue! {
 }
 
 impl Event {
-    /// Reads a stored payload of any schema version this build knows, upcasting it step by step
-    /// to the current version first.
+    /// Reads a stored payload. The current schema version is read straight from the bytes;
+    /// older versions are upcast step by step first.
+    pub fn decode_bytes(type_name: &str, version: u32, bytes: &[u8]) -> Result<Event, EventError> {
+        let current =
+            Event::current_schema_version(type_name).ok_or_else(|| EventError::UnknownType(type_name.to_string()))?;
+        if version != current {
+            let value = serde_json::from_slice(bytes).map_err(|e| EventError::Malformed {
+                type_name: type_name.to_string(),
+                version,
+                reason: e.to_string(),
+            })?;
+            return Event::decode(type_name, version, value);
+        }
+        Event::from_current_bytes(type_name, bytes).map_err(|e| EventError::Malformed {
+            type_name: type_name.to_string(),
+            version,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads a payload of any schema version this build knows, upcasting it step by step to
+    /// the current version first.
     pub fn decode(type_name: &str, version: u32, mut value: Value) -> Result<Event, EventError> {
         let current =
             Event::current_schema_version(type_name).ok_or_else(|| EventError::UnknownType(type_name.to_string()))?;
@@ -349,6 +376,19 @@ impl Event {
             })?;
         }
         Event::from_current_json(type_name, value).map_err(|e| malformed(current, e.to_string()))
+    }
+
+    /// The event's personal member, if its type has one.
+    pub fn personal_mut(&mut self) -> Option<&mut dyn PersonalField> {
+        match self {
+            Event::AccountInvited(e) => Some(&mut e.personal),
+            Event::PasswordSet(e) => Some(&mut e.personal),
+            Event::MfaEnrolled(e) => Some(&mut e.personal),
+            Event::SignedIn(e) => Some(&mut e.personal),
+            Event::SignInFailed(e) => Some(&mut e.personal),
+            Event::ProfileUpdated(e) => Some(&mut e.personal),
+            _ => None,
+        }
     }
 
     /// When the fact happened, as the deciding command saw the clock.

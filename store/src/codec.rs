@@ -1,15 +1,14 @@
 //! Between domain events and stored bytes. The payload is JSON; its `personal` member, when an
 //! event has one, is sealed with the account's data key and stored as
-//! `{"sealed": "<base64url(nonce || ciphertext)>"}`, bound to the event id and stream. Reading
-//! without the key (destroyed: the account was erased) gives `Personal::Erased`; reading older
-//! schema versions upcasts them (`Event::decode`).
+//! `{"sealed": "<base64url(nonce || ciphertext)>"}`, bound to the event id and stream. Decoding
+//! leaves it `Personal::Sealed`; opening it with the key gives `Known`, and without the key
+//! (destroyed: the account was erased) `Erased`. Older schema versions are upcast when read.
 
 use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tenure_domain::{AccountId, Event, EventError};
 use uuid::Uuid;
 
@@ -86,6 +85,10 @@ pub fn encode(
     let id = Uuid::now_v7();
     let mut payload = event.to_json();
     if let Some(personal) = payload.get_mut(PERSONAL).filter(|p| !p.is_null()) {
+        // A sealed member is bound to its original event id: it cannot be re-sealed here.
+        if personal.get(SEALED).is_some() {
+            return Err(CodecError::Seal(format!("{} carries personal data sealed elsewhere", event.type_name())));
+        }
         let key = key.ok_or_else(|| CodecError::NoKey(event.type_name().to_string()))?;
         let plaintext = serde_json::to_vec(personal).map_err(|e| CodecError::Seal(e.to_string()))?;
         let sealed = key.seal(&context(id, stream), &plaintext).map_err(|e| CodecError::Seal(e.to_string()))?;
@@ -103,35 +106,37 @@ pub fn encode(
     })
 }
 
-/// The payload as JSON with personal fields opened, or `null` where the key is gone. Used by
-/// `decode` and by tools that show events this build cannot type (unknown or future types).
-pub fn open_payload(recorded: &RecordedEvent, key: Option<&DataKey>) -> Result<Value, CodecError> {
-    let corrupt = |reason: String| CodecError::Corrupt { event_id: recorded.id, position: recorded.position, reason };
-    let mut payload: Value =
-        serde_json::from_slice(&recorded.data).map_err(|e| corrupt(format!("payload is not JSON: {e}")))?;
-    if let Some(personal) = payload.get_mut(PERSONAL).filter(|p| !p.is_null()) {
-        let sealed = personal
-            .get(SEALED)
-            .and_then(Value::as_str)
-            .ok_or_else(|| corrupt("personal fields are not sealed".into()))?;
-        let sealed =
-            URL_SAFE_NO_PAD.decode(sealed).map_err(|_| corrupt("sealed personal fields are not base64".into()))?;
-        *personal = match key {
-            None => Value::Null,
-            Some(key) => {
-                let plaintext = key
-                    .open(&context(recorded.id, &recorded.stream), &sealed)
-                    .ok_or_else(|| corrupt("personal fields fail authentication".into()))?;
-                serde_json::from_slice(&plaintext).map_err(|e| corrupt(format!("personal fields are not JSON: {e}")))?
-            }
-        };
-    }
-    Ok(payload)
-}
-
-pub fn decode(recorded: &RecordedEvent, key: Option<&DataKey>) -> Result<Envelope, CodecError> {
-    let payload = open_payload(recorded, key)?;
-    let event = Event::decode(&recorded.event_type, recorded.schema_version, payload)
+/// Decodes an event, leaving its personal member sealed: what read models keep.
+pub fn decode_sealed(recorded: &RecordedEvent) -> Result<Envelope, CodecError> {
+    let event = Event::decode_bytes(&recorded.event_type, recorded.schema_version, &recorded.data)
         .map_err(|source| CodecError::Event { event_id: recorded.id, position: recorded.position, source })?;
     Ok(Envelope { recorded: recorded.clone(), event })
+}
+
+/// Opens an event's sealed personal member with the account's key, or marks it erased when
+/// the key is gone.
+pub fn open_personal(envelope: &mut Envelope, key: Option<&DataKey>) -> Result<(), CodecError> {
+    let recorded = &envelope.recorded;
+    let corrupt = |reason: String| CodecError::Corrupt { event_id: recorded.id, position: recorded.position, reason };
+    let Some(personal) = envelope.event.personal_mut() else { return Ok(()) };
+    let plaintext = match (personal.sealed(), key) {
+        (None, _) => return Ok(()),
+        (Some(_), None) => None,
+        (Some(sealed), Some(key)) => {
+            let sealed =
+                URL_SAFE_NO_PAD.decode(sealed).map_err(|_| corrupt("sealed personal fields are not base64".into()))?;
+            let opened = key
+                .open(&context(recorded.id, &recorded.stream), &sealed)
+                .ok_or_else(|| corrupt("personal fields fail authentication".into()))?;
+            Some(opened)
+        }
+    };
+    personal.open(plaintext.as_deref()).map_err(|e| corrupt(format!("personal fields do not match their schema: {e}")))
+}
+
+/// Decodes an event and opens its personal member.
+pub fn decode(recorded: &RecordedEvent, key: Option<&DataKey>) -> Result<Envelope, CodecError> {
+    let mut envelope = decode_sealed(recorded)?;
+    open_personal(&mut envelope, key)?;
+    Ok(envelope)
 }
