@@ -38,6 +38,68 @@ pub enum Command {
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(Bench),
+    /// Posts org-level items for the dashboard widgets.
+    #[command(subcommand)]
+    Org(OrgItem),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgItem {
+    /// Open orders.
+    #[command(subcommand)]
+    Order(OpenClose),
+    /// Open support tickets.
+    #[command(subcommand)]
+    Ticket(OpenClose),
+    /// Network maintenance windows.
+    #[command(subcommand)]
+    Maintenance(Maintenance),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpenClose {
+    Open {
+        #[arg(long)]
+        org: String,
+        /// The item's id [default: a new one, printed].
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        title: String,
+    },
+    Close {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Maintenance {
+    /// Schedules a maintenance window.
+    Add {
+        #[arg(long)]
+        org: String,
+        /// The window's id [default: a new one, printed].
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        title: String,
+        /// RFC 3339.
+        #[arg(long, value_parser = parse_time)]
+        starts: DateTime<Utc>,
+        /// RFC 3339.
+        #[arg(long, value_parser = parse_time)]
+        ends: DateTime<Utc>,
+    },
+    /// Cancels a scheduled window.
+    Cancel {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

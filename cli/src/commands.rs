@@ -1,6 +1,7 @@
 mod admin;
 mod audit;
 mod bench;
+mod org;
 
 use std::process::ExitCode;
 
@@ -11,5 +12,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin(admin) => admin::run(&cli.global, admin).await,
         Command::Audit(audit) => audit::run(&cli.global, audit).await,
         Command::Bench(bench) => bench::run(&cli.global, bench).await,
+        Command::Org(item) => org::run(&cli.global, item).await,
     }
 }

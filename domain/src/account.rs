@@ -197,8 +197,15 @@ pub fn evolve(mut state: Account, event: &Event) -> Account {
             state.invitation = None;
             state.email_code = None;
         }
-        // Username claims live on their own streams.
-        Event::UsernameClaimed(_) | Event::UsernameReleased(_) => {}
+        // Username claims and org items live on their own streams.
+        Event::UsernameClaimed(_)
+        | Event::UsernameReleased(_)
+        | Event::OrderOpened(_)
+        | Event::OrderClosed(_)
+        | Event::TicketOpened(_)
+        | Event::TicketClosed(_)
+        | Event::MaintenanceScheduled(_)
+        | Event::MaintenanceCancelled(_) => {}
     }
     state
 }

@@ -257,6 +257,53 @@ pub struct UsernameReleased {
     pub at: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderOpened {
+    pub org_id: OrgId,
+    pub order_id: String,
+    pub title: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderClosed {
+    pub org_id: OrgId,
+    pub order_id: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketOpened {
+    pub org_id: OrgId,
+    pub ticket_id: String,
+    pub title: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketClosed {
+    pub org_id: OrgId,
+    pub ticket_id: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceScheduled {
+    pub org_id: OrgId,
+    pub window_id: String,
+    pub title: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceCancelled {
+    pub org_id: OrgId,
+    pub window_id: String,
+    pub at: DateTime<Utc>,
+}
+
 macro_rules! catalogue {
     ($($name:ident: $version:literal),* $(,)?) => {
         /// The catalogue: every event type with its current schema version.
@@ -336,6 +383,12 @@ catalogue! {
     Deleted: 1,
     UsernameClaimed: 1,
     UsernameReleased: 1,
+    OrderOpened: 1,
+    OrderClosed: 1,
+    TicketOpened: 1,
+    TicketClosed: 1,
+    MaintenanceScheduled: 1,
+    MaintenanceCancelled: 1,
 }
 
 impl Event {
@@ -412,6 +465,12 @@ impl Event {
             Event::Deleted(e) => e.at,
             Event::UsernameClaimed(e) => e.at,
             Event::UsernameReleased(e) => e.at,
+            Event::OrderOpened(e) => e.at,
+            Event::OrderClosed(e) => e.at,
+            Event::TicketOpened(e) => e.at,
+            Event::TicketClosed(e) => e.at,
+            Event::MaintenanceScheduled(e) => e.at,
+            Event::MaintenanceCancelled(e) => e.at,
         }
     }
 }

@@ -41,6 +41,25 @@ impl FromStr for AccountId {
 #[serde(transparent)]
 pub struct OrgId(pub String);
 
+impl OrgId {
+    pub const STREAM_PREFIX: &'static str = "org-";
+
+    /// 1 to 64 characters of letters, digits and `. _ -`: it names a stream.
+    pub fn parse(raw: &str) -> Result<OrgId, OrgIdError> {
+        let valid = (1..=64).contains(&raw.len())
+            && raw.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+        if valid { Ok(OrgId(raw.to_string())) } else { Err(OrgIdError) }
+    }
+
+    pub fn stream(&self) -> String {
+        format!("{}{}", Self::STREAM_PREFIX, self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an org id has 1 to 64 letters, digits and . _ -")]
+pub struct OrgIdError;
+
 impl fmt::Display for OrgId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

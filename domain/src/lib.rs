@@ -10,6 +10,7 @@ pub mod clock;
 pub mod decide;
 pub mod events;
 pub mod ids;
+pub mod org;
 pub mod password;
 pub mod personal;
 pub mod secret;

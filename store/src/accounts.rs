@@ -3,7 +3,8 @@
 
 use tenure_domain::decide::{self, Command, Ctx, Invite};
 use tenure_domain::username_claim::{ClaimError, UsernameClaim};
-use tenure_domain::{Account, AccountError, AccountId, Event, Username};
+use tenure_domain::org::{Org, OrgCommand, OrgError, decide_org};
+use tenure_domain::{Account, AccountError, AccountId, Event, OrgId, Username};
 
 use crate::codec::{self, CodecError, Envelope, Meta};
 use crate::event_store::{AppendError, EventStore, Expected, StoreError, StreamAppend, Version};
@@ -18,6 +19,8 @@ pub enum ExecuteError {
     Rejected(#[from] AccountError),
     #[error(transparent)]
     Username(#[from] ClaimError),
+    #[error(transparent)]
+    Org(#[from] OrgError),
     #[error("the account kept changing under concurrent writers; try again")]
     Contended,
     #[error(transparent)]
@@ -66,19 +69,52 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         ctx: &Ctx,
         meta: &Meta,
     ) -> Result<Vec<Event>, ExecuteError> {
-        let stream = id.stream();
+        let key = self.keys.get(id).await?;
+        self.decide_and_append(&id.stream(), key.as_ref(), ctx, meta, |events| {
+            Ok(decide::decide(&Account::fold(events), command.clone(), ctx)?)
+        })
+        .await
+    }
+
+    /// Posts an org-level item (order, ticket, maintenance window) to the org's stream.
+    pub async fn execute_org(
+        &self,
+        org_id: &OrgId,
+        command: OrgCommand,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<Event, ExecuteError> {
+        let mut events = self
+            .decide_and_append(&org_id.stream(), None, ctx, meta, |events| {
+                Ok(vec![decide_org(&Org::fold(events), org_id, command.clone(), ctx.now)?])
+            })
+            .await?;
+        Ok(events.remove(0))
+    }
+
+    /// Reads `stream`, lets `decide` turn its history into new events and appends them with the
+    /// stream's version as the expectation; after a conflict it reads and decides again.
+    async fn decide_and_append(
+        &self,
+        stream: &str,
+        key: Option<&DataKey>,
+        ctx: &Ctx,
+        meta: &Meta,
+        decide: impl Fn(&[Event]) -> Result<Vec<Event>, ExecuteError>,
+    ) -> Result<Vec<Event>, ExecuteError> {
         for _ in 0..MAX_ATTEMPTS {
-            let (state, _) = self.load(id).await?;
-            let events = decide::decide(&state, command.clone(), ctx)?;
+            let recorded = self.store.read_stream(stream, 1).await?;
+            let history =
+                recorded.iter().map(|r| codec::decode(r, key).map(|e| e.event)).collect::<Result<Vec<_>, _>>()?;
+            let events = decide(&history)?;
             if events.is_empty() {
                 return Ok(events);
             }
-            let key = self.keys.get(id).await?;
             let encoded = events
                 .iter()
-                .map(|e| codec::encode(e, &stream, key.as_ref(), meta, ctx.now))
+                .map(|e| codec::encode(e, stream, key, meta, ctx.now))
                 .collect::<Result<Vec<_>, _>>()?;
-            match self.store.append(&stream, expected(state.version), encoded).await {
+            match self.store.append(stream, expected(history.len() as Version), encoded).await {
                 Ok(_) => return Ok(events),
                 Err(AppendError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),

@@ -23,14 +23,12 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
                 Username::parse(&invite.username).map_err(|e| anyhow!("--username {:?}: {e}", invite.username))?;
             let (token, token_digest) = secrets::new_token()?;
             let account_id = AccountId(Uuid::now_v7());
+            let org_id = OrgId::parse(&invite.org).map_err(|e| anyhow!("--org {:?}: {e}", invite.org))?;
             let org_name = invite.org_name.unwrap_or_else(|| invite.org.clone());
-            if invite.org.trim().is_empty() {
-                anyhow::bail!("--org must not be empty");
-            }
             let command = Invite {
                 account_id,
                 username: username.clone(),
-                org: Org { id: OrgId(invite.org), name: org_name, wholesale: invite.wholesale },
+                org: Org { id: org_id, name: org_name, wholesale: invite.wholesale },
                 role: match invite.role {
                     args::Role::User => Role::User,
                     args::Role::Admin => Role::Admin,
