@@ -226,8 +226,11 @@ fn a_corrupt_or_foreign_store_is_refused_without_damage() {
     let foreign = rusqlite::Connection::open(other.path().join("tenure.db")).unwrap();
     foreign.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY);").unwrap();
     drop(foreign);
+    let before = std::fs::read(other.path().join("tenure.db")).unwrap();
     assert_one_line_error(
         &tenure(other.path(), &["admin", "invite", "--username", "jdoe", "--email", "j@example.com", "--org", "o"]),
         "not a Tenure store",
     );
+    assert_eq!(std::fs::read(other.path().join("tenure.db")).unwrap(), before, "not even switched to WAL");
+    assert!(!other.path().join("tenure.db-wal").exists());
 }

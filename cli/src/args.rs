@@ -179,8 +179,8 @@ pub enum Bench {
 
 #[derive(Debug, Args)]
 pub struct BenchAppend {
-    /// Seconds to run each case.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds to run each case (0.1 to 3600).
+    #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
     pub seconds: f64,
     /// Concurrent writers, comma separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 64])]
@@ -194,6 +194,13 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| "expected an RFC 3339 time such as 2026-05-01T00:00:00Z".to_string())
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (0.1..=3600.0).contains(&seconds) => Ok(seconds),
+        _ => Err("expected a number of seconds from 0.1 to 3600".into()),
+    }
 }
 
 fn parse_smtp(text: &str) -> Result<String, String> {

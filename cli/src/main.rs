@@ -9,6 +9,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns `tenure audit … | head` into a write error; restore the
+    // default so that a closed pipe ends the command quietly, as it does for other tools.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // Errors are reported as one line; a panic is a bug, but even then the user gets one line
     // rather than a backtrace.
     std::panic::set_hook(Box::new(|info| {

@@ -148,6 +148,8 @@ pub fn evolve(mut state: Account, event: &Event) -> Account {
             }
         }
         Event::MfaEnrollmentFailed(e) => {
+            // Enrollment codes are guessed like sign-in codes: they count towards throttling.
+            state.throttle = state.throttle.after_failure(e.at);
             if e.method == MfaMethod::Email {
                 count_wrong_code(&mut state);
             }

@@ -9,7 +9,7 @@ use crate::calendar;
 use crate::events::*;
 use crate::ids::{AccountId, Username};
 use crate::personal::Personal;
-use crate::secret::SecretDigest;
+use crate::secret::{Confidential, SecretDigest};
 
 pub const INVITATION_VALIDITY: Duration = Duration::days(7);
 pub const EMAIL_CODE_VALIDITY: Duration = Duration::minutes(10);
@@ -31,7 +31,7 @@ pub enum Command {
     },
     /// The hash is computed by the caller: hashing is slow and needs randomness.
     SetPassword {
-        password_hash: String,
+        password_hash: Confidential,
         via: PasswordVia,
     },
     ChangeMfaRequirement {
@@ -90,7 +90,7 @@ pub enum EnrollmentProof {
     /// The caller checked a code against `secret`; `step` is the TOTP time step it matched, or
     /// `None` when it matched none in the accepted window.
     App {
-        secret: String,
+        secret: Confidential,
         step: Option<u64>,
     },
     Email {
@@ -194,7 +194,8 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>
                     PasswordReason::Change
                 }
             };
-            PasswordSet { reason, at: now, personal: Personal::Known(PasswordHash { password_hash }) }.into()
+            PasswordSet { reason, at: now, personal: Personal::Known(PasswordHash { password_hash: password_hash.0 }) }
+                .into()
         }
         Command::ChangeMfaRequirement { mfa } => {
             if mfa == state.mfa_requirement {
@@ -206,15 +207,14 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>
             match purpose {
                 CodePurpose::SignIn => {
                     require_active(state)?;
-                    if let Some(until) = state.throttle.is_locked(now) {
-                        return Err(AccountError::Throttled { until });
-                    }
+                    require_not_throttled(state, now)?;
                     if state.mfa_requirement != MfaRequirement::Email {
                         return Err(AccountError::WrongFactor);
                     }
                 }
                 CodePurpose::Enrollment => {
                     require_step_authority(state, invitation, now)?;
+                    require_not_throttled(state, now)?;
                     require_password(state)?;
                     allow_method(state, MfaMethod::Email)?;
                 }
@@ -229,6 +229,7 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>
         }
         Command::EnrollMfa { proof, invitation } => {
             require_step_authority(state, invitation, now)?;
+            require_not_throttled(state, now)?;
             require_password(state)?;
             match proof {
                 EnrollmentProof::App { secret, step } => {
@@ -239,7 +240,7 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>
                             method: MfaMethod::App,
                             totp_step: Some(step),
                             at: now,
-                            personal: Personal::Known(MfaSecret { totp_secret: Some(secret) }),
+                            personal: Personal::Known(MfaSecret { totp_secret: Some(secret.0) }),
                         }
                         .into(),
                     }
@@ -338,9 +339,7 @@ fn invitation(token_digest: SecretDigest, now: DateTime<Utc>) -> Invitation {
 }
 
 fn sign_in(state: &Account, factor: Factor, client: Client, now: DateTime<Utc>) -> Result<Event, AccountError> {
-    if let Some(until) = state.throttle.is_locked(now) {
-        return Err(AccountError::Throttled { until });
-    }
+    require_not_throttled(state, now)?;
     let failed = |reason| SignInFailed { reason, at: now, personal: Personal::Known(client.clone()) };
     let signed_in =
         |method, totp_step| SignedIn { method, totp_step, at: now, personal: Personal::Known(client.clone()) };
@@ -353,6 +352,11 @@ fn sign_in(state: &Account, factor: Factor, client: Client, now: DateTime<Utc>) 
         Status::Active => {}
         Status::Deactivated => return Err(AccountError::Deactivated),
         _ => return Err(AccountError::OnboardingIncomplete),
+    }
+    // Six months without activity deactivate the profile whether or not the scheduler has
+    // recorded it yet: a late scheduler must not let an expired profile sign in and reset its clock.
+    if now >= deadlines(state).deactivation {
+        return Err(AccountError::Deactivated);
     }
     let required = state.mfa_requirement;
     let event: Event = match (factor, required) {
@@ -459,6 +463,13 @@ fn require_step_authority(
         (Status::Active, Some(_)) => Err(AccountError::AlreadyOnboarded),
         (Status::Deactivated, _) => Err(AccountError::Deactivated),
         (Status::New | Status::Deleted, _) => unreachable!("refused before any command"),
+    }
+}
+
+fn require_not_throttled(state: &Account, now: DateTime<Utc>) -> Result<(), AccountError> {
+    match state.throttle.is_locked(now) {
+        Some(until) => Err(AccountError::Throttled { until }),
+        None => Ok(()),
     }
 }
 

@@ -46,8 +46,8 @@ impl OrgId {
 
     /// 1 to 64 characters of letters, digits and `. _ -`: it names a stream.
     pub fn parse(raw: &str) -> Result<OrgId, OrgIdError> {
-        let valid = (1..=64).contains(&raw.len())
-            && raw.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+        let valid =
+            (1..=64).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
         if valid { Ok(OrgId(raw.to_string())) } else { Err(OrgIdError) }
     }
 

@@ -23,4 +23,4 @@ pub use decide::{AccountError, Command, Ctx, decide};
 pub use events::{Event, EventError};
 pub use ids::{AccountId, OrgId, Username, UsernameError};
 pub use personal::Personal;
-pub use secret::SecretDigest;
+pub use secret::{Confidential, SecretDigest};

@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// the key it stays `Sealed` (read models keep it that way and open it when they answer);
 /// opened with the key it is `Known`; once the key is destroyed (crypto-shredding) it is
 /// `Erased`, while the rest of the event stays readable for auditors.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Personal<T: Clone> {
     Known(T),
     /// URL-safe base64 of `nonce || ciphertext`, bound to the event's id and stream.
@@ -27,6 +27,17 @@ impl<T: Clone> Personal<T> {
             Personal::Sealed(sealed) => Personal::Sealed(sealed.clone()),
             Personal::Erased => Personal::Erased,
         }
+    }
+}
+
+/// Personal data never reaches logs through `Debug`.
+impl<T: Clone> std::fmt::Debug for Personal<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Personal::Known(_) => "Known(..)",
+            Personal::Sealed(_) => "Sealed(..)",
+            Personal::Erased => "Erased",
+        })
     }
 }
 
@@ -73,6 +84,7 @@ impl<'de, T: Clone + Deserialize<'de>> Deserialize<'de> for Personal<T> {
 pub trait PersonalField {
     /// The sealed text, while sealed.
     fn sealed(&self) -> Option<&str>;
+    fn is_known(&self) -> bool;
     /// Replaces the sealed form by the opened value, or by `Erased` when there is no key.
     fn open(&mut self, plaintext: Option<&[u8]>) -> Result<(), serde_json::Error>;
 }
@@ -83,6 +95,10 @@ impl<T: Clone + DeserializeOwned> PersonalField for Personal<T> {
             Personal::Sealed(sealed) => Some(sealed),
             _ => None,
         }
+    }
+
+    fn is_known(&self) -> bool {
+        matches!(self, Personal::Known(_))
     }
 
     fn open(&mut self, plaintext: Option<&[u8]>) -> Result<(), serde_json::Error> {

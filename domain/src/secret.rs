@@ -3,8 +3,10 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use subtle::ConstantTimeEq;
 
-/// A keyed digest of a secret (invitation token, email code). Events and read models hold only
+/// A digest of a secret (invitation token, email code). Events and read models hold only
 /// digests; the secret itself exists in the mail and the user's head. Equality is constant-time.
+/// A digest of a low-entropy secret such as a six-digit code must be keyed (HMAC with a server
+/// key), or it could be reversed by trying every code.
 #[derive(Clone, Copy)]
 pub struct SecretDigest(pub [u8; 32]);
 
@@ -36,6 +38,28 @@ impl<'de> Deserialize<'de> for SecretDigest {
         hex::decode_to_slice(&text, &mut bytes)
             .map_err(|_| serde::de::Error::custom("a secret digest is 64 hexadecimal digits"))?;
         Ok(SecretDigest(bytes))
+    }
+}
+
+/// A secret a command carries (a password hash, a TOTP secret): its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Confidential(pub String);
+
+impl From<String> for Confidential {
+    fn from(value: String) -> Self {
+        Confidential(value)
+    }
+}
+
+impl From<&str> for Confidential {
+    fn from(value: &str) -> Self {
+        Confidential(value.to_string())
+    }
+}
+
+impl fmt::Debug for Confidential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Confidential(..)")
     }
 }
 

@@ -504,6 +504,31 @@ fn five_failures_throttle_for_a_minute_and_a_sign_in_resets_the_count() {
 }
 
 #[test]
+fn a_late_scheduler_does_not_let_an_expired_profile_sign_in() {
+    // Nobody has recorded the deactivation yet, but six months have passed.
+    let deadline = Utc.with_ymd_and_hms(2026, 7, 15, 9, 0, 0).unwrap();
+    given(active()).at(deadline).when(sign_in(Factor::Password { correct: true })).then_err(AccountError::Deactivated);
+    given(active())
+        .at(deadline - Duration::seconds(1))
+        .when(sign_in(Factor::Password { correct: true }))
+        .then([signed_in(deadline - Duration::seconds(1))]);
+}
+
+#[test]
+fn wrong_enrollment_codes_throttle_like_sign_in_failures() {
+    let mut events = vec![invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0())];
+    for _ in 0..5 {
+        events.push(MfaEnrollmentFailed { method: MfaMethod::App, at: t0() }.into());
+    }
+    given(events)
+        .when(Command::EnrollMfa {
+            proof: EnrollmentProof::App { secret: "S".into(), step: Some(1) },
+            invitation: Some(TOKEN),
+        })
+        .then_err(AccountError::Throttled { until: t0() + Duration::minutes(1) });
+}
+
+#[test]
 fn four_failures_do_not_throttle() {
     let mut events = active();
     for _ in 0..4 {

@@ -2,8 +2,8 @@
 //! expected version, retrying on a conflict with the fresh state.
 
 use tenure_domain::decide::{self, Command, Ctx, Invite};
-use tenure_domain::username_claim::{ClaimError, UsernameClaim};
 use tenure_domain::org::{Org, OrgCommand, OrgError, decide_org};
+use tenure_domain::username_claim::{ClaimError, UsernameClaim};
 use tenure_domain::{Account, AccountError, AccountId, Event, OrgId, Username};
 
 use crate::codec::{self, CodecError, Envelope, Meta};
@@ -110,10 +110,8 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
             if events.is_empty() {
                 return Ok(events);
             }
-            let encoded = events
-                .iter()
-                .map(|e| codec::encode(e, stream, key, meta, ctx.now))
-                .collect::<Result<Vec<_>, _>>()?;
+            let encoded =
+                events.iter().map(|e| codec::encode(e, stream, key, meta, ctx.now)).collect::<Result<Vec<_>, _>>()?;
             match self.store.append(stream, expected(history.len() as Version), encoded).await {
                 Ok(_) => return Ok(events),
                 Err(AppendError::Conflict { .. }) => continue,
@@ -132,8 +130,11 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         let key = self.keys.create(id).await?;
         let result = self.claim_and_append(id, &username_stream, &invited, &key, ctx, meta).await;
         if result.is_err() {
-            // Nothing was written; the unused key must not linger.
-            self.keys.destroy(id).await?;
+            // The unused key must not linger, but a store error may hide a committed append:
+            // only a stream known to be empty lets the key go.
+            if self.store.read_stream(&id.stream(), 1).await.is_ok_and(|events| events.is_empty()) {
+                let _ = self.keys.destroy(id).await;
+            }
         }
         result?;
         Ok(invited.into_iter().next().expect("an invitation decides one event"))
@@ -187,9 +188,10 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
     /// The account a username or account id names: the current holder of the username, or the
     /// account with that id if its stream exists.
     pub async fn resolve(&self, who: &str) -> Result<Option<AccountId>, ExecuteError> {
-        if let Ok(id) = who.parse::<AccountId>() {
-            let exists = !self.store.read_stream(&id.stream(), 1).await?.is_empty();
-            return Ok(exists.then_some(id));
+        if let Ok(id) = who.parse::<AccountId>()
+            && !self.store.read_stream(&id.stream(), 1).await?.is_empty()
+        {
+            return Ok(Some(id));
         }
         let Ok(username) = Username::parse(who) else {
             return Ok(None);

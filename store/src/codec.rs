@@ -108,8 +108,17 @@ pub fn encode(
 
 /// Decodes an event, leaving its personal member sealed: what read models keep.
 pub fn decode_sealed(recorded: &RecordedEvent) -> Result<Envelope, CodecError> {
-    let event = Event::decode_bytes(&recorded.event_type, recorded.schema_version, &recorded.data)
+    let mut event = Event::decode_bytes(&recorded.event_type, recorded.schema_version, &recorded.data)
         .map_err(|source| CodecError::Event { event_id: recorded.id, position: recorded.position, source })?;
+    // Personal data is only ever written sealed: plaintext in the store was put there by hand,
+    // and would neither be authenticated nor erased with the key.
+    if event.personal_mut().is_some_and(|personal| personal.is_known()) {
+        return Err(CodecError::Corrupt {
+            event_id: recorded.id,
+            position: recorded.position,
+            reason: "personal fields are stored unsealed".into(),
+        });
+    }
     Ok(Envelope { recorded: recorded.clone(), event })
 }
 

@@ -71,6 +71,13 @@ pub async fn expectations<S: EventStore>(store: &S) {
     let appended = store.append("s", Expected::Any, events(1, "E")).await.expect("any");
     assert_eq!(appended.version, 3);
     assert_eq!(store.head().await.expect("head"), 3);
+    // An append of nothing still checks its expectation.
+    let empty = store.append("s", Expected::NoStream, vec![]).await.unwrap_err();
+    assert!(matches!(empty, AppendError::Conflict { actual: 3, .. }), "{empty:?}");
+    let empty = store.append("s", Expected::Exact(2), vec![]).await.unwrap_err();
+    assert!(matches!(empty, AppendError::Conflict { actual: 3, .. }), "{empty:?}");
+    assert_eq!(store.append("s", Expected::Exact(3), vec![]).await.expect("holds").version, 3);
+    assert_eq!(store.append("s", Expected::Exact(3), events(1, "E")).await.expect("after").version, 4);
 }
 
 /// 100 appenders race for the same expected version: exactly one wins each round, and the

@@ -167,13 +167,14 @@ pub trait EventStore: Clone + Send + Sync + 'static {
                 if let Some(event) = state.buffer.pop_front() {
                     return Some((Ok(event), state));
                 }
+                // Marked before reading, so an append that lands during the read wakes the wait.
+                state.appended.mark_unchanged();
                 match state.store.read_all(state.next, SUBSCRIPTION_PAGE).await {
                     Err(error) => {
                         state.failed = true;
                         return Some((Err(error), state));
                     }
                     Ok(page) if page.is_empty() => {
-                        state.appended.mark_unchanged();
                         // Either an append through this handle or the poll for other writers.
                         let _ = tokio::time::timeout(SUBSCRIPTION_POLL, state.appended.changed()).await;
                     }

@@ -106,8 +106,13 @@ struct WriteRequest {
 
 impl SqliteStore {
     pub fn open(path: &Path, mode: Open) -> Result<SqliteStore, StoreError> {
-        if mode == Open::MustExist && !path.exists() {
+        let existing = std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
+        if mode == Open::MustExist && !existing {
             return Err(StoreError::Missing(path.display().to_string()));
+        }
+        if existing {
+            // Look before touching: a foreign or newer file is refused without a single write.
+            check_identity(path)?;
         }
         let mut writer = Connection::open(path).map_err(|e| open_error(path, e))?;
         configure(&writer, path)?;
@@ -214,6 +219,19 @@ fn configure(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     // Savepoint sub-journals in memory: a temporary file per group commit costs more than the
     // commit itself.
     connection.execute_batch("PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;").map_err(|e| open_error(path, e))
+}
+
+fn check_identity(path: &Path) -> Result<(), StoreError> {
+    let connection = open_reader(path)?;
+    let read = |sql: &str| connection.query_row(sql, [], |r| r.get::<_, i64>(0)).map_err(|e| open_error(path, e));
+    match (read("PRAGMA application_id")?, read("PRAGMA user_version")?) {
+        (APPLICATION_ID, SCHEMA_VERSION) => Ok(()),
+        (APPLICATION_ID, found) if found > SCHEMA_VERSION => {
+            Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION })
+        }
+        (0, 0) if read("SELECT count(*) FROM sqlite_schema")? == 0 => Ok(()),
+        _ => Err(StoreError::NotATenureStore(path.display().to_string())),
+    }
 }
 
 fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -375,7 +393,7 @@ struct AbdicateOnPanic<'a>(&'a Writer);
 impl Drop for AbdicateOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.lock_queue().leading = false;
+            self.0.fail_queued();
         }
     }
 }
@@ -484,6 +502,21 @@ fn apply(
     append: &StreamAppend,
     known: Option<(Version, [u8; 32])>,
 ) -> Result<(Appended, (Version, [u8; 32])), AppendError> {
+    if append.events.is_empty() {
+        // Nothing to write: only the expectation is checked, against the stored head.
+        let head = stream_head(tx, &append.stream).map_err(store_error)?;
+        let actual = head.map_or(0, |(version, _)| version);
+        let holds = match append.expected {
+            Expected::NoStream => actual == 0,
+            Expected::Exact(expected) => actual == expected,
+            Expected::Any => true,
+        };
+        if !holds {
+            return Err(AppendError::Conflict { stream: append.stream.clone(), expected: append.expected, actual });
+        }
+        let position = current_head(tx).map_err(store_error)?;
+        return Ok((Appended { version: actual, position }, head.unwrap_or((0, chain::GENESIS))));
+    }
     let conflict = || -> AppendError {
         match stream_head(tx, &append.stream) {
             Ok(head) => AppendError::Conflict {
@@ -544,9 +577,6 @@ fn apply(
         }
         position = tx.last_insert_rowid() as u64;
         prev_hash = hash;
-    }
-    if append.events.is_empty() {
-        position = current_head(tx).map_err(store_error)?;
     }
     Ok((Appended { version, position }, (version, prev_hash)))
 }

@@ -140,7 +140,9 @@ async fn a_sign_in_racing_a_deactivation_never_both_succeed() {
         activate(&repo, id).await;
         let sign = {
             let repo = repo.clone();
-            tokio::spawn(async move { repo.execute(id, sign_in(true), &ctx(deadline), &meta()).await })
+            // A sign-in a millisecond before the deadline, decided on the same state as the deactivation.
+            let just_before = deadline - Duration::milliseconds(1);
+            tokio::spawn(async move { repo.execute(id, sign_in(true), &ctx(just_before), &meta()).await })
         };
         let deactivate = {
             let repo = repo.clone();
@@ -232,6 +234,23 @@ async fn destroying_the_key_erases_personal_fields_from_every_file_but_keeps_the
         other => panic!("{other:?}"),
     }
     assert!(state.last_sign_in.is_some(), "times survive erasure");
+}
+
+#[tokio::test]
+async fn personal_data_stored_in_plaintext_is_refused_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path());
+    let id = AccountId(Uuid::now_v7());
+    let forged = Event::from(ProfileUpdated {
+        at: t0(),
+        personal: Personal::Known(Profile { display_name: Some("Mallory".into()), phone: None, address: None }),
+    });
+    let mut new =
+        codec::encode(&forged, &id.stream(), Some(&tenure_store::DataKey::generate().unwrap()), &meta(), t0()).unwrap();
+    new.data = serde_json::to_vec(&forged.to_json()).unwrap();
+    repo.store.append(&id.stream(), Expected::NoStream, vec![new]).await.unwrap();
+    let error = repo.load(id).await.unwrap_err().to_string();
+    assert!(error.contains("stored unsealed"), "{error}");
 }
 
 #[tokio::test]

@@ -28,7 +28,11 @@ pub async fn run(global: &Global, item: OrgItem) -> anyhow::Result<ExitCode> {
         OrgItem::Ticket(OpenClose::Close { org, id }) => (org, OrgCommand::CloseTicket { ticket_id: id.clone() }, id),
         OrgItem::Maintenance(Maintenance::Add { org, id, title, starts, ends }) => {
             let id = id.unwrap_or_else(|| new_id("M"));
-            (org, OrgCommand::ScheduleMaintenance { window_id: id.clone(), title, starts_at: starts, ends_at: ends }, id)
+            (
+                org,
+                OrgCommand::ScheduleMaintenance { window_id: id.clone(), title, starts_at: starts, ends_at: ends },
+                id,
+            )
         }
         OrgItem::Maintenance(Maintenance::Cancel { org, id }) => {
             (org, OrgCommand::CancelMaintenance { window_id: id.clone() }, id)

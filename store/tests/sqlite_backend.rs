@@ -1,0 +1,48 @@
+//! What only the SQLite backend has: several handles (or processes) writing one file.
+
+use tenure_store::conformance::event;
+use tenure_store::sqlite::{Open, SqliteStore};
+use tenure_store::{AppendError, EventStore, Expected, chain};
+
+/// Two handles keep their own cache of stream heads. Each appends with the exact version it
+/// believes current; a head made stale by the other handle must end in a conflict (reported from
+/// the `(stream, version)` constraint), never in a forked or broken chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_one_file_never_fork_a_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let a = SqliteStore::open(&path, Open::CreateIfMissing).unwrap();
+    let b = SqliteStore::open(&path, Open::CreateIfMissing).unwrap();
+    a.append("shared", Expected::NoStream, vec![event("A", b"{}")]).await.unwrap();
+    // b learns the head (version 1), then a moves on without b's knowledge.
+    b.append("shared", Expected::Exact(1), vec![event("B", b"{}")]).await.unwrap();
+    a.append("other", Expected::NoStream, vec![event("A", b"{}")]).await.unwrap();
+    // a's cached head for "shared" is version 1, now stale: b wrote version 2.
+    let stale = a.append("shared", Expected::Exact(1), vec![event("A", b"{}")]).await.unwrap_err();
+    assert!(matches!(stale, AppendError::Conflict { actual: 2, .. }), "{stale:?}");
+    let fresh = a.append("shared", Expected::Exact(2), vec![event("A", b"{}")]).await.unwrap();
+    assert_eq!(fresh.version, 3);
+
+    let mut tasks = Vec::new();
+    for (name, store) in [("a", a.clone()), ("b", b.clone())] {
+        tasks.push(tokio::spawn(async move {
+            let mut wins = 0;
+            for _ in 0..200 {
+                let version = store.read_stream("shared", 1).await.unwrap().len() as u64;
+                match store.append("shared", Expected::Exact(version), vec![event(name, b"{}")]).await {
+                    Ok(_) => wins += 1,
+                    Err(AppendError::Conflict { .. }) => {}
+                    Err(other) => panic!("{other:?}"),
+                }
+            }
+            wins
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        wins += task.await.unwrap();
+    }
+    let stream = a.read_stream("shared", 1).await.unwrap();
+    assert_eq!(stream.len(), 3 + wins);
+    assert_eq!(chain::verify(&stream), Ok(stream.len()));
+}
