@@ -234,3 +234,44 @@ fn a_corrupt_or_foreign_store_is_refused_without_damage() {
     assert_eq!(std::fs::read(other.path().join("tenure.db")).unwrap(), before, "not even switched to WAL");
     assert!(!other.path().join("tenure.db-wal").exists());
 }
+
+#[test]
+fn projections_status_and_rebuild_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (id, _) = invite(d, "proj", &[]);
+    let ticket = tenure(d, &["org", "ticket", "open", "--org", "acme", "--id", "T-1", "--title", "Circuit down"]);
+    assert!(ticket.status.success(), "{}", stderr(&ticket));
+    assert_eq!(stdout(&ticket).trim(), "TicketOpened T-1 in org acme");
+
+    let status = tenure(d, &["projections", "status"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let text = stdout(&status);
+    assert!(text.lines().any(|l| l.starts_with("accounts") && l.contains(" 0 ") && l.contains("stopped")), "{text}");
+
+    let rebuilt = tenure(d, &["projections", "rebuild"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    assert!(stdout(&rebuilt).contains("rebuilt accounts, org_widgets from 3 events"), "{}", stdout(&rebuilt));
+    assert!(stderr(&rebuilt).is_empty() || stderr(&rebuilt).starts_with("rebuild:"), "{}", stderr(&rebuilt));
+    let text = stdout(&tenure(d, &["projections", "status"]));
+    for name in ["accounts", "org_widgets"] {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&fields[1..4], ["3", "3", "0"], "{line}");
+    }
+    assert_one_line_error(&tenure(d, &["projections", "rebuild", "dashboards"]), "no projection named");
+
+    // An event this build cannot read: the rebuild refuses, naming it, and changes nothing.
+    let connection = rusqlite::Connection::open(d.join("tenure.db")).unwrap();
+    connection
+        .execute(
+            "INSERT INTO events (stream, version, event_id, event_type, schema_version, recorded_at, actor, \
+             correlation_id, data, prev_hash, hash) VALUES (?1, 2, ?2, 'AccountTeleported', 1, 0, 'x', ?2, ?3, ?4, ?4)",
+            rusqlite::params![format!("account-{id}"), uuid::Uuid::now_v7().as_bytes(), b"{}".to_vec(), [0u8; 32]],
+        )
+        .unwrap();
+    drop(connection);
+    assert_one_line_error(&tenure(d, &["projections", "rebuild", "accounts"]), "position 4");
+    let text = stdout(&tenure(d, &["projections", "status"]));
+    assert!(text.lines().any(|l| l.starts_with("accounts") && l.split_whitespace().nth(1) == Some("3")), "{text}");
+}

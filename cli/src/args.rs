@@ -41,6 +41,24 @@ pub enum Command {
     /// Posts org-level items for the dashboard widgets.
     #[command(subcommand)]
     Org(OrgItem),
+    /// The read models: status, rebuild, and a runner for use without `tenure serve`.
+    #[command(subcommand)]
+    Projections(Projections),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Projections {
+    /// Each projection's checkpoint, the store's head, the lag and the state; exits non-zero
+    /// when one has failed.
+    Status,
+    /// Rebuilds from position 0 into a fresh copy while the current copy keeps answering, then
+    /// swaps it in.
+    Rebuild {
+        /// Projections to rebuild [default: all]: accounts, org_widgets.
+        names: Vec<String>,
+    },
+    /// Keeps the projections up to date until interrupted (`tenure serve` does this itself).
+    Run,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +193,18 @@ pub enum Format {
 pub enum Bench {
     /// Durable appends per second with 1, 8 and 64 writers, beside a raw rusqlite insert loop.
     Append(BenchAppend),
+    /// A full rebuild of all projections over a generated store, beside a raw scan of its events.
+    Rebuild(BenchRebuild),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRebuild {
+    /// Accounts to generate (about ten events each).
+    #[arg(long, default_value_t = 100_000)]
+    pub accounts: usize,
+    /// Where to put the generated store [default: a temporary directory in the data dir].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

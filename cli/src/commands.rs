@@ -2,6 +2,7 @@ mod admin;
 mod audit;
 mod bench;
 mod org;
+mod projections;
 
 use std::process::ExitCode;
 
@@ -13,5 +14,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(audit) => audit::run(&cli.global, audit).await,
         Command::Bench(bench) => bench::run(&cli.global, bench).await,
         Command::Org(item) => org::run(&cli.global, item).await,
+        Command::Projections(command) => projections::run(&cli.global, command).await,
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use tenure_domain::Clock;
+use tenure_projections::ProjectionDb;
 use tenure_store::keys::key_store_paths;
 use tenure_store::sqlite::{Open, SqliteStore};
 use tenure_store::{Accounts, Actor, SqliteKeyStore};
@@ -66,6 +67,11 @@ pub fn open(global: &Global, mode: Open) -> anyhow::Result<Context> {
         public_url: public_url.trim_end_matches('/').to_string(),
         clock: Box::new(SystemClock),
     })
+}
+
+/// The read models beside the store.
+pub fn projections(global: &Global) -> anyhow::Result<ProjectionDb> {
+    Ok(ProjectionDb::open(&global.data_dir.join("projections.db"))?)
 }
 
 /// The person at the command line, as named in the events they cause.

@@ -7,7 +7,7 @@ use tenure_domain::username_claim::{ClaimError, UsernameClaim};
 use tenure_domain::{Account, AccountError, AccountId, Event, OrgId, Username};
 
 use crate::codec::{self, CodecError, Envelope, Meta};
-use crate::event_store::{AppendError, EventStore, Expected, StoreError, StreamAppend, Version};
+use crate::event_store::{AppendError, EventStore, Expected, Position, StoreError, StreamAppend, Version};
 use crate::keys::{DataKey, KeyStore};
 
 /// How often `execute` re-decides after losing a race before giving up.
@@ -57,7 +57,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
     pub async fn load(&self, id: AccountId) -> Result<(Account, Vec<Envelope>), ExecuteError> {
         let recorded = self.store.read_stream(&id.stream(), 1).await?;
         let key = self.keys.get(id).await?;
-        let envelopes = recorded.iter().map(|r| codec::decode(r, key.as_ref())).collect::<Result<Vec<_>, _>>()?;
+        let envelopes = recorded.into_iter().map(|r| codec::decode(r, key.as_ref())).collect::<Result<Vec<_>, _>>()?;
         let state = Account::fold(envelopes.iter().map(|e| &e.event));
         Ok((state, envelopes))
     }
@@ -105,7 +105,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         for _ in 0..MAX_ATTEMPTS {
             let recorded = self.store.read_stream(stream, 1).await?;
             let history =
-                recorded.iter().map(|r| codec::decode(r, key).map(|e| e.event)).collect::<Result<Vec<_>, _>>()?;
+                recorded.into_iter().map(|r| codec::decode(r, key).map(|e| e.event)).collect::<Result<Vec<_>, _>>()?;
             let events = decide(&history)?;
             if events.is_empty() {
                 return Ok(events);
@@ -181,8 +181,20 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
 
     async fn username_claim(&self, stream: &str) -> Result<UsernameClaim, ExecuteError> {
         let recorded = self.store.read_stream(stream, 1).await?;
-        let events = recorded.iter().map(|r| codec::decode(r, None).map(|e| e.event)).collect::<Result<Vec<_>, _>>()?;
+        let events =
+            recorded.into_iter().map(|r| codec::decode(r, None).map(|e| e.event)).collect::<Result<Vec<_>, _>>()?;
         Ok(UsernameClaim::fold(&events))
+    }
+
+    /// The account's event at `position`, opened with its key: how read models, which keep only
+    /// positions, reach personal data. `None` when that position holds no event of the account.
+    pub async fn event_at(&self, id: AccountId, position: Position) -> Result<Option<Event>, ExecuteError> {
+        let Some(recorded) = self.store.read_all(position, 1).await?.pop() else { return Ok(None) };
+        if recorded.position != position || recorded.stream != id.stream() {
+            return Ok(None);
+        }
+        let key = self.keys.get(id).await?;
+        Ok(Some(codec::decode(recorded, key.as_ref())?.event))
     }
 
     /// The account a username or account id names: the current holder of the username, or the
@@ -198,7 +210,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         };
         // A released name still resolves to its last holder, for auditors.
         let recorded = self.store.read_stream(&username.stream(), 1).await?;
-        let last_holder = recorded.iter().rev().find_map(|r| match codec::decode(r, None) {
+        let last_holder = recorded.into_iter().rev().find_map(|r| match codec::decode(r, None) {
             Ok(Envelope { event: Event::UsernameClaimed(claimed), .. }) => Some(claimed.account_id),
             _ => None,
         });

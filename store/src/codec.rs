@@ -107,7 +107,7 @@ pub fn encode(
 }
 
 /// Decodes an event, leaving its personal member sealed: what read models keep.
-pub fn decode_sealed(recorded: &RecordedEvent) -> Result<Envelope, CodecError> {
+pub fn decode_sealed(recorded: RecordedEvent) -> Result<Envelope, CodecError> {
     let mut event = Event::decode_bytes(&recorded.event_type, recorded.schema_version, &recorded.data)
         .map_err(|source| CodecError::Event { event_id: recorded.id, position: recorded.position, source })?;
     // Personal data is only ever written sealed: plaintext in the store was put there by hand,
@@ -119,7 +119,7 @@ pub fn decode_sealed(recorded: &RecordedEvent) -> Result<Envelope, CodecError> {
             reason: "personal fields are stored unsealed".into(),
         });
     }
-    Ok(Envelope { recorded: recorded.clone(), event })
+    Ok(Envelope { recorded, event })
 }
 
 /// Opens an event's sealed personal member with the account's key, or marks it erased when
@@ -144,8 +144,24 @@ pub fn open_personal(envelope: &mut Envelope, key: Option<&DataKey>) -> Result<(
 }
 
 /// Decodes an event and opens its personal member.
-pub fn decode(recorded: &RecordedEvent, key: Option<&DataKey>) -> Result<Envelope, CodecError> {
+pub fn decode(recorded: RecordedEvent, key: Option<&DataKey>) -> Result<Envelope, CodecError> {
     let mut envelope = decode_sealed(recorded)?;
     open_personal(&mut envelope, key)?;
     Ok(envelope)
+}
+
+/// Opens personal data a read model kept sealed, with the account's key: `None` once the key is
+/// destroyed.
+pub fn open_sealed<T: serde::de::DeserializeOwned>(
+    key: Option<&DataKey>,
+    event_id: Uuid,
+    stream: &str,
+    sealed: &str,
+) -> Result<Option<T>, CodecError> {
+    let Some(key) = key else { return Ok(None) };
+    let corrupt = |reason: &str| CodecError::Corrupt { event_id, position: 0, reason: reason.to_string() };
+    let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| corrupt("sealed personal fields are not base64"))?;
+    let plaintext =
+        key.open(&context(event_id, stream), &bytes).ok_or_else(|| corrupt("personal fields fail authentication"))?;
+    serde_json::from_slice(&plaintext).map(Some).map_err(|e| corrupt(&e.to_string()))
 }

@@ -128,6 +128,31 @@ impl SqliteKeyStore {
     }
 }
 
+impl SqliteKeyStore {
+    /// Creates the keys of many new accounts in one transaction (bulk imports, benchmarks).
+    pub async fn create_many(&self, accounts: Vec<AccountId>) -> Result<Vec<DataKey>, StoreError> {
+        self.with_connection(move |c, master| {
+            let failed = |e: rusqlite::Error| StoreError::Backend(format!("cannot store keys: {e}"));
+            let tx = c.unchecked_transaction().map_err(failed)?;
+            let mut keys = Vec::with_capacity(accounts.len());
+            {
+                let mut insert =
+                    tx.prepare("INSERT INTO account_keys (account_id, wrapped) VALUES (?1, ?2)").map_err(failed)?;
+                for account in &accounts {
+                    let key = DataKey::generate()?;
+                    insert
+                        .execute(params![account.0.as_bytes(), master.seal(account.0.as_bytes(), &key.0)?])
+                        .map_err(failed)?;
+                    keys.push(key);
+                }
+            }
+            tx.commit().map_err(failed)?;
+            Ok(keys)
+        })
+        .await
+    }
+}
+
 impl KeyStore for SqliteKeyStore {
     async fn create(&self, account: AccountId) -> Result<DataKey, StoreError> {
         self.with_connection(move |c, master| {

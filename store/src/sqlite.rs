@@ -66,7 +66,7 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     writer: Arc<Writer>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Arc<ReadPool>,
 }
 
 struct Writer {
@@ -124,27 +124,46 @@ impl SqliteStore {
             connection: Mutex::new(WriteConnection { connection: writer, heads: Heads::new() }),
             head,
         });
-        Ok(SqliteStore { inner: Arc::new(Inner { path: path.to_path_buf(), writer, readers: Mutex::new(Vec::new()) }) })
+        Ok(SqliteStore { inner: Arc::new(Inner { path: path.to_path_buf(), writer, readers: ReadPool::new(path) }) })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
 
-    /// Runs `read` on a pooled read-only connection, off the async threads.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
+        self.inner.readers.read(read).await
+    }
+}
+
+/// Read-only connections to one SQLite file, reused across reads that run on the blocking pool.
+pub struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    pub fn new(path: &Path) -> Arc<ReadPool> {
+        Arc::new(ReadPool { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) })
+    }
+
+    /// Runs `read` on a pooled read-only connection, off the async threads.
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().map_err(|_| StoreError::Closed)?.pop();
+            let pooled = pool.idle.lock().map_err(|_| StoreError::Closed)?.pop();
             let connection = match pooled {
                 Some(connection) => connection,
-                None => open_reader(&inner.path)?,
+                None => open_reader(&pool.path)?,
             };
-            let result = read(&connection).map_err(|e| read_error(&inner.path, e));
-            let mut idle = inner.readers.lock().map_err(|_| StoreError::Closed)?;
+            let result = read(&connection).map_err(|e| read_error(&pool.path, e));
+            let mut idle = pool.idle.lock().map_err(|_| StoreError::Closed)?;
             if idle.len() < IDLE_READERS {
                 idle.push(connection);
             }
@@ -279,9 +298,10 @@ fn open_error(path: &Path, error: rusqlite::Error) -> StoreError {
 
 fn read_error(path: &Path, error: rusqlite::Error) -> StoreError {
     match error {
-        rusqlite::Error::FromSqlConversionFailure(..) | rusqlite::Error::InvalidColumnType(..) => {
-            StoreError::Corrupt(format!("{}: {error}", path.display()))
+        rusqlite::Error::FromSqlConversionFailure(_, _, cause) => {
+            StoreError::Corrupt(format!("{}: {cause}", path.display()))
         }
+        rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt(format!("{}: {error}", path.display())),
         error => open_error(path, error),
     }
 }
@@ -308,24 +328,42 @@ fn uuid(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
 }
 
 fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
-    let micros: i64 = row.get(6)?;
-    let recorded_at = DateTime::from_timestamp_micros(micros).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Integer, "time out of range".into())
-    })?;
-    Ok(RecordedEvent {
-        position: row.get::<_, i64>(0)? as u64,
-        stream: row.get(1)?,
-        version: row.get::<_, i64>(2)? as u64,
-        id: uuid(row, 3)?,
-        event_type: row.get(4)?,
-        schema_version: row.get(5)?,
-        recorded_at,
-        actor: row.get(7)?,
-        correlation_id: uuid(row, 8)?,
-        data: row.get(9)?,
-        prev_hash: blob_32(row, 10)?,
-        hash: blob_32(row, 11)?,
-    })
+    let position = row.get::<_, i64>(0)? as u64;
+    // A malformed row is reported with its position, so that an operator can find it.
+    let at_position = |error: rusqlite::Error| match error {
+        rusqlite::Error::InvalidColumnType(index, name, kind) => rusqlite::Error::FromSqlConversionFailure(
+            index,
+            kind,
+            format!("event at position {position}: column {name} has the wrong type").into(),
+        ),
+        rusqlite::Error::FromSqlConversionFailure(index, kind, cause) => rusqlite::Error::FromSqlConversionFailure(
+            index,
+            kind,
+            format!("event at position {position}: {cause}").into(),
+        ),
+        other => other,
+    };
+    let read = || -> rusqlite::Result<RecordedEvent> {
+        let micros: i64 = row.get(6)?;
+        let recorded_at = DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Integer, "time out of range".into())
+        })?;
+        Ok(RecordedEvent {
+            position,
+            stream: row.get(1)?,
+            version: row.get::<_, i64>(2)? as u64,
+            id: uuid(row, 3)?,
+            event_type: row.get(4)?,
+            schema_version: row.get(5)?,
+            recorded_at,
+            actor: row.get(7)?,
+            correlation_id: uuid(row, 8)?,
+            data: row.get(9)?,
+            prev_hash: blob_32(row, 10)?,
+            hash: blob_32(row, 11)?,
+        })
+    };
+    read().map_err(at_position)
 }
 
 impl Writer {

@@ -45,7 +45,7 @@ pub async fn run(global: &Global, audit: Audit) -> anyhow::Result<ExitCode> {
         }
         let mut events = Vec::new();
         for r in recorded.iter().filter(|r| r.recorded_at <= as_of) {
-            events.push(codec::decode(r, key.as_ref())?.event);
+            events.push(codec::decode(r.clone(), key.as_ref())?.event);
         }
         let state = state_json(id, as_of, &events);
         match audit.format {
@@ -58,7 +58,7 @@ pub async fn run(global: &Global, audit: Audit) -> anyhow::Result<ExitCode> {
     let mut unreadable = Vec::new();
     let mut entries = Vec::new();
     for r in &recorded {
-        let payload = match codec::decode(r, key.as_ref()) {
+        let payload = match codec::decode(r.clone(), key.as_ref()) {
             // Decoding proves the event is known and well-formed; the shown payload is the
             // current schema's.
             Ok(envelope) => present(envelope.event.to_json()),

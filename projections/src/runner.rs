@@ -1,0 +1,117 @@
+//! Live updates: each projection follows `$all` from its checkpoint and writes each batch of
+//! rows together with the new checkpoint. An event that cannot be decoded or applied stops that
+//! projection (recorded for `tenure projections status`, logged) without touching the others.
+
+use futures_util::{FutureExt, StreamExt};
+use tenure_store::{EventStore, Position, RecordedEvent, codec};
+
+use crate::db::{ProjectionDb, ProjectionError};
+use crate::schema::Projection;
+
+/// Events per transaction.
+pub const PAGE: usize = 1024;
+
+/// Applies everything the store holds now, then returns the checkpoint reached.
+pub async fn catch_up<S: EventStore>(
+    store: &S,
+    db: &ProjectionDb,
+    projection: Projection,
+) -> Result<Position, ProjectionError> {
+    loop {
+        let from = db.checkpoint(projection).await?.position + 1;
+        let page = store.read_all(from, PAGE).await?;
+        if page.is_empty() {
+            return Ok(from - 1);
+        }
+        apply_page(db, projection, page).await?;
+    }
+}
+
+/// Follows the store until it fails or the stream ends. A projection that failed before is tried
+/// again from its checkpoint: a newer build may read the event it stopped at.
+pub async fn run<S: EventStore>(store: S, db: ProjectionDb, projection: Projection) -> Result<(), ProjectionError> {
+    let checkpoint = db.checkpoint(projection).await?;
+    if checkpoint.failed.is_some() {
+        db.clear_failure(projection).await?;
+    }
+    let mut events = Box::pin(store.subscribe_all(checkpoint.position + 1));
+    while let Some(first) = events.next().await {
+        let mut page = vec![first?];
+        while page.len() < PAGE {
+            match events.next().now_or_never() {
+                Some(Some(event)) => page.push(event?),
+                _ => break,
+            }
+        }
+        apply_page(&db, projection, page).await?;
+    }
+    Ok(())
+}
+
+/// Applies a page of `$all`: the events before a poison event are kept, the poison event stops
+/// the projection.
+async fn apply_page(
+    db: &ProjectionDb,
+    projection: Projection,
+    page: Vec<RecordedEvent>,
+) -> Result<Position, ProjectionError> {
+    let through = page.last().map_or(0, |e| e.position);
+    let mut envelopes = Vec::with_capacity(page.len());
+    for recorded in page.iter().filter(|r| projection.handles(&r.stream)) {
+        match codec::decode_sealed(recorded.clone()) {
+            Ok(envelope) => envelopes.push(envelope),
+            Err(error) => {
+                db.apply_batch(projection, envelopes, recorded.position - 1).await?;
+                return Err(stop(db, projection, recorded, error.to_string()).await);
+            }
+        }
+    }
+    match db.apply_batch(projection, envelopes.clone(), through).await {
+        Err(ProjectionError::Poison { position, reason, .. }) => {
+            let before: Vec<_> = envelopes.into_iter().filter(|e| e.recorded.position < position).collect();
+            db.apply_batch(projection, before, position - 1).await?;
+            let recorded = page.iter().find(|r| r.position == position).expect("the poison event is in the page");
+            Err(stop(db, projection, recorded, reason).await)
+        }
+        other => other,
+    }
+}
+
+async fn stop(db: &ProjectionDb, projection: Projection, event: &RecordedEvent, reason: String) -> ProjectionError {
+    let error = ProjectionError::Poison {
+        projection: projection.name(),
+        event_id: event.id,
+        position: event.position,
+        reason: format!("{} event: {reason}", event.event_type),
+    };
+    tracing::error!(projection = projection.name(), event_id = %event.id, position = event.position, "{error}");
+    if let Err(record) = db.record_failure(projection, event.position, error.to_string()).await {
+        tracing::error!(projection = projection.name(), "cannot record the failure: {record}");
+    }
+    error
+}
+
+/// Starts a runner for every projection, unless another process runs them already (`None`).
+/// The returned future ends when every runner has stopped; failures are logged and recorded.
+pub fn start<S: EventStore>(
+    store: S,
+    db: ProjectionDb,
+) -> Result<Option<impl std::future::Future<Output = Result<(), ProjectionError>>>, ProjectionError> {
+    let Some(lock) = db.try_lock("runner")? else { return Ok(None) };
+    let runners: Vec<_> = crate::schema::ALL
+        .into_iter()
+        .map(|projection| tokio::spawn(run(store.clone(), db.clone(), projection)))
+        .collect();
+    Ok(Some(async move {
+        let _lock = lock;
+        for runner in runners {
+            // A failed projection stops alone; the others keep running.
+            match runner.await {
+                Ok(Ok(())) | Ok(Err(ProjectionError::Poison { .. })) => {}
+                Ok(Err(error)) => return Err(error),
+                Err(panic) => return Err(ProjectionError::Db(format!("a runner failed: {panic}"))),
+            }
+        }
+        Ok(())
+    }))
+}

@@ -1,0 +1,240 @@
+//! The read models answer the login and dashboard queries; erasure reaches them; a poison event
+//! stops only its own projection.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Duration as Days;
+use common::*;
+use tenure_domain::decide::{Command, Factor};
+use tenure_domain::events::{Client, Profile, ProfileUpdated, Role, SignInMethod};
+use tenure_domain::org::OrgCommand;
+use tenure_domain::{Event, OrgId, Personal, Status, Username};
+use tenure_projections::{ALL, Projection, ProjectionError, ProjectionState, catch_up};
+use tenure_store::{EventStore, Expected, KeyStore, NewEvent};
+use uuid::Uuid;
+
+fn client() -> Client {
+    Client { address: "203.0.113.9".into(), user_agent: "Firefox".into() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_models_answer_the_login_and_dashboard_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open_repo(dir.path());
+    let db = open_db(dir.path(), "projections.db");
+    let jane = invite(&repo, "JDoe", "acme", Role::Admin, t0()).await;
+    let amy = invite(&repo, "amy", "acme", Role::User, t0()).await;
+    let _bob = invite(&repo, "bob", "beta", Role::User, t0()).await;
+    onboard(&repo, jane, t0()).await;
+    let profile = Profile { display_name: Some("Jane D.".into()), phone: Some("+441632960001".into()), address: None };
+    repo.execute(jane, Command::UpdateProfile { profile }, &ctx(t0()), &meta()).await.unwrap();
+    for day in 1..=3 {
+        let at = t0() + Days::days(day);
+        repo.execute(
+            jane,
+            Command::SignIn { factor: Factor::Password { correct: true }, client: client() },
+            &ctx(at),
+            &meta(),
+        )
+        .await
+        .unwrap();
+    }
+    repo.execute(
+        jane,
+        Command::SignIn { factor: Factor::Password { correct: false }, client: client() },
+        &ctx(t0() + Days::days(4)),
+        &meta(),
+    )
+    .await
+    .unwrap();
+    let acme = OrgId("acme".into());
+    for command in [
+        OrgCommand::OpenTicket { ticket_id: "T-1".into(), title: "Circuit down".into() },
+        OrgCommand::OpenOrder { order_id: "O-1".into(), title: "New line".into() },
+        OrgCommand::CloseOrder { order_id: "O-1".into() },
+        OrgCommand::ScheduleMaintenance {
+            window_id: "past".into(),
+            title: "Done".into(),
+            starts_at: t0(),
+            ends_at: t0() + Days::hours(2),
+        },
+        OrgCommand::ScheduleMaintenance {
+            window_id: "soon".into(),
+            title: "Upgrade".into(),
+            starts_at: t0() + Days::days(30),
+            ends_at: t0() + Days::days(31),
+        },
+    ] {
+        repo.execute_org(&acme, command, &ctx(t0()), &meta()).await.unwrap();
+    }
+
+    let head = repo.store.head().await.unwrap();
+    for projection in ALL {
+        assert_eq!(catch_up(&repo.store, &db, projection).await.unwrap(), head);
+    }
+
+    let login = db.login_lookup(&Username::parse("jdoe").unwrap()).await.unwrap().expect("login row");
+    assert_eq!(login.account_id, jane);
+    assert_eq!(login.status(), Status::Active);
+    assert_eq!(login.terms_version, Some(1));
+    assert_eq!(login.throttle.consecutive_failures, 1);
+    let password = repo.event_at(jane, login.password.expect("password position")).await.unwrap();
+    assert!(
+        matches!(password, Some(Event::PasswordSet(e)) if e.personal.known().is_some_and(|p| p.password_hash == "$argon2id$x"))
+    );
+
+    let view = db.account_view(jane).await.unwrap().expect("account view");
+    assert_eq!((view.org_id.as_str(), view.role, view.wholesale), ("acme", Role::Admin, true));
+    assert_eq!(view.last_sign_in, Some(t0() + Days::days(3)));
+    assert_eq!(
+        view.deactivates_on(),
+        Some(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 8, 4, 9, 0, 0).unwrap())
+    );
+    assert_eq!(view.recent_sign_ins.len(), 3);
+    assert_eq!(view.recent_sign_ins[0].at, t0() + Days::days(3), "newest first");
+    assert_eq!(view.recent_sign_ins[0].method, SignInMethod::Password);
+    match repo.event_at(jane, view.profile.unwrap()).await.unwrap() {
+        Some(Event::ProfileUpdated(ProfileUpdated { personal: Personal::Known(p), .. })) => {
+            assert_eq!(p.display_name.as_deref(), Some("Jane D."))
+        }
+        other => panic!("{other:?}"),
+    }
+    match repo.event_at(jane, view.recent_sign_ins[0].event).await.unwrap() {
+        Some(Event::SignedIn(e)) => assert_eq!(e.personal.known().unwrap().address, "203.0.113.9"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(repo.event_at(amy, view.profile.unwrap()).await.unwrap(), None, "another account's event is not opened");
+
+    let directory = db.org_directory(&acme).await.unwrap();
+    let names: Vec<(&str, &str)> = directory.iter().map(|e| (e.username.as_str(), e.state.as_str())).collect();
+    assert_eq!(names, [("amy", "invited"), ("jdoe", "active")]);
+
+    let pending = db.account_by_invitation(TOKEN).await.unwrap();
+    assert!(pending.is_some_and(|row| row.status() == Status::Invited), "an unused invitation is found by its digest");
+
+    let widgets = db.org_widgets(&acme, t0() + Days::days(1)).await.unwrap();
+    assert_eq!(widgets.open_tickets.iter().map(|i| i.item_id.as_str()).collect::<Vec<_>>(), ["T-1"]);
+    assert!(widgets.open_orders.is_empty());
+    assert_eq!(widgets.upcoming_maintenance.iter().map(|i| i.item_id.as_str()).collect::<Vec<_>>(), ["soon"]);
+    assert_eq!(db.org_widgets(&OrgId("beta".into()), t0()).await.unwrap(), Default::default());
+
+    for status in db.status(&repo.store).await.unwrap() {
+        assert_eq!((status.checkpoint, status.head, status.lag()), (head, head, 0));
+        assert_eq!(status.state, ProjectionState::Stopped);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_reaches_the_read_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open_repo(dir.path());
+    let db = open_db(dir.path(), "projections.db");
+    let id = invite(&repo, "gone", "acme", Role::User, t0()).await;
+    onboard(&repo, id, t0()).await;
+    let profile = Profile { display_name: Some("Quentin Quokka".into()), phone: None, address: None };
+    repo.execute(id, Command::UpdateProfile { profile }, &ctx(t0()), &meta()).await.unwrap();
+    catch_up(&repo.store, &db, Projection::Accounts).await.unwrap();
+    let profile_at = db.account_view(id).await.unwrap().unwrap().profile.unwrap();
+
+    repo.execute(id, Command::Deactivate, &ctx(t0() + Days::days(200)), &meta()).await.unwrap();
+    repo.execute(id, Command::Delete, &ctx(t0() + Days::days(400)), &meta()).await.unwrap();
+    repo.keys.destroy(id).await.unwrap();
+    catch_up(&repo.store, &db, Projection::Accounts).await.unwrap();
+
+    let view = db.account_view(id).await.unwrap().unwrap();
+    assert_eq!(view.status(), Status::Deleted);
+    assert_eq!((view.invitee, view.password, view.profile), (None, None, None));
+    assert!(view.recent_sign_ins.is_empty());
+    assert_eq!(db.login_lookup(&Username::parse("gone").unwrap()).await.unwrap(), None);
+    match repo.event_at(id, profile_at).await.unwrap() {
+        Some(Event::ProfileUpdated(e)) => assert_eq!(e.personal, Personal::Erased),
+        other => panic!("{other:?}"),
+    }
+    let bytes = std::fs::read(dir.path().join("projections.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("projections.db-wal")).unwrap_or_default();
+    for haystack in [bytes, wal] {
+        assert!(!haystack.windows(7).any(|w| w == b"Quentin"), "no personal data in the read models");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_stops_only_its_projection_and_names_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open_repo(dir.path());
+    let db = open_db(dir.path(), "projections.db");
+    let id = invite(&repo, "victim", "acme", Role::User, t0()).await;
+    let strange = NewEvent {
+        id: Uuid::now_v7(),
+        event_type: "AccountTeleported".into(),
+        schema_version: 1,
+        data: b"{}".to_vec(),
+        recorded_at: t0(),
+        actor: "operator:test".into(),
+        correlation_id: Uuid::now_v7(),
+    };
+    let strange_id = strange.id;
+    let poisoned_at = repo.store.append(&id.stream(), Expected::Exact(1), vec![strange]).await.unwrap().position;
+    let after = invite(&repo, "later", "acme", Role::User, t0()).await;
+    repo.execute_org(
+        &OrgId("acme".into()),
+        OrgCommand::OpenTicket { ticket_id: "T-9".into(), title: "After".into() },
+        &ctx(t0()),
+        &meta(),
+    )
+    .await
+    .unwrap();
+    let head = repo.store.head().await.unwrap();
+
+    let error = catch_up(&repo.store, &db, Projection::Accounts).await.unwrap_err();
+    match &error {
+        ProjectionError::Poison { event_id, position, reason, .. } => {
+            assert_eq!((*event_id, *position), (strange_id, poisoned_at));
+            assert!(reason.contains("AccountTeleported"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        catch_up(&repo.store, &db, Projection::OrgWidgets).await.unwrap(),
+        head,
+        "the other projection keeps going"
+    );
+    let statuses = db.status(&repo.store).await.unwrap();
+    let accounts = statuses.iter().find(|s| s.name == "accounts").unwrap();
+    assert_eq!(accounts.checkpoint, poisoned_at - 1, "everything before the poison event is applied, nothing after");
+    assert!(
+        matches!(&accounts.state, ProjectionState::Failed { position, reason } if *position == poisoned_at && reason.contains(&strange_id.to_string()))
+    );
+    assert!(db.account_view(id).await.unwrap().is_some());
+    assert!(db.account_view(after).await.unwrap().is_none(), "never skipped past");
+    let widgets = statuses.iter().find(|s| s.name == "org_widgets").unwrap();
+    assert_eq!((widgets.checkpoint, &widgets.state), (head, &ProjectionState::Stopped));
+
+    // A rebuild meets the same event and leaves the serving copy as it was.
+    let before = dump(&dir.path().join("projections.db"));
+    let refused = tenure_projections::rebuild(&repo.store, &db, &[Projection::Accounts], |_, _| {}).await.unwrap_err();
+    assert!(matches!(refused, ProjectionError::Poison { position, .. } if position == poisoned_at));
+    assert_eq!(dump(&dir.path().join("projections.db")), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_follows_live_appends_for_read_your_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open_repo(dir.path());
+    let db = open_db(dir.path(), "projections.db");
+    let runners = tenure_projections::runner::start(repo.store.clone(), db.clone()).unwrap().expect("the lock is free");
+    let runners = tokio::spawn(runners);
+    assert!(
+        tenure_projections::runner::start(repo.store.clone(), db.clone()).unwrap().is_none(),
+        "one runner at a time"
+    );
+    assert!(db.status(&repo.store).await.unwrap().iter().all(|s| s.state == ProjectionState::Running));
+
+    let id = invite(&repo, "fresh", "acme", Role::User, t0()).await;
+    let position = repo.store.head().await.unwrap();
+    assert!(db.wait_for(Projection::Accounts, position, Duration::from_secs(10)).await.unwrap());
+    assert_eq!(db.account_view(id).await.unwrap().unwrap().username, "fresh");
+    assert!(!db.wait_for(Projection::Accounts, position + 1, Duration::from_millis(50)).await.unwrap(), "times out");
+    runners.abort();
+}
