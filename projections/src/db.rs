@@ -119,8 +119,9 @@ impl ProjectionDb {
             )?;
             if !exists {
                 connection.execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {} INSERT OR IGNORE INTO checkpoints (name, position, generation) VALUES ('{}', 0, 0); COMMIT;",
-                    projection.create_tables("", 0),
+                    "BEGIN IMMEDIATE; {} {} INSERT OR IGNORE INTO checkpoints (name, position, generation) VALUES ('{}', 0, 0); COMMIT;",
+                    projection.create_tables(""),
+                    projection.create_indexes("", 0),
                     projection.name()
                 ))?;
             }

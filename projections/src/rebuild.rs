@@ -80,13 +80,15 @@ pub async fn rebuild<S: EventStore>(
     db.write(move |c| {
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for projection in &written {
-            let generation = read_checkpoint(&tx, *projection)?.generation + 1;
             drop_next(&tx, *projection)?;
-            tx.execute_batch(&projection.create_tables(NEXT, generation))?;
+            tx.execute_batch(&projection.create_tables(NEXT))?;
         }
         let mut insert = tx.prepare_cached(&schema::insert_account_sql(NEXT))?;
         if written.contains(&Projection::Accounts) {
-            for row in memory.accounts.values() {
+            // In key order, the B-tree only ever grows at its right edge.
+            let mut rows: Vec<_> = memory.accounts.values().collect();
+            rows.sort_unstable_by_key(|row| row.account_id);
+            for row in rows {
                 schema::write_account(&mut insert, row)?;
             }
         }
@@ -96,6 +98,10 @@ pub async fn rebuild<S: EventStore>(
             for item in memory.items.values() {
                 schema::write_item(&mut insert, item)?;
             }
+        }
+        for projection in &written {
+            let generation = read_checkpoint(&tx, *projection)?.generation + 1;
+            tx.execute_batch(&projection.create_indexes(NEXT, generation))?;
         }
         tx.commit()?;
         Ok(())

@@ -310,20 +310,19 @@ fn current_head(connection: &Connection) -> rusqlite::Result<Position> {
     connection.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get::<_, i64>(0).map(|p| p as u64))
 }
 
+// Fixed-size columns are read in place, without an allocation per column: a rebuild reads
+// every event of the store.
 fn blob_32(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<[u8; 32]> {
-    let bytes: Vec<u8> = row.get(index)?;
-    bytes.try_into().map_err(|bytes: Vec<u8>| {
-        rusqlite::Error::FromSqlConversionFailure(
-            index,
-            rusqlite::types::Type::Blob,
-            format!("{} bytes where 32 belong", bytes.len()).into(),
-        )
-    })
+    row.get(index)
 }
 
 fn uuid(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
-    let bytes: Vec<u8> = row.get(index)?;
-    Uuid::from_slice(&bytes)
+    let bytes = row.get_ref(index)?.as_blob().map_err(|e| rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Blob,
+        Box::new(e),
+    ))?;
+    Uuid::from_slice(bytes)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, Box::new(e)))
 }
 
