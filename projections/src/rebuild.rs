@@ -15,6 +15,8 @@ use crate::rows::{self, MemoryRows, RowError};
 use crate::schema::{self, NEXT, Projection, SqlRows};
 
 const PAGE: usize = 8192;
+/// Pages read and decoded ahead of the one being applied.
+const READ_AHEAD: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RebuildReport {
@@ -45,27 +47,50 @@ pub async fn rebuild<S: EventStore>(
         locks.push(lock.ok_or(ProjectionError::RebuildRunning(projection.name()))?);
     }
 
-    // Replay: the next page is read on another thread while this one is applied.
+    // Replay. Pages are read and decoded on other threads, several ahead, and applied here in
+    // order: decoding costs as much as reading, and both cores are put to work. Page k covers
+    // positions [1 + k·PAGE, 1 + (k+1)·PAGE); `read_all(from, PAGE)` returns at least that range
+    // even where positions have gaps.
     let fetch = |from: Position| {
-        let store = store.clone();
-        tokio::spawn(async move { store.read_all(from, PAGE).await })
+        let (store, wanted) = (store.clone(), projections.to_vec());
+        tokio::spawn(async move {
+            let page = store.read_all(from, PAGE).await?;
+            tokio::task::spawn_blocking(move || decode_page(page, from, &wanted))
+                .await
+                .map_err(|e| ProjectionError::Db(format!("decoding failed: {e}")))?
+        })
     };
     let mut memory = MemoryRows::default();
     let mut next: Position = 1;
     let mut events = 0u64;
     let mut head = store.head().await?;
-    let mut pending = fetch(next);
-    loop {
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut ahead: Position = 1;
+    while in_flight.len() < READ_AHEAD {
+        in_flight.push_back(fetch(ahead));
+        ahead += PAGE as Position;
+    }
+    while let Some(pending) = in_flight.pop_front() {
         let page = pending.await.map_err(|e| ProjectionError::Db(format!("reader failed: {e}")))??;
-        let Some(last) = page.last().map(|e| e.position) else { break };
-        pending = fetch(last + 1);
-        events += page.len() as u64;
-        let wanted = projections.to_vec();
+        if !page.more {
+            in_flight.iter().for_each(|task| task.abort());
+            break;
+        }
+        in_flight.push_back(fetch(ahead));
+        ahead += PAGE as Position;
+        events += page.seen;
+        let Some(last) = page.last else { continue };
         memory = tokio::task::spawn_blocking(move || {
-            for recorded in page {
-                apply_to_memory(&mut memory, &wanted, recorded)?;
+            for (projection, envelope) in &page.envelopes {
+                let applied = match projection {
+                    Projection::Accounts => rows::apply_account(&mut memory, envelope),
+                    Projection::OrgWidgets => rows::apply_org(&mut memory, envelope),
+                };
+                if let Err(RowError::Apply(reason)) = applied {
+                    return Err(db::poison(*projection, envelope, reason.to_string()));
+                }
             }
-            Ok::<_, ProjectionError>(memory)
+            Ok(memory)
         })
         .await
         .map_err(|e| ProjectionError::Db(format!("replay failed: {e}")))??;
@@ -169,24 +194,31 @@ fn decode(projection: Projection, recorded: RecordedEvent) -> Result<Envelope, P
     })
 }
 
-fn apply_to_memory(
-    memory: &mut MemoryRows,
+/// One page of the replay, decoded: the events of its range that concern `projections`.
+struct DecodedPage {
+    envelopes: Vec<(Projection, Envelope)>,
+    /// Events in the page's range, relevant or not.
+    seen: u64,
+    last: Option<Position>,
+    /// Whether the store holds anything from the page's first position on.
+    more: bool,
+}
+
+fn decode_page(
+    page: Vec<RecordedEvent>,
+    from: Position,
     projections: &[Projection],
-    recorded: RecordedEvent,
-) -> Result<(), ProjectionError> {
-    let relevant: Vec<Projection> = projections.iter().copied().filter(|p| p.handles(&recorded.stream)).collect();
-    let Some(first) = relevant.first() else { return Ok(()) };
-    let envelope = decode(*first, recorded)?;
-    for projection in &relevant {
-        let applied = match projection {
-            Projection::Accounts => rows::apply_account(memory, &envelope),
-            Projection::OrgWidgets => rows::apply_org(memory, &envelope),
-        };
-        if let Err(RowError::Apply(reason)) = applied {
-            return Err(db::poison(*projection, &envelope, reason.to_string()));
+) -> Result<DecodedPage, ProjectionError> {
+    let mut decoded = DecodedPage { envelopes: Vec::new(), seen: 0, last: None, more: !page.is_empty() };
+    for recorded in page.into_iter().take_while(|r| r.position < from + PAGE as Position) {
+        decoded.seen += 1;
+        decoded.last = Some(recorded.position);
+        // The projections read disjoint kinds of stream.
+        if let Some(projection) = projections.iter().copied().find(|p| p.handles(&recorded.stream)) {
+            decoded.envelopes.push((projection, decode(projection, recorded)?));
         }
     }
-    Ok(())
+    Ok(decoded)
 }
 
 fn drop_next(tx: &rusqlite::Connection, projection: Projection) -> rusqlite::Result<()> {

@@ -317,11 +317,10 @@ fn blob_32(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<[u8; 32]> 
 }
 
 fn uuid(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
-    let bytes = row.get_ref(index)?.as_blob().map_err(|e| rusqlite::Error::FromSqlConversionFailure(
-        index,
-        rusqlite::types::Type::Blob,
-        Box::new(e),
-    ))?;
+    let bytes = row
+        .get_ref(index)?
+        .as_blob()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, Box::new(e)))?;
     Uuid::from_slice(bytes)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, Box::new(e)))
 }
