@@ -275,3 +275,58 @@ fn projections_status_and_rebuild_from_the_command_line() {
     let text = stdout(&tenure(d, &["projections", "status"]));
     assert!(text.lines().any(|l| l.starts_with("accounts") && l.split_whitespace().nth(1) == Some("3")), "{text}");
 }
+
+#[test]
+fn a_running_projection_that_meets_a_poison_event_shows_as_failed_with_a_non_zero_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (id, _) = invite(d, "runner", &[]);
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(d)
+        .args(["projections", "run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_line = |name: &str| {
+        let output = tenure(d, &["projections", "status"]);
+        let line = stdout(&output).lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+        (output.status.success(), line)
+    };
+    let wait_for = |what: &dyn Fn(&(bool, String)) -> bool| {
+        let started = std::time::Instant::now();
+        loop {
+            let seen = status_line("accounts");
+            if what(&seen) || started.elapsed() > std::time::Duration::from_secs(20) {
+                return seen;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let (ok, line) = wait_for(&|(_, line)| line.contains("running") && line.split_whitespace().nth(3) == Some("0"));
+    assert!(ok && line.contains("running"), "{line}");
+
+    let connection = rusqlite::Connection::open(d.join("tenure.db")).unwrap();
+    connection
+        .execute(
+            "INSERT INTO events (stream, version, event_id, event_type, schema_version, recorded_at, actor, \
+             correlation_id, data, prev_hash, hash) VALUES (?1, 2, ?2, 'AccountTeleported', 1, 0, 'x', ?2, ?3, ?4, ?4)",
+            rusqlite::params![format!("account-{id}"), uuid::Uuid::now_v7().as_bytes(), b"{}".to_vec(), [0u8; 32]],
+        )
+        .unwrap();
+    drop(connection);
+    let (ok, line) = wait_for(&|(_, line)| line.contains("failed"));
+    assert!(!ok, "status exits non-zero when a projection has failed");
+    assert!(line.contains("failed at position 3") && line.contains("AccountTeleported"), "{line}");
+    let (_, widgets) = status_line("org_widgets");
+    assert!(
+        widgets.contains("running") && widgets.split_whitespace().nth(1) == Some("3"),
+        "the other keeps going: {widgets}"
+    );
+    runner.kill().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut runner.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains("position=3") || log.contains("position 3"), "the failure is logged: {log}");
+    assert!(!log.contains("jane@example.com"), "logs carry no email: {log}");
+}
