@@ -325,6 +325,7 @@ fn a_running_projection_that_meets_a_poison_event_shows_as_failed_with_a_non_zer
         "the other keeps going: {widgets}"
     );
     runner.kill().unwrap();
+    runner.wait().unwrap();
     let mut log = String::new();
     std::io::Read::read_to_string(&mut runner.stderr.take().unwrap(), &mut log).unwrap();
     assert!(log.contains("position=3") || log.contains("position 3"), "the failure is logged: {log}");
