@@ -235,6 +235,24 @@ fn a_corrupt_or_foreign_store_is_refused_without_damage() {
     assert!(!other.path().join("tenure.db-wal").exists());
 }
 
+/// Writes an event of a type this build does not know as version 2 of the account's stream,
+/// straight into the file, as a newer build or a careless hand would.
+fn append_unknown_event(data_dir: &Path, account_id: &str) {
+    let connection = rusqlite::Connection::open(data_dir.join("tenure.db")).unwrap();
+    connection
+        .execute(
+            "INSERT INTO events (stream, version, event_id, event_type, schema_version, recorded_at, actor, \
+             correlation_id, data, prev_hash, hash) VALUES (?1, 2, ?2, 'AccountTeleported', 1, 0, 'x', ?2, ?3, ?4, ?4)",
+            rusqlite::params![
+                format!("account-{account_id}"),
+                uuid::Uuid::now_v7().as_bytes(),
+                b"{}".to_vec(),
+                [0u8; 32]
+            ],
+        )
+        .unwrap();
+}
+
 #[test]
 fn projections_status_and_rebuild_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -262,15 +280,7 @@ fn projections_status_and_rebuild_from_the_command_line() {
     assert_one_line_error(&tenure(d, &["projections", "rebuild", "dashboards"]), "no projection named");
 
     // An event this build cannot read: the rebuild refuses, naming it, and changes nothing.
-    let connection = rusqlite::Connection::open(d.join("tenure.db")).unwrap();
-    connection
-        .execute(
-            "INSERT INTO events (stream, version, event_id, event_type, schema_version, recorded_at, actor, \
-             correlation_id, data, prev_hash, hash) VALUES (?1, 2, ?2, 'AccountTeleported', 1, 0, 'x', ?2, ?3, ?4, ?4)",
-            rusqlite::params![format!("account-{id}"), uuid::Uuid::now_v7().as_bytes(), b"{}".to_vec(), [0u8; 32]],
-        )
-        .unwrap();
-    drop(connection);
+    append_unknown_event(d, &id);
     assert_one_line_error(&tenure(d, &["projections", "rebuild", "accounts"]), "position 4");
     let text = stdout(&tenure(d, &["projections", "status"]));
     assert!(text.lines().any(|l| l.starts_with("accounts") && l.split_whitespace().nth(1) == Some("3")), "{text}");
@@ -307,15 +317,7 @@ fn a_running_projection_that_meets_a_poison_event_shows_as_failed_with_a_non_zer
     let (ok, line) = wait_for(&|(_, line)| line.contains("running") && line.split_whitespace().nth(3) == Some("0"));
     assert!(ok && line.contains("running"), "{line}");
 
-    let connection = rusqlite::Connection::open(d.join("tenure.db")).unwrap();
-    connection
-        .execute(
-            "INSERT INTO events (stream, version, event_id, event_type, schema_version, recorded_at, actor, \
-             correlation_id, data, prev_hash, hash) VALUES (?1, 2, ?2, 'AccountTeleported', 1, 0, 'x', ?2, ?3, ?4, ?4)",
-            rusqlite::params![format!("account-{id}"), uuid::Uuid::now_v7().as_bytes(), b"{}".to_vec(), [0u8; 32]],
-        )
-        .unwrap();
-    drop(connection);
+    append_unknown_event(d, &id);
     let (ok, line) = wait_for(&|(_, line)| line.contains("failed"));
     assert!(!ok, "status exits non-zero when a projection has failed");
     assert!(line.contains("failed at position 3") && line.contains("AccountTeleported"), "{line}");

@@ -12,8 +12,7 @@ use tenure_domain::events::{Client, Profile, ProfileUpdated, Role, SignInMethod}
 use tenure_domain::org::OrgCommand;
 use tenure_domain::{Event, OrgId, Personal, Status, Username};
 use tenure_projections::{ALL, Projection, ProjectionError, ProjectionState, catch_up};
-use tenure_store::{EventStore, Expected, KeyStore, NewEvent};
-use uuid::Uuid;
+use tenure_store::{EventStore, Expected, KeyStore};
 
 fn client() -> Client {
     Client { address: "203.0.113.9".into(), user_agent: "Firefox".into() }
@@ -165,15 +164,7 @@ async fn a_poison_event_stops_only_its_projection_and_names_the_event() {
     let repo = open_repo(dir.path());
     let db = open_db(dir.path(), "projections.db");
     let id = invite(&repo, "victim", "acme", Role::User, t0()).await;
-    let strange = NewEvent {
-        id: Uuid::now_v7(),
-        event_type: "AccountTeleported".into(),
-        schema_version: 1,
-        data: b"{}".to_vec(),
-        recorded_at: t0(),
-        actor: "operator:test".into(),
-        correlation_id: Uuid::now_v7(),
-    };
+    let strange = tenure_store::conformance::event("AccountTeleported", b"{}");
     let strange_id = strange.id;
     let poisoned_at = repo.store.append(&id.stream(), Expected::Exact(1), vec![strange]).await.unwrap().position;
     let after = invite(&repo, "later", "acme", Role::User, t0()).await;

@@ -293,15 +293,7 @@ async fn an_unknown_or_corrupt_event_is_an_error_naming_it_not_a_silent_skip() {
     let invitation = invite("odd", "o@example.com", "O");
     let id = invitation.account_id;
     repo.invite(invitation, &ctx(t0()), &meta()).await.unwrap();
-    let strange = tenure_store::NewEvent {
-        id: Uuid::now_v7(),
-        event_type: "AccountTeleported".into(),
-        schema_version: 1,
-        data: b"{}".to_vec(),
-        recorded_at: t0(),
-        actor: "operator:test".into(),
-        correlation_id: Uuid::now_v7(),
-    };
+    let strange = tenure_store::conformance::event("AccountTeleported", b"{}");
     let strange_id = strange.id;
     repo.store.append(&id.stream(), Expected::Exact(1), vec![strange]).await.unwrap();
     let error = repo.load(id).await.unwrap_err().to_string();
