@@ -129,6 +129,17 @@ impl SqliteKeyStore {
 }
 
 impl SqliteKeyStore {
+    /// A server-wide key for one purpose (such as digests of emailed codes), derived from the
+    /// master key: HMAC-SHA256(master, purpose). It never needs storing.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.inner.master.0).expect("HMAC takes keys of any length");
+        mac.update(b"tenure derived key v1\0");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Creates the keys of many new accounts in one transaction (bulk imports, benchmarks).
     pub async fn create_many(&self, accounts: Vec<AccountId>) -> Result<Vec<DataKey>, StoreError> {
         self.with_connection(move |c, master| {

@@ -302,3 +302,14 @@ async fn an_unknown_or_corrupt_event_is_an_error_naming_it_not_a_silent_skip() {
     assert!(matches!(refused, Err(ExecuteError::Codec(_))), "nothing is decided over an unreadable history");
     assert_eq!(repo.store.head().await.unwrap(), 3);
 }
+
+#[test]
+fn derived_server_keys_differ_by_purpose_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keys, master) = key_store_paths(dir.path());
+    let store = SqliteKeyStore::open(&keys, &master, true).unwrap();
+    let codes = store.derive("email codes");
+    assert_ne!(codes, store.derive("sessions"));
+    drop(store);
+    assert_eq!(SqliteKeyStore::open(&keys, &master, false).unwrap().derive("email codes"), codes);
+}

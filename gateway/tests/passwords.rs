@@ -1,0 +1,51 @@
+//! Password hashing on the bounded pool.
+
+use std::time::Instant;
+
+use tenure_gateway::passwords::{HashCost, HashError, PasswordHasherPool};
+
+fn cheap() -> HashCost {
+    HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_verifies_its_password_only() {
+    let pool = PasswordHasherPool::new(HashCost::default(), 2, 8).unwrap();
+    let phc = pool.hash("correct horse battery staple".into()).await.unwrap();
+    assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+    assert!(pool.verify("correct horse battery staple".into(), Some(phc.clone())).await.unwrap());
+    assert!(!pool.verify("correct horse battery stapler".into(), Some(phc.clone())).await.unwrap());
+    let again = pool.hash("correct horse battery staple".into()).await.unwrap();
+    assert_ne!(again, phc, "each hash has its own salt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_users_are_verified_against_a_dummy_and_refused() {
+    let pool = PasswordHasherPool::new(cheap(), 2, 8).unwrap();
+    assert!(!pool.verify("anything at all".into(), None).await.unwrap());
+    assert!(!pool.verify("x".into(), Some("not a phc string".into())).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_busy_instead_of_piling_up() {
+    let slow = HashCost { memory_kib: 19_456, iterations: 8, parallelism: 1 };
+    let pool = PasswordHasherPool::new(slow, 1, 2).unwrap();
+    let started = Instant::now();
+    let attempts: Vec<_> = (0..6)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.hash(format!("password number {i}")).await })
+        })
+        .collect();
+    let mut busy = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => {}
+            Err(HashError::Busy) => busy += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(busy, 3, "one running and two waiting are admitted; the rest are turned away");
+    assert_eq!(pool.depth(), 0);
+    assert!(started.elapsed().as_secs() < 60);
+}
