@@ -304,24 +304,25 @@ fn a_running_projection_that_meets_a_poison_event_shows_as_failed_with_a_non_zer
         let line = stdout(&output).lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
         (output.status.success(), line)
     };
-    let wait_for = |what: &dyn Fn(&(bool, String)) -> bool| {
+    let wait_for = |name: &str, what: &dyn Fn(&(bool, String)) -> bool| {
         let started = std::time::Instant::now();
         loop {
-            let seen = status_line("accounts");
+            let seen = status_line(name);
             if what(&seen) || started.elapsed() > std::time::Duration::from_secs(20) {
                 return seen;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
-    let (ok, line) = wait_for(&|(_, line)| line.contains("running") && line.split_whitespace().nth(3) == Some("0"));
+    let (ok, line) =
+        wait_for("accounts", &|(_, line)| line.contains("running") && line.split_whitespace().nth(3) == Some("0"));
     assert!(ok && line.contains("running"), "{line}");
 
     append_unknown_event(d, &id);
-    let (ok, line) = wait_for(&|(_, line)| line.contains("failed"));
+    let (ok, line) = wait_for("accounts", &|(_, line)| line.contains("failed"));
     assert!(!ok, "status exits non-zero when a projection has failed");
     assert!(line.contains("failed at position 3") && line.contains("AccountTeleported"), "{line}");
-    let (_, widgets) = status_line("org_widgets");
+    let (_, widgets) = wait_for("org_widgets", &|(_, line)| line.split_whitespace().nth(1) == Some("3"));
     assert!(
         widgets.contains("running") && widgets.split_whitespace().nth(1) == Some("3"),
         "the other keeps going: {widgets}"

@@ -2,5 +2,6 @@
 //! bounded pool), authenticator codes (TOTP, RFC 6238) and emailed codes (keyed digests).
 
 pub mod codes;
+pub mod mail;
 pub mod passwords;
 pub mod totp;

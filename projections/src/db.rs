@@ -109,23 +109,27 @@ impl ProjectionDb {
         connection.busy_timeout(BUSY_TIMEOUT)?;
         connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         connection.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;")?;
-        connection.execute_batch(CHECKPOINTS)?;
+        // Checked and created under the write lock: two processes may open a new file at once.
+        let mut connection = connection;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(CHECKPOINTS)?;
         for projection in ALL {
             let table = projection.tables()[0];
-            let exists: bool = connection.query_row(
+            let exists: bool = tx.query_row(
                 "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
                 [table],
                 |r| r.get(0),
             )?;
             if !exists {
-                connection.execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {} {} INSERT OR IGNORE INTO checkpoints (name, position, generation) VALUES ('{}', 0, 0); COMMIT;",
-                    projection.create_tables(""),
-                    projection.create_indexes("", 0),
-                    projection.name()
-                ))?;
+                tx.execute_batch(&projection.create_tables(""))?;
+                tx.execute_batch(&projection.create_indexes("", 0))?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO checkpoints (name, position, generation) VALUES (?1, 0, 0)",
+                    [projection.name()],
+                )?;
             }
         }
+        tx.commit()?;
         Ok(ProjectionDb {
             path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(connection)),
@@ -269,11 +273,16 @@ impl ProjectionDb {
             .write(true)
             .open(self.lock_path(what))
             .map_err(|e| ProjectionError::Db(format!("cannot open a lock file: {e}")))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(file)),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(ProjectionError::Db(format!("cannot lock: {e}"))),
+        // `status` probes by taking the lock for an instant; a few tries tell a probe from a
+        // process that holds it.
+        for _ in 0..10 {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(file)),
+                Err(std::fs::TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(20)),
+                Err(std::fs::TryLockError::Error(e)) => return Err(ProjectionError::Db(format!("cannot lock: {e}"))),
+            }
         }
+        Ok(None)
     }
 
     // --- the read models' queries ---

@@ -11,7 +11,7 @@ pub mod sample;
 pub mod schema;
 
 pub use db::{Checkpoint, ProjectionDb, ProjectionError, ProjectionState, ProjectionStatus};
-pub use rebuild::{RebuildReport, rebuild};
+pub use rebuild::{Phase, RebuildReport, rebuild};
 pub use rows::{AccountRow, ItemKind, OrgItem, PersonalAt, SignInEntry};
 pub use runner::{catch_up, run};
 pub use schema::{ALL, Projection};

@@ -33,12 +33,23 @@ pub struct RebuildReport {
     pub swap: Duration,
 }
 
-/// Rebuilds `projections`; `progress(position, head)` is called after each page read.
+/// Where a rebuild is, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Replaying `$all` into memory: `position` of `head` so far.
+    Replay { position: Position, head: Position },
+    /// Writing the fresh copy.
+    Writing,
+    /// Catching up with what arrived meanwhile and swapping the copy in.
+    Swapping,
+}
+
+/// Rebuilds `projections`, telling `progress` where it is.
 pub async fn rebuild<S: EventStore>(
     store: &S,
     db: &ProjectionDb,
     projections: &[Projection],
-    mut progress: impl FnMut(Position, Position),
+    mut progress: impl FnMut(Phase),
 ) -> Result<RebuildReport, ProjectionError> {
     let started = Instant::now();
     let mut locks = Vec::new();
@@ -72,12 +83,14 @@ pub async fn rebuild<S: EventStore>(
     }
     while let Some(pending) = in_flight.pop_front() {
         let page = pending.await.map_err(|e| ProjectionError::Db(format!("reader failed: {e}")))??;
-        if !page.more {
+        let complete = page.complete;
+        if complete {
+            in_flight.push_back(fetch(ahead));
+            ahead += PAGE as Position;
+        } else {
             in_flight.iter().for_each(|task| task.abort());
-            break;
+            in_flight.clear();
         }
-        in_flight.push_back(fetch(ahead));
-        ahead += PAGE as Position;
         events += page.seen;
         let Some(last) = page.last else { continue };
         memory = tokio::task::spawn_blocking(move || {
@@ -96,9 +109,10 @@ pub async fn rebuild<S: EventStore>(
         .map_err(|e| ProjectionError::Db(format!("replay failed: {e}")))??;
         next = last + 1;
         head = head.max(last);
-        progress(last, head);
+        progress(Phase::Replay { position: last, head });
     }
     let replayed = started.elapsed();
+    progress(Phase::Writing);
 
     let projections = projections.to_vec();
     let written = projections.clone();
@@ -108,8 +122,8 @@ pub async fn rebuild<S: EventStore>(
             drop_next(&tx, *projection)?;
             tx.execute_batch(&projection.create_tables(NEXT))?;
         }
-        let mut insert = tx.prepare_cached(&schema::insert_account_sql(NEXT))?;
         if written.contains(&Projection::Accounts) {
+            let mut insert = tx.prepare_cached(&schema::insert_account_sql(NEXT))?;
             // In key order, the B-tree only ever grows at its right edge.
             let mut rows: Vec<_> = memory.accounts.values().collect();
             rows.sort_unstable_by_key(|row| row.account_id);
@@ -117,7 +131,6 @@ pub async fn rebuild<S: EventStore>(
                 schema::write_account(&mut insert, row)?;
             }
         }
-        drop(insert);
         if written.contains(&Projection::OrgWidgets) {
             let mut insert = tx.prepare_cached(&schema::insert_item_sql(NEXT))?;
             for item in memory.items.values() {
@@ -134,6 +147,7 @@ pub async fn rebuild<S: EventStore>(
     .await?;
 
     let written_at = started.elapsed();
+    progress(Phase::Swapping);
     let handle = Handle::current();
     let store = store.clone();
     let swapped = db
@@ -200,8 +214,9 @@ struct DecodedPage {
     /// Events in the page's range, relevant or not.
     seen: u64,
     last: Option<Position>,
-    /// Whether the store holds anything from the page's first position on.
-    more: bool,
+    /// Whether the page saw its whole range; if not, the replay stops there and the swap's
+    /// catch-up reads the rest in order.
+    complete: bool,
 }
 
 fn decode_page(
@@ -209,7 +224,11 @@ fn decode_page(
     from: Position,
     projections: &[Projection],
 ) -> Result<DecodedPage, ProjectionError> {
-    let mut decoded = DecodedPage { envelopes: Vec::new(), seen: 0, last: None, more: !page.is_empty() };
+    let end = from + PAGE as Position;
+    // The range is fully known when the read was full or reached past it; otherwise the page
+    // met the head, and later pages may have been read after more events arrived.
+    let complete = page.len() == PAGE || page.last().is_some_and(|r| r.position >= end);
+    let mut decoded = DecodedPage { envelopes: Vec::new(), seen: 0, last: None, complete };
     for recorded in page.into_iter().take_while(|r| r.position < from + PAGE as Position) {
         decoded.seen += 1;
         decoded.last = Some(recorded.position);

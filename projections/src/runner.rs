@@ -27,13 +27,35 @@ pub async fn catch_up<S: EventStore>(
     }
 }
 
-/// Follows the store until it fails or the stream ends. A projection that failed before is tried
-/// again from its checkpoint: a newer build may read the event it stopped at.
+/// Follows the store. A poison event stops the projection until a rebuild clears the failure;
+/// a projection that failed before is tried again from its checkpoint when its runner starts
+/// (a newer build may read the event). Passing trouble (a busy database, a store that went away
+/// for a moment) is logged and retried.
 pub async fn run<S: EventStore>(store: S, db: ProjectionDb, projection: Projection) -> Result<(), ProjectionError> {
-    let checkpoint = db.checkpoint(projection).await?;
-    if checkpoint.failed.is_some() {
+    if db.checkpoint(projection).await?.failed.is_some() {
         db.clear_failure(projection).await?;
     }
+    loop {
+        match follow(&store, &db, projection).await {
+            Err(ProjectionError::Poison { .. }) => {
+                // Stopped before the poison event (recorded and logged). A rebuild by a build
+                // that reads the event clears the failure; then this runner follows again.
+                while db.checkpoint(projection).await?.failed.is_some() {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                tracing::info!(projection = projection.name(), "the failure was cleared; following the store again");
+            }
+            Err(error) => {
+                tracing::warn!(projection = projection.name(), "{error}; retrying in a second");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+async fn follow<S: EventStore>(store: &S, db: &ProjectionDb, projection: Projection) -> Result<(), ProjectionError> {
+    let checkpoint = db.checkpoint(projection).await?;
     let mut events = Box::pin(store.subscribe_all(checkpoint.position + 1));
     while let Some(first) = events.next().await {
         let mut page = vec![first?];
@@ -43,7 +65,7 @@ pub async fn run<S: EventStore>(store: S, db: ProjectionDb, projection: Projecti
                 _ => break,
             }
         }
-        apply_page(&db, projection, page).await?;
+        apply_page(db, projection, page).await?;
     }
     Ok(())
 }
@@ -61,11 +83,26 @@ async fn apply_page(
         match codec::decode_sealed(recorded.clone()) {
             Ok(envelope) => envelopes.push(envelope),
             Err(error) => {
-                db.apply_batch(projection, envelopes, recorded.position - 1).await?;
-                return Err(stop(db, projection, recorded, error.to_string()).await);
+                // The events before it are good; an apply error among them stops there first.
+                return match apply_or_stop(db, projection, &page, envelopes, recorded.position - 1).await {
+                    Ok(_) => Err(stop(db, projection, recorded, error.to_string()).await),
+                    Err(earlier) => Err(earlier),
+                };
             }
         }
     }
+    apply_or_stop(db, projection, &page, envelopes, through).await
+}
+
+/// Applies `envelopes` through `through`; a poison event among them stops the projection there,
+/// after the events before it are applied.
+async fn apply_or_stop(
+    db: &ProjectionDb,
+    projection: Projection,
+    page: &[RecordedEvent],
+    envelopes: Vec<tenure_store::Envelope>,
+    through: Position,
+) -> Result<Position, ProjectionError> {
     match db.apply_batch(projection, envelopes.clone(), through).await {
         Err(ProjectionError::Poison { position, reason, .. }) => {
             let before: Vec<_> = envelopes.into_iter().filter(|e| e.recorded.position < position).collect();
@@ -98,15 +135,15 @@ pub fn start<S: EventStore>(
     db: ProjectionDb,
 ) -> Result<Option<impl std::future::Future<Output = Result<(), ProjectionError>>>, ProjectionError> {
     let Some(lock) = db.try_lock("runner")? else { return Ok(None) };
-    let runners: Vec<_> = crate::schema::ALL
-        .into_iter()
-        .map(|projection| tokio::spawn(run(store.clone(), db.clone(), projection)))
-        .collect();
+    let mut runners = tokio::task::JoinSet::new();
+    for projection in crate::schema::ALL {
+        runners.spawn(run(store.clone(), db.clone(), projection));
+    }
     Ok(Some(async move {
         let _lock = lock;
-        for runner in runners {
-            // A failed projection stops alone; the others keep running.
-            match runner.await {
+        while let Some(ended) = runners.join_next().await {
+            match ended {
+                // A poisoned projection stops alone (recorded and logged); the others go on.
                 Ok(Ok(())) | Ok(Err(ProjectionError::Poison { .. })) => {}
                 Ok(Err(error)) => return Err(error),
                 Err(panic) => return Err(ProjectionError::Db(format!("a runner failed: {panic}"))),

@@ -16,7 +16,14 @@ use uuid::Uuid;
 
 pub type Repo = Accounts<SqliteStore, SqliteKeyStore>;
 
-pub const TOKEN: SecretDigest = SecretDigest([5; 32]);
+/// Each user's invitation token digest, distinct per username.
+pub fn token_for(username: &str) -> SecretDigest {
+    let mut digest = [0u8; 32];
+    for (slot, byte) in digest.iter_mut().zip(username.bytes()) {
+        *slot = byte;
+    }
+    SecretDigest(digest)
+}
 
 pub fn open_repo(dir: &Path) -> Repo {
     let store = SqliteStore::open(&dir.join("tenure.db"), Open::CreateIfMissing).expect("store");
@@ -50,18 +57,19 @@ pub async fn invite(repo: &Repo, username: &str, org: &str, role: Role, at: Date
         mfa: MfaRequirement::None,
         email: format!("{username}@example.com"),
         display_name: Some(format!("{username} Display")),
-        token_digest: TOKEN,
+        token_digest: token_for(username),
     };
     repo.invite(invite, &ctx(at), &meta()).await.expect("invite");
     id
 }
 
-pub async fn onboard(repo: &Repo, id: AccountId, at: DateTime<Utc>) {
-    let via = PasswordVia::Invitation { token_digest: TOKEN };
+pub async fn onboard(repo: &Repo, id: AccountId, username: &str, at: DateTime<Utc>) {
+    let token = token_for(username);
+    let via = PasswordVia::Invitation { token_digest: token };
     repo.execute(id, Command::SetPassword { password_hash: "$argon2id$x".into(), via }, &ctx(at), &meta())
         .await
         .expect("password");
-    repo.execute(id, Command::AcceptTerms { version: 1, invitation: Some(TOKEN) }, &ctx(at), &meta())
+    repo.execute(id, Command::AcceptTerms { version: 1, invitation: Some(token) }, &ctx(at), &meta())
         .await
         .expect("terms");
 }

@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use tenure_projections::{ALL, catch_up, rebuild, sample};
@@ -30,7 +30,7 @@ async fn crash_child() {
             }
         }
         Ok("rebuild") => {
-            rebuild(&repo.store, &db, &ALL, |position, _| println!("progress {position}")).await.unwrap();
+            rebuild(&repo.store, &db, &ALL, |phase| println!("{phase:?}")).await.unwrap();
         }
         other => panic!("unknown mode {other:?}"),
     }
@@ -82,7 +82,7 @@ async fn kill_9_during_incremental_apply_then_restart_equals_a_fresh_rebuild() {
         assert_eq!(catch_up(&repo.store, &db, projection).await.unwrap(), head);
     }
     let fresh = open_db(dir.path(), "fresh.db");
-    rebuild(&repo.store, &fresh, &ALL, |_, _| {}).await.unwrap();
+    rebuild(&repo.store, &fresh, &ALL, |_| {}).await.unwrap();
     assert_eq!(dump(&dir.path().join("projections.db")), dump(&dir.path().join("fresh.db")));
 }
 
@@ -96,27 +96,44 @@ async fn kill_9_during_a_rebuild_leaves_the_serving_copy_intact_and_a_rerun_star
         catch_up(&repo.store, &db, projection).await.unwrap();
     }
     let serving = dump(&dir.path().join("projections.db"));
+    let generation = || async { db.checkpoint(tenure_projections::Projection::Accounts).await.unwrap().generation };
+    let mut swapped = 0;
 
-    let mut child = spawn_child("rebuild", dir.path());
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let started = Instant::now();
-    let first = lines.by_ref().map_while(Result::ok).find(|l| l.contains("progress") || l.contains("done"));
-    assert!(first.as_deref().is_some_and(|l| l.contains("progress")), "{first:?}");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let finished = lines.map_while(Result::ok).any(|l| l.contains("done"));
-    assert!(!finished, "the rebuild finished before the kill ({:?}); grow the store", started.elapsed());
-    assert_eq!(dump(&dir.path().join("projections.db")), serving, "the serving copy is untouched");
-    let statuses = db.status(&repo.store).await.unwrap();
-    assert!(
-        statuses.iter().all(|s| s.state == tenure_projections::ProjectionState::Stopped),
-        "the dead rebuild's lock is gone"
-    );
+    // Killed while replaying, while writing the fresh copy, and while swapping it in.
+    for phase in ["Replay", "Writing", "Swapping"] {
+        let before = generation().await;
+        let mut child = spawn_child("rebuild", dir.path());
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let reached = lines.by_ref().map_while(Result::ok).find(|l| l.contains(phase) || l.contains("done"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(reached.as_deref().is_some_and(|l| l.contains(phase)), "{phase}: {reached:?}");
+        // Old copy or new copy, never a mix: the rows are the same either way, and only a
+        // completed swap moves the generation.
+        assert_eq!(dump(&dir.path().join("projections.db")), serving, "{phase}");
+        let after = generation().await;
+        match phase {
+            "Swapping" => assert!(after == before || after == before + 1),
+            _ => assert_eq!(after, before, "{phase}: the serving copy was replaced"),
+        }
+        swapped += after - before;
+        let statuses = db.status(&repo.store).await.unwrap();
+        assert!(
+            statuses.iter().all(|s| s.state == tenure_projections::ProjectionState::Stopped),
+            "{phase}: a dead rebuild's lock is gone"
+        );
+    }
 
-    let report = rebuild(&repo.store, &db, &ALL, |_, _| {}).await.unwrap();
+    let report = rebuild(&repo.store, &db, &ALL, |_| {}).await.unwrap();
     assert_eq!(report.position, head);
+    assert_eq!(generation().await, 1 + swapped);
+    let leftovers: i64 = rusqlite::Connection::open(dir.path().join("projections.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE name LIKE '%__next%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(leftovers, 0, "the half-written copy is gone");
     let fresh = open_db(dir.path(), "fresh.db");
-    rebuild(&repo.store, &fresh, &ALL, |_, _| {}).await.unwrap();
+    rebuild(&repo.store, &fresh, &ALL, |_| {}).await.unwrap();
     assert_eq!(dump(&dir.path().join("projections.db")), dump(&dir.path().join("fresh.db")));
     assert_eq!(dump(&dir.path().join("projections.db")), serving, "the same events give the same rows");
 }

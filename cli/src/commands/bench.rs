@@ -190,7 +190,7 @@ async fn rebuild(global: &Global, args: BenchRebuild) -> anyhow::Result<ExitCode
     let raw_rate = rows as f64 / raw_seconds;
 
     let db = ProjectionDb::open(&scratch.path().join("projections.db"))?;
-    let report = tenure_projections::rebuild(&store, &db, &ALL, |_, _| {}).await?;
+    let report = tenure_projections::rebuild(&store, &db, &ALL, |_| {}).await?;
     let rate = report.events as f64 / report.elapsed.as_secs_f64();
     println!("{:<52} {:>10.0} events/s  ({rows} rows in {raw_seconds:.2} s)", "raw scan of the events table", raw_rate);
     println!(

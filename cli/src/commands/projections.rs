@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use tenure_projections::{ALL, Projection, ProjectionState};
+use tenure_projections::{ALL, Phase, Projection, ProjectionState};
 use tenure_store::sqlite::Open;
 
 use crate::args::{Global, Projections};
@@ -54,10 +54,7 @@ pub async fn run(global: &Global, command: Projections) -> anyhow::Result<ExitCo
                     .collect::<anyhow::Result<Vec<_>>>()?
             };
             let progress = Progress::new();
-            let report = tenure_projections::rebuild(&store, &db, &projections, |position, head| {
-                progress.update(position, head)
-            })
-            .await?;
+            let report = tenure_projections::rebuild(&store, &db, &projections, |phase| progress.update(phase)).await?;
             progress.finish();
             let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
             println!(
@@ -96,7 +93,7 @@ impl Progress {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(0);
             bar.set_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} events  {per_sec}  ETA {eta}")
+                ProgressStyle::with_template("{bar:40} {pos}/{len} events  {per_sec}  ETA {eta}  {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             Progress::Bar(bar)
@@ -106,7 +103,16 @@ impl Progress {
         }
     }
 
-    fn update(&self, position: u64, head: u64) {
+    fn update(&self, phase: Phase) {
+        let Phase::Replay { position, head } = phase else {
+            let what =
+                if phase == Phase::Writing { "writing the fresh copy" } else { "catching up and swapping it in" };
+            match self {
+                Progress::Bar(bar) => bar.set_message(what),
+                Progress::Lines { .. } => eprintln!("rebuild: {what}"),
+            }
+            return;
+        };
         match self {
             Progress::Bar(bar) => {
                 bar.set_length(head);
