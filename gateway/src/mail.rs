@@ -3,7 +3,7 @@
 //! a plain-text and an HTML body, and a Message-ID the caller derives from the event it reports,
 //! so that a mail sent twice for one event is recognisably the same mail.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -35,7 +35,7 @@ pub struct Mail {
 #[derive(Clone)]
 pub enum Mailer {
     Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox },
-    Outbox { dir: PathBuf, transport: AsyncFileTransport<Tokio1Executor>, from: Mailbox },
+    Outbox { transport: AsyncFileTransport<Tokio1Executor>, from: Mailbox },
 }
 
 impl Mailer {
@@ -55,18 +55,9 @@ impl Mailer {
     pub fn outbox(dir: &Path, from: &str) -> Result<Mailer, MailError> {
         std::fs::create_dir_all(dir).map_err(|e| MailError::Build(format!("cannot create {}: {e}", dir.display())))?;
         Ok(Mailer::Outbox {
-            dir: dir.to_path_buf(),
             transport: AsyncFileTransport::<Tokio1Executor>::new(dir),
             from: mailbox("the sender", from)?,
         })
-    }
-
-    /// Where mail goes, for the logs: the SMTP relay or the outbox folder.
-    pub fn outbox_dir(&self) -> Option<&Path> {
-        match self {
-            Mailer::Outbox { dir, .. } => Some(dir),
-            Mailer::Smtp { .. } => None,
-        }
     }
 
     pub async fn send(&self, mail: &Mail) -> Result<(), MailError> {

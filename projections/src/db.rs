@@ -137,10 +137,6 @@ impl ProjectionDb {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Runs `work` on the writing connection, on the blocking pool.
     pub(crate) async fn write<T: Send + 'static>(
         &self,

@@ -34,10 +34,6 @@ impl DataKey {
         Ok(DataKey(random_bytes()?))
     }
 
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
     /// Seals `plaintext`, binding it to `context` (the event id and stream), as
     /// `nonce || ciphertext || tag`.
     pub fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {

@@ -64,7 +64,6 @@ pub struct SqliteStore {
 }
 
 struct Inner {
-    path: PathBuf,
     writer: Arc<Writer>,
     readers: Arc<ReadPool>,
 }
@@ -124,11 +123,7 @@ impl SqliteStore {
             connection: Mutex::new(WriteConnection { connection: writer, heads: Heads::new() }),
             head,
         });
-        Ok(SqliteStore { inner: Arc::new(Inner { path: path.to_path_buf(), writer, readers: ReadPool::new(path) }) })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+        Ok(SqliteStore { inner: Arc::new(Inner { writer, readers: ReadPool::new(path) }) })
     }
 
     async fn read<T: Send + 'static>(
