@@ -1,7 +1,9 @@
 //! The web gateway of Tenure. So far: the credentials it checks — passwords (argon2id on a
-//! bounded pool), authenticator codes (TOTP, RFC 6238) and emailed codes (keyed digests).
+//! bounded pool), authenticator codes (TOTP, RFC 6238) and emailed codes (keyed digests) —,
+//! outbound mail, and server-side sessions with their CSRF tokens.
 
 pub mod codes;
 pub mod mail;
 pub mod passwords;
+pub mod sessions;
 pub mod totp;

@@ -1,0 +1,185 @@
+//! Server-side sessions. The cookie carries 256 random bits; the store keeps only their SHA-256,
+//! so a copy of `sessions.db` opens no session. A session ends after 30 minutes without use or
+//! 12 hours after sign-in (both configurable), at sign-out, and when its account's sessions are
+//! revoked (password change, deactivation, deletion). The CSRF token is an HMAC of the session
+//! id under a server key: it needs no storage and is checked in constant time.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use hmac::{Hmac, Mac};
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tenure_domain::{AccountId, Clock};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("sessions: {0}")]
+    Db(String),
+    #[error("no randomness: {0}")]
+    Random(String),
+}
+
+impl From<rusqlite::Error> for SessionError {
+    fn from(error: rusqlite::Error) -> Self {
+        SessionError::Db(error.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub idle: Duration,
+    pub absolute: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes { idle: Duration::minutes(30), absolute: Duration::hours(12) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub account_id: AccountId,
+    pub created_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct SessionStore {
+    connection: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
+    lifetimes: Lifetimes,
+    csrf_key: [u8; 32],
+}
+
+fn id_digest(cookie: &str) -> [u8; 32] {
+    Sha256::digest(cookie.as_bytes()).into()
+}
+
+impl SessionStore {
+    pub fn open(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        lifetimes: Lifetimes,
+        csrf_key: [u8; 32],
+    ) -> Result<SessionStore, SessionError> {
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        connection.execute_batch(
+            "PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS sessions (
+                 id_digest  BLOB PRIMARY KEY,
+                 account_id BLOB NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 last_seen  INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS sessions_account ON sessions (account_id);",
+        )?;
+        Ok(SessionStore { connection: Arc::new(Mutex::new(connection)), clock, lifetimes, csrf_key })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, SessionError> + Send + 'static,
+    ) -> Result<T, SessionError> {
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = connection.lock().map_err(|_| SessionError::Db("poisoned".into()))?;
+            work(&connection)
+        })
+        .await
+        .map_err(|e| SessionError::Db(e.to_string()))?
+    }
+
+    /// Starts a session: a fresh id every time, so no id chosen before sign-in survives it.
+    /// Returns the cookie value.
+    pub async fn create(&self, account_id: AccountId) -> Result<String, SessionError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| SessionError::Random(e.to_string()))?;
+        let cookie = URL_SAFE_NO_PAD.encode(bytes);
+        let digest = id_digest(&cookie);
+        let now = self.clock.now().timestamp_micros();
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO sessions (id_digest, account_id, created_at, last_seen) VALUES (?1, ?2, ?3, ?3)",
+                params![digest, account_id.0.as_bytes(), now],
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(cookie)
+    }
+
+    /// The live session behind a cookie, refreshed; an expired one is removed.
+    pub async fn get(&self, cookie: &str) -> Result<Option<Session>, SessionError> {
+        let digest = id_digest(cookie);
+        let now = self.clock.now();
+        let lifetimes = self.lifetimes;
+        self.with(move |c| {
+            let found: Option<(Vec<u8>, i64, i64)> = c
+                .query_row(
+                    "SELECT account_id, created_at, last_seen FROM sessions WHERE id_digest = ?1",
+                    [digest],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((account, created, seen)) = found else { return Ok(None) };
+            let time =
+                |micros| DateTime::from_timestamp_micros(micros).ok_or_else(|| SessionError::Db("bad time".into()));
+            let (created_at, last_seen) = (time(created)?, time(seen)?);
+            if now - last_seen >= lifetimes.idle || now - created_at >= lifetimes.absolute {
+                c.execute("DELETE FROM sessions WHERE id_digest = ?1", [digest])?;
+                return Ok(None);
+            }
+            c.execute(
+                "UPDATE sessions SET last_seen = ?2 WHERE id_digest = ?1",
+                params![digest, now.timestamp_micros()],
+            )?;
+            let account_id = AccountId(Uuid::from_slice(&account).map_err(|e| SessionError::Db(e.to_string()))?);
+            Ok(Some(Session { account_id, created_at, last_seen: now }))
+        })
+        .await
+    }
+
+    /// Sign-out.
+    pub async fn revoke(&self, cookie: &str) -> Result<(), SessionError> {
+        let digest = id_digest(cookie);
+        self.with(move |c| {
+            c.execute("DELETE FROM sessions WHERE id_digest = ?1", [digest])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Ends every session of an account, except `keep` (the session changing the password).
+    pub async fn revoke_all(&self, account_id: AccountId, keep: Option<&str>) -> Result<u64, SessionError> {
+        let keep = keep.map(id_digest).unwrap_or([0; 32]);
+        self.with(move |c| {
+            let removed = c.execute(
+                "DELETE FROM sessions WHERE account_id = ?1 AND id_digest != ?2",
+                params![account_id.0.as_bytes(), keep],
+            )?;
+            Ok(removed as u64)
+        })
+        .await
+    }
+
+    /// The CSRF token of a session: state-changing requests must send it back.
+    pub fn csrf_token(&self, cookie: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.csrf_key).expect("HMAC takes keys of any length");
+        mac.update(b"tenure csrf v1\0");
+        mac.update(cookie.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    pub fn csrf_matches(&self, cookie: &str, presented: &str) -> bool {
+        self.csrf_token(cookie).as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
