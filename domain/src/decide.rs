@@ -102,9 +102,18 @@ pub enum EnrollmentProof {
 /// secret (argon2 verification, TOTP window search).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Factor {
-    Password { correct: bool },
-    Totp { step: Option<u64> },
-    EmailCode { presented: SecretDigest },
+    /// The end of first sign-in: the invitation link, the new password and any second factor
+    /// were just proven. Only an account that has never signed in may use it.
+    Invitation,
+    Password {
+        correct: bool,
+    },
+    Totp {
+        step: Option<u64>,
+    },
+    EmailCode {
+        presented: SecretDigest,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -360,6 +369,8 @@ fn sign_in(state: &Account, factor: Factor, client: Client, now: DateTime<Utc>) 
     }
     let required = state.mfa_requirement;
     let event: Event = match (factor, required) {
+        (Factor::Invitation, _) if state.last_sign_in.is_none() => signed_in(SignInMethod::Invitation, None).into(),
+        (Factor::Invitation, _) => return Err(AccountError::AlreadyOnboarded),
         (Factor::Password { .. }, MfaRequirement::None) => signed_in(SignInMethod::Password, None).into(),
         (Factor::Password { .. }, required) => {
             return Err(AccountError::SecondFactorRequired { required });

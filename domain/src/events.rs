@@ -113,6 +113,8 @@ pub enum PasswordReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignInMethod {
+    /// Completing first sign-in from the invitation link.
+    Invitation,
     Password,
     Totp,
     EmailCode,

@@ -449,6 +449,20 @@ fn a_correct_password_signs_in_an_account_without_mfa() {
 }
 
 #[test]
+fn first_sign_in_ends_with_a_sign_in_by_invitation_once() {
+    let signed: Event =
+        SignedIn { method: SignInMethod::Invitation, totp_step: None, at: t0(), personal: Personal::Known(client()) }
+            .into();
+    given(active_with_app()).when(sign_in(Factor::Invitation)).then([signed.clone()]);
+    let mut events = active_with_app();
+    events.push(signed);
+    given(events).when(sign_in(Factor::Invitation)).then_err(AccountError::AlreadyOnboarded);
+    given([invited(MfaRequirement::None)])
+        .when(sign_in(Factor::Invitation))
+        .then_err(AccountError::OnboardingIncomplete);
+}
+
+#[test]
 fn a_wrong_password_is_recorded() {
     given(active())
         .when(sign_in(Factor::Password { correct: false }))

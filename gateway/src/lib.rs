@@ -2,7 +2,11 @@
 //! bounded pool), authenticator codes (TOTP, RFC 6238) and emailed codes (keyed digests) —,
 //! outbound mail, and server-side sessions with their CSRF tokens.
 
+pub mod api;
+pub mod app;
 pub mod codes;
+pub mod error;
+pub mod flows;
 pub mod mail;
 pub mod passwords;
 pub mod sessions;

@@ -1,0 +1,110 @@
+//! The gateway's shared state and its routes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tenure_domain::Clock;
+use tenure_domain::throttle::Throttle;
+use tenure_projections::ProjectionDb;
+use tenure_store::sqlite::SqliteStore;
+use tenure_store::{Accounts, SqliteKeyStore};
+
+use crate::api;
+use crate::codes::CodeKey;
+use crate::flows::Flows;
+use crate::mail::Mailer;
+use crate::passwords::PasswordHasherPool;
+use crate::sessions::SessionStore;
+
+/// Request bodies are small forms; anything larger is refused before it is read.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+pub struct Config {
+    /// The base of links in mail, without a trailing slash.
+    pub public_url: String,
+    /// Plain-HTTP local use: session cookies without `Secure`.
+    pub insecure_cookies: bool,
+    pub terms_version: u32,
+    pub issuer: String,
+}
+
+pub struct App {
+    pub accounts: Accounts<SqliteStore, SqliteKeyStore>,
+    pub read_models: ProjectionDb,
+    pub sessions: SessionStore,
+    pub hasher: PasswordHasherPool,
+    pub mailer: Mailer,
+    pub code_key: CodeKey,
+    pub clock: Arc<dyn Clock>,
+    pub flows: Flows,
+    /// Authenticator secrets shown during enrollment and not yet confirmed, by invitation.
+    pub pending_secrets: Mutex<HashMap<String, String>>,
+    /// Failures against usernames nobody holds, throttled like real accounts so that throttling
+    /// tells nothing about which usernames exist.
+    pub ghost_throttles: Mutex<HashMap<String, Throttle>>,
+    pub config: Config,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] tenure_store::StoreError),
+    #[error(transparent)]
+    ReadModels(#[from] tenure_projections::ProjectionError),
+    #[error(transparent)]
+    Sessions(#[from] crate::sessions::SessionError),
+    #[error(transparent)]
+    Hashing(#[from] crate::passwords::HashError),
+}
+
+impl App {
+    /// The gateway over the embedded stores in `data_dir`.
+    pub fn open(
+        data_dir: &std::path::Path,
+        config: Config,
+        mailer: Mailer,
+        clock: Arc<dyn Clock>,
+        hash_cost: crate::passwords::HashCost,
+    ) -> Result<Arc<App>, OpenError> {
+        let store = SqliteStore::open(&data_dir.join("tenure.db"), tenure_store::sqlite::Open::CreateIfMissing)?;
+        let (keys, master) = tenure_store::keys::key_store_paths(data_dir);
+        let keys = SqliteKeyStore::open(&keys, &master, true)?;
+        let code_key = CodeKey::new(keys.derive("email codes"));
+        let csrf_key = keys.derive("csrf tokens");
+        let sessions = SessionStore::open(&data_dir.join("sessions.db"), clock.clone(), Default::default(), csrf_key)?;
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Arc::new(App {
+            accounts: Accounts::new(store, keys),
+            read_models: ProjectionDb::open(&data_dir.join("projections.db"))?,
+            sessions,
+            hasher: PasswordHasherPool::new(hash_cost, workers, 64)?,
+            mailer,
+            code_key,
+            clock,
+            flows: Flows::default(),
+            pending_secrets: Mutex::default(),
+            ghost_throttles: Mutex::default(),
+            config,
+        }))
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/v1/sign-in", post(api::start_sign_in))
+        .route("/api/v1/sign-in/{flow}/password", post(api::sign_in_password))
+        .route("/api/v1/sign-in/{flow}/code", post(api::sign_in_code))
+        .route("/api/v1/sign-in/{flow}/resend", post(api::resend_code))
+        .route("/api/v1/session", get(api::session))
+        .route("/api/v1/sign-out", post(api::sign_out))
+        .route("/api/v1/invitations/{token}", get(api::invitation))
+        .route("/api/v1/invitations/{token}/password", post(api::invitation_password))
+        .route("/api/v1/invitations/{token}/mfa/start", post(api::invitation_mfa_start))
+        .route("/api/v1/invitations/{token}/mfa/verify", post(api::invitation_mfa_verify))
+        .route("/api/v1/invitations/{token}/terms", post(api::invitation_terms))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(app)
+}

@@ -1,0 +1,344 @@
+//! The JSON API of SPEC §8, driven through the router: first sign-in with an authenticator app,
+//! then sign-in, the session, CSRF and sign-out; unknown usernames; throttling; bad input.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+use tenure_domain::decide::{Ctx, Invite};
+use tenure_domain::events::{MfaRequirement, Org, Role};
+use tenure_domain::{AccountId, Clock, OrgId, Username};
+use tenure_gateway::app::{App, Config, router};
+use tenure_gateway::mail::Mailer;
+use tenure_gateway::passwords::HashCost;
+use tenure_gateway::totp::Authenticator;
+use tenure_store::{Actor, EventStore, Meta, secrets};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    app: Arc<App>,
+    clock: Arc<ManualClock>,
+    _runners: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
+        let config = Config {
+            public_url: "http://127.0.0.1:8080".into(),
+            insecure_cookies: false,
+            terms_version: 3,
+            issuer: "Tenure".into(),
+        };
+        let mailer = Mailer::outbox(&dir.path().join("outbox"), "Tenure <no-reply@tenure.example>").unwrap();
+        let cheap = HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 };
+        let app = App::open(dir.path(), config, mailer, clock.clone(), cheap).unwrap();
+        let runners =
+            tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone()).unwrap().unwrap();
+        let runners = tokio::spawn(async move {
+            let _ = runners.await;
+        });
+        Harness { _dir: dir, app, clock, _runners: runners }
+    }
+
+    /// Invites `username` and returns the invitation token.
+    async fn invite(&self, username: &str, mfa: MfaRequirement) -> (AccountId, String) {
+        let (token, token_digest) = secrets::new_token().unwrap();
+        let id = AccountId(Uuid::now_v7());
+        let invite = Invite {
+            account_id: id,
+            username: Username::parse(username).unwrap(),
+            org: Org { id: OrgId("acme".into()), name: "Acme".into(), wholesale: false },
+            role: Role::User,
+            mfa,
+            email: format!("{username}@example.com"),
+            display_name: None,
+            token_digest,
+        };
+        self.app
+            .accounts
+            .invite(invite, &Ctx { now: self.clock.now() }, &Meta::new(Actor::Operator("test".into())))
+            .await
+            .unwrap();
+        self.caught_up().await;
+        (id, token)
+    }
+
+    async fn caught_up(&self) {
+        let head = self.app.accounts.store.head().await.unwrap();
+        let done = self.app.read_models.wait_for(
+            tenure_projections::Projection::Accounts,
+            head,
+            std::time::Duration::from_secs(10),
+        );
+        assert!(done.await.unwrap());
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+        cookie: Option<&str>,
+        csrf: Option<&str>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri).header(header::USER_AGENT, "api-test");
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, format!("tenure_session={cookie}"));
+        }
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        let response = router(self.app.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let set_cookie = response.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_string());
+        let retry_after = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, json, set_cookie, retry_after }
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    json: Value,
+    set_cookie: Option<String>,
+    retry_after: Option<String>,
+}
+
+impl Reply {
+    #[track_caller]
+    fn error(&self, status: StatusCode, code: &str) {
+        assert_eq!((self.status, self.json["error"].as_str()), (status, Some(code)), "{self:?}");
+        assert!(self.json["message"].as_str().is_some_and(|m| !m.is_empty()), "{self:?}");
+    }
+
+    fn session(&self) -> String {
+        let cookie = self.set_cookie.as_deref().expect("a session cookie");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Secure"),
+            "{cookie}"
+        );
+        cookie.trim_start_matches("tenure_session=").split(';').next().unwrap().to_string()
+    }
+}
+
+fn now_secs(h: &Harness) -> u64 {
+    h.clock.now().timestamp() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_sign_in_with_an_authenticator_then_sign_in_and_out() {
+    let h = Harness::new().await;
+    let (account, token) = h.invite("jdoe", MfaRequirement::App).await;
+    let base = format!("/api/v1/invitations/{token}");
+
+    let info = h.call("GET", &base, None, None, None).await;
+    assert_eq!(info.json, json!({"username": "jdoe", "next": "password", "mfa": "app", "terms_version": 3}));
+    h.call(
+        "POST",
+        &format!("{base}/password"),
+        Some(json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1986"})),
+        None,
+        None,
+    )
+    .await
+    .error(StatusCode::UNPROCESSABLE_ENTITY, "password_mismatch");
+    h.call(
+        "POST",
+        &format!("{base}/password"),
+        Some(json!({"new_password": "password1234", "confirm_password": "password1234"})),
+        None,
+        None,
+    )
+    .await
+    .error(StatusCode::UNPROCESSABLE_ENTITY, "weak_password");
+    let set = h
+        .call(
+            "POST",
+            &format!("{base}/password"),
+            Some(json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"})),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((set.status, &set.json), (StatusCode::OK, &json!({"next": "mfa"})));
+
+    h.call("POST", &format!("{base}/mfa/verify"), Some(json!({"code": "000000"})), None, None)
+        .await
+        .error(StatusCode::CONFLICT, "mfa_not_started");
+    let started = h.call("POST", &format!("{base}/mfa/start"), None, None, None).await;
+    let secret = started.json["secret"].as_str().unwrap().to_string();
+    assert!(started.json["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/Tenure:jdoe?"));
+    assert!(!started.json["qr_png_base64"].as_str().unwrap().is_empty());
+    let app = Authenticator::from_secret(&secret, "Tenure", "jdoe").unwrap();
+    let wrong = if app.code_at(now_secs(&h)) == "000000" { "111111" } else { "000000" };
+    h.call("POST", &format!("{base}/mfa/verify"), Some(json!({"code": wrong})), None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_code");
+    let verified = h
+        .call("POST", &format!("{base}/mfa/verify"), Some(json!({"code": app.code_at(now_secs(&h))})), None, None)
+        .await;
+    assert_eq!(verified.json, json!({"next": "terms"}), "{verified:?}");
+
+    h.call("POST", &format!("{base}/terms"), Some(json!({"accept": true, "version": 2})), None, None)
+        .await
+        .error(StatusCode::CONFLICT, "stale_terms");
+    let done = h.call("POST", &format!("{base}/terms"), Some(json!({"accept": true, "version": 3})), None, None).await;
+    assert_eq!(done.json, json!({"next": "done"}));
+    let cookie = done.session();
+    h.caught_up().await;
+    h.call("GET", &base, None, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
+
+    let session = h.call("GET", "/api/v1/session", None, Some(&cookie), None).await;
+    assert_eq!(
+        (session.json["account_id"].as_str(), session.json["username"].as_str()),
+        (Some(account.to_string().as_str()), Some("jdoe"))
+    );
+    let csrf = session.json["csrf_token"].as_str().unwrap().to_string();
+    h.call("POST", "/api/v1/sign-out", None, Some(&cookie), None).await.error(StatusCode::FORBIDDEN, "csrf");
+    h.call("POST", "/api/v1/sign-out", None, Some(&cookie), Some("forged")).await.error(StatusCode::FORBIDDEN, "csrf");
+    assert_eq!(
+        h.call("POST", "/api/v1/sign-out", None, Some(&cookie), Some(&csrf)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    h.call("GET", "/api/v1/session", None, Some(&cookie), None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthenticated");
+
+    // A later sign-in: username, password, then a code from the next time step (the
+    // enrollment's step may not be used twice).
+    h.clock.advance(Duration::seconds(30));
+    let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "JDoe"})), None, None).await;
+    assert_eq!(flow.json["next"], "password");
+    let flow = flow.json["flow"].as_str().unwrap().to_string();
+    let next = h
+        .call(
+            "POST",
+            &format!("/api/v1/sign-in/{flow}/password"),
+            Some(json!({"password": "mauve-otter-gravel-1987"})),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(next.json, json!({"next": "totp"}));
+    let code = app.code_at(now_secs(&h));
+    let signed = h.call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": code})), None, None).await;
+    assert_eq!(signed.json, json!({"next": "done"}), "{signed:?}");
+    let second = signed.session();
+    assert_ne!(second, cookie, "a fresh session id at every sign-in");
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&second), None).await.status, StatusCode::OK);
+    h.call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": code})), None, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "flow_not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_usernames_get_the_same_answers_and_throttling_starts_at_the_sixth_failure() {
+    let h = Harness::new().await;
+    let (_, token) = h.invite("known", MfaRequirement::None).await;
+    let base = format!("/api/v1/invitations/{token}");
+    let password = json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
+    assert_eq!(
+        h.call("POST", &format!("{base}/password"), Some(password), None, None).await.json,
+        json!({"next": "terms"})
+    );
+    h.call("POST", &format!("{base}/terms"), Some(json!({"accept": true, "version": 3})), None, None).await.session();
+    h.caught_up().await;
+
+    for username in ["known", "nobody"] {
+        let mut answers = Vec::new();
+        for _ in 0..6 {
+            let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": username})), None, None).await;
+            assert_eq!(flow.json["next"], "password");
+            let flow = flow.json["flow"].as_str().unwrap().to_string();
+            let reply = h
+                .call(
+                    "POST",
+                    &format!("/api/v1/sign-in/{flow}/password"),
+                    Some(json!({"password": "not the password"})),
+                    None,
+                    None,
+                )
+                .await;
+            answers.push((reply.status, reply.json.clone(), reply.retry_after.clone()));
+            h.caught_up().await;
+        }
+        for (status, json, _) in &answers[..5] {
+            assert_eq!(
+                (*status, json["error"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some("invalid_credentials")),
+                "{username}"
+            );
+            assert_eq!(json["message"], "The username or password is not correct.");
+        }
+        let (status, json, retry_after) = &answers[5];
+        assert_eq!((*status, json["error"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("throttled")), "{username}");
+        assert_eq!(retry_after.as_deref(), Some("60"), "{username}: a minute after the fifth failure");
+    }
+    // Once the minute has passed, the right password works again.
+    h.clock.advance(Duration::minutes(1));
+    let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "known"})), None, None).await.json["flow"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ok = h
+        .call(
+            "POST",
+            &format!("/api/v1/sign-in/{flow}/password"),
+            Some(json!({"password": "mauve-otter-gravel-1987"})),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(ok.json, json!({"next": "done"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_error_shape() {
+    let h = Harness::new().await;
+    let malformed = router(h.app.clone())
+        .oneshot(
+            Request::post("/api/v1/sign-in")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{\"username\":"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let body: Value =
+        serde_json::from_slice(&axum::body::to_bytes(malformed.into_body(), 1 << 16).await.unwrap()).unwrap();
+    assert_eq!(body["error"], "bad_request");
+    let huge = json!({"username": "x".repeat(64 * 1024)});
+    h.call("POST", "/api/v1/sign-in", Some(huge), None, None).await.error(StatusCode::PAYLOAD_TOO_LARGE, "bad_request");
+    h.call("POST", "/api/v1/sign-in/nope/password", Some(json!({"password": "x"})), None, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "flow_not_found");
+    h.call("GET", "/api/v1/invitations/not-a-token", None, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
+    h.call("GET", "/api/v1/session", None, None, None).await.error(StatusCode::UNAUTHORIZED, "unauthenticated");
+}
