@@ -30,6 +30,9 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The web gateway and the projections; on an empty store it prints a one-time link for
+    /// the first administrator.
+    Serve(Serve),
     /// Operator versions of the org administrator's actions.
     #[command(subcommand)]
     Admin(Admin),
@@ -118,6 +121,32 @@ pub enum Maintenance {
         #[arg(long)]
         id: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct Serve {
+    #[arg(long, env = "TENURE_LISTEN", default_value = crate::context::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// Session cookies without `Secure`, for plain-HTTP local use.
+    #[arg(long, env = "TENURE_INSECURE_COOKIES")]
+    pub insecure_cookies: bool,
+    /// The current version of the terms and conditions.
+    #[arg(long, env = "TENURE_TERMS_VERSION", default_value_t = 1)]
+    pub terms_version: u32,
+    /// The sender of Tenure's mail.
+    #[arg(long, env = "TENURE_MAIL_FROM", default_value = "Tenure <no-reply@tenure.invalid>")]
+    pub mail_from: String,
+    /// The issuer authenticator apps show.
+    #[arg(long, env = "TENURE_ISSUER", default_value = "Tenure")]
+    pub issuer: String,
+    #[arg(long, env = "TENURE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@ mod audit;
 mod bench;
 mod org;
 mod projections;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use crate::args::{Cli, Command};
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(serve) => serve::run(&cli.global, serve).await,
         Command::Admin(admin) => admin::run(&cli.global, admin).await,
         Command::Audit(audit) => audit::run(&cli.global, audit).await,
         Command::Bench(bench) => bench::run(&cli.global, bench).await,

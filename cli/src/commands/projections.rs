@@ -68,7 +68,7 @@ pub async fn run(global: &Global, command: Projections) -> anyhow::Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         Projections::Run => {
-            crate::logging::init();
+            crate::logging::init(crate::args::LogFormat::Text);
             let Some(runners) = tenure_projections::runner::start(store, db)? else {
                 bail!("another process is already running the projections");
             };

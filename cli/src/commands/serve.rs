@@ -1,0 +1,83 @@
+//! `tenure serve`: the gateway with its projections, on the embedded store.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tenure_domain::decide::{Ctx, Invite};
+use tenure_domain::events::{MfaRequirement, Org, Role};
+use tenure_domain::{AccountId, OrgId, Username};
+use tenure_gateway::app::{App, Config, router};
+use tenure_gateway::mail::Mailer;
+use tenure_gateway::passwords::HashCost;
+use tenure_store::{Actor, EventStore, Meta, secrets};
+use uuid::Uuid;
+
+use crate::args::{Global, Serve};
+use crate::context::SystemClock;
+
+pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
+    crate::logging::init(serve.log_format);
+    let data_dir = &global.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let public_url = global.public_url.clone().unwrap_or_else(|| format!("http://{}", serve.listen));
+    let public_url = public_url.trim_end_matches('/').to_string();
+    let mailer = match &global.smtp {
+        Some(smtp) => Mailer::smtp(smtp, &serve.mail_from)?,
+        None => Mailer::outbox(&data_dir.join("outbox"), &serve.mail_from)?,
+    };
+    let config = Config {
+        public_url: public_url.clone(),
+        insecure_cookies: serve.insecure_cookies,
+        terms_version: serve.terms_version,
+        issuer: serve.issuer,
+    };
+    let app = App::open(data_dir, config, mailer, Arc::new(SystemClock), HashCost::default())?;
+    bootstrap(&app, &public_url).await?;
+
+    match tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())? {
+        Some(runners) => {
+            tokio::spawn(async move {
+                if let Err(error) = runners.await {
+                    tracing::error!("the projections stopped: {error}");
+                }
+            });
+        }
+        None => tracing::warn!("another process runs the projections; this gateway reads them"),
+    }
+
+    let listener = tokio::net::TcpListener::bind(serve.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", serve.listen))?;
+    tracing::info!(listen = %serve.listen, public_url = %public_url, "serving");
+    axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("the server stopped")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// On an empty store, the first administrator is invited and the link printed once.
+async fn bootstrap(app: &App, public_url: &str) -> anyhow::Result<()> {
+    if app.accounts.store.head().await? > 0 {
+        return Ok(());
+    }
+    let (token, token_digest) = secrets::new_token()?;
+    let invite = Invite {
+        account_id: AccountId(Uuid::now_v7()),
+        username: Username::parse("admin")?,
+        org: Org { id: OrgId("operators".into()), name: "Operators".into(), wholesale: false },
+        role: Role::Admin,
+        mfa: MfaRequirement::None,
+        email: "admin@tenure.invalid".into(),
+        display_name: Some("Administrator".into()),
+        token_digest,
+    };
+    app.accounts.invite(invite, &Ctx { now: app.clock.now() }, &Meta::new(Actor::Operator("bootstrap".into()))).await?;
+    println!("The store is empty. The first administrator (username admin) signs in once at:");
+    println!("invitation_url: {public_url}/invite/{token}");
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! `tenure serve` as a user meets it: a real process on a real port, driven over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    base: String,
+    invitation: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data_dir: &std::path::Path) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure-cookies"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let invitation = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("invitation_url: ").map(str::to_string))
+        .expect("the bootstrap invitation link");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "tenure serve did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server { child, base: format!("http://127.0.0.1:{port}"), invitation }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    body: Value,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+) -> (u16, Option<String>, Value) {
+    let mut request = agent.post(url);
+    if let Some(cookie) = cookie {
+        request = request.header("Cookie", &format!("tenure_session={cookie}"));
+    }
+    if let Some(csrf) = csrf {
+        request = request.header("X-CSRF-Token", csrf);
+    }
+    let mut response = request.send_json(body).unwrap();
+    let status = response.status().as_u16();
+    let cookie = response.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_string());
+    let json = response.body_mut().read_json::<Value>().unwrap_or(Value::Null);
+    (status, cookie, json)
+}
+
+fn get(agent: &ureq::Agent, url: &str, cookie: Option<&str>) -> (u16, Value) {
+    let mut request = agent.get(url);
+    if let Some(cookie) = cookie {
+        request = request.header("Cookie", &format!("tenure_session={cookie}"));
+    }
+    let mut response = request.call().unwrap();
+    (response.status().as_u16(), response.body_mut().read_json::<Value>().unwrap_or(Value::Null))
+}
+
+#[test]
+fn the_first_administrator_signs_in_through_the_bootstrap_link_then_signs_in_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let token = server.invitation.rsplit('/').next().unwrap().to_string();
+    assert!(server.invitation.starts_with(&format!("{}/invite/", server.base)), "{}", server.invitation);
+    let http = agent();
+    let api = format!("{}/api/v1", server.base);
+
+    let (status, info) = get(&http, &format!("{api}/invitations/{token}"), None);
+    assert_eq!(
+        (status, info),
+        (200, json!({"username": "admin", "next": "password", "mfa": "none", "terms_version": 1}))
+    );
+    let password = json!({"new_password": "plum-harbour-violin-4417", "confirm_password": "plum-harbour-violin-4417"});
+    assert_eq!(
+        post(&http, &format!("{api}/invitations/{token}/password"), password, None, None).2,
+        json!({"next": "terms"})
+    );
+    let (status, set_cookie, done) =
+        post(&http, &format!("{api}/invitations/{token}/terms"), json!({"accept": true, "version": 1}), None, None);
+    assert_eq!((status, done), (200, json!({"next": "done"})));
+    let set_cookie = set_cookie.expect("a session cookie");
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax") && !set_cookie.contains("Secure"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.trim_start_matches("tenure_session=").split(';').next().unwrap().to_string();
+
+    let (status, session) = get(&http, &format!("{api}/session"), Some(&cookie));
+    assert_eq!((status, session["username"].as_str()), (200, Some("admin")));
+    let csrf = session["csrf_token"].as_str().unwrap().to_string();
+    assert_eq!(post(&http, &format!("{api}/sign-out"), json!({}), Some(&cookie), None).0, 403, "no CSRF token");
+    assert_eq!(post(&http, &format!("{api}/sign-out"), json!({}), Some(&cookie), Some(&csrf)).0, 204);
+    assert_eq!(get(&http, &format!("{api}/session"), Some(&cookie)).0, 401);
+    assert_eq!(get(&http, &format!("{api}/invitations/{token}"), None).0, 404, "the link worked once");
+
+    let (_, _, flow) = post(&http, &format!("{api}/sign-in"), json!({"username": "Admin"}), None, None);
+    let flow = flow["flow"].as_str().unwrap().to_string();
+    let (status, again, next) = post(
+        &http,
+        &format!("{api}/sign-in/{flow}/password"),
+        json!({"password": "plum-harbour-violin-4417"}),
+        None,
+        None,
+    );
+    assert_eq!((status, next), (200, json!({"next": "done"})));
+    assert!(again.is_some());
+}
+
+#[test]
+fn a_second_start_on_the_same_store_prints_no_new_link() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(serve(dir.path()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "tenure serve did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut printed).unwrap();
+    assert!(!printed.contains("invitation_url"), "{printed}");
+}
