@@ -151,3 +151,27 @@ fn a_second_start_on_the_same_store_prints_no_new_link() {
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut printed).unwrap();
     assert!(!printed.contains("invitation_url"), "{printed}");
 }
+
+#[test]
+fn one_address_is_rate_limited_across_usernames() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let http = agent();
+    let mut limited = None;
+    for n in 0..40 {
+        let mut response = http
+            .post(&format!("{}/api/v1/sign-in", server.base))
+            .send_json(json!({"username": format!("user{n}")}))
+            .unwrap();
+        if response.status().as_u16() == 429 {
+            let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            let body = response.body_mut().read_json::<Value>().unwrap();
+            limited = Some((n, retry_after, body));
+            break;
+        }
+    }
+    let (n, retry_after, body) = limited.expect("the address is limited");
+    assert!(n >= 20, "a burst of 20 is allowed, limited after {n}");
+    assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
+    assert_eq!(body["error"], "rate_limited");
+}

@@ -199,6 +199,7 @@ pub async fn sign_in_password(
             return Err(ApiError::throttled(until, now));
         }
         app.hasher.verify(body.password, None).await.map_err(busy)?;
+        app.metrics.sign_in("wrong_password");
         let mut throttles = app.ghost_throttles.lock().map_err(internal)?;
         let throttle = throttles.entry(flow.username.clone()).or_default();
         *throttle = throttle.after_failure(now);
@@ -216,9 +217,13 @@ pub async fn sign_in_password(
     match app.accounts.execute(row.account_id, command, &ctx(&app), &meta(row.account_id)).await {
         Ok(events) if events.iter().any(|e| matches!(e, Event::SignedIn(_))) => {
             app.flows.finish(&flow_id);
+            app.metrics.sign_in("success");
             Ok(signed_in(&app, jar, row.account_id).await?.into_response())
         }
-        Ok(_) => Err(ApiError::invalid_credentials()),
+        Ok(_) => {
+            app.metrics.sign_in("wrong_password");
+            Err(ApiError::invalid_credentials())
+        }
         Err(ExecuteError::Rejected(tenure_domain::AccountError::SecondFactorRequired { required })) => {
             let (method, next) = match required {
                 MfaRequirement::Email => {
@@ -281,8 +286,10 @@ pub async fn sign_in_code(
         .map_err(|e| rejected(&app, e))?;
     if events.iter().any(|e| matches!(e, Event::SignedIn(_))) {
         app.flows.finish(&flow_id);
+        app.metrics.sign_in("success");
         Ok(signed_in(&app, jar, account).await?.into_response())
     } else {
+        app.metrics.sign_in("wrong_code");
         Err(invalid_code())
     }
 }
@@ -539,4 +546,88 @@ pub async fn invitation_terms(
     let first = Command::SignIn { factor: Factor::Invitation, client };
     app.accounts.execute(account, first, &ctx(&app), &meta(account)).await.map_err(|e| rejected(&app, e))?;
     Ok(signed_in(&app, jar, account).await?.into_response())
+}
+
+// --- operations ---
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when every projection has caught up with the store and none has failed.
+pub async fn readyz(State(app): Shared) -> Result<Response, ApiError> {
+    let statuses = app.read_models.status(&app.accounts.store).await.map_err(internal)?;
+    let ready =
+        statuses.iter().all(|s| s.lag() == 0 && !matches!(s.state, tenure_projections::ProjectionState::Failed { .. }));
+    let body = json!({
+        "ready": ready,
+        "projections": statuses.iter().map(|s| json!({"name": s.name, "checkpoint": s.checkpoint, "head": s.head, "lag": s.lag()})).collect::<Vec<_>>(),
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok((status, axum::Json(body)).into_response())
+}
+
+pub async fn metrics(State(app): Shared) -> Result<Response, ApiError> {
+    app.metrics.hash_queue.set(app.hasher.depth() as i64);
+    for status in app.read_models.status(&app.accounts.store).await.map_err(internal)? {
+        let label = crate::metrics::ProjectionLabel { projection: status.name };
+        app.metrics.projection_lag.get_or_create(&label).set(status.lag() as i64);
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render()).into_response())
+}
+
+/// Latency by route, and the headers every answer carries: no framing, no sniffing, no referrer,
+/// a CSP without inline script, and no caching of anything personal.
+pub async fn observe(State(app): Shared, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &'static str| {
+        headers.insert(name, axum::http::HeaderValue::from_static(value));
+    };
+    set(
+        headers,
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    );
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "referrer-policy", "no-referrer");
+    set(headers, "x-frame-options", "DENY");
+    if route.starts_with("/api/") {
+        set(headers, "cache-control", "no-store");
+    }
+    let labels = crate::metrics::Route { method, route, status: response.status().as_u16() };
+    app.metrics.requests.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Per-address limits on the sign-in and first-sign-in steps.
+pub async fn limit_addresses(
+    State(app): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limited = request.method() == axum::http::Method::POST
+        && (request.uri().path().starts_with("/api/v1/sign-in")
+            || request.uri().path().starts_with("/api/v1/invitations/"));
+    if limited
+        && let Some(ConnectInfo(address)) = request.extensions().get::<ConnectInfo<SocketAddr>>()
+        && let Err(not_until) = app.address_limiter.check_key(&address.ip())
+    {
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+        app.metrics.sign_in("rate_limited");
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests from your address. Please wait a moment.",
+        );
+        error.retry_after = Some(wait.as_secs().max(1));
+        return error.into_response();
+    }
+    next.run(request).await
 }

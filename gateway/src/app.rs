@@ -1,11 +1,14 @@
 //! The gateway's shared state and its routes.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::{Router, middleware};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tenure_domain::Clock;
 use tenure_domain::throttle::Throttle;
 use tenure_projections::ProjectionDb;
@@ -16,6 +19,7 @@ use crate::api;
 use crate::codes::CodeKey;
 use crate::flows::Flows;
 use crate::mail::Mailer;
+use crate::metrics::Metrics;
 use crate::passwords::PasswordHasherPool;
 use crate::sessions::SessionStore;
 
@@ -45,7 +49,17 @@ pub struct App {
     /// Failures against usernames nobody holds, throttled like real accounts so that throttling
     /// tells nothing about which usernames exist.
     pub ghost_throttles: Mutex<HashMap<String, Throttle>>,
+    pub metrics: Metrics,
+    /// Attempts per client address, in memory: what per-account throttling cannot see (one
+    /// address trying many usernames).
+    pub address_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub config: Config,
+}
+
+/// Sign-in and first-sign-in requests a client address may make: a burst of 20, then one every
+/// two seconds.
+pub fn address_quota() -> Quota {
+    Quota::per_minute(NonZeroU32::new(30).expect("non-zero")).allow_burst(NonZeroU32::new(20).expect("non-zero"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +101,8 @@ impl App {
             flows: Flows::default(),
             pending_secrets: Mutex::default(),
             ghost_throttles: Mutex::default(),
+            metrics: Metrics::default(),
+            address_limiter: RateLimiter::keyed(address_quota()),
             config,
         }))
     }
@@ -105,6 +121,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/invitations/{token}/mfa/start", post(api::invitation_mfa_start))
         .route("/api/v1/invitations/{token}/mfa/verify", post(api::invitation_mfa_verify))
         .route("/api/v1/invitations/{token}/terms", post(api::invitation_terms))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .layer(middleware::from_fn_with_state(app.clone(), api::limit_addresses))
+        .layer(middleware::from_fn_with_state(app.clone(), api::observe))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
 }

@@ -8,6 +8,7 @@ pub mod codes;
 pub mod error;
 pub mod flows;
 pub mod mail;
+pub mod metrics;
 pub mod passwords;
 pub mod sessions;
 pub mod totp;

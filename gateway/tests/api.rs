@@ -342,3 +342,58 @@ async fn bad_input_gets_the_error_shape() {
     h.call("GET", "/api/v1/invitations/not-a-token", None, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
     h.call("GET", "/api/v1/session", None, None, None).await.error(StatusCode::UNAUTHORIZED, "unauthenticated");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_security_headers() {
+    let h = Harness::new().await;
+    let (_, token) = h.invite("metered", MfaRequirement::None).await;
+    let password = json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
+    h.call("POST", &format!("/api/v1/invitations/{token}/password"), Some(password), None, None).await;
+    h.call(
+        "POST",
+        &format!("/api/v1/invitations/{token}/terms"),
+        Some(json!({"accept": true, "version": 3})),
+        None,
+        None,
+    )
+    .await
+    .session();
+    h.caught_up().await;
+    let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "metered"})), None, None).await.json["flow"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.call(
+        "POST",
+        &format!("/api/v1/sign-in/{flow}/password"),
+        Some(json!({"password": "wrong wrong wrong"})),
+        None,
+        None,
+    )
+    .await;
+
+    let get = |uri: &'static str| {
+        let app = h.app.clone();
+        async move { router(app).oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap() }
+    };
+    let health = get("/healthz").await;
+    assert_eq!(health.status(), StatusCode::OK);
+    h.caught_up().await;
+    let ready = get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let metrics = get("/metrics").await;
+    assert!(metrics.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
+    let text = String::from_utf8(axum::body::to_bytes(metrics.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(text.contains("tenure_sign_ins_total{outcome=\"wrong_password\"} 1"), "{text}");
+    assert!(text.contains("tenure_password_hash_queue 0"), "{text}");
+    assert!(text.contains("tenure_projection_lag_events{projection=\"accounts\"} 0"), "{text}");
+    assert!(text.contains("tenure_request_duration_seconds_bucket{"), "{text}");
+
+    let api =
+        router(h.app.clone()).oneshot(Request::get("/api/v1/session").body(Body::empty()).unwrap()).await.unwrap();
+    let headers = api.headers();
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(!headers["content-security-policy"].to_str().unwrap().contains("unsafe-inline"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+}

@@ -1,0 +1,68 @@
+//! Prometheus metrics: sign-ins by outcome, the password-hash queue, request latency by route,
+//! and projection lag.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Route {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProjectionLabel {
+    pub projection: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to about 8 s.
+    Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub sign_ins: Family<Outcome, Counter>,
+    pub requests: Family<Route, Histogram, fn() -> Histogram>,
+    pub hash_queue: Gauge,
+    pub projection_lag: Family<ProjectionLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tenure");
+        let sign_ins = Family::<Outcome, Counter>::default();
+        registry.register("sign_ins", "Sign-in attempts by outcome", sign_ins.clone());
+        let requests = Family::<Route, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register("request_duration_seconds", "HTTP request latency by route", requests.clone());
+        let hash_queue = Gauge::default();
+        registry.register("password_hash_queue", "Password hashes waiting or running", hash_queue.clone());
+        let projection_lag = Family::<ProjectionLabel, Gauge>::default();
+        registry.register("projection_lag_events", "Events the projection has yet to apply", projection_lag.clone());
+        Metrics { registry, sign_ins, requests, hash_queue, projection_lag }
+    }
+}
+
+impl Metrics {
+    pub fn sign_in(&self, outcome: &'static str) {
+        self.sign_ins.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("metrics encode into a String");
+        text
+    }
+}
