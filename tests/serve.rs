@@ -6,6 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod support {
+    pub mod smtp;
+}
+use support::smtp::{code_in, smtp_sink};
+
 struct Server {
     child: Child,
     base: String,
@@ -20,11 +25,16 @@ impl Drop for Server {
 }
 
 fn serve(data_dir: &std::path::Path) -> Server {
+    serve_with(data_dir, &[])
+}
+
+fn serve_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure-cookies"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -174,4 +184,82 @@ fn one_address_is_rate_limited_across_usernames() {
     assert!(n >= 20, "a burst of 20 is allowed, limited after {n}");
     assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
     assert_eq!(body["error"], "rate_limited");
+}
+
+/// The email-code variant: codes travel over real SMTP to aiosmtpd and are read from there.
+#[test]
+fn first_sign_in_and_sign_in_with_emailed_codes() {
+    let sink = smtp_sink();
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_with(dir.path(), &["--smtp", &format!("smtp://127.0.0.1:{}", sink.port)]);
+    let invite = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "admin",
+            "invite",
+            "--username",
+            "mailer",
+            "--email",
+            "mailer@example.com",
+            "--org",
+            "acme",
+            "--mfa",
+            "email",
+        ])
+        .output()
+        .unwrap();
+    assert!(invite.status.success(), "{}", String::from_utf8_lossy(&invite.stderr));
+    let link = String::from_utf8(invite.stdout).unwrap();
+    let token =
+        link.lines().find_map(|l| l.strip_prefix("invitation_url: ")).unwrap().rsplit('/').next().unwrap().to_string();
+    let http = agent();
+    let api = format!("{}/api/v1", server.base);
+
+    // The gateway's projections pick up an invitation made by another process within moments.
+    let started = Instant::now();
+    let info = loop {
+        let (status, info) = get(&http, &format!("{api}/invitations/{token}"), None);
+        if status == 200 || started.elapsed() > Duration::from_secs(10) {
+            break info;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(info["mfa"], "email");
+    let password = json!({"new_password": "quartz-meadow-lantern-82", "confirm_password": "quartz-meadow-lantern-82"});
+    assert_eq!(
+        post(&http, &format!("{api}/invitations/{token}/password"), password, None, None).2,
+        json!({"next": "mfa"})
+    );
+    assert_eq!(
+        post(&http, &format!("{api}/invitations/{token}/mfa/start"), json!({}), None, None).2,
+        json!({"sent": true})
+    );
+    let mail = sink.wait_for_message(1);
+    assert!(mail.contains("To: mailer@example.com"), "{mail}");
+    let verified =
+        post(&http, &format!("{api}/invitations/{token}/mfa/verify"), json!({"code": code_in(&mail)}), None, None);
+    assert_eq!(verified.2, json!({"next": "terms"}));
+    let done =
+        post(&http, &format!("{api}/invitations/{token}/terms"), json!({"accept": true, "version": 1}), None, None);
+    assert_eq!(done.2, json!({"next": "done"}));
+
+    let (_, _, flow) = post(&http, &format!("{api}/sign-in"), json!({"username": "mailer"}), None, None);
+    let flow = flow["flow"].as_str().unwrap().to_string();
+    let next = post(
+        &http,
+        &format!("{api}/sign-in/{flow}/password"),
+        json!({"password": "quartz-meadow-lantern-82"}),
+        None,
+        None,
+    );
+    assert_eq!(next.2, json!({"next": "email_code"}));
+    let code = code_in(&sink.wait_for_message(2));
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let refused = post(&http, &format!("{api}/sign-in/{flow}/code"), json!({"code": wrong}), None, None);
+    assert_eq!((refused.0, refused.2["error"].as_str()), (401, Some("invalid_code")));
+    let (status, cookie, done) = post(&http, &format!("{api}/sign-in/{flow}/code"), json!({"code": code}), None, None);
+    assert_eq!((status, done), (200, json!({"next": "done"})));
+    assert!(cookie.is_some());
+    assert_eq!(post(&http, &format!("{api}/sign-in/{flow}/resend"), json!({}), None, None).0, 404, "the flow is over");
 }

@@ -1,9 +1,11 @@
 //! Mail reaches a real SMTP server (aiosmtpd, installed by scripts/test) and the outbox folder.
 
-use std::net::TcpListener;
+#[path = "../../tests/support/smtp.rs"]
+mod smtp;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use smtp::smtp_sink;
 
 use tenure_gateway::mail::{Mail, Mailer};
 
@@ -43,47 +45,13 @@ async fn the_outbox_holds_an_eml_file_with_both_bodies_and_the_message_id() {
     assert!(eml.contains("314159"), "{eml}");
 }
 
-struct SmtpSink {
-    process: Child,
-    maildir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-fn smtp_sink() -> SmtpSink {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let maildir = tempfile::tempdir().unwrap();
-    let process = Command::new("python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(maildir.path().join("mail"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 with aiosmtpd is needed (scripts/test installs it)");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "aiosmtpd did not start: is it installed (pip install aiosmtpd)?"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    SmtpSink { process, maildir, port }
-}
-
 #[tokio::test]
 async fn mail_is_delivered_to_a_real_smtp_server() {
     let sink = smtp_sink();
     let mailer = Mailer::smtp(&format!("smtp://127.0.0.1:{}", sink.port), "Tenure <no-reply@tenure.example>").unwrap();
     mailer.send(&mail()).await.unwrap();
-    let received = all_files(sink.maildir.path());
-    let message = received.iter().find(|m| m.contains("Subject: Your Tenure sign-in code")).expect("the mail arrived");
+    let message = sink.wait_for_message(1);
+    assert!(message.contains("Subject: Your Tenure sign-in code"), "{message}");
     assert!(message.contains("To: jane@example.com") && message.contains("314159"), "{message}");
     assert!(message.contains("Message-ID: <01933c0e-0000-7000-8000-00000000abcd@tenure.example>"), "{message}");
 }
