@@ -10,5 +10,6 @@ pub mod flows;
 pub mod mail;
 pub mod metrics;
 pub mod passwords;
+pub mod service;
 pub mod sessions;
 pub mod totp;

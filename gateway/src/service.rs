@@ -1,0 +1,436 @@
+//! The sign-in and first-sign-in flows, shared by the JSON API and the HTML pages: each step
+//! takes what the user sent and answers with what comes next, or an `ApiError` that both render.
+
+use axum::http::StatusCode;
+use tenure_domain::decide::{Command, Ctx, EnrollmentProof, Factor, PasswordVia};
+use tenure_domain::events::{Client, CodePurpose, MfaMethod, MfaRequirement};
+use tenure_domain::{AccountError, AccountId, Event, SecretDigest, Username, password};
+use tenure_projections::AccountRow;
+use tenure_store::{Actor, ExecuteError, Meta, secrets};
+
+use crate::app::App;
+use crate::codes;
+use crate::error::ApiError;
+use crate::flows::{Flow, Step};
+use crate::mail::Mail;
+use crate::totp::Authenticator;
+
+pub(crate) fn ctx(app: &App) -> Ctx {
+    Ctx { now: app.clock.now() }
+}
+
+pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(error)
+}
+
+pub(crate) fn flow_gone() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "flow_not_found",
+        "This sign-in has expired or does not exist; please start again.",
+    )
+}
+
+pub(crate) fn invalid_code() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_code", "That code is not correct.")
+}
+
+fn rejected(app: &App, error: ExecuteError) -> ApiError {
+    ApiError::from_execute(error, app.clock.now())
+}
+
+pub(crate) fn busy(error: crate::passwords::HashError) -> ApiError {
+    match error {
+        crate::passwords::HashError::Busy => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "Too many sign-ins at once; please try again in a moment.",
+        ),
+        other => internal(other),
+    }
+}
+
+fn meta(account: AccountId) -> Meta {
+    Meta::new(Actor::User(account))
+}
+
+/// Starts a session; returns the cookie value.
+async fn start_session(app: &App, account: AccountId) -> Result<String, ApiError> {
+    let cookie = app.sessions.create(account).await.map_err(internal)?;
+    tracing::info!(account = %account, "signed in");
+    Ok(cookie)
+}
+
+/// The account's event at `position`, opened.
+pub(crate) async fn personal_event(
+    app: &App,
+    account: AccountId,
+    position: Option<u64>,
+) -> Result<Option<Event>, ApiError> {
+    match position {
+        Some(position) => app.accounts.event_at(account, position).await.map_err(internal),
+        None => Ok(None),
+    }
+}
+
+async fn email_of(app: &App, row: &AccountRow) -> Result<Option<String>, ApiError> {
+    Ok(match personal_event(app, row.account_id, row.invitee).await? {
+        Some(Event::AccountInvited(e)) => e.personal.known().map(|i| i.email.clone()),
+        _ => None,
+    })
+}
+
+/// Issues an emailed code for `purpose` and sends it.
+async fn send_code(
+    app: &App,
+    row: &AccountRow,
+    purpose: CodePurpose,
+    invitation: Option<SecretDigest>,
+) -> Result<(), ApiError> {
+    let code = codes::new_code();
+    let code_digest = app.code_key.digest(row.account_id.0.as_bytes(), &code);
+    app.accounts
+        .execute(
+            row.account_id,
+            Command::IssueEmailCode { purpose, code_digest, invitation },
+            &ctx(app),
+            &meta(row.account_id),
+        )
+        .await
+        .map_err(|e| rejected(app, e))?;
+    let to = email_of(app, row).await?.ok_or_else(|| internal("no email address to send a code to"))?;
+    let mail = Mail {
+        to,
+        subject: "Your Tenure verification code".into(),
+        text: format!(
+            "Your verification code is {code}.\n\nIt is valid for 10 minutes. If you did not ask for it, ignore this mail."
+        ),
+        html: format!(
+            "<p>Your verification code is <strong>{code}</strong>.</p><p>It is valid for 10 minutes. If you did not ask for it, ignore this mail.</p>"
+        ),
+        message_id: uuid::Uuid::now_v7().to_string(),
+    };
+    app.mailer.send(&mail).await.map_err(internal)?;
+    tracing::info!(account = %row.account_id, "sent a verification code");
+    Ok(())
+}
+
+// --- sign-in ---
+
+/// What follows a step of sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInNext {
+    /// Signed in: the session cookie's value.
+    Done(String),
+    Totp,
+    EmailCode,
+}
+
+impl SignInNext {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SignInNext::Done(_) => "done",
+            SignInNext::Totp => "totp",
+            SignInNext::EmailCode => "email_code",
+        }
+    }
+}
+
+/// The username step: it always proceeds to the password, whether or not the name is held.
+pub async fn begin_sign_in(app: &App, username: &str) -> Result<String, ApiError> {
+    let now = app.clock.now();
+    let parsed = Username::parse(username).ok();
+    let row = match &parsed {
+        Some(username) => app.read_models.login_lookup(username).await.map_err(internal)?,
+        None => None,
+    };
+    Ok(app.flows.start(Flow {
+        username: username.trim().to_ascii_lowercase(),
+        account: row.map(|r| r.account_id),
+        step: Step::Password,
+        started: now,
+    }))
+}
+
+pub fn flow(app: &App, flow_id: &str) -> Result<Flow, ApiError> {
+    app.flows.get(flow_id, app.clock.now()).ok_or_else(flow_gone)
+}
+
+pub async fn submit_password(
+    app: &App,
+    flow_id: &str,
+    password: String,
+    client: Client,
+) -> Result<SignInNext, ApiError> {
+    let now = app.clock.now();
+    let flow = app.flows.get(flow_id, now).filter(|f| f.step == Step::Password).ok_or_else(flow_gone)?;
+    let row = match flow.account {
+        Some(account) => app.read_models.account_view(account).await.map_err(internal)?,
+        None => None,
+    };
+    let Some(row) = row else {
+        // Nobody holds this username: the same work and the same answers as a wrong password.
+        let locked = app.ghost_throttles.lock().map_err(internal)?.get(&flow.username).and_then(|t| t.is_locked(now));
+        if let Some(until) = locked {
+            return Err(ApiError::throttled(until, now));
+        }
+        app.hasher.verify(password, None).await.map_err(busy)?;
+        app.metrics.sign_in("wrong_password");
+        let mut throttles = app.ghost_throttles.lock().map_err(internal)?;
+        let throttle = throttles.entry(flow.username.clone()).or_default();
+        *throttle = throttle.after_failure(now);
+        return Err(ApiError::invalid_credentials());
+    };
+    if let Some(until) = row.throttle.is_locked(now) {
+        return Err(ApiError::throttled(until, now));
+    }
+    let phc = match personal_event(app, row.account_id, row.password).await? {
+        Some(Event::PasswordSet(e)) => e.personal.known().map(|p| p.password_hash.clone()),
+        _ => None,
+    };
+    let correct = app.hasher.verify(password, phc).await.map_err(busy)?;
+    let command = Command::SignIn { factor: Factor::Password { correct }, client };
+    match app.accounts.execute(row.account_id, command, &ctx(app), &meta(row.account_id)).await {
+        Ok(events) if events.iter().any(|e| matches!(e, Event::SignedIn(_))) => {
+            app.flows.finish(flow_id);
+            app.metrics.sign_in("success");
+            Ok(SignInNext::Done(start_session(app, row.account_id).await?))
+        }
+        Ok(_) => {
+            app.metrics.sign_in("wrong_password");
+            Err(ApiError::invalid_credentials())
+        }
+        Err(ExecuteError::Rejected(AccountError::SecondFactorRequired { required })) => {
+            let (method, next) = match required {
+                MfaRequirement::Email => {
+                    send_code(app, &row, CodePurpose::SignIn, None).await?;
+                    (MfaMethod::Email, SignInNext::EmailCode)
+                }
+                _ => (MfaMethod::App, SignInNext::Totp),
+            };
+            app.flows.advance(flow_id, Step::Code(method));
+            Ok(next)
+        }
+        Err(error) => {
+            app.metrics.sign_in("refused");
+            Err(rejected(app, error))
+        }
+    }
+}
+
+/// The code step; returns the session cookie's value.
+pub async fn submit_code(app: &App, flow_id: &str, code: &str, client: Client) -> Result<String, ApiError> {
+    let now = app.clock.now();
+    let flow = app.flows.get(flow_id, now).ok_or_else(flow_gone)?;
+    let (Step::Code(method), Some(account)) = (flow.step, flow.account) else { return Err(flow_gone()) };
+    let row = app.read_models.account_view(account).await.map_err(internal)?.ok_or_else(flow_gone)?;
+    let factor = match method {
+        MfaMethod::App => {
+            let secret = match personal_event(app, account, row.totp_secret).await? {
+                Some(Event::MfaEnrolled(e)) => e.personal.known().and_then(|s| s.totp_secret.clone()),
+                _ => None,
+            }
+            .ok_or_else(|| internal("an app account without an authenticator secret"))?;
+            let authenticator =
+                Authenticator::from_secret(&secret, &app.config.issuer, &row.username).map_err(internal)?;
+            Factor::Totp { step: authenticator.matching_step(code, now.timestamp().max(0) as u64) }
+        }
+        MfaMethod::Email => Factor::EmailCode { presented: app.code_key.digest(account.0.as_bytes(), code) },
+    };
+    let events = app
+        .accounts
+        .execute(account, Command::SignIn { factor, client }, &ctx(app), &meta(account))
+        .await
+        .map_err(|e| rejected(app, e))?;
+    if events.iter().any(|e| matches!(e, Event::SignedIn(_))) {
+        app.flows.finish(flow_id);
+        app.metrics.sign_in("success");
+        start_session(app, account).await
+    } else {
+        app.metrics.sign_in("wrong_code");
+        Err(invalid_code())
+    }
+}
+
+pub async fn resend_code(app: &App, flow_id: &str) -> Result<(), ApiError> {
+    let flow = app.flows.get(flow_id, app.clock.now()).ok_or_else(flow_gone)?;
+    let (Step::Code(MfaMethod::Email), Some(account)) = (flow.step, flow.account) else { return Err(flow_gone()) };
+    let row = app.read_models.account_view(account).await.map_err(internal)?.ok_or_else(flow_gone)?;
+    send_code(app, &row, CodePurpose::SignIn, None).await
+}
+
+// --- first sign-in ---
+
+/// The account an invitation token opens, and the token's digest.
+pub async fn invited(app: &App, token: &str) -> Result<(AccountRow, SecretDigest), ApiError> {
+    let digest = secrets::token_digest(token);
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "This invitation link is not valid (it may have been used or replaced).",
+        )
+    };
+    let row = app.read_models.account_by_invitation(digest).await.map_err(internal)?.ok_or_else(not_found)?;
+    match &row.invitation {
+        Some(invitation) if invitation.expires_at <= app.clock.now() => Err(ApiError::new(
+            StatusCode::GONE,
+            "invitation_expired",
+            "This invitation link has expired; ask your administrator to send a new one.",
+        )),
+        Some(_) => Ok((row, digest)),
+        None => Err(not_found()),
+    }
+}
+
+/// The first unfinished step of first sign-in.
+pub fn next_step(row: &AccountRow) -> &'static str {
+    if row.password.is_none() {
+        "password"
+    } else if row.mfa_requirement != MfaRequirement::None && row.mfa_method != row.mfa_requirement.method() {
+        "mfa"
+    } else if row.terms_version.is_none() {
+        "terms"
+    } else {
+        "done"
+    }
+}
+
+/// After a first-sign-in step: the next one, read once the read model has caught up with it.
+async fn step_done(app: &App, account: AccountId, token: &str) -> Result<&'static str, ApiError> {
+    let head = tenure_store::EventStore::head(&app.accounts.store).await.map_err(internal)?;
+    app.read_models
+        .wait_for(tenure_projections::Projection::Accounts, head, std::time::Duration::from_secs(5))
+        .await
+        .map_err(internal)?;
+    let next = match invited(app, token).await {
+        Ok((row, _)) => next_step(&row),
+        Err(_) => "done",
+    };
+    tracing::info!(account = %account, next, "first sign-in step done");
+    Ok(next)
+}
+
+pub async fn set_password(
+    app: &App,
+    token: &str,
+    new_password: String,
+    confirm_password: &str,
+) -> Result<&'static str, ApiError> {
+    let (row, token_digest) = invited(app, token).await?;
+    if new_password != confirm_password {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "password_mismatch",
+            "The two passwords are not the same.",
+        ));
+    }
+    let username = Username::parse(&row.username).map_err(internal)?;
+    password::check(&new_password, &username)
+        .map_err(|rule| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "weak_password", rule.to_string()))?;
+    let password_hash = app.hasher.hash(new_password).await.map_err(busy)?;
+    let command =
+        Command::SetPassword { password_hash: password_hash.into(), via: PasswordVia::Invitation { token_digest } };
+    app.accounts
+        .execute(row.account_id, command, &ctx(app), &meta(row.account_id))
+        .await
+        .map_err(|e| rejected(app, e))?;
+    step_done(app, row.account_id, token).await
+}
+
+/// What the two-factor setup shows.
+pub enum MfaSetup {
+    App { otpauth_uri: String, secret: String, qr_png_base64: String },
+    EmailSent,
+}
+
+pub async fn start_mfa(app: &App, token: &str) -> Result<MfaSetup, ApiError> {
+    let (row, digest) = invited(app, token).await?;
+    match row.mfa_requirement {
+        MfaRequirement::App => {
+            let authenticator = Authenticator::generate(&app.config.issuer, &row.username).map_err(internal)?;
+            let secret = authenticator.secret_base32();
+            app.pending_secrets.lock().map_err(internal)?.insert(token.to_string(), secret.clone());
+            Ok(MfaSetup::App {
+                otpauth_uri: authenticator.uri(),
+                secret,
+                qr_png_base64: authenticator.qr_png_base64().map_err(internal)?,
+            })
+        }
+        MfaRequirement::Email => {
+            send_code(app, &row, CodePurpose::Enrollment, Some(digest)).await?;
+            Ok(MfaSetup::EmailSent)
+        }
+        MfaRequirement::None => {
+            Err(ApiError::new(StatusCode::CONFLICT, "no_mfa", "This profile needs no second factor."))
+        }
+    }
+}
+
+pub async fn verify_mfa(app: &App, token: &str, code: &str) -> Result<&'static str, ApiError> {
+    let (row, digest) = invited(app, token).await?;
+    let now = app.clock.now();
+    let proof = match row.mfa_requirement {
+        MfaRequirement::App => {
+            let secret = app.pending_secrets.lock().map_err(internal)?.get(token).cloned().ok_or_else(|| {
+                ApiError::new(StatusCode::CONFLICT, "mfa_not_started", "Start the authenticator setup first.")
+            })?;
+            let authenticator =
+                Authenticator::from_secret(&secret, &app.config.issuer, &row.username).map_err(internal)?;
+            let step = authenticator.matching_step(code, now.timestamp().max(0) as u64);
+            EnrollmentProof::App { secret: secret.into(), step }
+        }
+        MfaRequirement::Email => {
+            EnrollmentProof::Email { presented: app.code_key.digest(row.account_id.0.as_bytes(), code) }
+        }
+        MfaRequirement::None => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "no_mfa", "This profile needs no second factor."));
+        }
+    };
+    let events = app
+        .accounts
+        .execute(
+            row.account_id,
+            Command::EnrollMfa { proof, invitation: Some(digest) },
+            &ctx(app),
+            &meta(row.account_id),
+        )
+        .await
+        .map_err(|e| rejected(app, e))?;
+    if !events.iter().any(|e| matches!(e, Event::MfaEnrolled(_))) {
+        return Err(invalid_code());
+    }
+    app.pending_secrets.lock().map_err(internal)?.remove(token);
+    step_done(app, row.account_id, token).await
+}
+
+/// The last step: the terms, then the first sign-in. Returns the session cookie's value.
+pub async fn accept_terms(
+    app: &App,
+    token: &str,
+    accept: bool,
+    version: u32,
+    client: Client,
+) -> Result<String, ApiError> {
+    let (row, digest) = invited(app, token).await?;
+    if !accept {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "terms_not_accepted",
+            "Tick the box to agree to the terms.",
+        ));
+    }
+    if version != app.config.terms_version {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "stale_terms",
+            format!("The terms have changed: version {} is current.", app.config.terms_version),
+        ));
+    }
+    let account = row.account_id;
+    let accept = Command::AcceptTerms { version, invitation: Some(digest) };
+    app.accounts.execute(account, accept, &ctx(app), &meta(account)).await.map_err(|e| rejected(app, e))?;
+    let first = Command::SignIn { factor: Factor::Invitation, client };
+    app.accounts.execute(account, first, &ctx(app), &meta(account)).await.map_err(|e| rejected(app, e))?;
+    start_session(app, account).await
+}
