@@ -47,6 +47,14 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         None => tracing::warn!("another process runs the projections; this gateway reads them"),
     }
 
+    // Answer only once the read models hold what the store held at start (the bootstrap
+    // invitation included), so the first requests do not meet a stale login lookup.
+    let head = app.accounts.store.head().await?;
+    for projection in tenure_projections::ALL {
+        if !app.read_models.wait_for(projection, head, std::time::Duration::from_secs(60)).await? {
+            tracing::warn!(projection = projection.name(), "still catching up with the store");
+        }
+    }
     let listener = tokio::net::TcpListener::bind(serve.listen)
         .await
         .with_context(|| format!("cannot listen on {}", serve.listen))?;
