@@ -26,6 +26,9 @@ pub struct Global {
     /// Outbound mail server, smtp://host:port [default: .eml files under <data-dir>/outbox/].
     #[arg(long, env = "TENURE_SMTP", global = true, value_parser = parse_smtp)]
     pub smtp: Option<String>,
+    /// The sender of Tenure's mail.
+    #[arg(long, env = "TENURE_MAIL_FROM", global = true, default_value = "Tenure <no-reply@tenure.invalid>")]
+    pub mail_from: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,9 +136,6 @@ pub struct Serve {
     /// The current version of the terms and conditions.
     #[arg(long, env = "TENURE_TERMS_VERSION", default_value_t = 1)]
     pub terms_version: u32,
-    /// The sender of Tenure's mail.
-    #[arg(long, env = "TENURE_MAIL_FROM", default_value = "Tenure <no-reply@tenure.invalid>")]
-    pub mail_from: String,
     /// The issuer authenticator apps show.
     #[arg(long, env = "TENURE_ISSUER", default_value = "Tenure")]
     pub issuer: String,

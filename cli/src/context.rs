@@ -74,6 +74,14 @@ pub fn projections(global: &Global) -> anyhow::Result<ProjectionDb> {
     Ok(ProjectionDb::open(&global.data_dir.join("projections.db"))?)
 }
 
+/// Where mail goes: the SMTP server of `--smtp`, or `.eml` files under `<data-dir>/outbox/`.
+pub fn mailer(global: &Global) -> anyhow::Result<tenure_gateway::mail::Mailer> {
+    Ok(match &global.smtp {
+        Some(smtp) => tenure_gateway::mail::Mailer::smtp(smtp, &global.mail_from)?,
+        None => tenure_gateway::mail::Mailer::outbox(&global.data_dir.join("outbox"), &global.mail_from)?,
+    })
+}
+
 /// The person at the command line, as named in the events they cause.
 pub fn operator() -> Actor {
     let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());

@@ -14,13 +14,13 @@ pub const MIN_GUESSES: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordRejection {
-    #[error("use at least {MIN_CHARS} characters")]
+    #[error("Use at least {MIN_CHARS} characters.")]
     TooShort,
-    #[error("use at most {MAX_CHARS} characters")]
+    #[error("Use at most {MAX_CHARS} characters.")]
     TooLong,
-    #[error("the password must not contain your username")]
+    #[error("The password must not contain your username.")]
     ContainsUsername,
-    #[error("this password is commonly used or easy to guess; try a few unrelated words")]
+    #[error("This password is commonly used or easy to guess; try a few unrelated words.")]
     Guessable,
 }
 

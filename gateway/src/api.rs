@@ -52,7 +52,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     }
 }
 
-fn session_cookie(app: &App, value: String) -> Cookie<'static> {
+pub(crate) fn session_cookie(app: &App, value: String) -> Cookie<'static> {
     Cookie::build((SESSION_COOKIE, value))
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -283,7 +283,8 @@ pub async fn observe(State(app): Shared, request: axum::extract::Request, next: 
     set(headers, "x-content-type-options", "nosniff");
     set(headers, "referrer-policy", "no-referrer");
     set(headers, "x-frame-options", "DENY");
-    if route.starts_with("/api/") {
+    // Nothing behind sign-in may be cached; only the stylesheet and the help page may.
+    if !(route.starts_with("/static/") || route.starts_with("/help/")) {
         set(headers, "cache-control", "no-store");
     }
     let labels = crate::metrics::Route { method, route, status: response.status().as_u16() };

@@ -15,13 +15,13 @@ use tenure_projections::ProjectionDb;
 use tenure_store::sqlite::SqliteStore;
 use tenure_store::{Accounts, SqliteKeyStore};
 
-use crate::api;
 use crate::codes::CodeKey;
 use crate::flows::Flows;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::passwords::PasswordHasherPool;
 use crate::sessions::SessionStore;
+use crate::{api, pages};
 
 /// Request bodies are small forms; anything larger is refused before it is read.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -121,6 +121,21 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/invitations/{token}/mfa/start", post(api::invitation_mfa_start))
         .route("/api/v1/invitations/{token}/mfa/verify", post(api::invitation_mfa_verify))
         .route("/api/v1/invitations/{token}/terms", post(api::invitation_terms))
+        .route("/", get(pages::root))
+        .route("/sign-in", get(pages::sign_in_form).post(pages::sign_in_start))
+        .route("/sign-in/{flow}", get(pages::sign_in_step))
+        .route("/sign-in/{flow}/password", post(pages::sign_in_password))
+        .route("/sign-in/{flow}/code", post(pages::sign_in_code))
+        .route("/sign-in/{flow}/resend", post(pages::sign_in_resend))
+        .route("/sign-out", post(pages::sign_out))
+        .route("/home", get(pages::home))
+        .route("/invite/{token}", get(pages::invitation))
+        .route("/invite/{token}/password", get(pages::invite_password_form).post(pages::invite_password))
+        .route("/invite/{token}/mfa", get(pages::invite_mfa_form).post(pages::invite_mfa))
+        .route("/invite/{token}/mfa/send", post(pages::invite_mfa_send))
+        .route("/invite/{token}/terms", get(pages::invite_terms_form).post(pages::invite_terms))
+        .route("/help/passwords", get(pages::help_passwords))
+        .route("/static/style.css", get(pages::stylesheet))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))

@@ -9,6 +9,7 @@ pub mod error;
 pub mod flows;
 pub mod mail;
 pub mod metrics;
+pub mod pages;
 pub mod passwords;
 pub mod service;
 pub mod sessions;

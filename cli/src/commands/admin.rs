@@ -25,6 +25,7 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
             let account_id = AccountId(Uuid::now_v7());
             let org_id = OrgId::parse(&invite.org).map_err(|e| anyhow!("--org {:?}: {e}", invite.org))?;
             let org_name = invite.org_name.unwrap_or_else(|| invite.org.clone());
+            let email = invite.email.clone();
             let command = Invite {
                 account_id,
                 username: username.clone(),
@@ -39,7 +40,7 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
                 token_digest,
             };
             context.accounts.invite(command, &ctx, &meta).await.with_context(|| format!("cannot invite {username}"))?;
-            print_invitation(&context, account_id, &token, global);
+            send_invitation(&context, global, account_id, username.as_str(), &email, &token).await?;
         }
         Admin::Resend { username } => {
             let account_id = resolve(&context, &username).await?;
@@ -49,7 +50,14 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
                 .execute(account_id, Command::ResendInvitation { token_digest }, &ctx, &meta)
                 .await
                 .with_context(|| format!("cannot resend the invitation of {username}"))?;
-            print_invitation(&context, account_id, &token, global);
+            let (state, _) = context.accounts.load(account_id).await?;
+            let invited = state.invited.ok_or_else(|| anyhow!("{username} has no invitation"))?;
+            let email = invited
+                .invitee
+                .known()
+                .map(|i| i.email.clone())
+                .ok_or_else(|| anyhow!("{username}'s email is erased"))?;
+            send_invitation(&context, global, account_id, invited.username.as_str(), &email, &token).await?;
         }
         Admin::Mfa { username, mfa: requirement } => {
             let account_id = resolve(&context, &username).await?;
@@ -78,12 +86,35 @@ async fn resolve(context: &Context, who: &str) -> anyhow::Result<AccountId> {
     context.accounts.resolve(who).await?.ok_or_else(|| anyhow!("no account named {who:?}"))
 }
 
-fn print_invitation(context: &Context, account_id: AccountId, token: &str, global: &Global) {
+/// Mails the invitation link (over SMTP, or into the outbox) and prints it for the operator.
+async fn send_invitation(
+    context: &Context,
+    global: &Global,
+    account_id: AccountId,
+    username: &str,
+    email: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    let url = format!("{}/invite/{token}", context.public_url);
+    let mail = tenure_gateway::mail::Mail {
+        to: email.to_string(),
+        subject: "You are invited to Tenure".into(),
+        text: format!(
+            "Hello,\n\nA profile with the username {username} has been set up for you.\nSign in for the first time here (the link works once, for 7 days):\n\n{url}\n"
+        ),
+        html: format!(
+            "<p>Hello,</p><p>A profile with the username <strong>{username}</strong> has been set up for you.</p><p><a href=\"{url}\">Sign in for the first time</a> (the link works once, for 7 days).</p>"
+        ),
+        message_id: Uuid::now_v7().to_string(),
+    };
+    // Printed first: should mailing fail, the operator still has the link to pass on.
     println!("account_id: {account_id}");
-    println!("invitation_url: {}/invite/{token}", context.public_url);
-    if global.smtp.is_some() {
-        eprintln!("note: this build prints invitation links; delivery by mail comes with `tenure serve`");
-    }
+    println!("invitation_url: {url}");
+    crate::context::mailer(global)?
+        .send(&mail)
+        .await
+        .context("the invitation could not be mailed (the link above works)")?;
+    Ok(())
 }
 
 fn mfa(mfa: args::Mfa) -> MfaRequirement {

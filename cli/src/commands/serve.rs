@@ -9,7 +9,6 @@ use tenure_domain::decide::{Ctx, Invite};
 use tenure_domain::events::{MfaRequirement, Org, Role};
 use tenure_domain::{AccountId, OrgId, Username};
 use tenure_gateway::app::{App, Config, router};
-use tenure_gateway::mail::Mailer;
 use tenure_gateway::passwords::HashCost;
 use tenure_store::{Actor, EventStore, Meta, secrets};
 use uuid::Uuid;
@@ -23,10 +22,7 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let public_url = global.public_url.clone().unwrap_or_else(|| format!("http://{}", serve.listen));
     let public_url = public_url.trim_end_matches('/').to_string();
-    let mailer = match &global.smtp {
-        Some(smtp) => Mailer::smtp(smtp, &serve.mail_from)?,
-        None => Mailer::outbox(&data_dir.join("outbox"), &serve.mail_from)?,
-    };
+    let mailer = crate::context::mailer(global)?;
     let config = Config {
         public_url: public_url.clone(),
         insecure_cookies: serve.insecure_cookies,
