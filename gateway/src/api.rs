@@ -235,6 +235,14 @@ pub async fn invitation_terms(
 
 // --- operations ---
 
+/// The OpenAPI 3 document of this API, kept beside the code and checked against the router by a
+/// test.
+pub const OPENAPI: &str = include_str!("../api/openapi.json");
+
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 pub async fn healthz() -> &'static str {
     "ok"
 }

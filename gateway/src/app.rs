@@ -50,10 +50,40 @@ pub struct App {
     /// tells nothing about which usernames exist.
     pub ghost_throttles: Mutex<HashMap<String, Throttle>>,
     pub metrics: Metrics,
+    pub refusals: RefusalTimes,
     /// Attempts per client address, in memory: what per-account throttling cannot see (one
     /// address trying many usernames).
     pub address_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub config: Config,
+}
+
+/// The slowest recent refusal of a known account's password, in microseconds: a maximum that
+/// decays by 1/64 with every refusal, so it tracks the machine's current speed.
+pub struct RefusalTimes {
+    slowest: std::sync::atomic::AtomicU64,
+}
+
+impl RefusalTimes {
+    /// Starts from an estimate until known accounts' refusals have been timed.
+    pub fn starting_at(estimate: std::time::Duration) -> RefusalTimes {
+        RefusalTimes { slowest: std::sync::atomic::AtomicU64::new(estimate.as_micros() as u64) }
+    }
+
+    pub fn floor(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.slowest.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Records a refusal that took `took`; returns the floor to hold it to.
+    pub fn note(&self, took: std::time::Duration) -> std::time::Duration {
+        let took = took.as_micros() as u64;
+        let updated = self
+            .slowest
+            .fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |old| {
+                Some(took.max(old - old / 64))
+            })
+            .map_or(took, |old| took.max(old - old / 64));
+        std::time::Duration::from_micros(updated)
+    }
 }
 
 /// Sign-in and first-sign-in requests a client address may make: a burst of 20, then one every
@@ -90,11 +120,13 @@ impl App {
         let csrf_key = keys.derive("csrf tokens");
         let sessions = SessionStore::open(&data_dir.join("sessions.db"), clock.clone(), Default::default(), csrf_key)?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hasher = PasswordHasherPool::new(hash_cost, workers, 64)?;
+        let refusals = RefusalTimes::starting_at(hasher.typical_verify() * 2);
         Ok(Arc::new(App {
             accounts: Accounts::new(store, keys),
             read_models: ProjectionDb::open(&data_dir.join("projections.db"))?,
             sessions,
-            hasher: PasswordHasherPool::new(hash_cost, workers, 64)?,
+            hasher,
             mailer,
             code_key,
             clock,
@@ -102,6 +134,7 @@ impl App {
             pending_secrets: Mutex::default(),
             ghost_throttles: Mutex::default(),
             metrics: Metrics::default(),
+            refusals,
             address_limiter: RateLimiter::keyed(address_quota()),
             config,
         }))
@@ -136,6 +169,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/invite/{token}/terms", get(pages::invite_terms_form).post(pages::invite_terms))
         .route("/help/passwords", get(pages::help_passwords))
         .route("/static/style.css", get(pages::stylesheet))
+        .route("/api/openapi.json", get(api::openapi))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))

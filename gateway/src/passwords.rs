@@ -40,6 +40,8 @@ pub struct PasswordHasherPool {
     admitted: Arc<Semaphore>,
     capacity: usize,
     dummy: Arc<String>,
+    /// How long one verification took at start-up.
+    typical_verify: std::time::Duration,
 }
 
 impl PasswordHasherPool {
@@ -54,6 +56,10 @@ impl PasswordHasherPool {
             .hash_password(salt.as_str().as_bytes(), &salt)
             .map_err(|e| HashError::Failed(e.to_string()))?
             .to_string();
+        let started = std::time::Instant::now();
+        let parsed = PasswordHash::new(&dummy).map_err(|e| HashError::Failed(e.to_string()))?;
+        let _ = argon2.verify_password(b"timing probe", &parsed);
+        let typical_verify = started.elapsed();
         let workers = workers.max(1);
         Ok(PasswordHasherPool {
             argon2: Arc::new(argon2),
@@ -61,7 +67,13 @@ impl PasswordHasherPool {
             admitted: Arc::new(Semaphore::new(workers + queue)),
             capacity: workers + queue,
             dummy: Arc::new(dummy),
+            typical_verify,
         })
+    }
+
+    /// How long one verification takes on this machine, measured at start-up.
+    pub fn typical_verify(&self) -> std::time::Duration {
+        self.typical_verify
     }
 
     /// Hashes waiting or running now (for the metrics).

@@ -156,12 +156,29 @@ pub fn flow(app: &App, flow_id: &str) -> Result<Flow, ApiError> {
     app.flows.get(flow_id, app.clock.now()).ok_or_else(flow_gone)
 }
 
+/// A refused password takes as long whichever path refused it, so that an unknown username (one
+/// dummy verification) cannot be told by its speed from a known one (a verification, reads and
+/// an appended `SignInFailed`): every refusal is held until the slowest recent refusal of a known
+/// account would have ended. That mark decays slowly, so it follows the machine's load.
 pub async fn submit_password(
     app: &App,
     flow_id: &str,
     password: String,
     client: Client,
 ) -> Result<SignInNext, ApiError> {
+    let started = tokio::time::Instant::now();
+    let known = app.flows.get(flow_id, app.clock.now()).is_some_and(|f| f.account.is_some());
+    let result = password_step(app, flow_id, password, client).await;
+    if let Err(error) = &result
+        && error.code == "invalid_credentials"
+    {
+        let floor = if known { app.refusals.note(started.elapsed()) } else { app.refusals.floor() };
+        tokio::time::sleep_until(started + floor).await;
+    }
+    result
+}
+
+async fn password_step(app: &App, flow_id: &str, password: String, client: Client) -> Result<SignInNext, ApiError> {
     let now = app.clock.now();
     let flow = app.flows.get(flow_id, now).filter(|f| f.step == Step::Password).ok_or_else(flow_gone)?;
     let row = match flow.account {

@@ -397,3 +397,43 @@ async fn health_readiness_metrics_and_security_headers() {
     assert!(!headers["content-security-policy"].to_str().unwrap().contains("unsafe-inline"));
     assert_eq!(headers["x-content-type-options"], "nosniff");
 }
+
+/// Every path in the OpenAPI document is served, and every API route is in the document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_routes_served() {
+    let h = Harness::new().await;
+    let served =
+        router(h.app.clone()).oneshot(Request::get("/api/openapi.json").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    let doc: Value = serde_json::from_slice(&axum::body::to_bytes(served.into_body(), 1 << 20).await.unwrap()).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    let routes = [
+        "/api/v1/sign-in",
+        "/api/v1/sign-in/{flow}/password",
+        "/api/v1/sign-in/{flow}/code",
+        "/api/v1/sign-in/{flow}/resend",
+        "/api/v1/invitations/{token}",
+        "/api/v1/invitations/{token}/password",
+        "/api/v1/invitations/{token}/mfa/start",
+        "/api/v1/invitations/{token}/mfa/verify",
+        "/api/v1/invitations/{token}/terms",
+        "/api/v1/session",
+        "/api/v1/sign-out",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ];
+    assert_eq!(paths.len(), routes.len());
+    for route in routes {
+        assert!(doc["paths"].get(route).is_some(), "{route} is not documented");
+        for (method, _) in doc["paths"][route].as_object().unwrap() {
+            let uri = route.replace("{flow}", "x").replace("{token}", "x");
+            let request =
+                Request::builder().method(method.to_uppercase().as_str()).uri(&uri).body(Body::empty()).unwrap();
+            let status = router(h.app.clone()).oneshot(request).await.unwrap().status();
+            assert!(status != StatusCode::NOT_FOUND || route.contains('{'), "{method} {route} is not served");
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {route}");
+        }
+    }
+}
