@@ -145,6 +145,17 @@ async fn click(browser: &Client, id: &str) {
     browser.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}")).click().await.unwrap();
 }
 
+/// Clicks `id` and waits for the page that follows to show `then`.
+async fn click_to(browser: &Client, id: &str, then: &str) {
+    click(browser, id).await;
+    browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id(then))
+        .await
+        .unwrap_or_else(|e| panic!("after #{id}, no #{then}: {e}"));
+}
+
 async fn text(browser: &Client, id: &str) -> String {
     browser.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}")).text().await.unwrap()
 }
@@ -175,7 +186,7 @@ async fn first_sign_in_with_an_authenticator_app_then_sign_out_and_in_again() {
     open_invitation(&browser, &link).await;
     fill(&browser, "new_password", "tangerine-cobalt-harbour-77").await;
     fill(&browser, "confirm_password", "tangerine-cobalt-harbour-77").await;
-    click(&browser, "continue").await;
+    click_to(&browser, "continue", "secret").await;
 
     let secret = text(&browser, "secret").await;
     let otpauth = browser.find(Locator::Id("otpauth")).await.unwrap().attr("href").await.unwrap().unwrap();
@@ -183,24 +194,24 @@ async fn first_sign_in_with_an_authenticator_app_then_sign_out_and_in_again() {
     let app = Authenticator::from_secret(&secret, "Tenure", "alice").unwrap();
     let enrolled_at = unix_now();
     fill(&browser, "code", &app.code_at(enrolled_at)).await;
-    click(&browser, "continue").await;
+    click_to(&browser, "continue", "accept").await;
 
     click(&browser, "accept").await;
-    click(&browser, "continue").await;
+    click_to(&browser, "continue", "welcome").await;
     assert_eq!(text(&browser, "welcome").await, "Welcome, alice");
 
-    click(&browser, "sign-out").await;
+    click_to(&browser, "sign-out", "username").await;
     assert!(browser.source().await.unwrap().contains("You have signed out."));
     browser.goto(&format!("{}/home", world.base)).await.unwrap();
     assert!(browser.current_url().await.unwrap().path().ends_with("/sign-in"), "signed out means signed out");
 
     fill(&browser, "username", "Alice").await;
-    click(&browser, "next").await;
+    click_to(&browser, "next", "password").await;
     fill(&browser, "password", "tangerine-cobalt-harbour-77").await;
-    click(&browser, "sign-in").await;
+    click_to(&browser, "sign-in", "code").await;
     // The enrollment's time step was used; the next step's code is accepted (one step of drift).
     fill(&browser, "code", &app.code_at(enrolled_at + 30)).await;
-    click(&browser, "continue").await;
+    click_to(&browser, "continue", "welcome").await;
     assert_eq!(text(&browser, "welcome").await, "Welcome, alice");
     browser.close().await.unwrap();
 }
@@ -214,26 +225,26 @@ async fn first_sign_in_and_sign_in_with_codes_by_email() {
     open_invitation(&browser, &link).await;
     fill(&browser, "new_password", "saffron-glacier-piano-31").await;
     fill(&browser, "confirm_password", "saffron-glacier-piano-31").await;
-    click(&browser, "continue").await;
-    click(&browser, "send").await;
+    click_to(&browser, "continue", "send").await;
+    click_to(&browser, "send", "code").await;
     let code = code_in(&world.smtp.wait_for_message(2));
     fill(&browser, "code", &code).await;
-    click(&browser, "continue").await;
+    click_to(&browser, "continue", "accept").await;
     click(&browser, "accept").await;
-    click(&browser, "continue").await;
+    click_to(&browser, "continue", "welcome").await;
     assert_eq!(text(&browser, "welcome").await, "Welcome, bruno");
 
-    click(&browser, "sign-out").await;
+    click_to(&browser, "sign-out", "username").await;
     fill(&browser, "username", "bruno").await;
-    click(&browser, "next").await;
+    click_to(&browser, "next", "password").await;
     fill(&browser, "password", "wrong-password-entirely").await;
-    click(&browser, "sign-in").await;
+    click_to(&browser, "sign-in", "form-error").await;
     assert_eq!(text(&browser, "form-error").await, "The username or password is not correct.");
     fill(&browser, "password", "saffron-glacier-piano-31").await;
-    click(&browser, "sign-in").await;
+    click_to(&browser, "sign-in", "code").await;
     let code = code_in(&world.smtp.wait_for_message(3));
     fill(&browser, "code", &code).await;
-    click(&browser, "continue").await;
+    click_to(&browser, "continue", "welcome").await;
     assert_eq!(text(&browser, "welcome").await, "Welcome, bruno");
     browser.close().await.unwrap();
 }

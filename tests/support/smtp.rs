@@ -76,7 +76,7 @@ impl SmtpSink {
 
 /// The six-digit code in a Tenure code mail ("Your verification code is 123456.").
 pub fn code_in(message: &str) -> String {
-    let at = message.find("code is ").expect("a code mail") + "code is ".len();
+    let at = message.find("code is ").unwrap_or_else(|| panic!("not a code mail: {message}")) + "code is ".len();
     let code: String = message[at..].chars().take(6).collect();
     assert!(code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()), "{code:?} in {message}");
     code
