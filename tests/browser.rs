@@ -148,12 +148,10 @@ async fn click(browser: &Client, id: &str) {
 /// Clicks `id` and waits for the page that follows to show `then`.
 async fn click_to(browser: &Client, id: &str, then: &str) {
     click(browser, id).await;
-    browser
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Id(then))
-        .await
-        .unwrap_or_else(|e| panic!("after #{id}, no #{then}: {e}"));
+    if let Err(error) = browser.wait().at_most(Duration::from_secs(20)).for_element(Locator::Id(then)).await {
+        let page = browser.source().await.unwrap_or_default();
+        panic!("after #{id}, no #{then} ({error}) on this page:\n{page}");
+    }
 }
 
 async fn text(browser: &Client, id: &str) -> String {

@@ -141,6 +141,18 @@ pub struct Serve {
     pub issuer: String,
     #[arg(long, env = "TENURE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// argon2id memory cost in KiB.
+    #[arg(long, env = "TENURE_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations.
+    #[arg(long, env = "TENURE_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// Minutes a session lasts without use.
+    #[arg(long, env = "TENURE_SESSION_IDLE_MINUTES", default_value_t = 30)]
+    pub session_idle_minutes: u32,
+    /// Hours a session lasts at most.
+    #[arg(long, env = "TENURE_SESSION_MAX_HOURS", default_value_t = 12)]
+    pub session_max_hours: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -224,6 +236,18 @@ pub enum Bench {
     Append(BenchAppend),
     /// A full rebuild of all projections over a generated store, beside a raw scan of its events.
     Rebuild(BenchRebuild),
+    /// Complete sign-ins per second through the HTTP server, beside raw argon2 verifications.
+    SignIn(BenchSignIn),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSignIn {
+    /// Seconds to run each part.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    pub seconds: f64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
 }
 
 #[derive(Debug, Args)]

@@ -289,7 +289,7 @@ pub async fn observe(State(app): Shared, request: axum::extract::Request, next: 
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     );
     set(headers, "x-content-type-options", "nosniff");
-    set(headers, "referrer-policy", "no-referrer");
+    set(headers, "referrer-policy", "same-origin");
     set(headers, "x-frame-options", "DENY");
     // Nothing behind sign-in may be cached; only the stylesheet and the help page may.
     if !(route.starts_with("/static/") || route.starts_with("/help/")) {
@@ -322,6 +322,36 @@ pub async fn limit_addresses(
         );
         error.retry_after = Some(wait.as_secs().max(1));
         return error.into_response();
+    }
+    next.run(request).await
+}
+
+/// Refuses state-changing requests that a browser says come from another site: the forms of
+/// sign-in and first sign-in carry no session yet, so no CSRF token can protect them, and a
+/// cross-site form could otherwise sign a victim into an attacker's account.
+pub async fn refuse_cross_site(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD {
+        let headers = request.headers();
+        let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let origin_host = headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(|origin| origin.split_once("://").map_or(origin, |(_, host)| host).trim_end_matches('/'));
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        // Browsers that send Sec-Fetch-Site say where a request comes from; "none" is a request
+        // the user made directly. Older ones are judged by Origin against Host.
+        let cross_site = match fetch_site {
+            Some(site) => !matches!(site, "same-origin" | "none"),
+            None => match (origin_host, host) {
+                (Some("null"), _) => true,
+                (Some(origin), Some(host)) => origin != host,
+                _ => false,
+            },
+        };
+        if cross_site {
+            return ApiError::new(StatusCode::FORBIDDEN, "cross_site", "Requests from other sites are not accepted.")
+                .into_response();
+        }
     }
     next.run(request).await
 }

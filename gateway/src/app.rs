@@ -33,6 +33,9 @@ pub struct Config {
     pub insecure_cookies: bool,
     pub terms_version: u32,
     pub issuer: String,
+    /// Sign-in and first-sign-in requests per client address.
+    pub address_quota: Quota,
+    pub session_lifetimes: crate::sessions::Lifetimes,
 }
 
 pub struct App {
@@ -118,7 +121,8 @@ impl App {
         let keys = SqliteKeyStore::open(&keys, &master, true)?;
         let code_key = CodeKey::new(keys.derive("email codes"));
         let csrf_key = keys.derive("csrf tokens");
-        let sessions = SessionStore::open(&data_dir.join("sessions.db"), clock.clone(), Default::default(), csrf_key)?;
+        let sessions =
+            SessionStore::open(&data_dir.join("sessions.db"), clock.clone(), config.session_lifetimes, csrf_key)?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hasher = PasswordHasherPool::new(hash_cost, workers, 64)?;
         let refusals = RefusalTimes::starting_at(hasher.typical_verify() * 2);
@@ -135,7 +139,7 @@ impl App {
             ghost_throttles: Mutex::default(),
             metrics: Metrics::default(),
             refusals,
-            address_limiter: RateLimiter::keyed(address_quota()),
+            address_limiter: RateLimiter::keyed(config.address_quota),
             config,
         }))
     }
@@ -174,6 +178,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
         .layer(middleware::from_fn_with_state(app.clone(), api::limit_addresses))
+        .layer(middleware::from_fn(api::refuse_cross_site))
         .layer(middleware::from_fn_with_state(app.clone(), api::observe))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)

@@ -31,6 +31,9 @@ impl From<rusqlite::Error> for SessionError {
     }
 }
 
+/// How stale `last_seen` may get before a request refreshes it.
+const TOUCH_INTERVAL: Duration = Duration::seconds(60);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetimes {
     pub idle: Duration,
@@ -138,12 +141,16 @@ impl SessionStore {
                 c.execute("DELETE FROM sessions WHERE id_digest = ?1", [digest])?;
                 return Ok(None);
             }
-            c.execute(
-                "UPDATE sessions SET last_seen = ?2 WHERE id_digest = ?1",
-                params![digest, now.timestamp_micros()],
-            )?;
+            // Idle expiry counts in minutes: writing on every request would make each read a write.
+            let touched = now - last_seen >= TOUCH_INTERVAL;
+            if touched {
+                c.execute(
+                    "UPDATE sessions SET last_seen = ?2 WHERE id_digest = ?1",
+                    params![digest, now.timestamp_micros()],
+                )?;
+            }
             let account_id = AccountId(Uuid::from_slice(&account).map_err(|e| SessionError::Db(e.to_string()))?);
-            Ok(Some(Session { account_id, created_at, last_seen: now }))
+            Ok(Some(Session { account_id, created_at, last_seen: if touched { now } else { last_seen } }))
         })
         .await
     }

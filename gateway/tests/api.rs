@@ -48,6 +48,8 @@ impl Harness {
             insecure_cookies: false,
             terms_version: 3,
             issuer: "Tenure".into(),
+            address_quota: tenure_gateway::app::address_quota(),
+            session_lifetimes: Default::default(),
         };
         let mailer = Mailer::outbox(&dir.path().join("outbox"), "Tenure <no-reply@tenure.example>").unwrap();
         let cheap = HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 };
@@ -436,4 +438,70 @@ async fn the_openapi_document_describes_the_routes_served() {
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {route}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_posts_are_refused_same_site_ones_pass() {
+    let h = Harness::new().await;
+    let post = |origin: Option<&'static str>, fetch_site: Option<&'static str>| {
+        let app = h.app.clone();
+        async move {
+            let mut request = Request::post("/api/v1/sign-in")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::HOST, "portal.example.com");
+            if let Some(origin) = origin {
+                request = request.header(header::ORIGIN, origin);
+            }
+            if let Some(site) = fetch_site {
+                request = request.header("sec-fetch-site", site);
+            }
+            router(app).oneshot(request.body(Body::from(r#"{"username":"x"}"#)).unwrap()).await.unwrap().status()
+        }
+    };
+    assert_eq!(post(Some("https://evil.example"), None).await, StatusCode::FORBIDDEN);
+    assert_eq!(post(None, Some("cross-site")).await, StatusCode::FORBIDDEN);
+    assert_eq!(post(None, Some("same-site")).await, StatusCode::FORBIDDEN, "a sibling subdomain is another site");
+    assert_eq!(post(Some("null"), None).await, StatusCode::FORBIDDEN);
+    assert_eq!(post(Some("null"), Some("same-origin")).await, StatusCode::OK, "the browser's own word wins");
+    assert_eq!(post(Some("https://portal.example.com"), Some("same-origin")).await, StatusCode::OK);
+    assert_eq!(post(None, None).await, StatusCode::OK, "scripts send no Origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_authenticator_code_is_refused() {
+    let h = Harness::new().await;
+    let (_, token) = h.invite("replay", MfaRequirement::App).await;
+    let base = format!("/api/v1/invitations/{token}");
+    let password = json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
+    h.call("POST", &format!("{base}/password"), Some(password), None, None).await;
+    let secret = h.call("POST", &format!("{base}/mfa/start"), None, None, None).await.json["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let app = Authenticator::from_secret(&secret, "Tenure", "replay").unwrap();
+    let code = app.code_at(now_secs(&h));
+    h.call("POST", &format!("{base}/mfa/verify"), Some(json!({"code": code})), None, None).await;
+    h.call("POST", &format!("{base}/terms"), Some(json!({"accept": true, "version": 3})), None, None).await.session();
+    h.caught_up().await;
+    // Signing in again within the same 30 s: the enrollment's code is spent.
+    let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "replay"})), None, None).await.json["flow"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.call(
+        "POST",
+        &format!("/api/v1/sign-in/{flow}/password"),
+        Some(json!({"password": "mauve-otter-gravel-1987"})),
+        None,
+        None,
+    )
+    .await;
+    h.call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": code})), None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_code");
+    let fresh = app.code_at(now_secs(&h) + 30);
+    assert_eq!(
+        h.call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": fresh})), None, None).await.json,
+        json!({"next": "done"})
+    );
 }

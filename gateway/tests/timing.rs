@@ -44,8 +44,14 @@ async fn post(app: &Arc<App>, uri: &str, body: Value) -> (StatusCode, Value) {
 async fn unknown_and_known_usernames_take_the_same_time() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
-    let config =
-        Config { public_url: "http://t".into(), insecure_cookies: false, terms_version: 1, issuer: "Tenure".into() };
+    let config = Config {
+        public_url: "http://t".into(),
+        insecure_cookies: false,
+        terms_version: 1,
+        issuer: "Tenure".into(),
+        address_quota: tenure_gateway::app::address_quota(),
+        session_lifetimes: Default::default(),
+    };
     let mailer = Mailer::outbox(&dir.path().join("outbox"), "t@tenure.invalid").unwrap();
     let app = App::open(dir.path(), config, mailer, clock.clone(), HashCost::default()).unwrap();
     let runners =

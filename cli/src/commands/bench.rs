@@ -23,6 +23,7 @@ pub async fn run(global: &Global, bench: Bench) -> anyhow::Result<ExitCode> {
     match bench {
         Bench::Append(args) => append(global, args).await,
         Bench::Rebuild(args) => rebuild(global, args).await,
+        Bench::SignIn(args) => super::bench_sign_in::run(global, args).await,
     }
 }
 

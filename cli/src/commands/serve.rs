@@ -28,8 +28,14 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         insecure_cookies: serve.insecure_cookies,
         terms_version: serve.terms_version,
         issuer: serve.issuer,
+        address_quota: tenure_gateway::app::address_quota(),
+        session_lifetimes: tenure_gateway::sessions::Lifetimes {
+            idle: chrono::Duration::minutes(i64::from(serve.session_idle_minutes)),
+            absolute: chrono::Duration::hours(i64::from(serve.session_max_hours)),
+        },
     };
-    let app = App::open(data_dir, config, mailer, Arc::new(SystemClock), HashCost::default())?;
+    let cost = HashCost { memory_kib: serve.argon2_memory_kib, iterations: serve.argon2_iterations, parallelism: 1 };
+    let app = App::open(data_dir, config, mailer, Arc::new(SystemClock), cost)?;
     bootstrap(&app, &public_url).await?;
 
     match tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())? {
