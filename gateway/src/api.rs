@@ -74,7 +74,7 @@ fn next(step: &str) -> Response {
 
 #[derive(Deserialize)]
 pub struct UsernameBody {
-    username: String,
+    pub(crate) username: String,
 }
 
 pub async fn start_sign_in(State(app): Shared, ApiJson(body): ApiJson<UsernameBody>) -> Result<Response, ApiError> {
@@ -84,7 +84,7 @@ pub async fn start_sign_in(State(app): Shared, ApiJson(body): ApiJson<UsernameBo
 
 #[derive(Deserialize)]
 pub struct PasswordBody {
-    password: String,
+    pub(crate) password: String,
 }
 
 pub async fn sign_in_password(
@@ -102,7 +102,7 @@ pub async fn sign_in_password(
 
 #[derive(Deserialize)]
 pub struct CodeBody {
-    code: String,
+    pub(crate) code: String,
 }
 
 pub async fn sign_in_code(
@@ -186,8 +186,8 @@ pub async fn invitation(State(app): Shared, Path(token): Path<String>) -> Result
 
 #[derive(Deserialize)]
 pub struct NewPasswordBody {
-    new_password: String,
-    confirm_password: String,
+    pub(crate) new_password: String,
+    pub(crate) confirm_password: String,
 }
 
 pub async fn invitation_password(

@@ -12,7 +12,9 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::Cookie;
 use serde::Deserialize;
 
-use crate::api::{ClientInfo, SESSION_COOKIE, current, session_cookie};
+use crate::api::{
+    ClientInfo, CodeBody, NewPasswordBody, PasswordBody, SESSION_COOKIE, UsernameBody, current, session_cookie,
+};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::flows::Step;
@@ -125,12 +127,7 @@ pub async fn sign_in_form() -> Response {
     page(StatusCode::OK, SignInPage { error: None, notice: None })
 }
 
-#[derive(Deserialize)]
-pub struct UsernameForm {
-    username: String,
-}
-
-pub async fn sign_in_start(State(app): Shared, Form(form): Form<UsernameForm>) -> Response {
+pub async fn sign_in_start(State(app): Shared, Form(form): Form<UsernameBody>) -> Response {
     match service::begin_sign_in(&app, &form.username).await {
         Ok(flow) => see(&format!("/sign-in/{flow}")),
         Err(error) => page(error.status, SignInPage { error: Some(error.message), notice: None }),
@@ -157,11 +154,6 @@ pub async fn sign_in_step(State(app): Shared, Path(flow_id): Path<String>) -> Re
     }
 }
 
-#[derive(Deserialize)]
-pub struct PasswordForm {
-    password: String,
-}
-
 fn signed_in(app: &App, jar: CookieJar, cookie: String) -> Response {
     (jar.add(session_cookie(app, cookie)), see("/home")).into_response()
 }
@@ -171,7 +163,7 @@ pub async fn sign_in_password(
     Path(flow_id): Path<String>,
     ClientInfo(client): ClientInfo,
     jar: CookieJar,
-    Form(form): Form<PasswordForm>,
+    Form(form): Form<PasswordBody>,
 ) -> Response {
     let Ok(flow) = service::flow(&app, &flow_id) else { return expired() };
     match service::submit_password(&app, &flow_id, form.password, client).await {
@@ -198,17 +190,12 @@ pub async fn sign_in_password(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CodeForm {
-    code: String,
-}
-
 pub async fn sign_in_code(
     State(app): Shared,
     Path(flow_id): Path<String>,
     ClientInfo(client): ClientInfo,
     jar: CookieJar,
-    Form(form): Form<CodeForm>,
+    Form(form): Form<CodeBody>,
 ) -> Response {
     let Ok(flow) = service::flow(&app, &flow_id) else { return expired() };
     let email = flow.step == Step::Code(MfaMethod::Email);
@@ -293,16 +280,10 @@ pub async fn invite_password_form(State(app): Shared, Path(token): Path<String>)
     }
 }
 
-#[derive(Deserialize)]
-pub struct NewPasswordForm {
-    new_password: String,
-    confirm_password: String,
-}
-
 pub async fn invite_password(
     State(app): Shared,
     Path(token): Path<String>,
-    Form(form): Form<NewPasswordForm>,
+    Form(form): Form<NewPasswordBody>,
 ) -> Response {
     let username = match service::invited(&app, &token).await {
         Ok((row, _)) => row.username,
@@ -357,7 +338,7 @@ pub async fn invite_mfa_send(State(app): Shared, Path(token): Path<String>) -> R
     }
 }
 
-pub async fn invite_mfa(State(app): Shared, Path(token): Path<String>, Form(form): Form<CodeForm>) -> Response {
+pub async fn invite_mfa(State(app): Shared, Path(token): Path<String>, Form(form): Form<CodeBody>) -> Response {
     let row = match service::invited(&app, &token).await {
         Ok((row, _)) => row,
         Err(error) => return problem(error),
