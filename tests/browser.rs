@@ -197,10 +197,14 @@ async fn first_sign_in_with_an_authenticator_app_then_sign_out_and_in_again() {
     click(&browser, "accept").await;
     click_to(&browser, "continue", "welcome").await;
     assert_eq!(text(&browser, "welcome").await, "Welcome, alice");
+    assert_eq!(text(&browser, "mfa").await, "authenticator app");
+    let dashboard = browser.source().await.unwrap();
+    assert!(dashboard.contains("<li>Services</li>") && !dashboard.contains("<li>Orders</li>"), "acme is not wholesale");
+    assert!(dashboard.contains("No open tickets."), "the empty state");
 
     click_to(&browser, "sign-out", "username").await;
     assert!(browser.source().await.unwrap().contains("You have signed out."));
-    browser.goto(&format!("{}/home", world.base)).await.unwrap();
+    browser.goto(&format!("{}/dashboard", world.base)).await.unwrap();
     assert!(browser.current_url().await.unwrap().path().ends_with("/sign-in"), "signed out means signed out");
 
     fill(&browser, "username", "Alice").await;

@@ -163,6 +163,50 @@ pub async fn sign_out(State(app): Shared, jar: CookieJar, headers: HeaderMap) ->
     Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), StatusCode::NO_CONTENT).into_response())
 }
 
+// --- the dashboard ---
+
+/// The portal's tabs for an account: Orders only for wholesale orgs, Admin only for org
+/// administrators.
+pub(crate) fn tabs(row: &AccountRow) -> Vec<&'static str> {
+    let mut tabs = vec!["Services", "APIs", "Monitoring & Reports", "Billing"];
+    if row.role == tenure_domain::events::Role::Admin {
+        tabs.push("Admin");
+    }
+    tabs.push("Support");
+    if row.wholesale {
+        tabs.push("Orders");
+    }
+    tabs
+}
+
+pub(crate) fn mfa_name(row: &AccountRow) -> &'static str {
+    match row.mfa_method {
+        Some(tenure_domain::events::MfaMethod::App) => "app",
+        Some(tenure_domain::events::MfaMethod::Email) => "email",
+        None => "none",
+    }
+}
+
+pub async fn dashboard(State(app): Shared, jar: CookieJar) -> Result<Response, ApiError> {
+    let (_, row) = current(&app, &jar).await?;
+    let org = tenure_domain::OrgId(row.org_id.clone());
+    let widgets = app.read_models.org_widgets(&org, app.clock.now()).await.map_err(internal)?;
+    let item = |i: &tenure_projections::OrgItem| json!({"id": i.item_id, "title": i.title, "opened_at": i.opened_at});
+    let window = |i: &tenure_projections::OrgItem| json!({"id": i.item_id, "title": i.title, "starts_at": i.starts_at, "ends_at": i.ends_at});
+    Ok(axum::Json(json!({
+        "tabs": tabs(&row),
+        "widgets": {
+            "open_orders": widgets.open_orders.iter().map(item).collect::<Vec<_>>(),
+            "open_tickets": widgets.open_tickets.iter().map(item).collect::<Vec<_>>(),
+            "upcoming_maintenance": widgets.upcoming_maintenance.iter().map(window).collect::<Vec<_>>(),
+        },
+        "last_sign_in": row.last_sign_in,
+        "mfa": mfa_name(&row),
+        "deactivates_on": row.deactivates_on().map(|d| d.date_naive()),
+    }))
+    .into_response())
+}
+
 // --- first sign-in ---
 
 fn requirement_name(mfa: MfaRequirement) -> &'static str {

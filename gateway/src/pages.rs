@@ -95,10 +95,15 @@ struct InviteTermsPage {
 }
 
 #[derive(Template)]
-#[template(path = "home.html")]
-struct HomePage {
+#[template(path = "dashboard.html")]
+struct DashboardPage {
     username: String,
     csrf: String,
+    tabs: Vec<&'static str>,
+    widgets: tenure_projections::db::OrgWidgets,
+    last_sign_in: String,
+    mfa: &'static str,
+    deactivates_on: String,
 }
 
 #[derive(Template)]
@@ -118,7 +123,7 @@ fn problem(error: ApiError) -> Response {
 
 pub async fn root(State(app): Shared, jar: CookieJar) -> Response {
     match current(&app, &jar).await {
-        Ok(_) => see("/home"),
+        Ok(_) => see("/dashboard"),
         Err(_) => see("/sign-in"),
     }
 }
@@ -155,7 +160,7 @@ pub async fn sign_in_step(State(app): Shared, Path(flow_id): Path<String>) -> Re
 }
 
 fn signed_in(app: &App, jar: CookieJar, cookie: String) -> Response {
-    (jar.add(session_cookie(app, cookie)), see("/home")).into_response()
+    (jar.add(session_cookie(app, cookie)), see("/dashboard")).into_response()
 }
 
 pub async fn sign_in_password(
@@ -219,13 +224,33 @@ pub async fn sign_in_resend(State(app): Shared, Path(flow_id): Path<String>) -> 
     }
 }
 
-pub async fn home(State(app): Shared, jar: CookieJar) -> Response {
-    match current(&app, &jar).await {
-        Ok((cookie, row)) => {
-            page(StatusCode::OK, HomePage { username: row.username, csrf: app.sessions.csrf_token(&cookie) })
-        }
-        Err(_) => see("/sign-in"),
-    }
+pub async fn dashboard(State(app): Shared, jar: CookieJar) -> Response {
+    let Ok((cookie, row)) = current(&app, &jar).await else { return see("/sign-in") };
+    let org = tenure_domain::OrgId(row.org_id.clone());
+    let widgets = match app.read_models.org_widgets(&org, app.clock.now()).await {
+        Ok(widgets) => widgets,
+        Err(error) => return ApiError::internal(error).into_response(),
+    };
+    let mfa = match crate::api::mfa_name(&row) {
+        "app" => "authenticator app",
+        "email" => "code by email",
+        _ => "none",
+    };
+    let last_sign_in =
+        row.last_sign_in.map_or_else(|| "never".to_string(), |at| at.format("%-d %B %Y, %H:%M UTC").to_string());
+    let deactivates_on = row.deactivates_on().map(|at| at.format("%-d %B %Y").to_string()).unwrap_or_default();
+    page(
+        StatusCode::OK,
+        DashboardPage {
+            csrf: app.sessions.csrf_token(&cookie),
+            tabs: crate::api::tabs(&row),
+            widgets,
+            last_sign_in,
+            mfa,
+            deactivates_on,
+            username: row.username,
+        },
+    )
 }
 
 #[derive(Deserialize)]

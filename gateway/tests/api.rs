@@ -422,6 +422,7 @@ async fn the_openapi_document_describes_the_routes_served() {
         "/api/v1/invitations/{token}/terms",
         "/api/v1/session",
         "/api/v1/sign-out",
+        "/api/v1/dashboard",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -504,4 +505,62 @@ async fn a_replayed_authenticator_code_is_refused() {
         h.call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": fresh})), None, None).await.json,
         json!({"next": "done"})
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_answers_from_the_read_models() {
+    let h = Harness::new().await;
+    let (_, token) = h.invite("dash", MfaRequirement::None).await;
+    let password = json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
+    h.call("POST", &format!("/api/v1/invitations/{token}/password"), Some(password), None, None).await;
+    let cookie = h
+        .call(
+            "POST",
+            &format!("/api/v1/invitations/{token}/terms"),
+            Some(json!({"accept": true, "version": 3})),
+            None,
+            None,
+        )
+        .await
+        .session();
+    let acme = OrgId("acme".into());
+    let ctx = Ctx { now: h.clock.now() };
+    let meta = Meta::new(Actor::Operator("test".into()));
+    for command in [
+        tenure_domain::org::OrgCommand::OpenTicket { ticket_id: "T-7".into(), title: "Packet loss".into() },
+        tenure_domain::org::OrgCommand::ScheduleMaintenance {
+            window_id: "M-1".into(),
+            title: "Core upgrade".into(),
+            starts_at: h.clock.now() + Duration::days(3),
+            ends_at: h.clock.now() + Duration::days(3) + Duration::hours(4),
+        },
+    ] {
+        h.app.accounts.execute_org(&acme, command, &ctx, &meta).await.unwrap();
+    }
+    h.caught_up().await;
+    let head = h.app.accounts.store.head().await.unwrap();
+    assert!(
+        h.app
+            .read_models
+            .wait_for(tenure_projections::Projection::OrgWidgets, head, std::time::Duration::from_secs(10))
+            .await
+            .unwrap()
+    );
+
+    let dashboard = h.call("GET", "/api/v1/dashboard", None, Some(&cookie), None).await;
+    assert_eq!(dashboard.status, StatusCode::OK, "{dashboard:?}");
+    let json = dashboard.json;
+    assert_eq!(
+        json["tabs"],
+        json!(["Services", "APIs", "Monitoring & Reports", "Billing", "Support"]),
+        "no Orders, no Admin"
+    );
+    assert_eq!(json["widgets"]["open_tickets"][0]["id"], "T-7");
+    assert_eq!(json["widgets"]["open_orders"], json!([]));
+    assert_eq!(json["widgets"]["upcoming_maintenance"][0]["title"], "Core upgrade");
+    assert_eq!(json["mfa"], "none");
+    let expected = (h.clock.now().checked_add_months(chrono::Months::new(6)).unwrap()).date_naive().to_string();
+    assert_eq!(json["deactivates_on"], expected.as_str());
+    assert!(json["last_sign_in"].is_string());
+    h.call("GET", "/api/v1/dashboard", None, None, None).await.error(StatusCode::UNAUTHORIZED, "unauthenticated");
 }
