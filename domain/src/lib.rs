@@ -13,6 +13,7 @@ pub mod ids;
 pub mod org;
 pub mod password;
 pub mod personal;
+pub mod profile;
 pub mod secret;
 pub mod throttle;
 pub mod username_claim;

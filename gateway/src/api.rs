@@ -207,6 +207,73 @@ pub async fn dashboard(State(app): Shared, jar: CookieJar) -> Result<Response, A
     .into_response())
 }
 
+// --- My Profile ---
+
+fn profile_json(row: &AccountRow, view: &service::ProfileView) -> serde_json::Value {
+    json!({
+        "username": row.username,
+        "email": view.email,
+        "display_name": view.profile.display_name,
+        "phone": view.profile.phone,
+        "address": view.profile.address,
+        "org": {"id": row.org_id, "name": row.org_name},
+        "role": if row.role == tenure_domain::events::Role::Admin { "admin" } else { "user" },
+        "mfa": mfa_name(row),
+        "recent_sign_ins": view.recent_sign_ins.iter().map(|(at, method, client)| json!({
+            "at": at,
+            "method": method,
+            "client_address": client.as_ref().map(|c| &c.address),
+            "user_agent": client.as_ref().map(|c| &c.user_agent),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn get_profile(State(app): Shared, jar: CookieJar) -> Result<Response, ApiError> {
+    let (_, row) = current(&app, &jar).await?;
+    let view = service::profile(&app, &row).await?;
+    Ok(axum::Json(profile_json(&row, &view)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    display_name: Option<String>,
+    phone: Option<String>,
+    address: Option<String>,
+}
+
+pub async fn patch_profile(
+    State(app): Shared,
+    jar: CookieJar,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ProfilePatch>,
+) -> Result<Response, ApiError> {
+    let (cookie, row) = current(&app, &jar).await?;
+    require_csrf(&app, &cookie, &headers)?;
+    let view = service::update_profile(&app, &row, body.display_name, body.phone, body.address).await?;
+    Ok(axum::Json(profile_json(&row, &view)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ChangePasswordBody {
+    current_password: String,
+    new_password: String,
+    confirm_password: String,
+}
+
+pub async fn change_password(
+    State(app): Shared,
+    jar: CookieJar,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ChangePasswordBody>,
+) -> Result<Response, ApiError> {
+    let (cookie, row) = current(&app, &jar).await?;
+    require_csrf(&app, &cookie, &headers)?;
+    service::change_password(&app, &row, &cookie, body.current_password, body.new_password, &body.confirm_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 // --- first sign-in ---
 
 fn requirement_name(mfa: MfaRequirement) -> &'static str {

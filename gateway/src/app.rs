@@ -154,6 +154,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/session", get(api::session))
         .route("/api/v1/sign-out", post(api::sign_out))
         .route("/api/v1/dashboard", get(api::dashboard))
+        .route("/api/v1/profile", get(api::get_profile).patch(api::patch_profile))
+        .route("/api/v1/profile/password", post(api::change_password))
         .route("/api/v1/invitations/{token}", get(api::invitation))
         .route("/api/v1/invitations/{token}/password", post(api::invitation_password))
         .route("/api/v1/invitations/{token}/mfa/start", post(api::invitation_mfa_start))

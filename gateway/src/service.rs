@@ -451,3 +451,123 @@ pub async fn accept_terms(
     app.accounts.execute(account, first, &ctx(app), &meta(account)).await.map_err(|e| rejected(app, e))?;
     start_session(app, account).await
 }
+
+// --- My Profile ---
+
+/// A signed-in user's profile, opened with the account's key.
+pub struct ProfileView {
+    pub email: Option<String>,
+    pub profile: tenure_domain::events::Profile,
+    /// Newest first: time, method, and the client address and user agent when known.
+    pub recent_sign_ins: Vec<(chrono::DateTime<chrono::Utc>, tenure_domain::events::SignInMethod, Option<Client>)>,
+}
+
+pub async fn profile(app: &App, row: &AccountRow) -> Result<ProfileView, ApiError> {
+    let invitee = match personal_event(app, row.account_id, row.invitee).await? {
+        Some(Event::AccountInvited(e)) => e.personal.known().cloned(),
+        _ => None,
+    };
+    let profile = match personal_event(app, row.account_id, row.profile).await? {
+        Some(Event::ProfileUpdated(e)) => e.personal.known().cloned().unwrap_or_default(),
+        _ => tenure_domain::events::Profile {
+            display_name: invitee.as_ref().and_then(|i| i.display_name.clone()),
+            ..Default::default()
+        },
+    };
+    let mut recent_sign_ins = Vec::with_capacity(row.recent_sign_ins.len());
+    for entry in &row.recent_sign_ins {
+        let client = match personal_event(app, row.account_id, Some(entry.event)).await? {
+            Some(Event::SignedIn(e)) => e.personal.known().cloned(),
+            _ => None,
+        };
+        recent_sign_ins.push((entry.at, entry.method, client));
+    }
+    Ok(ProfileView { email: invitee.map(|i| i.email), profile, recent_sign_ins })
+}
+
+/// Changes the fields given (an empty string clears one); the others stay.
+pub async fn update_profile(
+    app: &App,
+    row: &AccountRow,
+    display_name: Option<String>,
+    phone: Option<String>,
+    address: Option<String>,
+) -> Result<ProfileView, ApiError> {
+    let mut profile = self::profile(app, row).await?.profile;
+    let blank_is_none = |value: String| if value.trim().is_empty() { None } else { Some(value.trim().to_string()) };
+    if let Some(value) = display_name {
+        profile.display_name = blank_is_none(value);
+    }
+    if let Some(value) = phone {
+        profile.phone = blank_is_none(value);
+    }
+    if let Some(value) = address {
+        profile.address = blank_is_none(value);
+    }
+    tenure_domain::profile::check(&profile).map_err(|problem| ApiError {
+        field: Some(problem.field),
+        ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", problem.message)
+    })?;
+    app.accounts
+        .execute(row.account_id, Command::UpdateProfile { profile }, &ctx(app), &meta(row.account_id))
+        .await
+        .map_err(|e| rejected(app, e))?;
+    let head = tenure_store::EventStore::head(&app.accounts.store).await.map_err(internal)?;
+    app.read_models
+        .wait_for(tenure_projections::Projection::Accounts, head, std::time::Duration::from_secs(5))
+        .await
+        .map_err(internal)?;
+    let row = app
+        .read_models
+        .account_view(row.account_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| internal("the account vanished"))?;
+    self::profile(app, &row).await
+}
+
+/// Changes the password of a signed-in user, who proves it with the current one; every other
+/// session of the account ends.
+pub async fn change_password(
+    app: &App,
+    row: &AccountRow,
+    session_cookie: &str,
+    current: String,
+    new_password: String,
+    confirm_password: &str,
+) -> Result<(), ApiError> {
+    let phc = match personal_event(app, row.account_id, row.password).await? {
+        Some(Event::PasswordSet(e)) => e.personal.known().map(|p| p.password_hash.clone()),
+        _ => None,
+    };
+    if !app.hasher.verify(current, phc).await.map_err(busy)? {
+        return Err(ApiError {
+            field: Some("current_password"),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_password", "The current password is not correct.")
+        });
+    }
+    if new_password != confirm_password {
+        return Err(ApiError {
+            field: Some("confirm_password"),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "password_mismatch",
+                "The two passwords are not the same.",
+            )
+        });
+    }
+    let username = Username::parse(&row.username).map_err(internal)?;
+    password::check(&new_password, &username).map_err(|rule| ApiError {
+        field: Some("new_password"),
+        ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "weak_password", rule.to_string())
+    })?;
+    let password_hash = app.hasher.hash(new_password).await.map_err(busy)?;
+    let command = Command::SetPassword { password_hash: password_hash.into(), via: PasswordVia::Change };
+    app.accounts
+        .execute(row.account_id, command, &ctx(app), &meta(row.account_id))
+        .await
+        .map_err(|e| rejected(app, e))?;
+    let ended = app.sessions.revoke_all(row.account_id, Some(session_cookie)).await.map_err(internal)?;
+    tracing::info!(account = %row.account_id, other_sessions_ended = ended, "password changed");
+    Ok(())
+}

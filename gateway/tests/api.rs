@@ -423,6 +423,8 @@ async fn the_openapi_document_describes_the_routes_served() {
         "/api/v1/session",
         "/api/v1/sign-out",
         "/api/v1/dashboard",
+        "/api/v1/profile",
+        "/api/v1/profile/password",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -563,4 +565,124 @@ async fn the_dashboard_answers_from_the_read_models() {
     assert_eq!(json["deactivates_on"], expected.as_str());
     assert!(json["last_sign_in"].is_string());
     h.call("GET", "/api/v1/dashboard", None, None, None).await.error(StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn my_profile_is_read_edited_with_validation_and_the_password_changed() {
+    let h = Harness::new().await;
+    let (_, token) = h.invite("prof", MfaRequirement::None).await;
+    let password = json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
+    h.call("POST", &format!("/api/v1/invitations/{token}/password"), Some(password), None, None).await;
+    let cookie = h
+        .call(
+            "POST",
+            &format!("/api/v1/invitations/{token}/terms"),
+            Some(json!({"accept": true, "version": 3})),
+            None,
+            None,
+        )
+        .await
+        .session();
+    h.caught_up().await;
+    let csrf = h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.json["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let profile = h.call("GET", "/api/v1/profile", None, Some(&cookie), None).await.json;
+    assert_eq!((profile["username"].as_str(), profile["email"].as_str()), (Some("prof"), Some("prof@example.com")));
+    assert_eq!(profile["recent_sign_ins"][0]["method"], "invitation");
+    assert_eq!(profile["recent_sign_ins"][0]["user_agent"], "api-test");
+
+    let patch = json!({"display_name": "Prof. Ada", "phone": "01632 960001"});
+    h.call("PATCH", "/api/v1/profile", Some(patch.clone()), Some(&cookie), None)
+        .await
+        .error(StatusCode::FORBIDDEN, "csrf");
+    let refused = h.call("PATCH", "/api/v1/profile", Some(patch), Some(&cookie), Some(&csrf)).await;
+    refused.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(refused.json["field"], "phone");
+    assert_eq!(
+        h.call("GET", "/api/v1/profile", None, Some(&cookie), None).await.json["display_name"],
+        Value::Null,
+        "nothing changed"
+    );
+    let patch = json!({"display_name": "Prof. Ada", "phone": "+441632960001", "address": "1 High Street\nLondon"});
+    let edited = h.call("PATCH", "/api/v1/profile", Some(patch), Some(&cookie), Some(&csrf)).await;
+    assert_eq!(edited.status, StatusCode::OK, "{edited:?}");
+    assert_eq!(
+        (edited.json["display_name"].as_str(), edited.json["phone"].as_str()),
+        (Some("Prof. Ada"), Some("+441632960001"))
+    );
+    let cleared = h.call("PATCH", "/api/v1/profile", Some(json!({"phone": ""})), Some(&cookie), Some(&csrf)).await;
+    assert_eq!(
+        (cleared.json["phone"].clone(), cleared.json["display_name"].as_str()),
+        (Value::Null, Some("Prof. Ada"))
+    );
+
+    // A second session, elsewhere; changing the password ends it but not this one.
+    h.clock.advance(Duration::minutes(1));
+    let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "prof"})), None, None).await.json["flow"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let elsewhere = h
+        .call(
+            "POST",
+            &format!("/api/v1/sign-in/{flow}/password"),
+            Some(json!({"password": "mauve-otter-gravel-1987"})),
+            None,
+            None,
+        )
+        .await
+        .session();
+    let change =
+        |current: &str, new: &str| json!({"current_password": current, "new_password": new, "confirm_password": new});
+    let wrong = h
+        .call(
+            "POST",
+            "/api/v1/profile/password",
+            Some(change("not it at all", "velvet-compass-river-52")),
+            Some(&cookie),
+            Some(&csrf),
+        )
+        .await;
+    wrong.error(StatusCode::UNPROCESSABLE_ENTITY, "wrong_password");
+    assert_eq!(wrong.json["field"], "current_password");
+    h.call(
+        "POST",
+        "/api/v1/profile/password",
+        Some(change("mauve-otter-gravel-1987", "prof-prof-prof-prof")),
+        Some(&cookie),
+        Some(&csrf),
+    )
+    .await
+    .error(StatusCode::UNPROCESSABLE_ENTITY, "weak_password");
+    let changed = h
+        .call(
+            "POST",
+            "/api/v1/profile/password",
+            Some(change("mauve-otter-gravel-1987", "velvet-compass-river-52")),
+            Some(&cookie),
+            Some(&csrf),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{changed:?}");
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&elsewhere), None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::OK);
+    h.caught_up().await;
+    h.clock.advance(Duration::minutes(1));
+    let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "prof"})), None, None).await.json["flow"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let next = h
+        .call(
+            "POST",
+            &format!("/api/v1/sign-in/{flow}/password"),
+            Some(json!({"password": "velvet-compass-river-52"})),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(next.json, json!({"next": "done"}));
 }
