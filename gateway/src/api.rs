@@ -274,6 +274,138 @@ pub async fn change_password(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+// --- org administration ---
+
+pub async fn admin_users(State(app): Shared, jar: CookieJar) -> Result<Response, ApiError> {
+    let (_, admin) = current(&app, &jar).await?;
+    service::require_admin(&admin)?;
+    let org = tenure_domain::OrgId(admin.org_id.clone());
+    let users = app.read_models.org_directory(&org).await.map_err(internal)?;
+    Ok(axum::Json(
+        users
+            .iter()
+            .map(|u| json!({"account_id": u.account_id, "username": u.username, "state": u.state, "last_sign_in": u.last_sign_in}))
+            .collect::<Vec<_>>(),
+    )
+    .into_response())
+}
+
+fn parse_mfa(text: &str) -> Result<MfaRequirement, ApiError> {
+    match text {
+        "none" => Ok(MfaRequirement::None),
+        "app" => Ok(MfaRequirement::App),
+        "email" => Ok(MfaRequirement::Email),
+        _ => Err(ApiError {
+            field: Some("mfa"),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "Use none, app or email.")
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewUserBody {
+    username: String,
+    email: String,
+    #[serde(default = "default_role")]
+    role: String,
+    #[serde(default = "default_mfa")]
+    mfa: String,
+    display_name: Option<String>,
+}
+
+fn default_role() -> String {
+    "user".into()
+}
+
+fn default_mfa() -> String {
+    "none".into()
+}
+
+pub async fn admin_invite(
+    State(app): Shared,
+    jar: CookieJar,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewUserBody>,
+) -> Result<Response, ApiError> {
+    let (cookie, admin) = current(&app, &jar).await?;
+    require_csrf(&app, &cookie, &headers)?;
+    service::require_admin(&admin)?;
+    let role = match body.role.as_str() {
+        "user" => tenure_domain::events::Role::User,
+        "admin" => tenure_domain::events::Role::Admin,
+        _ => {
+            return Err(ApiError {
+                field: Some("role"),
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "Use user or admin.")
+            });
+        }
+    };
+    let mfa = parse_mfa(&body.mfa)?;
+    let (account_id, url) =
+        service::invite_member(&app, &admin, &body.username, &body.email, role, mfa, body.display_name).await?;
+    let mut answer = json!({ "account_id": account_id });
+    if app.mailer.is_outbox() {
+        answer["invitation_url"] = json!(url);
+    }
+    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+async fn admin_and_member(
+    app: &App,
+    jar: &CookieJar,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(AccountRow, AccountRow), ApiError> {
+    let (cookie, admin) = current(app, jar).await?;
+    require_csrf(app, &cookie, headers)?;
+    service::require_admin(&admin)?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such user in your organisation.");
+    let id = id.parse::<tenure_domain::AccountId>().map_err(|_| not_found())?;
+    let member = service::member(app, &admin, id).await?;
+    Ok((admin, member))
+}
+
+pub async fn admin_reactivate(
+    State(app): Shared,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (admin, member) = admin_and_member(&app, &jar, &headers, &id).await?;
+    service::admin_command(&app, &admin, &member, tenure_domain::decide::Command::Reactivate).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+pub struct MfaBody {
+    mfa: String,
+}
+
+pub async fn admin_mfa(
+    State(app): Shared,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MfaBody>,
+) -> Result<Response, ApiError> {
+    let (admin, member) = admin_and_member(&app, &jar, &headers, &id).await?;
+    let mfa = parse_mfa(&body.mfa)?;
+    service::admin_command(&app, &admin, &member, tenure_domain::decide::Command::ChangeMfaRequirement { mfa }).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn admin_resend(
+    State(app): Shared,
+    jar: CookieJar,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (admin, member) = admin_and_member(&app, &jar, &headers, &id).await?;
+    let url = service::resend_invitation(&app, &admin, &member).await?;
+    let answer = if app.mailer.is_outbox() { json!({ "invitation_url": url }) } else { json!({ "sent": true }) };
+    Ok(axum::Json(answer).into_response())
+}
+
 // --- first sign-in ---
 
 fn requirement_name(mfa: MfaRequirement) -> &'static str {

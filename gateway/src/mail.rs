@@ -60,6 +60,11 @@ impl Mailer {
         })
     }
 
+    /// Whether mail lands in the outbox folder rather than with a mail server.
+    pub fn is_outbox(&self) -> bool {
+        matches!(self, Mailer::Outbox { .. })
+    }
+
     pub async fn send(&self, mail: &Mail) -> Result<(), MailError> {
         let from = match self {
             Mailer::Smtp { from, .. } | Mailer::Outbox { from, .. } => from.clone(),

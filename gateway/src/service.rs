@@ -571,3 +571,117 @@ pub async fn change_password(
     tracing::info!(account = %row.account_id, other_sessions_ended = ended, "password changed");
     Ok(())
 }
+
+// --- org administration ---
+
+/// The invitation mail for `username`, with the link.
+pub fn invitation_mail(email: &str, username: &str, url: &str) -> Mail {
+    Mail {
+        to: email.to_string(),
+        subject: "You are invited to Tenure".into(),
+        text: format!(
+            "Hello,\n\nA profile with the username {username} has been set up for you.\nSign in for the first time here (the link works once, for 7 days):\n\n{url}\n"
+        ),
+        html: format!(
+            "<p>Hello,</p><p>A profile with the username <strong>{username}</strong> has been set up for you.</p><p><a href=\"{url}\">Sign in for the first time</a> (the link works once, for 7 days).</p>"
+        ),
+        message_id: uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+/// An org administrator, signed in, acting on their own org only.
+pub fn require_admin(row: &AccountRow) -> Result<(), ApiError> {
+    if row.role == tenure_domain::events::Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Only your organisation's administrators can do this."))
+    }
+}
+
+/// An account of the administrator's org; another org's account is "not found".
+pub async fn member(app: &App, admin: &AccountRow, id: AccountId) -> Result<AccountRow, ApiError> {
+    match app.read_models.account_view(id).await.map_err(internal)? {
+        Some(row) if row.org_id == admin.org_id => Ok(row),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such user in your organisation.")),
+    }
+}
+
+fn admin_meta(admin: &AccountRow) -> Meta {
+    Meta::new(Actor::Admin(admin.account_id))
+}
+
+/// Invites a user into the administrator's org (also how a deleted profile is recreated) and
+/// mails the link; returns the account id and the link.
+pub async fn invite_member(
+    app: &App,
+    admin: &AccountRow,
+    username: &str,
+    email: &str,
+    role: tenure_domain::events::Role,
+    mfa: MfaRequirement,
+    display_name: Option<String>,
+) -> Result<(AccountId, String), ApiError> {
+    let username = Username::parse(username).map_err(|e| ApiError {
+        field: Some("username"),
+        ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e.to_string())
+    })?;
+    let (token, token_digest) = secrets::new_token().map_err(internal)?;
+    let account_id = AccountId(uuid::Uuid::now_v7());
+    let invite = tenure_domain::decide::Invite {
+        account_id,
+        username: username.clone(),
+        org: tenure_domain::events::Org {
+            id: tenure_domain::OrgId(admin.org_id.clone()),
+            name: admin.org_name.clone(),
+            wholesale: admin.wholesale,
+        },
+        role,
+        mfa,
+        email: email.to_string(),
+        display_name,
+        token_digest,
+    };
+    match app.accounts.invite(invite, &ctx(app), &admin_meta(admin)).await {
+        Ok(_) => {}
+        Err(ExecuteError::Username(_)) => {
+            return Err(ApiError {
+                field: Some("username"),
+                ..ApiError::new(
+                    StatusCode::CONFLICT,
+                    "username_unavailable",
+                    format!("The username {username} is taken or was recently used; please choose another."),
+                )
+            });
+        }
+        Err(error) => return Err(rejected(app, error)),
+    }
+    let url = format!("{}/invite/{token}", app.config.public_url);
+    app.mailer.send(&invitation_mail(email, username.as_str(), &url)).await.map_err(internal)?;
+    tracing::info!(account = %account_id, admin = %admin.account_id, "invited");
+    Ok((account_id, url))
+}
+
+pub async fn resend_invitation(app: &App, admin: &AccountRow, member: &AccountRow) -> Result<String, ApiError> {
+    let (token, token_digest) = secrets::new_token().map_err(internal)?;
+    app.accounts
+        .execute(member.account_id, Command::ResendInvitation { token_digest }, &ctx(app), &admin_meta(admin))
+        .await
+        .map_err(|e| rejected(app, e))?;
+    let email = email_of(app, member).await?.ok_or_else(|| internal("no email address to send the invitation to"))?;
+    let url = format!("{}/invite/{token}", app.config.public_url);
+    app.mailer.send(&invitation_mail(&email, &member.username, &url)).await.map_err(internal)?;
+    Ok(url)
+}
+
+pub async fn admin_command(
+    app: &App,
+    admin: &AccountRow,
+    member: &AccountRow,
+    command: Command,
+) -> Result<(), ApiError> {
+    app.accounts
+        .execute(member.account_id, command, &ctx(app), &admin_meta(admin))
+        .await
+        .map_err(|e| rejected(app, e))?;
+    Ok(())
+}

@@ -64,13 +64,17 @@ impl Harness {
 
     /// Invites `username` and returns the invitation token.
     async fn invite(&self, username: &str, mfa: MfaRequirement) -> (AccountId, String) {
+        self.invite_into(username, mfa, Role::User, "acme").await
+    }
+
+    async fn invite_into(&self, username: &str, mfa: MfaRequirement, role: Role, org: &str) -> (AccountId, String) {
         let (token, token_digest) = secrets::new_token().unwrap();
         let id = AccountId(Uuid::now_v7());
         let invite = Invite {
             account_id: id,
             username: Username::parse(username).unwrap(),
-            org: Org { id: OrgId("acme".into()), name: "Acme".into(), wholesale: false },
-            role: Role::User,
+            org: Org { id: OrgId(org.into()), name: org.to_uppercase(), wholesale: false },
+            role,
             mfa,
             email: format!("{username}@example.com"),
             display_name: None,
@@ -83,6 +87,23 @@ impl Harness {
             .unwrap();
         self.caught_up().await;
         (id, token)
+    }
+
+    /// A signed-in account without MFA: its session cookie and CSRF token.
+    async fn signed_in(&self, username: &str, role: Role, org: &str) -> (AccountId, String, String) {
+        let (id, token) = self.invite_into(username, MfaRequirement::None, role, org).await;
+        let password =
+            json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
+        self.call("POST", &format!("/api/v1/invitations/{token}/password"), Some(password), None, None).await;
+        let terms = json!({"accept": true, "version": 3});
+        let cookie =
+            self.call("POST", &format!("/api/v1/invitations/{token}/terms"), Some(terms), None, None).await.session();
+        self.caught_up().await;
+        let csrf = self.call("GET", "/api/v1/session", None, Some(&cookie), None).await.json["csrf_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (id, cookie, csrf)
     }
 
     async fn caught_up(&self) {
@@ -425,6 +446,10 @@ async fn the_openapi_document_describes_the_routes_served() {
         "/api/v1/dashboard",
         "/api/v1/profile",
         "/api/v1/profile/password",
+        "/api/v1/admin/users",
+        "/api/v1/admin/users/{id}/reactivate",
+        "/api/v1/admin/users/{id}/mfa",
+        "/api/v1/admin/users/{id}/resend-invitation",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -433,7 +458,7 @@ async fn the_openapi_document_describes_the_routes_served() {
     for route in routes {
         assert!(doc["paths"].get(route).is_some(), "{route} is not documented");
         for (method, _) in doc["paths"][route].as_object().unwrap() {
-            let uri = route.replace("{flow}", "x").replace("{token}", "x");
+            let uri = route.replace("{flow}", "x").replace("{token}", "x").replace("{id}", "x");
             let request =
                 Request::builder().method(method.to_uppercase().as_str()).uri(&uri).body(Body::empty()).unwrap();
             let status = router(h.app.clone()).oneshot(request).await.unwrap().status();
@@ -685,4 +710,103 @@ async fn my_profile_is_read_edited_with_validation_and_the_password_changed() {
         )
         .await;
     assert_eq!(next.json, json!({"next": "done"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_administration_is_for_admins_of_the_same_org_only() {
+    let h = Harness::new().await;
+    let (admin, admin_cookie, admin_csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (_, user_cookie, user_csrf) = h.signed_in("worker", Role::User, "acme").await;
+    let (_, other_cookie, other_csrf) = h.signed_in("rival", Role::Admin, "beta").await;
+
+    let invite = json!({"username": "newbie", "email": "newbie@example.com", "mfa": "app", "display_name": "New Bie"});
+    h.call("POST", "/api/v1/admin/users", Some(invite.clone()), None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    h.call("POST", "/api/v1/admin/users", Some(invite.clone()), Some(&admin_cookie), None)
+        .await
+        .error(StatusCode::FORBIDDEN, "csrf");
+    h.call("POST", "/api/v1/admin/users", Some(invite.clone()), Some(&user_cookie), Some(&user_csrf))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    let created =
+        h.call("POST", "/api/v1/admin/users", Some(invite.clone()), Some(&admin_cookie), Some(&admin_csrf)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    assert!(
+        created.json["invitation_url"].as_str().unwrap().starts_with("http://127.0.0.1:8080/invite/"),
+        "outbox mode shows the link"
+    );
+    let member = created.json["account_id"].as_str().unwrap().to_string();
+    let taken = h.call("POST", "/api/v1/admin/users", Some(invite), Some(&admin_cookie), Some(&admin_csrf)).await;
+    taken.error(StatusCode::CONFLICT, "username_unavailable");
+    assert_eq!(taken.json["field"], "username");
+    h.caught_up().await;
+
+    let list = h.call("GET", "/api/v1/admin/users", None, Some(&admin_cookie), None).await;
+    let names: Vec<(&str, &str)> = list
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["username"].as_str().unwrap(), u["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [("boss", "active"), ("newbie", "invited"), ("worker", "active")], "only acme's users");
+    h.call("GET", "/api/v1/admin/users", None, Some(&user_cookie), None)
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+
+    let mfa = format!("/api/v1/admin/users/{member}/mfa");
+    h.call("POST", &mfa, Some(json!({"mfa": "email"})), Some(&other_cookie), Some(&other_csrf))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    h.call("POST", &mfa, Some(json!({"mfa": "email"})), Some(&user_cookie), Some(&user_csrf))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    h.call("POST", &mfa, Some(json!({"mfa": "sms"})), Some(&admin_cookie), Some(&admin_csrf))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(
+        h.call("POST", &mfa, Some(json!({"mfa": "email"})), Some(&admin_cookie), Some(&admin_csrf)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let resent = h
+        .call(
+            "POST",
+            &format!("/api/v1/admin/users/{member}/resend-invitation"),
+            None,
+            Some(&admin_cookie),
+            Some(&admin_csrf),
+        )
+        .await;
+    assert!(resent.json["invitation_url"].is_string(), "{resent:?}");
+
+    // Reactivation: refused while active, done once the scheduler has deactivated the profile.
+    let reactivate = format!("/api/v1/admin/users/{member}/reactivate");
+    h.call("POST", &reactivate, None, Some(&admin_cookie), Some(&admin_csrf))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "not_allowed");
+    let id: AccountId = member.parse().unwrap();
+    let later = Ctx { now: h.clock.now() + Duration::days(200) };
+    h.app
+        .accounts
+        .execute(id, tenure_domain::decide::Command::Deactivate, &later, &Meta::new(Actor::Scheduler))
+        .await
+        .unwrap();
+    h.caught_up().await;
+    assert_eq!(
+        h.call("POST", &reactivate, None, Some(&admin_cookie), Some(&admin_csrf)).await.status,
+        StatusCode::NO_CONTENT
+    );
+
+    // Every action names the acting admin.
+    let (_, events) = h.app.accounts.load(id).await.unwrap();
+    let actors: Vec<(&str, &str)> = events.iter().map(|e| (e.event.type_name(), e.recorded.actor.as_str())).collect();
+    let boss = format!("admin:{admin}");
+    assert!(actors.contains(&("AccountInvited", boss.as_str())), "{actors:?}");
+    assert!(actors.contains(&("MfaRequirementChanged", boss.as_str())), "{actors:?}");
+    assert!(actors.contains(&("InvitationResent", boss.as_str())), "{actors:?}");
+    assert!(actors.contains(&("Reactivated", boss.as_str())), "{actors:?}");
+    h.call("POST", "/api/v1/admin/users/not-an-id/reactivate", None, Some(&admin_cookie), Some(&admin_csrf))
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
 }

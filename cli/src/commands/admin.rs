@@ -96,17 +96,7 @@ async fn send_invitation(
     token: &str,
 ) -> anyhow::Result<()> {
     let url = format!("{}/invite/{token}", context.public_url);
-    let mail = tenure_gateway::mail::Mail {
-        to: email.to_string(),
-        subject: "You are invited to Tenure".into(),
-        text: format!(
-            "Hello,\n\nA profile with the username {username} has been set up for you.\nSign in for the first time here (the link works once, for 7 days):\n\n{url}\n"
-        ),
-        html: format!(
-            "<p>Hello,</p><p>A profile with the username <strong>{username}</strong> has been set up for you.</p><p><a href=\"{url}\">Sign in for the first time</a> (the link works once, for 7 days).</p>"
-        ),
-        message_id: Uuid::now_v7().to_string(),
-    };
+    let mail = tenure_gateway::service::invitation_mail(email, username, &url);
     // Printed first: should mailing fail, the operator still has the link to pass on.
     println!("account_id: {account_id}");
     println!("invitation_url: {url}");
