@@ -36,7 +36,6 @@ fn wait_for_port(port: u16, what: &str) {
 }
 
 struct World {
-    _smtp_process: (),
     smtp: SmtpSink,
     data_dir: tempfile::TempDir,
     base: String,
@@ -75,7 +74,6 @@ fn world() -> World {
         .unwrap();
     wait_for_port(driver_port, "chromedriver");
     World {
-        _smtp_process: (),
         smtp,
         data_dir,
         base: format!("http://127.0.0.1:{port}"),

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tenure_domain::Status;
 use tenure_domain::events::{Client, MfaRequirement};
-use tenure_projections::AccountRow;
+use tenure_projections::{AccountRow, schema};
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -180,11 +180,7 @@ pub(crate) fn tabs(row: &AccountRow) -> Vec<&'static str> {
 }
 
 pub(crate) fn mfa_name(row: &AccountRow) -> &'static str {
-    match row.mfa_method {
-        Some(tenure_domain::events::MfaMethod::App) => "app",
-        Some(tenure_domain::events::MfaMethod::Email) => "email",
-        None => "none",
-    }
+    row.mfa_method.map_or("none", schema::mfa_method_name)
 }
 
 pub async fn dashboard(State(app): Shared, jar: CookieJar) -> Result<Response, ApiError> {
@@ -217,7 +213,7 @@ fn profile_json(row: &AccountRow, view: &service::ProfileView) -> serde_json::Va
         "phone": view.profile.phone,
         "address": view.profile.address,
         "org": {"id": row.org_id, "name": row.org_name},
-        "role": if row.role == tenure_domain::events::Role::Admin { "admin" } else { "user" },
+        "role": schema::role_name(row.role),
         "mfa": mfa_name(row),
         "recent_sign_ins": view.recent_sign_ins.iter().map(|(at, method, client)| json!({
             "at": at,
@@ -408,20 +404,12 @@ pub async fn admin_resend(
 
 // --- first sign-in ---
 
-fn requirement_name(mfa: MfaRequirement) -> &'static str {
-    match mfa {
-        MfaRequirement::None => "none",
-        MfaRequirement::App => "app",
-        MfaRequirement::Email => "email",
-    }
-}
-
 pub async fn invitation(State(app): Shared, Path(token): Path<String>) -> Result<Response, ApiError> {
     let (row, _) = service::invited(&app, &token).await?;
     Ok(axum::Json(json!({
         "username": row.username,
         "next": service::next_step(&row),
-        "mfa": requirement_name(row.mfa_requirement),
+        "mfa": schema::mfa_requirement_name(row.mfa_requirement),
         "terms_version": app.config.terms_version,
     }))
     .into_response())

@@ -106,6 +106,13 @@ impl Harness {
         (id, cookie, csrf)
     }
 
+    /// The username step; returns the flow id.
+    async fn start_sign_in(&self, username: &str) -> String {
+        let reply = self.call("POST", "/api/v1/sign-in", Some(json!({"username": username})), None, None).await;
+        assert_eq!(reply.json["next"], "password", "{reply:?}");
+        reply.json["flow"].as_str().unwrap().to_string()
+    }
+
     async fn caught_up(&self) {
         let head = self.app.accounts.store.head().await.unwrap();
         let done = self.app.read_models.wait_for(
@@ -325,10 +332,7 @@ async fn unknown_usernames_get_the_same_answers_and_throttling_starts_at_the_six
     }
     // Once the minute has passed, the right password works again.
     h.clock.advance(Duration::minutes(1));
-    let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "known"})), None, None).await.json["flow"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let flow = h.start_sign_in("known").await;
     let ok = h
         .call(
             "POST",
@@ -369,23 +373,8 @@ async fn bad_input_gets_the_error_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_metrics_and_security_headers() {
     let h = Harness::new().await;
-    let (_, token) = h.invite("metered", MfaRequirement::None).await;
-    let password = json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
-    h.call("POST", &format!("/api/v1/invitations/{token}/password"), Some(password), None, None).await;
-    h.call(
-        "POST",
-        &format!("/api/v1/invitations/{token}/terms"),
-        Some(json!({"accept": true, "version": 3})),
-        None,
-        None,
-    )
-    .await
-    .session();
-    h.caught_up().await;
-    let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "metered"})), None, None).await.json["flow"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    h.signed_in("metered", Role::User, "acme").await;
+    let flow = h.start_sign_in("metered").await;
     h.call(
         "POST",
         &format!("/api/v1/sign-in/{flow}/password"),
@@ -512,10 +501,7 @@ async fn a_replayed_authenticator_code_is_refused() {
     h.call("POST", &format!("{base}/terms"), Some(json!({"accept": true, "version": 3})), None, None).await.session();
     h.caught_up().await;
     // Signing in again within the same 30 s: the enrollment's code is spent.
-    let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "replay"})), None, None).await.json["flow"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let flow = h.start_sign_in("replay").await;
     h.call(
         "POST",
         &format!("/api/v1/sign-in/{flow}/password"),
@@ -537,19 +523,7 @@ async fn a_replayed_authenticator_code_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_answers_from_the_read_models() {
     let h = Harness::new().await;
-    let (_, token) = h.invite("dash", MfaRequirement::None).await;
-    let password = json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
-    h.call("POST", &format!("/api/v1/invitations/{token}/password"), Some(password), None, None).await;
-    let cookie = h
-        .call(
-            "POST",
-            &format!("/api/v1/invitations/{token}/terms"),
-            Some(json!({"accept": true, "version": 3})),
-            None,
-            None,
-        )
-        .await
-        .session();
+    let (_, cookie, _) = h.signed_in("dash", Role::User, "acme").await;
     let acme = OrgId("acme".into());
     let ctx = Ctx { now: h.clock.now() };
     let meta = Meta::new(Actor::Operator("test".into()));
@@ -595,24 +569,7 @@ async fn the_dashboard_answers_from_the_read_models() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn my_profile_is_read_edited_with_validation_and_the_password_changed() {
     let h = Harness::new().await;
-    let (_, token) = h.invite("prof", MfaRequirement::None).await;
-    let password = json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
-    h.call("POST", &format!("/api/v1/invitations/{token}/password"), Some(password), None, None).await;
-    let cookie = h
-        .call(
-            "POST",
-            &format!("/api/v1/invitations/{token}/terms"),
-            Some(json!({"accept": true, "version": 3})),
-            None,
-            None,
-        )
-        .await
-        .session();
-    h.caught_up().await;
-    let csrf = h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.json["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_, cookie, csrf) = h.signed_in("prof", Role::User, "acme").await;
 
     let profile = h.call("GET", "/api/v1/profile", None, Some(&cookie), None).await.json;
     assert_eq!((profile["username"].as_str(), profile["email"].as_str()), (Some("prof"), Some("prof@example.com")));
@@ -646,10 +603,7 @@ async fn my_profile_is_read_edited_with_validation_and_the_password_changed() {
 
     // A second session, elsewhere; changing the password ends it but not this one.
     h.clock.advance(Duration::minutes(1));
-    let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "prof"})), None, None).await.json["flow"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let flow = h.start_sign_in("prof").await;
     let elsewhere = h
         .call(
             "POST",
@@ -696,10 +650,7 @@ async fn my_profile_is_read_edited_with_validation_and_the_password_changed() {
     assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::OK);
     h.caught_up().await;
     h.clock.advance(Duration::minutes(1));
-    let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "prof"})), None, None).await.json["flow"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let flow = h.start_sign_in("prof").await;
     let next = h
         .call(
             "POST",

@@ -149,19 +149,3 @@ pub fn decode(recorded: RecordedEvent, key: Option<&DataKey>) -> Result<Envelope
     open_personal(&mut envelope, key)?;
     Ok(envelope)
 }
-
-/// Opens personal data a read model kept sealed, with the account's key: `None` once the key is
-/// destroyed.
-pub fn open_sealed<T: serde::de::DeserializeOwned>(
-    key: Option<&DataKey>,
-    event_id: Uuid,
-    stream: &str,
-    sealed: &str,
-) -> Result<Option<T>, CodecError> {
-    let Some(key) = key else { return Ok(None) };
-    let corrupt = |reason: &str| CodecError::Corrupt { event_id, position: 0, reason: reason.to_string() };
-    let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| corrupt("sealed personal fields are not base64"))?;
-    let plaintext =
-        key.open(&context(event_id, stream), &bytes).ok_or_else(|| corrupt("personal fields fail authentication"))?;
-    serde_json::from_slice(&plaintext).map(Some).map_err(|e| corrupt(&e.to_string()))
-}
