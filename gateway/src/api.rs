@@ -270,6 +270,36 @@ pub async fn change_password(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+pub async fn profile_mfa_start(State(app): Shared, jar: CookieJar, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (cookie, row) = current(&app, &jar).await?;
+    require_csrf(&app, &cookie, &headers)?;
+    match service::start_reenrollment(&app, &row).await? {
+        MfaSetup::App { otpauth_uri, secret, qr_png_base64 } => {
+            Ok(axum::Json(json!({ "otpauth_uri": otpauth_uri, "secret": secret, "qr_png_base64": qr_png_base64 }))
+                .into_response())
+        }
+        MfaSetup::EmailSent => Err(internal("re-enrollment offers an authenticator key only")),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReenrollBody {
+    pub(crate) current_code: String,
+    pub(crate) code: String,
+}
+
+pub async fn profile_mfa_verify(
+    State(app): Shared,
+    jar: CookieJar,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ReenrollBody>,
+) -> Result<Response, ApiError> {
+    let (cookie, row) = current(&app, &jar).await?;
+    require_csrf(&app, &cookie, &headers)?;
+    service::finish_reenrollment(&app, &row, &body.current_code, &body.code).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 // --- org administration ---
 
 pub async fn admin_users(State(app): Shared, jar: CookieJar) -> Result<Response, ApiError> {
@@ -280,13 +310,13 @@ pub async fn admin_users(State(app): Shared, jar: CookieJar) -> Result<Response,
     Ok(axum::Json(
         users
             .iter()
-            .map(|u| json!({"account_id": u.account_id, "username": u.username, "state": u.state, "last_sign_in": u.last_sign_in}))
+            .map(|u| json!({"account_id": u.account_id, "username": u.username, "state": u.state, "last_sign_in": u.last_sign_in, "role": u.role, "mfa": u.mfa_requirement}))
             .collect::<Vec<_>>(),
     )
     .into_response())
 }
 
-fn parse_mfa(text: &str) -> Result<MfaRequirement, ApiError> {
+pub(crate) fn parse_mfa(text: &str) -> Result<MfaRequirement, ApiError> {
     match text {
         "none" => Ok(MfaRequirement::None),
         "app" => Ok(MfaRequirement::App),
@@ -294,6 +324,17 @@ fn parse_mfa(text: &str) -> Result<MfaRequirement, ApiError> {
         _ => Err(ApiError {
             field: Some("mfa"),
             ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "Use none, app or email.")
+        }),
+    }
+}
+
+pub(crate) fn parse_role(text: &str) -> Result<tenure_domain::events::Role, ApiError> {
+    match text {
+        "user" => Ok(tenure_domain::events::Role::User),
+        "admin" => Ok(tenure_domain::events::Role::Admin),
+        _ => Err(ApiError {
+            field: Some("role"),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "Use user or admin.")
         }),
     }
 }
@@ -326,16 +367,7 @@ pub async fn admin_invite(
     let (cookie, admin) = current(&app, &jar).await?;
     require_csrf(&app, &cookie, &headers)?;
     service::require_admin(&admin)?;
-    let role = match body.role.as_str() {
-        "user" => tenure_domain::events::Role::User,
-        "admin" => tenure_domain::events::Role::Admin,
-        _ => {
-            return Err(ApiError {
-                field: Some("role"),
-                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "Use user or admin.")
-            });
-        }
-    };
+    let role = parse_role(&body.role)?;
     let mfa = parse_mfa(&body.mfa)?;
     let (account_id, url) =
         service::invite_member(&app, &admin, &body.username, &body.email, role, mfa, body.display_name).await?;

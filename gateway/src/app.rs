@@ -21,7 +21,7 @@ use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::passwords::PasswordHasherPool;
 use crate::sessions::SessionStore;
-use crate::{api, pages};
+use crate::{api, pages, portal};
 
 /// Request bodies are small forms; anything larger is refused before it is read.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -156,6 +156,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/dashboard", get(api::dashboard))
         .route("/api/v1/profile", get(api::get_profile).patch(api::patch_profile))
         .route("/api/v1/profile/password", post(api::change_password))
+        .route("/api/v1/profile/mfa/start", post(api::profile_mfa_start))
+        .route("/api/v1/profile/mfa/verify", post(api::profile_mfa_verify))
         .route("/api/v1/admin/users", get(api::admin_users).post(api::admin_invite))
         .route("/api/v1/admin/users/{id}/reactivate", post(api::admin_reactivate))
         .route("/api/v1/admin/users/{id}/mfa", post(api::admin_mfa))
@@ -171,8 +173,20 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/sign-in/{flow}/password", post(pages::sign_in_password))
         .route("/sign-in/{flow}/code", post(pages::sign_in_code))
         .route("/sign-in/{flow}/resend", post(pages::sign_in_resend))
-        .route("/sign-out", post(pages::sign_out))
-        .route("/dashboard", get(pages::dashboard))
+        .route("/sign-out", post(portal::sign_out))
+        .route("/dashboard", get(portal::dashboard))
+        .route("/services", get(portal::tab))
+        .route("/apis", get(portal::tab))
+        .route("/monitoring", get(portal::tab))
+        .route("/billing", get(portal::tab))
+        .route("/support", get(portal::tab))
+        .route("/orders", get(portal::tab))
+        .route("/profile", get(portal::profile).post(portal::save_profile))
+        .route("/profile/password", post(portal::change_password))
+        .route("/profile/authenticator", get(portal::authenticator).post(portal::replace_authenticator))
+        .route("/admin", get(portal::admin))
+        .route("/admin/users", post(portal::admin_invite))
+        .route("/admin/users/{id}/{action}", post(portal::admin_action))
         .route("/invite/{token}", get(pages::invitation))
         .route("/invite/{token}/password", get(pages::invite_password_form).post(pages::invite_password))
         .route("/invite/{token}/mfa", get(pages::invite_mfa_form).post(pages::invite_mfa))

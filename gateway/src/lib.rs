@@ -11,6 +11,7 @@ pub mod mail;
 pub mod metrics;
 pub mod pages;
 pub mod passwords;
+pub mod portal;
 pub mod service;
 pub mod sessions;
 pub mod totp;

@@ -9,12 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
-use axum_extra::extract::cookie::Cookie;
 use serde::Deserialize;
 
-use crate::api::{
-    ClientInfo, CodeBody, NewPasswordBody, PasswordBody, SESSION_COOKIE, UsernameBody, current, session_cookie,
-};
+use crate::api::{ClientInfo, CodeBody, NewPasswordBody, PasswordBody, UsernameBody, current, session_cookie};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::flows::Step;
@@ -24,22 +21,22 @@ use tenure_domain::events::{MfaMethod, MfaRequirement};
 
 type Shared = State<Arc<App>>;
 
-fn page(status: StatusCode, template: impl Template) -> Response {
+pub(crate) fn page(status: StatusCode, template: impl Template) -> Response {
     match template.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(error) => ApiError::internal(error).into_response(),
     }
 }
 
-fn see(to: &str) -> Response {
+pub(crate) fn see(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
 #[derive(Template)]
 #[template(path = "sign_in.html")]
-struct SignInPage {
-    error: Option<String>,
-    notice: Option<String>,
+pub(crate) struct SignInPage {
+    pub(crate) error: Option<String>,
+    pub(crate) notice: Option<String>,
 }
 
 #[derive(Template)]
@@ -95,22 +92,10 @@ struct InviteTermsPage {
 }
 
 #[derive(Template)]
-#[template(path = "dashboard.html")]
-struct DashboardPage {
-    username: String,
-    csrf: String,
-    tabs: Vec<&'static str>,
-    widgets: tenure_projections::db::OrgWidgets,
-    last_sign_in: String,
-    mfa: &'static str,
-    deactivates_on: String,
-}
-
-#[derive(Template)]
 #[template(path = "problem.html")]
-struct ProblemPage {
-    heading: &'static str,
-    message: String,
+pub(crate) struct ProblemPage {
+    pub(crate) heading: &'static str,
+    pub(crate) message: String,
 }
 
 #[derive(Template)]
@@ -222,58 +207,6 @@ pub async fn sign_in_resend(State(app): Shared, Path(flow_id): Path<String>) -> 
             page(error.status, CodePage { flow: flow_id, email: true, error: Some(error.message), notice: None })
         }
     }
-}
-
-pub async fn dashboard(State(app): Shared, jar: CookieJar) -> Response {
-    let Ok((cookie, row)) = current(&app, &jar).await else { return see("/sign-in") };
-    let org = tenure_domain::OrgId(row.org_id.clone());
-    let widgets = match app.read_models.org_widgets(&org, app.clock.now()).await {
-        Ok(widgets) => widgets,
-        Err(error) => return ApiError::internal(error).into_response(),
-    };
-    let mfa = match crate::api::mfa_name(&row) {
-        "app" => "authenticator app",
-        "email" => "code by email",
-        _ => "none",
-    };
-    let last_sign_in =
-        row.last_sign_in.map_or_else(|| "never".to_string(), |at| at.format("%-d %B %Y, %H:%M UTC").to_string());
-    let deactivates_on = row.deactivates_on().map(|at| at.format("%-d %B %Y").to_string()).unwrap_or_default();
-    page(
-        StatusCode::OK,
-        DashboardPage {
-            csrf: app.sessions.csrf_token(&cookie),
-            tabs: crate::api::tabs(&row),
-            widgets,
-            last_sign_in,
-            mfa,
-            deactivates_on,
-            username: row.username,
-        },
-    )
-}
-
-#[derive(Deserialize)]
-pub struct SignOutForm {
-    csrf: String,
-}
-
-pub async fn sign_out(State(app): Shared, jar: CookieJar, Form(form): Form<SignOutForm>) -> Response {
-    let Ok((cookie, _)) = current(&app, &jar).await else { return see("/sign-in") };
-    if !app.sessions.csrf_matches(&cookie, &form.csrf) {
-        return page(
-            StatusCode::FORBIDDEN,
-            ProblemPage { heading: "Sign-out refused", message: "The form was not sent from this site.".into() },
-        );
-    }
-    if let Err(error) = app.sessions.revoke(&cookie).await {
-        return ApiError::internal(error).into_response();
-    }
-    (
-        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
-        page(StatusCode::OK, SignInPage { error: None, notice: Some("You have signed out.".into()) }),
-    )
-        .into_response()
 }
 
 pub async fn help_passwords() -> Response {

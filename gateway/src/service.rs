@@ -572,6 +572,90 @@ pub async fn change_password(
     Ok(())
 }
 
+/// Where the authenticator key offered to a signed-in user waits until a code confirms it.
+fn reenrollment_key(account: AccountId) -> String {
+    format!("account:{account}")
+}
+
+fn no_authenticator() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "no_authenticator",
+        "Your profile does not use an authenticator app; your organisation's administrator sets the method.",
+    )
+}
+
+/// Offers a new authenticator key to a signed-in user whose profile uses an authenticator app
+/// (a new phone, say). Nothing changes until `finish_reenrollment` confirms it.
+pub async fn start_reenrollment(app: &App, row: &AccountRow) -> Result<MfaSetup, ApiError> {
+    if row.mfa_requirement != MfaRequirement::App || row.mfa_method != Some(MfaMethod::App) {
+        return Err(no_authenticator());
+    }
+    let authenticator = Authenticator::generate(&app.config.issuer, &row.username).map_err(internal)?;
+    let secret = authenticator.secret_base32();
+    app.pending_secrets.lock().map_err(internal)?.insert(reenrollment_key(row.account_id), secret.clone());
+    Ok(MfaSetup::App {
+        otpauth_uri: authenticator.uri(),
+        secret,
+        qr_png_base64: authenticator.qr_png_base64().map_err(internal)?,
+    })
+}
+
+/// The offered key, if one is waiting for this account.
+pub fn pending_reenrollment(app: &App, row: &AccountRow) -> Option<MfaSetup> {
+    let secret = app.pending_secrets.lock().ok()?.get(&reenrollment_key(row.account_id)).cloned()?;
+    let authenticator = Authenticator::from_secret(&secret, &app.config.issuer, &row.username).ok()?;
+    Some(MfaSetup::App { otpauth_uri: authenticator.uri(), qr_png_base64: authenticator.qr_png_base64().ok()?, secret })
+}
+
+/// Replaces the authenticator: a code from the current one proves the user still holds it (a
+/// stolen session alone cannot move the second factor), and a code from the new key proves it
+/// was added. A wrong code of either kind counts towards throttling like a wrong sign-in code.
+pub async fn finish_reenrollment(
+    app: &App,
+    row: &AccountRow,
+    current_code: &str,
+    new_code: &str,
+) -> Result<(), ApiError> {
+    if row.mfa_requirement != MfaRequirement::App || row.mfa_method != Some(MfaMethod::App) {
+        return Err(no_authenticator());
+    }
+    let new_secret =
+        app.pending_secrets.lock().map_err(internal)?.get(&reenrollment_key(row.account_id)).cloned().ok_or_else(
+            || ApiError::new(StatusCode::CONFLICT, "mfa_not_started", "Start setting up the new authenticator first."),
+        )?;
+    let old_secret = match personal_event(app, row.account_id, row.totp_secret).await? {
+        Some(Event::MfaEnrolled(e)) => e.personal.known().and_then(|s| s.totp_secret.clone()),
+        _ => None,
+    }
+    .ok_or_else(|| internal("an app account without an authenticator secret"))?;
+    let now = app.clock.now().timestamp().max(0) as u64;
+    let old = Authenticator::from_secret(&old_secret, &app.config.issuer, &row.username).map_err(internal)?;
+    let new = Authenticator::from_secret(&new_secret, &app.config.issuer, &row.username).map_err(internal)?;
+    let current_ok =
+        old.matching_step(current_code, now).is_some_and(|step| row.last_totp_step.is_none_or(|last| step > last));
+    let new_step = new.matching_step(new_code, now);
+    let (step, field, message) = match (current_ok, new_step) {
+        (true, Some(step)) => (Some(step), None, ""),
+        (false, _) => (None, Some("current_code"), "The code from your current authenticator is not correct."),
+        (true, None) => (None, Some("code"), "The code from the new authenticator is not correct."),
+    };
+    let proof = EnrollmentProof::App { secret: new_secret.into(), step };
+    app.accounts
+        .execute(row.account_id, Command::EnrollMfa { proof, invitation: None }, &ctx(app), &meta(row.account_id))
+        .await
+        .map_err(|e| rejected(app, e))?;
+    if let Some(field) = field {
+        return Err(ApiError {
+            field: Some(field),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_code", message)
+        });
+    }
+    app.pending_secrets.lock().map_err(internal)?.remove(&reenrollment_key(row.account_id));
+    tracing::info!(account = %row.account_id, "authenticator replaced");
+    Ok(())
+}
+
 // --- org administration ---
 
 /// The invitation mail for `username`, with the link.
@@ -587,6 +671,17 @@ pub fn invitation_mail(email: &str, username: &str, url: &str) -> Mail {
         ),
         message_id: uuid::Uuid::now_v7().to_string(),
     }
+}
+
+/// A domain message as a sentence for a form: "a username has…" becomes "A username has….".
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut out: String = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
 }
 
 /// An org administrator, signed in, acting on their own org only.
@@ -621,10 +716,17 @@ pub async fn invite_member(
     mfa: MfaRequirement,
     display_name: Option<String>,
 ) -> Result<(AccountId, String), ApiError> {
-    let username = Username::parse(username).map_err(|e| ApiError {
-        field: Some("username"),
-        ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e.to_string())
-    })?;
+    let invalid = |field: &'static str, message: String| ApiError {
+        field: Some(field),
+        ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+    };
+    let username = Username::parse(username).map_err(|e| invalid("username", sentence(&e.to_string())))?;
+    let email = email.trim();
+    tenure_domain::ids::check_email(email)
+        .map_err(|_| invalid("email", "Enter an email address such as name@example.com.".into()))?;
+    let display_name = display_name.map(|name| name.trim().to_string()).filter(|name| !name.is_empty());
+    let profile = tenure_domain::events::Profile { display_name: display_name.clone(), ..Default::default() };
+    tenure_domain::profile::check(&profile).map_err(|problem| invalid(problem.field, problem.message))?;
     let (token, token_digest) = secrets::new_token().map_err(internal)?;
     let account_id = AccountId(uuid::Uuid::now_v7());
     let invite = tenure_domain::decide::Invite {

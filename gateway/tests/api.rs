@@ -1,185 +1,20 @@
 //! The JSON API of SPEC §8, driven through the router: first sign-in with an authenticator app,
 //! then sign-in, the session, CSRF and sign-out; unknown usernames; throttling; bad input.
 
-use std::sync::{Arc, Mutex};
+mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde_json::{Value, json};
-use tenure_domain::decide::{Ctx, Invite};
-use tenure_domain::events::{MfaRequirement, Org, Role};
-use tenure_domain::{AccountId, Clock, OrgId, Username};
-use tenure_gateway::app::{App, Config, router};
-use tenure_gateway::mail::Mailer;
-use tenure_gateway::passwords::HashCost;
+use support::{Harness, now_secs};
+use tenure_domain::decide::Ctx;
+use tenure_domain::events::{MfaRequirement, Role};
+use tenure_domain::{AccountId, Clock, OrgId};
+use tenure_gateway::app::router;
 use tenure_gateway::totp::Authenticator;
-use tenure_store::{Actor, EventStore, Meta, secrets};
+use tenure_store::{Actor, EventStore, Meta};
 use tower::ServiceExt;
-use uuid::Uuid;
-
-struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    app: Arc<App>,
-    clock: Arc<ManualClock>,
-    _runners: tokio::task::JoinHandle<()>,
-}
-
-impl Harness {
-    async fn new() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
-        let config = Config {
-            public_url: "http://127.0.0.1:8080".into(),
-            insecure_cookies: false,
-            terms_version: 3,
-            issuer: "Tenure".into(),
-            address_quota: tenure_gateway::app::address_quota(),
-            session_lifetimes: Default::default(),
-        };
-        let mailer = Mailer::outbox(&dir.path().join("outbox"), "Tenure <no-reply@tenure.example>").unwrap();
-        let cheap = HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 };
-        let app = App::open(dir.path(), config, mailer, clock.clone(), cheap).unwrap();
-        let runners =
-            tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone()).unwrap().unwrap();
-        let runners = tokio::spawn(async move {
-            let _ = runners.await;
-        });
-        Harness { _dir: dir, app, clock, _runners: runners }
-    }
-
-    /// Invites `username` and returns the invitation token.
-    async fn invite(&self, username: &str, mfa: MfaRequirement) -> (AccountId, String) {
-        self.invite_into(username, mfa, Role::User, "acme").await
-    }
-
-    async fn invite_into(&self, username: &str, mfa: MfaRequirement, role: Role, org: &str) -> (AccountId, String) {
-        let (token, token_digest) = secrets::new_token().unwrap();
-        let id = AccountId(Uuid::now_v7());
-        let invite = Invite {
-            account_id: id,
-            username: Username::parse(username).unwrap(),
-            org: Org { id: OrgId(org.into()), name: org.to_uppercase(), wholesale: false },
-            role,
-            mfa,
-            email: format!("{username}@example.com"),
-            display_name: None,
-            token_digest,
-        };
-        self.app
-            .accounts
-            .invite(invite, &Ctx { now: self.clock.now() }, &Meta::new(Actor::Operator("test".into())))
-            .await
-            .unwrap();
-        self.caught_up().await;
-        (id, token)
-    }
-
-    /// A signed-in account without MFA: its session cookie and CSRF token.
-    async fn signed_in(&self, username: &str, role: Role, org: &str) -> (AccountId, String, String) {
-        let (id, token) = self.invite_into(username, MfaRequirement::None, role, org).await;
-        let password =
-            json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
-        self.call("POST", &format!("/api/v1/invitations/{token}/password"), Some(password), None, None).await;
-        let terms = json!({"accept": true, "version": 3});
-        let cookie =
-            self.call("POST", &format!("/api/v1/invitations/{token}/terms"), Some(terms), None, None).await.session();
-        self.caught_up().await;
-        let csrf = self.call("GET", "/api/v1/session", None, Some(&cookie), None).await.json["csrf_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        (id, cookie, csrf)
-    }
-
-    /// The username step; returns the flow id.
-    async fn start_sign_in(&self, username: &str) -> String {
-        let reply = self.call("POST", "/api/v1/sign-in", Some(json!({"username": username})), None, None).await;
-        assert_eq!(reply.json["next"], "password", "{reply:?}");
-        reply.json["flow"].as_str().unwrap().to_string()
-    }
-
-    async fn caught_up(&self) {
-        let head = self.app.accounts.store.head().await.unwrap();
-        let done = self.app.read_models.wait_for(
-            tenure_projections::Projection::Accounts,
-            head,
-            std::time::Duration::from_secs(10),
-        );
-        assert!(done.await.unwrap());
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        uri: &str,
-        body: Option<Value>,
-        cookie: Option<&str>,
-        csrf: Option<&str>,
-    ) -> Reply {
-        let mut request = Request::builder().method(method).uri(uri).header(header::USER_AGENT, "api-test");
-        if body.is_some() {
-            request = request.header(header::CONTENT_TYPE, "application/json");
-        }
-        if let Some(cookie) = cookie {
-            request = request.header(header::COOKIE, format!("tenure_session={cookie}"));
-        }
-        if let Some(csrf) = csrf {
-            request = request.header("x-csrf-token", csrf);
-        }
-        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-        let response = router(self.app.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
-        let status = response.status();
-        let set_cookie = response.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_string());
-        let retry_after = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, json, set_cookie, retry_after }
-    }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    json: Value,
-    set_cookie: Option<String>,
-    retry_after: Option<String>,
-}
-
-impl Reply {
-    #[track_caller]
-    fn error(&self, status: StatusCode, code: &str) {
-        assert_eq!((self.status, self.json["error"].as_str()), (status, Some(code)), "{self:?}");
-        assert!(self.json["message"].as_str().is_some_and(|m| !m.is_empty()), "{self:?}");
-    }
-
-    fn session(&self) -> String {
-        let cookie = self.set_cookie.as_deref().expect("a session cookie");
-        assert!(
-            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Secure"),
-            "{cookie}"
-        );
-        cookie.trim_start_matches("tenure_session=").split(';').next().unwrap().to_string()
-    }
-}
-
-fn now_secs(h: &Harness) -> u64 {
-    h.clock.now().timestamp() as u64
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_sign_in_with_an_authenticator_then_sign_in_and_out() {
@@ -435,6 +270,8 @@ async fn the_openapi_document_describes_the_routes_served() {
         "/api/v1/dashboard",
         "/api/v1/profile",
         "/api/v1/profile/password",
+        "/api/v1/profile/mfa/start",
+        "/api/v1/profile/mfa/verify",
         "/api/v1/admin/users",
         "/api/v1/admin/users/{id}/reactivate",
         "/api/v1/admin/users/{id}/mfa",

@@ -82,6 +82,7 @@ pub struct DirectoryEntry {
     pub username: String,
     pub role: String,
     pub state: String,
+    pub mfa_requirement: String,
     pub last_sign_in: Option<DateTime<Utc>>,
 }
 
@@ -314,13 +315,14 @@ impl ProjectionDb {
         .await
     }
 
-    /// The org directory: an org's accounts with state and last sign-in, by username.
+    /// The org directory: an org's accounts with state and last sign-in, by username. Deleted
+    /// profiles stay listed, so that an administrator can see them and recreate them.
     pub async fn org_directory(&self, org_id: &OrgId) -> Result<Vec<DirectoryEntry>, ProjectionError> {
         let org_id = org_id.0.clone();
         self.read(move |c| {
             let mut statement = c.prepare_cached(
-                "SELECT account_id, username, role, state, last_sign_in FROM accounts \
-                 WHERE org_id = ?1 AND state != 'deleted' ORDER BY username",
+                "SELECT account_id, username, role, state, mfa_requirement, last_sign_in FROM accounts \
+                 WHERE org_id = ?1 ORDER BY username, invited_at",
             )?;
             let rows = statement.query_map([org_id], |row| {
                 let id: Vec<u8> = row.get(0)?;
@@ -331,7 +333,8 @@ impl ProjectionDb {
                     username: row.get(1)?,
                     role: row.get(2)?,
                     state: row.get(3)?,
-                    last_sign_in: row.get::<_, Option<i64>>(4)?.map(schema::time).transpose()?,
+                    mfa_requirement: row.get(4)?,
+                    last_sign_in: row.get::<_, Option<i64>>(5)?.map(schema::time).transpose()?,
                 })
             })?;
             rows.collect()

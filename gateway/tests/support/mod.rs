@@ -1,0 +1,242 @@
+//! The gateway over a temporary data directory, driven through its router with a manual clock.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+use tenure_domain::decide::{Ctx, Invite};
+use tenure_domain::events::{MfaRequirement, Org, Role};
+use tenure_domain::{AccountId, Clock, OrgId, Username};
+use tenure_gateway::app::{App, Config, router};
+use tenure_gateway::mail::Mailer;
+use tenure_gateway::passwords::HashCost;
+use tenure_gateway::totp::Authenticator;
+use tenure_store::{Actor, EventStore, Meta, secrets};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub app: Arc<App>,
+    pub clock: Arc<ManualClock>,
+    _runners: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
+        let config = Config {
+            public_url: "http://127.0.0.1:8080".into(),
+            insecure_cookies: false,
+            terms_version: 3,
+            issuer: "Tenure".into(),
+            address_quota: tenure_gateway::app::address_quota(),
+            session_lifetimes: Default::default(),
+        };
+        let mailer = Mailer::outbox(&dir.path().join("outbox"), "Tenure <no-reply@tenure.example>").unwrap();
+        let cheap = HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 };
+        let app = App::open(dir.path(), config, mailer, clock.clone(), cheap).unwrap();
+        let runners =
+            tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone()).unwrap().unwrap();
+        let runners = tokio::spawn(async move {
+            let _ = runners.await;
+        });
+        Harness { dir, app, clock, _runners: runners }
+    }
+
+    /// Invites `username` and returns the invitation token.
+    pub async fn invite(&self, username: &str, mfa: MfaRequirement) -> (AccountId, String) {
+        self.invite_into(username, mfa, Role::User, "acme").await
+    }
+
+    pub async fn invite_into(&self, username: &str, mfa: MfaRequirement, role: Role, org: &str) -> (AccountId, String) {
+        self.invite_org(username, mfa, role, Org { id: OrgId(org.into()), name: org.to_uppercase(), wholesale: false })
+            .await
+    }
+
+    pub async fn invite_org(&self, username: &str, mfa: MfaRequirement, role: Role, org: Org) -> (AccountId, String) {
+        let (token, token_digest) = secrets::new_token().unwrap();
+        let id = AccountId(Uuid::now_v7());
+        let invite = Invite {
+            account_id: id,
+            username: Username::parse(username).unwrap(),
+            org,
+            role,
+            mfa,
+            email: format!("{username}@example.com"),
+            display_name: None,
+            token_digest,
+        };
+        self.app
+            .accounts
+            .invite(invite, &Ctx { now: self.clock.now() }, &Meta::new(Actor::Operator("test".into())))
+            .await
+            .unwrap();
+        self.caught_up().await;
+        (id, token)
+    }
+
+    /// A signed-in account without MFA: its session cookie and CSRF token.
+    pub async fn signed_in(&self, username: &str, role: Role, org: &str) -> (AccountId, String, String) {
+        let (id, token) = self.invite_into(username, MfaRequirement::None, role, org).await;
+        self.onboarded(id, &token).await
+    }
+
+    /// A signed-in user of the wholesale org "bulkco".
+    pub async fn signed_in_wholesale(&self, username: &str) -> (AccountId, String, String) {
+        let org = Org { id: OrgId("bulkco".into()), name: "Bulk Co".into(), wholesale: true };
+        let (id, token) = self.invite_org(username, MfaRequirement::None, Role::User, org).await;
+        self.onboarded(id, &token).await
+    }
+
+    /// A signed-in user of "acme" who enrolled an authenticator app, and that app.
+    pub async fn signed_in_with_authenticator(&self, username: &str) -> (AccountId, String, Authenticator) {
+        let (id, token) = self.invite_into(username, MfaRequirement::App, Role::User, "acme").await;
+        let password =
+            json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
+        self.call("POST", &format!("/api/v1/invitations/{token}/password"), Some(password), None, None).await;
+        let started = self.call("POST", &format!("/api/v1/invitations/{token}/mfa/start"), None, None, None).await;
+        let app = Authenticator::from_secret(started.json["secret"].as_str().unwrap(), "Tenure", username).unwrap();
+        let code = json!({"code": app.code_at(now_secs(self))});
+        let verified =
+            self.call("POST", &format!("/api/v1/invitations/{token}/mfa/verify"), Some(code), None, None).await;
+        assert_eq!(verified.json["next"], "terms", "{verified:?}");
+        let (_, cookie, _) = self.onboarded(id, &token).await;
+        (id, cookie, app)
+    }
+
+    /// Accepts the terms of an invitation whose other steps are done (setting the password when
+    /// it is not set yet): the session cookie and CSRF token of the first sign-in.
+    async fn onboarded(&self, id: AccountId, token: &str) -> (AccountId, String, String) {
+        let password =
+            json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
+        let info = self.call("GET", &format!("/api/v1/invitations/{token}"), None, None, None).await;
+        if info.json["next"] == "password" {
+            self.call("POST", &format!("/api/v1/invitations/{token}/password"), Some(password), None, None).await;
+        }
+        let terms = json!({"accept": true, "version": 3});
+        let cookie =
+            self.call("POST", &format!("/api/v1/invitations/{token}/terms"), Some(terms), None, None).await.session();
+        self.caught_up().await;
+        let csrf = self.call("GET", "/api/v1/session", None, Some(&cookie), None).await.json["csrf_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (id, cookie, csrf)
+    }
+
+    /// The username step; returns the flow id.
+    pub async fn start_sign_in(&self, username: &str) -> String {
+        let reply = self.call("POST", "/api/v1/sign-in", Some(json!({"username": username})), None, None).await;
+        assert_eq!(reply.json["next"], "password", "{reply:?}");
+        reply.json["flow"].as_str().unwrap().to_string()
+    }
+
+    pub async fn caught_up(&self) {
+        let head = self.app.accounts.store.head().await.unwrap();
+        let done = self.app.read_models.wait_for(
+            tenure_projections::Projection::Accounts,
+            head,
+            std::time::Duration::from_secs(10),
+        );
+        assert!(done.await.unwrap());
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+        cookie: Option<&str>,
+        csrf: Option<&str>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        self.send(request, cookie, body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).await
+    }
+
+    /// A page's form, posted as a browser posts it.
+    pub async fn form(&self, uri: &str, fields: &[(&str, &str)], cookie: Option<&str>) -> Reply {
+        let request = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        self.send(request, cookie, Body::from(serde_urlencoded::to_string(fields).unwrap())).await
+    }
+
+    /// A page, fetched as a browser fetches it.
+    pub async fn page(&self, uri: &str, cookie: Option<&str>) -> Reply {
+        self.send(Request::builder().method("GET").uri(uri), cookie, Body::empty()).await
+    }
+
+    async fn send(&self, request: axum::http::request::Builder, cookie: Option<&str>, body: Body) -> Reply {
+        let mut request = request.header(header::USER_AGENT, "api-test");
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, format!("tenure_session={cookie}"));
+        }
+        let response = router(self.app.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
+        let status = response.status();
+        let set_cookie = response.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_string());
+        let retry_after = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
+        let location = response.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Reply { status, json, set_cookie, retry_after, location, text }
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub json: Value,
+    pub set_cookie: Option<String>,
+    pub retry_after: Option<String>,
+    pub location: Option<String>,
+    /// The body as text: the HTML of a page.
+    pub text: String,
+}
+
+impl Reply {
+    #[track_caller]
+    pub fn error(&self, status: StatusCode, code: &str) {
+        assert_eq!((self.status, self.json["error"].as_str()), (status, Some(code)), "{self:?}");
+        assert!(self.json["message"].as_str().is_some_and(|m| !m.is_empty()), "{self:?}");
+    }
+
+    pub fn session(&self) -> String {
+        let cookie = self.set_cookie.as_deref().expect("a session cookie");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Secure"),
+            "{cookie}"
+        );
+        cookie.trim_start_matches("tenure_session=").split(';').next().unwrap().to_string()
+    }
+}
+
+pub fn now_secs(h: &Harness) -> u64 {
+    h.clock.now().timestamp() as u64
+}
