@@ -1,13 +1,18 @@
 //! End to end in headless Chromium (Debian's chromium and chromium-driver, installed by
-//! scripts/test): invitations arrive by real SMTP, the user clicks through first sign-in with an
-//! authenticator app (the key read off the page) or emailed codes, signs out and signs in again.
+//! scripts/test): invitations arrive by real SMTP, users click through first sign-in with an
+//! authenticator app (the key read off the page) or emailed codes, sign out and in again, edit
+//! their profile; an org administrator reactivates a deactivated user, who then signs in. Every
+//! page visited is saved as a screenshot in docs/screenshots/ (README links them).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use tenure_domain::decide::{Command as DomainCommand, Ctx};
 use tenure_gateway::totp::Authenticator;
+use tenure_store::sqlite::Open;
+use tenure_store::{Accounts, Actor, Meta, SqliteKeyStore, SqliteStore};
 
 mod support {
     pub mod smtp;
@@ -99,31 +104,28 @@ impl World {
             }),
         );
         // chromedriver listens on plain HTTP on this machine: no TLS stack is needed.
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities)
             .connect(&format!("http://127.0.0.1:{}", self.driver_port))
             .await
-            .expect("a Chromium session")
+            .expect("a Chromium session");
+        browser.set_window_size(1280, 900).await.unwrap();
+        browser
     }
 
     /// Invites through the CLI; the link is read from the mail the SMTP server received.
     fn invite(&self, username: &str, mfa: &str, mails_before: usize) -> String {
+        self.invite_with(username, &["--org", "acme", "--mfa", mfa], mails_before)
+    }
+
+    /// Invites with the given `admin invite` options besides the username and email.
+    fn invite_with(&self, username: &str, options: &[&str], mails_before: usize) -> String {
         let output = Command::new(env!("CARGO_BIN_EXE_tenure"))
             .arg("--data-dir")
             .arg(self.data_dir.path())
             .args(["--smtp", &format!("smtp://127.0.0.1:{}", self.smtp.port), "--public-url", &self.base])
-            .args([
-                "admin",
-                "invite",
-                "--username",
-                username,
-                "--email",
-                &format!("{username}@example.com"),
-                "--org",
-                "acme",
-                "--mfa",
-                mfa,
-            ])
+            .args(["admin", "invite", "--username", username, "--email", &format!("{username}@example.com")])
+            .args(options)
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -169,6 +171,48 @@ async fn open_invitation(browser: &Client, link: &str) {
     }
 }
 
+/// Saves what the browser shows as docs/screenshots/<name>.png.
+async fn screenshot(browser: &Client, name: &str) {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    std::fs::create_dir_all(&folder).unwrap();
+    let png = browser.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG image");
+    std::fs::write(folder.join(format!("{name}.png")), png).unwrap();
+}
+
+/// Signs out through the username menu in the upper right.
+async fn sign_out(browser: &Client) {
+    click(browser, "user-menu").await;
+    click_to(browser, "sign-out", "username").await;
+}
+
+/// First sign-in of an account without MFA: a password, then the terms; the dashboard follows.
+async fn first_sign_in(browser: &Client, link: &str, password: &str) {
+    open_invitation(browser, link).await;
+    fill(browser, "new_password", password).await;
+    fill(browser, "confirm_password", password).await;
+    click_to(browser, "continue", "accept").await;
+    click(browser, "accept").await;
+    click_to(browser, "continue", "welcome").await;
+}
+
+async fn sign_in(browser: &Client, username: &str, password: &str, then: &str) {
+    fill(browser, "username", username).await;
+    click_to(browser, "next", "password").await;
+    fill(browser, "password", password).await;
+    click_to(browser, "sign-in", then).await;
+}
+
+async fn value(browser: &Client, id: &str) -> String {
+    browser.find(Locator::Id(id)).await.unwrap().prop("value").await.unwrap().unwrap_or_default()
+}
+
+async fn replace(browser: &Client, id: &str, text: &str) {
+    let field = browser.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}"));
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
@@ -180,9 +224,11 @@ async fn first_sign_in_with_an_authenticator_app_then_sign_out_and_in_again() {
     let browser = world.browser().await;
 
     open_invitation(&browser, &link).await;
+    screenshot(&browser, "first-sign-in-1-password").await;
     fill(&browser, "new_password", "tangerine-cobalt-harbour-77").await;
     fill(&browser, "confirm_password", "tangerine-cobalt-harbour-77").await;
     click_to(&browser, "continue", "secret").await;
+    screenshot(&browser, "first-sign-in-2-authenticator").await;
 
     let secret = text(&browser, "secret").await;
     let otpauth = browser.find(Locator::Id("otpauth")).await.unwrap().attr("href").await.unwrap().unwrap();
@@ -191,24 +237,36 @@ async fn first_sign_in_with_an_authenticator_app_then_sign_out_and_in_again() {
     let enrolled_at = unix_now();
     fill(&browser, "code", &app.code_at(enrolled_at)).await;
     click_to(&browser, "continue", "accept").await;
+    screenshot(&browser, "first-sign-in-3-terms").await;
 
     click(&browser, "accept").await;
     click_to(&browser, "continue", "welcome").await;
     assert_eq!(text(&browser, "welcome").await, "Welcome, alice");
     assert_eq!(text(&browser, "mfa").await, "authenticator app");
-    let dashboard = browser.source().await.unwrap();
-    assert!(dashboard.contains("<li>Services</li>") && !dashboard.contains("<li>Orders</li>"), "acme is not wholesale");
-    assert!(dashboard.contains("No open tickets."), "the empty state");
+    assert!(browser.find(Locator::Id("tab-services")).await.is_ok(), "the Services tab");
+    assert!(browser.find(Locator::Id("tab-orders")).await.is_err(), "acme is not wholesale: no Orders tab");
+    assert!(browser.find(Locator::Id("tab-admin")).await.is_err(), "alice is no administrator");
+    assert!(browser.source().await.unwrap().contains("No open tickets."), "the empty state");
 
-    click_to(&browser, "sign-out", "username").await;
+    // My Profile offers to move to a new authenticator, with a code from the current one.
+    click(&browser, "user-menu").await;
+    click_to(&browser, "my-profile", "replace-authenticator").await;
+    click_to(&browser, "replace-authenticator", "current_code").await;
+    assert_ne!(text(&browser, "secret").await, secret, "a new key");
+    screenshot(&browser, "profile-new-authenticator").await;
+
+    sign_out(&browser).await;
     assert!(browser.source().await.unwrap().contains("You have signed out."));
     browser.goto(&format!("{}/dashboard", world.base)).await.unwrap();
     assert!(browser.current_url().await.unwrap().path().ends_with("/sign-in"), "signed out means signed out");
+    screenshot(&browser, "sign-in-1-username").await;
 
     fill(&browser, "username", "Alice").await;
     click_to(&browser, "next", "password").await;
+    screenshot(&browser, "sign-in-2-password").await;
     fill(&browser, "password", "tangerine-cobalt-harbour-77").await;
     click_to(&browser, "sign-in", "code").await;
+    screenshot(&browser, "sign-in-3-code").await;
     // The enrollment's time step was used; the next step's code is accepted (one step of drift).
     fill(&browser, "code", &app.code_at(enrolled_at + 30)).await;
     click_to(&browser, "continue", "welcome").await;
@@ -226,6 +284,7 @@ async fn first_sign_in_and_sign_in_with_codes_by_email() {
     fill(&browser, "new_password", "saffron-glacier-piano-31").await;
     fill(&browser, "confirm_password", "saffron-glacier-piano-31").await;
     click_to(&browser, "continue", "send").await;
+    screenshot(&browser, "first-sign-in-2-email").await;
     click_to(&browser, "send", "code").await;
     let code = code_in(&world.smtp.wait_for_message(2));
     fill(&browser, "code", &code).await;
@@ -234,11 +293,8 @@ async fn first_sign_in_and_sign_in_with_codes_by_email() {
     click_to(&browser, "continue", "welcome").await;
     assert_eq!(text(&browser, "welcome").await, "Welcome, bruno");
 
-    click_to(&browser, "sign-out", "username").await;
-    fill(&browser, "username", "bruno").await;
-    click_to(&browser, "next", "password").await;
-    fill(&browser, "password", "wrong-password-entirely").await;
-    click_to(&browser, "sign-in", "form-error").await;
+    sign_out(&browser).await;
+    sign_in(&browser, "bruno", "wrong-password-entirely", "form-error").await;
     assert_eq!(text(&browser, "form-error").await, "The username or password is not correct.");
     fill(&browser, "password", "saffron-glacier-piano-31").await;
     click_to(&browser, "sign-in", "code").await;
@@ -246,5 +302,99 @@ async fn first_sign_in_and_sign_in_with_codes_by_email() {
     fill(&browser, "code", &code).await;
     click_to(&browser, "continue", "welcome").await;
     assert_eq!(text(&browser, "welcome").await, "Welcome, bruno");
+    browser.close().await.unwrap();
+}
+
+/// Deactivates `username` as the scheduler does once six months have passed without a sign-in
+/// (the scheduler itself is another issue): the command, run against the store of the serving
+/// process, at a time past the deadline.
+async fn deactivate(world: &World, username: &str) {
+    let dir = world.data_dir.path();
+    let store = SqliteStore::open(&dir.join("tenure.db"), Open::MustExist).unwrap();
+    let (keys, master) = tenure_store::keys::key_store_paths(dir);
+    let accounts = Accounts::new(store, SqliteKeyStore::open(&keys, &master, false).unwrap());
+    let id = accounts.resolve(username).await.unwrap().expect("the account");
+    let later = Ctx { now: chrono::Utc::now() + chrono::Duration::days(200) };
+    let events = accounts.execute(id, DomainCommand::Deactivate, &later, &Meta::new(Actor::Scheduler)).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_edits_the_profile_and_an_admin_reactivates_a_deactivated_user_who_then_signs_in() {
+    let world = world();
+    let ada_link = world.invite_with("ada", &["--org", "acme", "--role", "admin"], 0);
+    let carl_link = world.invite_with("carl", &["--org", "acme"], 1);
+    let browser = world.browser().await;
+
+    // The administrator's first sign-in: the Admin tab, no Orders tab (acme is not wholesale).
+    first_sign_in(&browser, &ada_link, "quartz-lantern-fjord-58").await;
+    assert!(browser.find(Locator::Id("tab-admin")).await.is_ok(), "ada administers acme");
+    assert!(browser.find(Locator::Id("tab-orders")).await.is_err(), "acme is not wholesale: no Orders tab");
+    screenshot(&browser, "dashboard").await;
+    click_to(&browser, "tab-services", "tab-heading").await;
+    assert_eq!(text(&browser, "tab-heading").await, "Services");
+    screenshot(&browser, "tab-services").await;
+
+    // My Profile, from the username menu: a bad phone number is refused next to the field.
+    click(&browser, "user-menu").await;
+    click_to(&browser, "my-profile", "profile-heading").await;
+    assert_eq!(text(&browser, "email").await, "ada@example.com");
+    screenshot(&browser, "profile").await;
+    replace(&browser, "display_name", "Ada Lovelace").await;
+    replace(&browser, "phone", "020 7946 0958").await;
+    replace(&browser, "address", "12 St James's Square\nLondon").await;
+    click_to(&browser, "save-profile", "phone-error").await;
+    assert!(text(&browser, "phone-error").await.contains("international format"));
+    let phone = browser.find(Locator::Id("phone")).await.unwrap();
+    assert_eq!(phone.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
+    assert_eq!(phone.attr("aria-describedby").await.unwrap().as_deref(), Some("phone-error"));
+    assert_eq!(value(&browser, "display_name").await, "Ada Lovelace", "what was typed is kept");
+    screenshot(&browser, "profile-error").await;
+    replace(&browser, "phone", "+442079460958").await;
+    click_to(&browser, "save-profile", "details-notice").await;
+    assert_eq!(text(&browser, "details-notice").await, "Your profile is saved.");
+    browser.goto(&format!("{}/profile", world.base)).await.unwrap();
+    assert_eq!(value(&browser, "display_name").await, "Ada Lovelace");
+    assert_eq!(value(&browser, "phone").await, "+442079460958");
+    assert_eq!(value(&browser, "address").await, "12 St James's Square\nLondon");
+    let recent = text(&browser, "recent-sign-ins").await;
+    assert!(recent.contains("127.0.0.1") && recent.contains("first sign-in"), "{recent}");
+    sign_out(&browser).await;
+
+    // Carl signs in for the first time, then goes six months without signing in.
+    first_sign_in(&browser, &carl_link, "marble-thistle-comet-90").await;
+    sign_out(&browser).await;
+    deactivate(&world, "carl").await;
+    sign_in(&browser, "carl", "marble-thistle-comet-90", "form-error").await;
+    assert!(text(&browser, "form-error").await.contains("administrator can reactivate"), "the reason is given");
+    screenshot(&browser, "sign-in-deactivated").await;
+
+    // Ada reactivates carl from the Admin tab.
+    browser.goto(&format!("{}/sign-in", world.base)).await.unwrap();
+    sign_in(&browser, "ada", "quartz-lantern-fjord-58", "welcome").await;
+    click_to(&browser, "tab-admin", "admin-heading").await;
+    assert_eq!(text(&browser, "state-carl").await, "deactivated");
+    screenshot(&browser, "admin").await;
+    click_to(&browser, "reactivate-carl", "members-notice").await;
+    assert!(text(&browser, "members-notice").await.contains("carl's profile is reactivated"));
+    assert_eq!(text(&browser, "state-carl").await, "active");
+    screenshot(&browser, "admin-reactivated").await;
+    browser.set_window_size(390, 844).await.unwrap();
+    browser.goto(&format!("{}/dashboard", world.base)).await.unwrap();
+    screenshot(&browser, "dashboard-phone").await;
+    browser.set_window_size(1280, 900).await.unwrap();
+    sign_out(&browser).await;
+
+    sign_in(&browser, "carl", "marble-thistle-comet-90", "welcome").await;
+    assert_eq!(text(&browser, "welcome").await, "Welcome, carl");
+    assert!(browser.find(Locator::Id("tab-admin")).await.is_err(), "carl is no administrator");
+    browser.goto(&format!("{}/admin", world.base)).await.unwrap();
+    assert!(browser.source().await.unwrap().contains("Administrators only"));
+    sign_out(&browser).await;
+
+    // A wholesale org's user sees the Orders tab.
+    let wanda_link = world.invite_with("wanda", &["--org", "bulkco", "--wholesale"], 2);
+    first_sign_in(&browser, &wanda_link, "harbor-violet-quill-64").await;
+    assert!(browser.find(Locator::Id("tab-orders")).await.is_ok(), "bulkco is wholesale");
     browser.close().await.unwrap();
 }

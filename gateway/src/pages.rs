@@ -93,9 +93,9 @@ struct InviteTermsPage {
 
 #[derive(Template)]
 #[template(path = "problem.html")]
-pub(crate) struct ProblemPage {
-    pub(crate) heading: &'static str,
-    pub(crate) message: String,
+struct ProblemPage {
+    heading: &'static str,
+    message: String,
 }
 
 #[derive(Template)]

@@ -107,8 +107,24 @@ fn mfa_label(method: Option<MfaMethod>) -> &'static str {
     }
 }
 
-fn refused(heading: &'static str, message: &str) -> Response {
-    page(StatusCode::FORBIDDEN, crate::pages::ProblemPage { heading, message: message.into() })
+#[derive(Template)]
+#[template(path = "portal_problem.html")]
+struct ProblemPage {
+    chrome: Chrome,
+    heading: &'static str,
+    message: String,
+}
+
+/// A refusal shown inside the portal, to someone signed in.
+fn problem(
+    app: &App,
+    cookie: &str,
+    row: &AccountRow,
+    status: StatusCode,
+    heading: &'static str,
+    message: &str,
+) -> Response {
+    page(status, ProblemPage { chrome: chrome(app, cookie, row, ""), heading, message: message.into() })
 }
 
 /// The signed-in account of a page request, or the way to the sign-in page.
@@ -120,10 +136,8 @@ async fn signed_in(app: &App, jar: &CookieJar) -> Result<(String, AccountRow), R
 async fn signed_in_form(app: &App, jar: &CookieJar, csrf: &str) -> Result<(String, AccountRow), Response> {
     let (cookie, row) = signed_in(app, jar).await?;
     if !app.sessions.csrf_matches(&cookie, csrf) {
-        return Err(refused(
-            "Request refused",
-            "The form was not sent from this site, or it is too old. Please go back and try again.",
-        ));
+        let message = "The form was not sent from this site, or it is too old. Please go back and try again.";
+        return Err(problem(app, &cookie, &row, StatusCode::FORBIDDEN, "Request refused", message));
     }
     Ok((cookie, row))
 }
@@ -184,13 +198,8 @@ pub async fn tab(State(app): Shared, jar: CookieJar, uri: axum::http::Uri) -> Re
         "/support" => ("Support", "Tickets, contacts and help articles."),
         "/orders" if row.wholesale => ("Orders", "Wholesale orders and their progress."),
         _ => {
-            return page(
-                StatusCode::NOT_FOUND,
-                crate::pages::ProblemPage {
-                    heading: "Not found",
-                    message: "This part of the portal is not available to your organisation.".into(),
-                },
-            );
+            let message = "This part of the portal is not available to your organisation.";
+            return problem(&app, &cookie, &row, StatusCode::NOT_FOUND, "Not found", message);
         }
     };
     page(StatusCode::OK, TabPage { chrome: chrome(&app, &cookie, &row, uri.path()), name, about })
@@ -542,7 +551,7 @@ async fn signed_in_admin(app: &App, jar: &CookieJar, csrf: Option<&str>) -> Resu
         None => signed_in(app, jar).await?,
     };
     if let Err(error) = service::require_admin(&row) {
-        return Err(refused("Administrators only", &error.message));
+        return Err(problem(app, &cookie, &row, StatusCode::FORBIDDEN, "Administrators only", &error.message));
     }
     Ok((cookie, row))
 }

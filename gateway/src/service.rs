@@ -502,7 +502,8 @@ pub async fn update_profile(
         profile.phone = blank_is_none(value);
     }
     if let Some(value) = address {
-        profile.address = blank_is_none(value);
+        // Browsers send a textarea's line breaks as CRLF; the profile keeps plain line breaks.
+        profile.address = blank_is_none(value.replace("\r\n", "\n"));
     }
     tenure_domain::profile::check(&profile).map_err(|problem| ApiError {
         field: Some(problem.field),
