@@ -55,6 +55,15 @@ pub enum Command {
         factor: Factor,
         client: Client,
     },
+    /// Sign-in of an account whose org began requiring an authenticator app after its first
+    /// sign-in: the caller has just verified the password, offered a new key and matched the
+    /// code typed against it (`step`, or `None` when it matched nothing). A right code enrolls
+    /// the key and signs in at once; a wrong one is a failed sign-in and enrolls nothing.
+    SignInEnrolling {
+        secret: Confidential,
+        step: Option<u64>,
+        client: Client,
+    },
     UpdateProfile {
         profile: Profile,
     },
@@ -287,6 +296,9 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>
             TermsAccepted { version, at: now }.into()
         }
         Command::SignIn { factor, client } => sign_in(state, factor, client, now)?,
+        Command::SignInEnrolling { secret, step, client } => {
+            return sign_in_enrolling(state, secret, step, client, now);
+        }
         Command::UpdateProfile { profile } => {
             require_active(state)?;
             ProfileUpdated { at: now, personal: Personal::Known(profile) }.into()
@@ -397,6 +409,31 @@ fn sign_in(state: &Account, factor: Factor, client: Client, now: DateTime<Utc>) 
         _ => return Err(AccountError::WrongFactor),
     };
     Ok(event)
+}
+
+fn sign_in_enrolling(
+    state: &Account,
+    secret: Confidential,
+    step: Option<u64>,
+    client: Client,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, AccountError> {
+    if state.mfa_requirement != MfaRequirement::App || state.mfa_satisfied() {
+        return Err(AccountError::WrongFactor);
+    }
+    // The step is recorded once, by the sign-in, so that the code cannot be replayed.
+    let enrolled: Event = MfaEnrolled {
+        method: MfaMethod::App,
+        totp_step: None,
+        at: now,
+        personal: Personal::Known(MfaSecret { totp_secret: Some(secret.0) }),
+    }
+    .into();
+    let enrolled_state = crate::account::evolve(state.clone(), &enrolled);
+    Ok(match sign_in(&enrolled_state, Factor::Totp { step }, client, now)? {
+        signed_in @ Event::SignedIn(_) => vec![enrolled, signed_in],
+        failed => vec![failed],
+    })
 }
 
 /// `Ok(true)` when the presented code is the live one, `Ok(false)` when it is wrong (an attempt

@@ -441,6 +441,40 @@ fn a_new_requirement_asks_for_the_second_factor_at_the_next_sign_in() {
     given(events).when(sign_in(Factor::Totp { step: Some(5) })).then_err(AccountError::MfaNotEnrolled);
 }
 
+#[test]
+fn a_required_authenticator_is_enrolled_by_the_sign_in_that_first_needs_it() {
+    let mut events = active();
+    events.push(MfaRequirementChanged { mfa: MfaRequirement::App, at: t0() }.into());
+    let enrolling = |step| Command::SignInEnrolling { secret: "JBSWY3DPEHPK3PXP".into(), step, client: client() };
+    let at = later(1);
+    given(events.clone()).at(at).when(enrolling(None)).then([failed(FailureReason::WrongTotp, at)]);
+    let enrolled: Event = MfaEnrolled {
+        method: MfaMethod::App,
+        totp_step: None,
+        at,
+        personal: Personal::Known(MfaSecret { totp_secret: Some("JBSWY3DPEHPK3PXP".into()) }),
+    }
+    .into();
+    let signed: Event =
+        SignedIn { method: SignInMethod::Totp, totp_step: Some(9), at, personal: Personal::Known(client()) }.into();
+    given(events.clone()).at(at).when(enrolling(Some(9))).then([enrolled.clone(), signed.clone()]);
+
+    // Afterwards the code's step is spent, and there is nothing left to enroll this way.
+    let mut after = events.clone();
+    after.extend([enrolled, signed]);
+    given(after.clone())
+        .at(at)
+        .when(sign_in(Factor::Totp { step: Some(9) }))
+        .then([failed(FailureReason::TotpReplayed, at)]);
+    given(after).at(at).when(enrolling(Some(10))).then_err(AccountError::WrongFactor);
+    // Only where an authenticator is required and missing; and never for a deactivated profile.
+    given(active_with_app()).when(enrolling(Some(9))).then_err(AccountError::WrongFactor);
+    given(active()).when(enrolling(Some(9))).then_err(AccountError::WrongFactor);
+    let mut deactivated = deactivated();
+    deactivated.push(MfaRequirementChanged { mfa: MfaRequirement::App, at: t0() }.into());
+    given(deactivated).at(later(200)).when(enrolling(Some(9))).then_err(AccountError::Deactivated);
+}
+
 // --- sign-in ---
 
 #[test]

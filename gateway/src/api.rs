@@ -96,7 +96,7 @@ pub async fn sign_in_password(
 ) -> Result<Response, ApiError> {
     Ok(match service::submit_password(&app, &flow_id, body.password, client).await? {
         SignInNext::Done(cookie) => done(&app, jar, cookie),
-        other => next(other.name()),
+        other => sign_in_next(&app, other),
     })
 }
 
@@ -112,7 +112,36 @@ pub async fn sign_in_code(
     jar: CookieJar,
     ApiJson(body): ApiJson<CodeBody>,
 ) -> Result<Response, ApiError> {
-    let cookie = service::submit_code(&app, &flow_id, &body.code, client).await?;
+    Ok(match service::submit_code(&app, &flow_id, &body.code, client).await? {
+        SignInNext::Done(cookie) => done(&app, jar, cookie),
+        other => sign_in_next(&app, other),
+    })
+}
+
+/// A step after which sign-in goes on: its name, and what the client needs for it.
+fn sign_in_next(app: &App, step: SignInNext) -> Response {
+    match step {
+        SignInNext::TotpSetup(MfaSetup::App { otpauth_uri, secret, qr_png_base64 }) => axum::Json(json!({
+            "next": "totp_setup",
+            "otpauth_uri": otpauth_uri,
+            "secret": secret,
+            "qr_png_base64": qr_png_base64,
+        }))
+        .into_response(),
+        SignInNext::Terms => {
+            axum::Json(json!({ "next": "terms", "terms_version": app.config.terms_version })).into_response()
+        }
+        other => next(other.name()),
+    }
+}
+
+pub async fn sign_in_terms(
+    State(app): Shared,
+    Path(flow_id): Path<String>,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<TermsBody>,
+) -> Result<Response, ApiError> {
+    let cookie = service::accept_new_terms(&app, &flow_id, body.accept, body.version).await?;
     Ok(done(&app, jar, cookie))
 }
 

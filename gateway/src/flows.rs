@@ -20,6 +20,13 @@ pub enum Step {
     Password,
     /// The password was right; the second factor is next.
     Code(MfaMethod),
+    /// The password was right and the org requires an authenticator the account has not
+    /// enrolled: the code from this new key both enrolls it and finishes signing in.
+    EnrollApp {
+        secret: String,
+    },
+    /// Signed in, but the current terms are not accepted yet: the session waits for them.
+    Terms,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,6 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::flows::Step;
 use crate::service::{self, MfaSetup, SignInNext};
-use crate::totp::Authenticator;
 use tenure_domain::events::{MfaMethod, MfaRequirement};
 
 type Shared = State<Arc<App>>;
@@ -53,6 +52,8 @@ struct PasswordPage {
 struct CodePage {
     flow: String,
     email: bool,
+    /// A new authenticator to add before its first code.
+    setup: Option<AppSetup>,
     error: Option<String>,
     notice: Option<String>,
 }
@@ -83,9 +84,10 @@ struct InviteMfaPage {
 }
 
 #[derive(Template)]
-#[template(path = "invite_terms.html")]
-struct InviteTermsPage {
-    token: String,
+#[template(path = "terms.html")]
+struct TermsPage {
+    /// Where the form goes: the invitation's terms step, or a sign-in's.
+    action: String,
     version: u32,
     error: Option<String>,
     notice: Option<String>,
@@ -137,9 +139,15 @@ pub async fn sign_in_step(State(app): Shared, Path(flow_id): Path<String>) -> Re
         Step::Password => {
             page(StatusCode::OK, PasswordPage { flow: flow_id, username: flow.username, error: None, notice: None })
         }
-        Step::Code(method) => page(
+        Step::Code(_) | Step::EnrollApp { .. } => page(StatusCode::OK, code_page(&app, flow_id, &flow, None, None)),
+        Step::Terms => page(
             StatusCode::OK,
-            CodePage { flow: flow_id, email: method == MfaMethod::Email, error: None, notice: None },
+            TermsPage {
+                action: format!("/sign-in/{flow_id}/terms"),
+                version: app.config.terms_version,
+                error: None,
+                notice: Some("The terms and conditions have changed since you last agreed to them.".into()),
+            },
         ),
     }
 }
@@ -188,11 +196,32 @@ pub async fn sign_in_code(
     Form(form): Form<CodeBody>,
 ) -> Response {
     let Ok(flow) = service::flow(&app, &flow_id) else { return expired() };
-    let email = flow.step == Step::Code(MfaMethod::Email);
     match service::submit_code(&app, &flow_id, &form.code, client).await {
+        Ok(SignInNext::Done(cookie)) => signed_in(&app, jar, cookie),
+        Ok(_) => see(&format!("/sign-in/{flow_id}")),
+        Err(error) if error.code == "flow_not_found" => expired(),
+        Err(error) => page(error.status, code_page(&app, flow_id, &flow, Some(error.message), None)),
+    }
+}
+
+pub async fn sign_in_terms(
+    State(app): Shared,
+    Path(flow_id): Path<String>,
+    jar: CookieJar,
+    Form(form): Form<TermsForm>,
+) -> Response {
+    match service::accept_new_terms(&app, &flow_id, form.accept.is_some(), form.version).await {
         Ok(cookie) => signed_in(&app, jar, cookie),
         Err(error) if error.code == "flow_not_found" => expired(),
-        Err(error) => page(error.status, CodePage { flow: flow_id, email, error: Some(error.message), notice: None }),
+        Err(error) => page(
+            error.status,
+            TermsPage {
+                action: format!("/sign-in/{flow_id}/terms"),
+                version: app.config.terms_version,
+                error: Some(error.message),
+                notice: None,
+            },
+        ),
     }
 }
 
@@ -200,12 +229,19 @@ pub async fn sign_in_resend(State(app): Shared, Path(flow_id): Path<String>) -> 
     match service::resend_code(&app, &flow_id).await {
         Ok(()) => page(
             StatusCode::OK,
-            CodePage { flow: flow_id, email: true, error: None, notice: Some("We sent you a new code.".into()) },
+            CodePage {
+                flow: flow_id,
+                email: true,
+                setup: None,
+                error: None,
+                notice: Some("We sent you a new code.".into()),
+            },
         ),
         Err(error) if error.code == "flow_not_found" => expired(),
-        Err(error) => {
-            page(error.status, CodePage { flow: flow_id, email: true, error: Some(error.message), notice: None })
-        }
+        Err(error) => page(
+            error.status,
+            CodePage { flow: flow_id, email: true, setup: None, error: Some(error.message), notice: None },
+        ),
     }
 }
 
@@ -255,10 +291,28 @@ pub async fn invite_password(
     }
 }
 
-fn app_setup(app: &App, token: &str, username: &str) -> Option<AppSetup> {
-    let secret = app.pending_secrets.lock().ok()?.get(token).cloned()?;
-    let authenticator = Authenticator::from_secret(&secret, &app.config.issuer, username).ok()?;
-    Some(AppSetup { otpauth_uri: authenticator.uri(), qr_png_base64: authenticator.qr_png_base64().ok()?, secret })
+fn app_setup(app: &App, username: &str, secret: &str) -> Option<AppSetup> {
+    match service::setup_for(app, username, Some(secret)) {
+        Ok(MfaSetup::App { otpauth_uri, secret, qr_png_base64 }) => {
+            Some(AppSetup { otpauth_uri, secret, qr_png_base64 })
+        }
+        _ => None,
+    }
+}
+
+/// The code page of a sign-in flow at `step`.
+fn code_page(
+    app: &App,
+    flow_id: String,
+    flow: &crate::flows::Flow,
+    error: Option<String>,
+    notice: Option<String>,
+) -> CodePage {
+    let setup = match &flow.step {
+        Step::EnrollApp { secret } => app_setup(app, &flow.username, secret),
+        _ => None,
+    };
+    CodePage { flow: flow_id, email: flow.step == Step::Code(MfaMethod::Email), setup, error, notice }
 }
 
 pub async fn invite_mfa_form(State(app): Shared, Path(token): Path<String>) -> Response {
@@ -304,7 +358,8 @@ pub async fn invite_mfa(State(app): Shared, Path(token): Path<String>, Form(form
     match service::verify_mfa(&app, &token, &form.code).await {
         Ok(_) => see(&format!("/invite/{token}")),
         Err(error) => {
-            let setup = app_setup(&app, &token, &row.username);
+            let pending = app.pending_secrets.lock().ok().and_then(|secrets| secrets.get(&token).cloned());
+            let setup = pending.and_then(|secret| app_setup(&app, &row.username, &secret));
             let sent = setup.is_none();
             page(error.status, InviteMfaPage { token, app: setup, sent, error: Some(error.message), notice: None })
         }
@@ -315,7 +370,12 @@ pub async fn invite_terms_form(State(app): Shared, Path(token): Path<String>) ->
     match service::invited(&app, &token).await {
         Ok(_) => page(
             StatusCode::OK,
-            InviteTermsPage { token, version: app.config.terms_version, error: None, notice: None },
+            TermsPage {
+                action: format!("/invite/{token}/terms"),
+                version: app.config.terms_version,
+                error: None,
+                notice: None,
+            },
         ),
         Err(error) => problem(error),
     }
@@ -339,7 +399,12 @@ pub async fn invite_terms(
         Err(error) if error.code == "not_found" => problem(error),
         Err(error) => page(
             error.status,
-            InviteTermsPage { token, version: app.config.terms_version, error: Some(error.message), notice: None },
+            TermsPage {
+                action: format!("/invite/{token}/terms"),
+                version: app.config.terms_version,
+                error: Some(error.message),
+                notice: None,
+            },
         ),
     }
 }

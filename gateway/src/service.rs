@@ -124,6 +124,10 @@ pub enum SignInNext {
     Done(String),
     Totp,
     EmailCode,
+    /// An authenticator to add first: its key, then a code from it.
+    TotpSetup(MfaSetup),
+    /// The terms changed since the account accepted them: the new version first.
+    Terms,
 }
 
 impl SignInNext {
@@ -132,6 +136,8 @@ impl SignInNext {
             SignInNext::Done(_) => "done",
             SignInNext::Totp => "totp",
             SignInNext::EmailCode => "email_code",
+            SignInNext::TotpSetup(_) => "totp_setup",
+            SignInNext::Terms => "terms",
         }
     }
 }
@@ -209,9 +215,8 @@ async fn password_step(app: &App, flow_id: &str, password: String, client: Clien
     let command = Command::SignIn { factor: Factor::Password { correct }, client };
     match app.accounts.execute(row.account_id, command, &ctx(app), &meta(row.account_id)).await {
         Ok(events) if events.iter().any(|e| matches!(e, Event::SignedIn(_))) => {
-            app.flows.finish(flow_id);
             app.metrics.sign_in("success");
-            Ok(SignInNext::Done(start_session(app, row.account_id).await?))
+            after_sign_in(app, flow_id, &row).await
         }
         Ok(_) => {
             app.metrics.sign_in("wrong_password");
@@ -222,6 +227,12 @@ async fn password_step(app: &App, flow_id: &str, password: String, client: Clien
                 MfaRequirement::Email => {
                     send_code(app, &row, CodePurpose::SignIn, None).await?;
                     (MfaMethod::Email, SignInNext::EmailCode)
+                }
+                _ if row.mfa_method != Some(MfaMethod::App) => {
+                    let setup = setup_for(app, &row.username, None)?;
+                    let MfaSetup::App { secret, .. } = &setup else { unreachable!("an authenticator setup") };
+                    app.flows.advance(flow_id, Step::EnrollApp { secret: secret.clone() });
+                    return Ok(SignInNext::TotpSetup(setup));
                 }
                 _ => (MfaMethod::App, SignInNext::Totp),
             };
@@ -235,12 +246,67 @@ async fn password_step(app: &App, flow_id: &str, password: String, client: Clien
     }
 }
 
-/// The code step; returns the session cookie's value.
-pub async fn submit_code(app: &App, flow_id: &str, code: &str, client: Client) -> Result<String, ApiError> {
+/// After the `SignedIn` event: the session, or first the current terms when the account
+/// accepted older ones (SPEC §3: users accept a new version at their next sign-in). The sign-in
+/// stands either way, since the user proved who they are; only the session waits.
+async fn after_sign_in(app: &App, flow_id: &str, row: &AccountRow) -> Result<SignInNext, ApiError> {
+    if row.terms_version.is_none_or(|accepted| accepted < app.config.terms_version) {
+        app.flows.advance(flow_id, Step::Terms);
+        return Ok(SignInNext::Terms);
+    }
+    app.flows.finish(flow_id);
+    Ok(SignInNext::Done(start_session(app, row.account_id).await?))
+}
+
+/// The terms step of a sign-in; returns the session cookie's value.
+pub async fn accept_new_terms(app: &App, flow_id: &str, accept: bool, version: u32) -> Result<String, ApiError> {
+    let flow = app.flows.get(flow_id, app.clock.now()).ok_or_else(flow_gone)?;
+    let (Step::Terms, Some(account)) = (flow.step, flow.account) else { return Err(flow_gone()) };
+    check_terms(app, accept, version)?;
+    let command = Command::AcceptTerms { version, invitation: None };
+    app.accounts.execute(account, command, &ctx(app), &meta(account)).await.map_err(|e| rejected(app, e))?;
+    app.flows.finish(flow_id);
+    start_session(app, account).await
+}
+
+fn check_terms(app: &App, accept: bool, version: u32) -> Result<(), ApiError> {
+    if !accept {
+        return Err(ApiError {
+            field: Some("accept"),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "terms_not_accepted",
+                "Tick the box to agree to the terms.",
+            )
+        });
+    }
+    if version != app.config.terms_version {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "stale_terms",
+            format!("The terms have changed: version {} is current.", app.config.terms_version),
+        ));
+    }
+    Ok(())
+}
+
+/// The code step.
+pub async fn submit_code(app: &App, flow_id: &str, code: &str, client: Client) -> Result<SignInNext, ApiError> {
     let now = app.clock.now();
     let flow = app.flows.get(flow_id, now).ok_or_else(flow_gone)?;
-    let (Step::Code(method), Some(account)) = (flow.step, flow.account) else { return Err(flow_gone()) };
+    let Some(account) = flow.account else { return Err(flow_gone()) };
     let row = app.read_models.account_view(account).await.map_err(internal)?.ok_or_else(flow_gone)?;
+    let method = match flow.step {
+        Step::Code(method) => method,
+        Step::EnrollApp { secret } => {
+            let authenticator =
+                Authenticator::from_secret(&secret, &app.config.issuer, &row.username).map_err(internal)?;
+            let step = authenticator.matching_step(code, now.timestamp().max(0) as u64);
+            let command = Command::SignInEnrolling { secret: secret.into(), step, client };
+            return finish_code_step(app, flow_id, &row, command).await;
+        }
+        Step::Password | Step::Terms => return Err(flow_gone()),
+    };
     let factor = match method {
         MfaMethod::App => {
             let secret = match personal_event(app, account, row.totp_secret).await? {
@@ -254,15 +320,21 @@ pub async fn submit_code(app: &App, flow_id: &str, code: &str, client: Client) -
         }
         MfaMethod::Email => Factor::EmailCode { presented: app.code_key.digest(account.0.as_bytes(), code) },
     };
-    let events = app
-        .accounts
-        .execute(account, Command::SignIn { factor, client }, &ctx(app), &meta(account))
-        .await
-        .map_err(|e| rejected(app, e))?;
+    finish_code_step(app, flow_id, &row, Command::SignIn { factor, client }).await
+}
+
+async fn finish_code_step(
+    app: &App,
+    flow_id: &str,
+    row: &AccountRow,
+    command: Command,
+) -> Result<SignInNext, ApiError> {
+    let account = row.account_id;
+    let events =
+        app.accounts.execute(account, command, &ctx(app), &meta(account)).await.map_err(|e| rejected(app, e))?;
     if events.iter().any(|e| matches!(e, Event::SignedIn(_))) {
-        app.flows.finish(flow_id);
         app.metrics.sign_in("success");
-        start_session(app, account).await
+        after_sign_in(app, flow_id, row).await
     } else {
         app.metrics.sign_in("wrong_code");
         Err(invalid_code())
@@ -356,23 +428,35 @@ pub async fn set_password(
 }
 
 /// What the two-factor setup shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MfaSetup {
     App { otpauth_uri: String, secret: String, qr_png_base64: String },
     EmailSent,
+}
+
+/// An authenticator key to show: `secret`, or a new one.
+pub fn setup_for(app: &App, username: &str, secret: Option<&str>) -> Result<MfaSetup, ApiError> {
+    let authenticator = match secret {
+        Some(secret) => Authenticator::from_secret(secret, &app.config.issuer, username),
+        None => Authenticator::generate(&app.config.issuer, username),
+    }
+    .map_err(internal)?;
+    Ok(MfaSetup::App {
+        otpauth_uri: authenticator.uri(),
+        secret: authenticator.secret_base32(),
+        qr_png_base64: authenticator.qr_png_base64().map_err(internal)?,
+    })
 }
 
 pub async fn start_mfa(app: &App, token: &str) -> Result<MfaSetup, ApiError> {
     let (row, digest) = invited(app, token).await?;
     match row.mfa_requirement {
         MfaRequirement::App => {
-            let authenticator = Authenticator::generate(&app.config.issuer, &row.username).map_err(internal)?;
-            let secret = authenticator.secret_base32();
-            app.pending_secrets.lock().map_err(internal)?.insert(token.to_string(), secret.clone());
-            Ok(MfaSetup::App {
-                otpauth_uri: authenticator.uri(),
-                secret,
-                qr_png_base64: authenticator.qr_png_base64().map_err(internal)?,
-            })
+            let setup = setup_for(app, &row.username, None)?;
+            if let MfaSetup::App { secret, .. } = &setup {
+                app.pending_secrets.lock().map_err(internal)?.insert(token.to_string(), secret.clone());
+            }
+            Ok(setup)
         }
         MfaRequirement::Email => {
             send_code(app, &row, CodePurpose::Enrollment, Some(digest)).await?;
@@ -430,20 +514,7 @@ pub async fn accept_terms(
     client: Client,
 ) -> Result<String, ApiError> {
     let (row, digest) = invited(app, token).await?;
-    if !accept {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "terms_not_accepted",
-            "Tick the box to agree to the terms.",
-        ));
-    }
-    if version != app.config.terms_version {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "stale_terms",
-            format!("The terms have changed: version {} is current.", app.config.terms_version),
-        ));
-    }
+    check_terms(app, accept, version)?;
     let account = row.account_id;
     let accept = Command::AcceptTerms { version, invitation: Some(digest) };
     app.accounts.execute(account, accept, &ctx(app), &meta(account)).await.map_err(|e| rejected(app, e))?;
@@ -592,21 +663,17 @@ pub async fn start_reenrollment(app: &App, row: &AccountRow) -> Result<MfaSetup,
     if row.mfa_requirement != MfaRequirement::App || row.mfa_method != Some(MfaMethod::App) {
         return Err(no_authenticator());
     }
-    let authenticator = Authenticator::generate(&app.config.issuer, &row.username).map_err(internal)?;
-    let secret = authenticator.secret_base32();
-    app.pending_secrets.lock().map_err(internal)?.insert(reenrollment_key(row.account_id), secret.clone());
-    Ok(MfaSetup::App {
-        otpauth_uri: authenticator.uri(),
-        secret,
-        qr_png_base64: authenticator.qr_png_base64().map_err(internal)?,
-    })
+    let setup = setup_for(app, &row.username, None)?;
+    if let MfaSetup::App { secret, .. } = &setup {
+        app.pending_secrets.lock().map_err(internal)?.insert(reenrollment_key(row.account_id), secret.clone());
+    }
+    Ok(setup)
 }
 
 /// The offered key, if one is waiting for this account.
 pub fn pending_reenrollment(app: &App, row: &AccountRow) -> Option<MfaSetup> {
     let secret = app.pending_secrets.lock().ok()?.get(&reenrollment_key(row.account_id)).cloned()?;
-    let authenticator = Authenticator::from_secret(&secret, &app.config.issuer, &row.username).ok()?;
-    Some(MfaSetup::App { otpauth_uri: authenticator.uri(), qr_png_base64: authenticator.qr_png_base64().ok()?, secret })
+    setup_for(app, &row.username, Some(&secret)).ok()
 }
 
 /// Replaces the authenticator: a code from the current one proves the user still holds it (a

@@ -260,6 +260,7 @@ async fn the_openapi_document_describes_the_routes_served() {
         "/api/v1/sign-in/{flow}/password",
         "/api/v1/sign-in/{flow}/code",
         "/api/v1/sign-in/{flow}/resend",
+        "/api/v1/sign-in/{flow}/terms",
         "/api/v1/invitations/{token}",
         "/api/v1/invitations/{token}/password",
         "/api/v1/invitations/{token}/mfa/start",
@@ -597,4 +598,97 @@ async fn org_administration_is_for_admins_of_the_same_org_only() {
     h.call("POST", "/api/v1/admin/users/not-an-id/reactivate", None, Some(&admin_cookie), Some(&admin_csrf))
         .await
         .error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticator_required_after_the_first_sign_in_is_added_at_the_next_sign_in() {
+    let h = Harness::new().await;
+    let (_, admin, admin_csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (worker, _, _) = h.signed_in("worker", Role::User, "acme").await;
+    let mfa = format!("/api/v1/admin/users/{worker}/mfa");
+    let changed = h.call("POST", &mfa, Some(json!({"mfa": "app"})), Some(&admin), Some(&admin_csrf)).await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT);
+    h.caught_up().await;
+
+    let flow = h.start_sign_in("worker").await;
+    let password = json!({"password": "mauve-otter-gravel-1987"});
+    let setup = h.call("POST", &format!("/api/v1/sign-in/{flow}/password"), Some(password.clone()), None, None).await;
+    assert_eq!(setup.json["next"], "totp_setup", "{setup:?}");
+    assert!(setup.json["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/Tenure:worker?"));
+    let app = Authenticator::from_secret(setup.json["secret"].as_str().unwrap(), "Tenure", "worker").unwrap();
+    let now = now_secs(&h);
+    let wrong = if app.code_at(now) == "000000" { "111111" } else { "000000" };
+    h.call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": wrong})), None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_code");
+    let done = h
+        .call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": app.code_at(now)})), None, None)
+        .await;
+    assert_eq!(done.json["next"], "done", "{done:?}");
+    let cookie = done.session();
+    h.caught_up().await;
+    let profile = h.call("GET", "/api/v1/profile", None, Some(&cookie), None).await;
+    assert_eq!(profile.json["mfa"], "app");
+
+    // From now on the authenticator is asked for, and the enrolling code cannot be replayed.
+    let flow = h.start_sign_in("worker").await;
+    let next = h.call("POST", &format!("/api/v1/sign-in/{flow}/password"), Some(password), None, None).await;
+    assert_eq!(next.json["next"], "totp", "{next:?}");
+    h.call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": app.code_at(now)})), None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_code");
+    let done = h
+        .call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": app.code_at(now + 30)})), None, None)
+        .await;
+    assert_eq!(done.json["next"], "done", "{done:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_terms_are_accepted_at_the_next_sign_in_before_the_session_starts() {
+    use tenure_domain::decide::{Command, PasswordVia};
+    let h = Harness::new().await;
+    let (id, token) = h.invite("olga", MfaRequirement::None).await;
+    // Olga finished her first sign-in when version 2 of the terms was current; now it is 3.
+    let digest = tenure_store::secrets::token_digest(&token);
+    let hash = h.app.hasher.hash("mauve-otter-gravel-1987".into()).await.unwrap();
+    let ctx = Ctx { now: h.clock.now() };
+    let meta = Meta::new(Actor::User(id));
+    let set =
+        Command::SetPassword { password_hash: hash.into(), via: PasswordVia::Invitation { token_digest: digest } };
+    h.app.accounts.execute(id, set, &ctx, &meta).await.unwrap();
+    h.app
+        .accounts
+        .execute(id, Command::AcceptTerms { version: 2, invitation: Some(digest) }, &ctx, &meta)
+        .await
+        .unwrap();
+    h.caught_up().await;
+
+    let password = json!({"password": "mauve-otter-gravel-1987"});
+    let flow = h.start_sign_in("olga").await;
+    let step = h.call("POST", &format!("/api/v1/sign-in/{flow}/password"), Some(password.clone()), None, None).await;
+    assert_eq!(step.json, json!({"next": "terms", "terms_version": 3}), "{step:?}");
+    assert!(step.set_cookie.is_none(), "no session before the terms");
+    let terms = format!("/api/v1/sign-in/{flow}/terms");
+    let refused = h.call("POST", &terms, Some(json!({"accept": false, "version": 3})), None, None).await;
+    refused.error(StatusCode::UNPROCESSABLE_ENTITY, "terms_not_accepted");
+    assert_eq!(refused.json["field"], "accept");
+    h.call("POST", &terms, Some(json!({"accept": true, "version": 2})), None, None)
+        .await
+        .error(StatusCode::CONFLICT, "stale_terms");
+    let done = h.call("POST", &terms, Some(json!({"accept": true, "version": 3})), None, None).await;
+    assert_eq!(done.json["next"], "done", "{done:?}");
+    let cookie = done.session();
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.json["username"], "olga");
+    h.call("POST", &terms, Some(json!({"accept": true, "version": 3})), None, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "flow_not_found");
+    h.caught_up().await;
+
+    // Accepted once: the next sign-in goes straight through.
+    let flow = h.start_sign_in("olga").await;
+    let step = h.call("POST", &format!("/api/v1/sign-in/{flow}/password"), Some(password), None, None).await;
+    assert_eq!(step.json["next"], "done", "{step:?}");
+    let (_, events) = h.app.accounts.load(id).await.unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event.type_name()).collect();
+    assert_eq!(types, ["AccountInvited", "PasswordSet", "TermsAccepted", "SignedIn", "TermsAccepted", "SignedIn"]);
 }
