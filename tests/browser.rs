@@ -379,6 +379,20 @@ async fn a_user_edits_the_profile_and_an_admin_reactivates_a_deactivated_user_wh
     assert!(text(&browser, "members-notice").await.contains("carl's profile is reactivated"));
     assert_eq!(text(&browser, "state-carl").await, "active");
     screenshot(&browser, "admin-reactivated").await;
+    // The audit trail names the administrator who reactivated carl.
+    let audit = |who: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_tenure"))
+            .arg("--data-dir")
+            .arg(world.data_dir.path())
+            .args(["audit", who])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let ada = audit("ada").split_whitespace().nth(1).unwrap().trim_end_matches(':').to_string();
+    let audit = audit("carl");
+    let reactivated = audit.lines().find(|line| line.contains("Reactivated")).unwrap_or_else(|| panic!("{audit}"));
+    assert!(reactivated.contains(&format!("admin:{ada}")), "{audit}");
     browser.set_window_size(390, 844).await.unwrap();
     browser.goto(&format!("{}/dashboard", world.base)).await.unwrap();
     screenshot(&browser, "dashboard-phone").await;

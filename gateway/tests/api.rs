@@ -692,3 +692,40 @@ async fn new_terms_are_accepted_at_the_next_sign_in_before_the_session_starts() 
     let types: Vec<&str> = events.iter().map(|e| e.event.type_name()).collect();
     assert_eq!(types, ["AccountInvited", "PasswordSet", "TermsAccepted", "SignedIn", "TermsAccepted", "SignedIn"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_endpoint_refuses_the_signed_out_plain_users_other_orgs_and_missing_csrf() {
+    let h = Harness::new().await;
+    let (_, admin, _) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (member, user, user_csrf) = h.signed_in("worker", Role::User, "acme").await;
+    let (_, rival, rival_csrf) = h.signed_in("rival", Role::Admin, "beta").await;
+    let invite = json!({"username": "newbie", "email": "newbie@example.com"});
+    let endpoints = [
+        ("GET", "/api/v1/admin/users".to_string(), None),
+        ("POST", "/api/v1/admin/users".to_string(), Some(invite)),
+        ("POST", format!("/api/v1/admin/users/{member}/reactivate"), None),
+        ("POST", format!("/api/v1/admin/users/{member}/mfa"), Some(json!({"mfa": "app"}))),
+        ("POST", format!("/api/v1/admin/users/{member}/resend-invitation"), None),
+    ];
+    let head = h.app.accounts.store.head().await.unwrap();
+    for (method, uri, body) in &endpoints {
+        h.call(method, uri, body.clone(), None, None).await.error(StatusCode::UNAUTHORIZED, "unauthenticated");
+        h.call(method, uri, body.clone(), Some(&user), Some(&user_csrf))
+            .await
+            .error(StatusCode::FORBIDDEN, "forbidden");
+        if *method == "POST" {
+            h.call(method, uri, body.clone(), Some(&admin), None).await.error(StatusCode::FORBIDDEN, "csrf");
+            h.call(method, uri, body.clone(), Some(&admin), Some(&user_csrf))
+                .await
+                .error(StatusCode::FORBIDDEN, "csrf");
+            if uri.contains(&member.to_string()) {
+                h.call(method, uri, body.clone(), Some(&rival), Some(&rival_csrf))
+                    .await
+                    .error(StatusCode::NOT_FOUND, "not_found");
+            }
+        }
+    }
+    assert_eq!(h.app.accounts.store.head().await.unwrap(), head, "no refused request appended anything");
+    let rivals = h.call("GET", "/api/v1/admin/users", None, Some(&rival), None).await;
+    assert_eq!(rivals.json.as_array().unwrap().len(), 1, "beta's admin sees beta only: {rivals:?}");
+}

@@ -315,3 +315,109 @@ async fn an_authenticator_is_replaced_only_with_a_code_from_the_current_one() {
     h.call("POST", "/api/v1/profile/mfa/start", None, Some(&plain), None).await.error(StatusCode::FORBIDDEN, "csrf");
     assert_eq!(h.page("/profile/authenticator", Some(&plain)).await.status, StatusCode::CONFLICT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_form_refuses_the_signed_out_plain_users_other_orgs_and_missing_csrf() {
+    let h = Harness::new().await;
+    let (_, admin, _) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (member, user, _) = h.signed_in("worker", Role::User, "acme").await;
+    let (_, rival, _) = h.signed_in("rival", Role::Admin, "beta").await;
+    let admin_csrf = csrf_in(&h.page("/admin", Some(&admin)).await);
+    let user_csrf = csrf_in(&h.page("/dashboard", Some(&user)).await);
+    let rival_csrf = csrf_in(&h.page("/admin", Some(&rival)).await);
+    let head = h.app.accounts.store.head().await.unwrap();
+    let forms = [
+        "/admin/users".to_string(),
+        format!("/admin/users/{member}/reactivate"),
+        format!("/admin/users/{member}/mfa"),
+        format!("/admin/users/{member}/resend-invitation"),
+    ];
+    let fields = [("username", "newbie"), ("email", "newbie@example.com"), ("role", "user"), ("mfa", "app")];
+    let h = &h;
+    for uri in &forms {
+        let post = |cookie: Option<String>, csrf: Option<String>| {
+            let mut all: Vec<(&str, String)> = fields.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            if let Some(csrf) = csrf {
+                all.push(("csrf", csrf));
+            }
+            async move {
+                let borrowed: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                h.form(uri, &borrowed, cookie.as_deref()).await
+            }
+        };
+        let signed_out = post(None, Some(admin_csrf.clone())).await;
+        assert_eq!(
+            (signed_out.status, signed_out.location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/sign-in")),
+            "{uri}"
+        );
+        assert_eq!(
+            post(Some(user.clone()), Some(user_csrf.clone())).await.status,
+            StatusCode::FORBIDDEN,
+            "{uri}: plain user"
+        );
+        assert_eq!(post(Some(admin.clone()), None).await.status, StatusCode::FORBIDDEN, "{uri}: no CSRF token");
+        assert_eq!(
+            post(Some(admin.clone()), Some(user_csrf.clone())).await.status,
+            StatusCode::FORBIDDEN,
+            "{uri}: another session's token"
+        );
+        if uri.contains(&member.to_string()) {
+            assert_eq!(
+                post(Some(rival.clone()), Some(rival_csrf.clone())).await.status,
+                StatusCode::NOT_FOUND,
+                "{uri}: another org"
+            );
+        }
+    }
+    assert_eq!(h.app.accounts.store.head().await.unwrap(), head, "no refused form appended anything");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_profile_is_listed_and_recreated_under_a_free_username() {
+    use tenure_domain::decide::{Command, Ctx};
+    use tenure_store::{Actor, Meta};
+    let h = Harness::new().await;
+    let (_, admin, _) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (gone, _, _) = h.signed_in("gone", Role::User, "acme").await;
+    let scheduler = Meta::new(Actor::Scheduler);
+    let now = tenure_domain::Clock::now(&*h.clock);
+    h.app
+        .accounts
+        .execute(gone, Command::Deactivate, &Ctx { now: now + Duration::days(200) }, &scheduler)
+        .await
+        .unwrap();
+    h.app.accounts.execute(gone, Command::Delete, &Ctx { now: now + Duration::days(400) }, &scheduler).await.unwrap();
+    h.caught_up().await;
+
+    let page = h.page("/admin", Some(&admin)).await;
+    assert!(page.text.contains("id=\"state-gone\">deleted<"), "{}", page.text);
+    assert!(page.text.contains("href=\"/admin?recreate=gone#invite-heading\" id=\"recreate-gone\""), "{}", page.text);
+    let recreate = h.page("/admin?recreate=gone", Some(&admin)).await;
+    assert!(recreate.text.contains("id=\"invite-username\" name=\"username\" value=\"gone\""), "{}", recreate.text);
+    assert!(recreate.text.contains("Recreating gone"), "{}", recreate.text);
+    let csrf = csrf_in(&recreate);
+    let again = [
+        ("csrf", csrf.as_str()),
+        ("username", "gone"),
+        ("email", "gone@example.com"),
+        ("role", "user"),
+        ("mfa", "none"),
+    ];
+    let held = h.form("/admin/users", &again, Some(&admin)).await;
+    assert_eq!(held.status, StatusCode::CONFLICT);
+    assert!(held.text.contains("taken or was recently used; please choose another"), "{}", held.text);
+    assert!(held.text.contains("value=\"gone@example.com\""), "what was typed is kept");
+    let fresh = [
+        ("csrf", csrf.as_str()),
+        ("username", "gone2"),
+        ("email", "gone@example.com"),
+        ("role", "user"),
+        ("mfa", "none"),
+    ];
+    let created = h.form("/admin/users", &fresh, Some(&admin)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert!(
+        created.text.contains("id=\"state-gone2\">invited<") && created.text.contains("id=\"state-gone\">deleted<")
+    );
+}
