@@ -76,6 +76,64 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         .await
     }
 
+    /// Decides `command` on the account as the caller last saw it, at stream version `version`,
+    /// and appends only if the stream is still there: a concurrent write (a sign-in racing a
+    /// deactivation, say) makes it fail with `Contended` instead of being decided again, so the
+    /// caller recomputes from the new state. Returns the events appended with their ids.
+    pub async fn execute_expecting(
+        &self,
+        id: AccountId,
+        command: Command,
+        version: Version,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<Vec<(uuid::Uuid, Event)>, ExecuteError> {
+        let key = self.keys.get(id).await?;
+        let stream = id.stream();
+        let recorded = self.store.read_stream(&stream, 1).await?;
+        if recorded.len() as Version != version {
+            return Err(ExecuteError::Contended);
+        }
+        let history = recorded
+            .into_iter()
+            .map(|r| codec::decode(r, key.as_ref()).map(|e| e.event))
+            .collect::<Result<Vec<_>, _>>()?;
+        let events = decide::decide(&Account::fold(&history), command, ctx)?;
+        if events.is_empty() {
+            return Ok(vec![]);
+        }
+        let encoded = events
+            .iter()
+            .map(|e| codec::encode(e, &stream, key.as_ref(), meta, ctx.now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<uuid::Uuid> = encoded.iter().map(|e| e.id).collect();
+        self.store.append(&stream, expected(version), encoded).await?;
+        Ok(ids.into_iter().zip(events).collect())
+    }
+
+    /// Ends the quarantine of a deleted account's username: `false` when `account` does not hold
+    /// it (already released, or never held).
+    pub async fn release_username(
+        &self,
+        username: &Username,
+        account: AccountId,
+        ctx: &Ctx,
+        meta: &Meta,
+    ) -> Result<bool, ExecuteError> {
+        let stream = username.stream();
+        for _ in 0..MAX_ATTEMPTS {
+            let claim = self.username_claim(&stream).await?;
+            let Ok(released) = claim.release(account, ctx.now) else { return Ok(false) };
+            let event = codec::encode(&released, &stream, None, meta, ctx.now)?;
+            match self.store.append(&stream, expected(claim.version), vec![event]).await {
+                Ok(_) => return Ok(true),
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(ExecuteError::Contended)
+    }
+
     /// Posts an org-level item (order, ticket, maintenance window) to the org's stream.
     pub async fn execute_org(
         &self,

@@ -1,0 +1,401 @@
+//! The inactivity scheduler of SPEC §5. It folds every account's last activity from `$all`
+//! into a compact tracker (replaying history at start, then following new events), and when a
+//! step comes due it issues the command through the account's decider with the stream version it
+//! computed from: a sign-in that lands first makes the command fail, and the step is recomputed
+//! from the new state. Never both.
+//!
+//! Warning mails are sent after their event is recorded, with the event id as Message-ID, and
+//! marked delivered in `scheduler.db` once the mail server has accepted them. A warning recorded
+//! but not marked (a crash in between) is sent again at the next start with the same Message-ID,
+//! unless the account has moved on since: see docs/scheduler.md.
+
+pub mod lease;
+pub mod tracker;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+use tenure_domain::decide::{Command, Ctx};
+use tenure_domain::{Account, AccountId, Event, Status};
+use tenure_store::event_store::{EventStore, Position};
+use tenure_store::{Accounts, Actor, ExecuteError, KeyStore, Meta, codec};
+use uuid::Uuid;
+
+pub use tracker::{Stage, Step, Tracker};
+
+/// How long a deleted account's username stays unavailable by default.
+pub const DEFAULT_QUARANTINE: Duration = Duration::days(180);
+/// Events folded per read while following `$all`.
+const PAGE: usize = 4096;
+/// How often an account's step is retried after the store lost a race, within one pass.
+const ATTEMPTS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(transparent)]
+    Store(#[from] tenure_store::StoreError),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+    #[error(transparent)]
+    Codec(#[from] tenure_store::CodecError),
+    #[error("the delivery log: {0}")]
+    Deliveries(#[from] rusqlite::Error),
+}
+
+/// A warning mail to send: the event that recorded it, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The recorded warning event's id: the mail's Message-ID derives from it.
+    pub event_id: Uuid,
+    pub account: AccountId,
+    pub to: String,
+    pub username: String,
+    /// `WarnDeactivation` or `WarnDeletion`.
+    pub step: Step,
+    /// When the profile will be deactivated or deleted.
+    pub deadline: DateTime<Utc>,
+}
+
+/// Sends warning mails; the CLI gives it the gateway's SMTP or outbox mailer.
+pub trait Deliver: Send + Sync {
+    fn deliver(&self, warning: &Warning) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// What a pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub warned: usize,
+    pub deactivated: usize,
+    pub deleted: usize,
+    pub released: usize,
+}
+
+impl Summary {
+    fn count(&mut self, step: Step) {
+        match step {
+            Step::WarnDeactivation | Step::WarnDeletion => self.warned += 1,
+            Step::Deactivate => self.deactivated += 1,
+            Step::Delete => self.deleted += 1,
+            Step::ReleaseUsername => self.released += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "warned: {}, deactivated: {}, deleted: {}, released: {}",
+            self.warned, self.deactivated, self.deleted, self.released
+        )
+    }
+}
+
+/// Warning mails delivered, by event id: the scheduler's own small SQLite file.
+struct Deliveries(Mutex<rusqlite::Connection>);
+
+impl Deliveries {
+    fn open(path: &Path) -> Result<Deliveries, rusqlite::Error> {
+        let connection = rusqlite::Connection::open(path)?;
+        connection.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS delivered (event_id BLOB PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;",
+        )?;
+        Ok(Deliveries(Mutex::new(connection)))
+    }
+
+    fn delivered(&self, event_id: Uuid) -> Result<bool, rusqlite::Error> {
+        let connection = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        connection.prepare_cached("SELECT 1 FROM delivered WHERE event_id = ?1")?.exists([event_id.as_bytes()])
+    }
+
+    fn mark(&self, event_id: Uuid, at: DateTime<Utc>) -> Result<(), rusqlite::Error> {
+        let connection = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        connection
+            .prepare_cached("INSERT OR IGNORE INTO delivered (event_id, at) VALUES (?1, ?2)")?
+            .execute(rusqlite::params![event_id.as_bytes(), at.timestamp_micros()])?;
+        Ok(())
+    }
+}
+
+pub struct Scheduler<S, K, D> {
+    accounts: Accounts<S, K>,
+    tracker: Tracker,
+    /// The next `$all` position to fold.
+    next: Position,
+    deliver: D,
+    deliveries: Deliveries,
+    /// Warnings recorded whose mail may not have gone out: checked at the first pass.
+    unconfirmed: Vec<(AccountId, Uuid)>,
+}
+
+impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
+    /// Replays `$all` into the tracker. `deliveries` is the delivery log's file.
+    pub async fn open(
+        accounts: Accounts<S, K>,
+        deliver: D,
+        deliveries: &Path,
+        quarantine: Duration,
+    ) -> Result<Self, SchedulerError> {
+        let mut scheduler = Scheduler {
+            accounts,
+            tracker: Tracker::new(quarantine),
+            next: 1,
+            deliver,
+            deliveries: Deliveries::open(deliveries)?,
+            unconfirmed: Vec::new(),
+        };
+        scheduler.catch_up().await?;
+        scheduler.tracker.replayed();
+        // A crash may have come between recording a deletion and destroying the key.
+        let deleted: Vec<AccountId> = scheduler.tracker.deleted().collect();
+        for id in deleted {
+            scheduler.accounts.keys.destroy(id).await?;
+        }
+        let mut unconfirmed = std::mem::take(&mut scheduler.unconfirmed);
+        unconfirmed.retain(|(_, event_id)| !scheduler.deliveries.delivered(*event_id).unwrap_or(false));
+        scheduler.unconfirmed = unconfirmed;
+        Ok(scheduler)
+    }
+
+    pub fn tracker(&mut self) -> &mut Tracker {
+        &mut self.tracker
+    }
+
+    /// Folds the events appended since the last call.
+    pub async fn catch_up(&mut self) -> Result<(), SchedulerError> {
+        loop {
+            let page = self.accounts.store.read_all(self.next, PAGE).await?;
+            let Some(last) = page.last() else { return Ok(()) };
+            self.next = last.position + 1;
+            let full = page.len() == PAGE;
+            for recorded in page {
+                self.fold(recorded)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    fn fold(&mut self, recorded: tenure_store::RecordedEvent) -> Result<(), SchedulerError> {
+        let account = AccountId::from_stream(&recorded.stream);
+        if account.is_none() && !recorded.stream.starts_with("username-") {
+            return Ok(());
+        }
+        let (event_id, version) = (recorded.id, recorded.version);
+        let event = codec::decode_sealed(recorded)?.event;
+        let account = match (&event, account) {
+            (Event::UsernameReleased(e), _) => e.account_id,
+            (_, Some(account)) => account,
+            _ => return Ok(()),
+        };
+        if matches!(event, Event::DeactivationWarningSent(_) | Event::DeletionWarningSent(_)) {
+            self.unconfirmed.push((account, event_id));
+        }
+        self.tracker.apply(account, version, &event);
+        Ok(())
+    }
+
+    /// Everything due at `now`, each step once and in order: an account far past its deadlines
+    /// is warned, deactivated, warned again and deleted in sequence. Events are stamped `now`.
+    /// With `dry_run`, nothing is written or sent: the steps are returned as lines instead.
+    pub async fn pass(&mut self, now: DateTime<Utc>, dry_run: bool) -> Result<(Summary, Vec<String>), SchedulerError> {
+        self.catch_up().await?;
+        if !dry_run {
+            self.resend_unconfirmed(now).await?;
+        }
+        let mut summary = Summary::default();
+        let mut lines = Vec::new();
+        let mut held_back = Vec::new();
+        while let Some(id) = self.tracker.pop_due(now) {
+            if dry_run {
+                // The account's steps, walked on its state as the real pass would take them.
+                let (mut account, _) = self.accounts.load(id).await?;
+                while let Some((step, command)) = due_step(&account, now, self.quarantine()) {
+                    lines.push(format!("{id}: {}", step.name()));
+                    summary.count(step);
+                    let Some(command) = command else { break };
+                    match tenure_domain::decide(&account, command, &Ctx { now }) {
+                        Ok(events) => account = events.iter().fold(account, tenure_domain::account::evolve),
+                        Err(_) => break,
+                    }
+                }
+                held_back.push(id);
+                continue;
+            }
+            match self.act(id, now).await {
+                Ok(Some(step)) => summary.count(step),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(account = %id, %error, "a scheduled step failed; it is retried at the next pass");
+                    self.tracker.requeue(id);
+                    return Err(error);
+                }
+            }
+        }
+        // A dry run changed nothing: its accounts are due as before.
+        for id in held_back {
+            self.tracker.requeue(id);
+        }
+        Ok((summary, lines))
+    }
+
+    fn quarantine(&self) -> Duration {
+        self.tracker.quarantine()
+    }
+
+    /// Takes the account's due step, if it still is due once its stream has been read: the
+    /// tracker may be behind the store (an event not folded yet), the stream never is.
+    async fn act(&mut self, id: AccountId, now: DateTime<Utc>) -> Result<Option<Step>, SchedulerError> {
+        let quarantine = self.quarantine();
+        for _ in 0..ATTEMPTS {
+            let (state, envelopes) = self.accounts.load(id).await?;
+            let Some((step, command)) = due_step(&state, now, quarantine) else {
+                self.refresh(id, &envelopes);
+                return Ok(None);
+            };
+            let meta = Meta::new(Actor::Scheduler);
+            let ctx = Ctx { now };
+            let Some(command) = command else {
+                // The username's quarantine is over.
+                let invited = state.invited.as_ref().expect("a deleted account was invited");
+                let released = self.accounts.release_username(&invited.username, id, &ctx, &meta).await?;
+                let done = tenure_domain::events::UsernameReleased { account_id: id, at: now };
+                self.tracker.apply(id, state.version, &Event::UsernameReleased(done));
+                if !released {
+                    return Ok(None);
+                }
+                tracing::info!(account = %id, "username released");
+                return Ok(Some(step));
+            };
+            match self.accounts.execute_expecting(id, command, state.version, &ctx, &meta).await {
+                Ok(appended) => {
+                    let mut version = state.version;
+                    for (event_id, event) in &appended {
+                        version += 1;
+                        self.tracker.apply(id, version, event);
+                        if let Some(warning) = warning(&state, *event_id, event) {
+                            self.send(warning, now).await?;
+                        }
+                    }
+                    if step == Step::Delete {
+                        // Crypto-shredding: every sealed field of the account becomes unreadable.
+                        self.accounts.keys.destroy(id).await?;
+                    }
+                    tracing::info!(account = %id, step = step.name(), "done");
+                    return Ok(Some(step));
+                }
+                // A sign-in or an administrator got there first: decide again on the new state.
+                Err(ExecuteError::Contended) => continue,
+                Err(ExecuteError::Rejected(rule)) => {
+                    tracing::info!(account = %id, step = step.name(), %rule, "not done");
+                    self.refresh(id, &envelopes);
+                    return Ok(None);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        self.tracker.requeue(id);
+        Ok(None)
+    }
+
+    /// Brings the tracker's view of one account up to its stream.
+    fn refresh(&mut self, id: AccountId, envelopes: &[tenure_store::Envelope]) {
+        let known = self.tracker.get(id).map_or(0, |t| t.version as u64);
+        for envelope in envelopes.iter().filter(|e| e.recorded.version > known) {
+            self.tracker.apply(id, envelope.recorded.version, &envelope.event);
+        }
+        self.tracker.requeue(id);
+    }
+
+    async fn send(&self, warning: Warning, now: DateTime<Utc>) -> Result<(), SchedulerError> {
+        match self.deliver.deliver(&warning).await {
+            Ok(()) => {
+                self.deliveries.mark(warning.event_id, now)?;
+                tracing::info!(account = %warning.account, step = warning.step.name(), "warning mailed");
+            }
+            // Recorded but not sent: the next start sends it, with the same Message-ID.
+            Err(error) => tracing::error!(account = %warning.account, %error, "a warning mail could not be sent"),
+        }
+        Ok(())
+    }
+
+    /// Mails warnings recorded but never confirmed sent, while they still hold: a warning for a
+    /// deadline that a sign-in has moved since is not sent.
+    async fn resend_unconfirmed(&mut self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
+        for (id, event_id) in std::mem::take(&mut self.unconfirmed) {
+            if self.deliveries.delivered(event_id)? {
+                continue;
+            }
+            let (state, envelopes) = self.accounts.load(id).await?;
+            let Some(envelope) = envelopes.iter().find(|e| e.recorded.id == event_id) else { continue };
+            let current = state.deadlines();
+            let holds = match &envelope.event {
+                Event::DeactivationWarningSent(e) => {
+                    matches!(state.status(), Status::Invited | Status::Onboarding | Status::Active)
+                        && current.is_some_and(|d| d.deactivation == e.deadline)
+                }
+                Event::DeletionWarningSent(e) => {
+                    state.status() == Status::Deactivated && current.is_some_and(|d| d.deletion == e.deadline)
+                }
+                _ => false,
+            };
+            if holds && let Some(warning) = warning(&state, event_id, &envelope.event) {
+                self.send(warning, now).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The warning mail an event calls for.
+fn warning(state: &Account, event_id: Uuid, event: &Event) -> Option<Warning> {
+    let (step, deadline) = match event {
+        Event::DeactivationWarningSent(e) => (Step::WarnDeactivation, e.deadline),
+        Event::DeletionWarningSent(e) => (Step::WarnDeletion, e.deadline),
+        _ => return None,
+    };
+    let invited = state.invited.as_ref()?;
+    let to = invited.invitee.known()?.email.clone();
+    Some(Warning {
+        event_id,
+        account: invited.account_id,
+        to,
+        username: invited.username.as_str().to_string(),
+        step,
+        deadline,
+    })
+}
+
+/// The step due for `state` at `now`, from the domain's own view of the account, with the
+/// command that takes it (`None` for the username release, which is not an account command).
+fn due_step(state: &Account, now: DateTime<Utc>, quarantine: Duration) -> Option<(Step, Option<Command>)> {
+    let d = state.deadlines()?;
+    match state.status() {
+        Status::New => None,
+        Status::Invited | Status::Onboarding | Status::Active => {
+            if state.deactivation_warned_for != Some(d.deactivation) && now >= d.deactivation_warning {
+                Some((Step::WarnDeactivation, Some(Command::SendDeactivationWarning)))
+            } else if now >= d.deactivation {
+                Some((Step::Deactivate, Some(Command::Deactivate)))
+            } else {
+                None
+            }
+        }
+        Status::Deactivated => {
+            if state.deletion_warned_for != Some(d.deletion) && now >= d.deletion_warning {
+                Some((Step::WarnDeletion, Some(Command::SendDeletionWarning)))
+            } else if now >= d.deletion {
+                Some((Step::Delete, Some(Command::Delete)))
+            } else {
+                None
+            }
+        }
+        Status::Deleted => {
+            let deleted_at = state.deleted_at?;
+            (now >= deleted_at + quarantine).then_some((Step::ReleaseUsername, None))
+        }
+    }
+}
