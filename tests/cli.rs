@@ -3,6 +3,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod support {
+    pub mod smtp;
+}
+
 fn tenure(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tenure"))
         .arg("--data-dir")
@@ -333,4 +337,61 @@ fn a_running_projection_that_meets_a_poison_event_shows_as_failed_with_a_non_zer
     std::io::Read::read_to_string(&mut runner.stderr.take().unwrap(), &mut log).unwrap();
     assert!(log.contains("position=3") || log.contains("position 3"), "the failure is logged: {log}");
     assert!(!log.contains("jane@example.com"), "logs carry no email: {log}");
+}
+
+/// Every file under `dir`, read whole.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files(&path));
+        } else {
+            found.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_scheduler_warns_by_smtp_deactivates_deletes_and_erases_in_one_pass_far_ahead() {
+    let smtp = support::smtp::smtp_sink();
+    let dir = tempfile::tempdir().unwrap();
+    let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let (id, _) = invite(dir.path(), "sleepy", &["--smtp", &smtp_url, "--display-name", "Sleepy Sloth"]);
+    smtp.wait_for_message(1);
+
+    let far = (chrono::Utc::now() + chrono::Duration::days(400)).to_rfc3339();
+    let plan = tenure(dir.path(), &["scheduler", "--dry-run", "--now", &far, "--smtp", &smtp_url]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let plan = stdout(&plan);
+    assert!(
+        plan.contains(&format!("{id}: deactivation warning")) && plan.contains(&format!("{id}: deletion")),
+        "{plan}"
+    );
+    assert!(plan.trim_end().ends_with("warned: 2, deactivated: 1, deleted: 1, released: 0"), "{plan}");
+    assert_eq!(smtp.messages().len(), 1, "a dry run sends nothing");
+
+    let pass = tenure(dir.path(), &["scheduler", "--once", "--now", &far, "--smtp", &smtp_url]);
+    assert!(pass.status.success(), "{}", stderr(&pass));
+    assert_eq!(stdout(&pass).trim(), "warned: 2, deactivated: 1, deleted: 1, released: 0");
+    smtp.wait_for_message(3);
+    let mails = smtp.messages();
+    assert!(mails[1].contains("will be deactivated") && mails[2].contains("will be deleted"), "{mails:?}");
+    assert!(mails[1].contains("Message-ID: <warning-"), "{}", mails[1]);
+    let again = tenure(dir.path(), &["scheduler", "--once", "--now", &far, "--smtp", &smtp_url]);
+    assert_eq!(stdout(&again).trim(), "warned: 0, deactivated: 0, deleted: 0, released: 0", "nothing twice");
+
+    // Crypto-shredding: the email and the name are in no file of the data directory, and the
+    // history still reads and verifies, with the personal fields erased.
+    for (file, bytes) in files(dir.path()) {
+        for secret in ["jane@example.com", "Sleepy Sloth"] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{file} holds {secret}");
+        }
+    }
+    let verify = tenure(dir.path(), &["audit", &id, "--verify"]);
+    assert!(verify.status.success() && stdout(&verify).contains("hash chain intact"), "{}", stderr(&verify));
+    let text = stdout(&tenure(dir.path(), &["audit", &id]));
+    assert!(text.contains("personal=erased") && text.contains("(personal data erased)"), "{text}");
+    assert!(text.lines().any(|l| l.contains("scheduler") && l.contains("Deleted")), "{text}");
 }

@@ -12,7 +12,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Where the embedded store, keys and outbox live.
     #[arg(long, env = "TENURE_DATA_DIR", default_value = "./tenure-data", global = true)]
@@ -50,6 +50,33 @@ pub enum Command {
     /// The read models: status, rebuild, and a runner for use without `tenure serve`.
     #[command(subcommand)]
     Projections(Projections),
+    /// The inactivity scheduler (SPEC §5): warnings, deactivation, deletion, username release.
+    Scheduler(Scheduler),
+}
+
+#[derive(Debug, Args)]
+pub struct Scheduler {
+    /// One pass, then exit with a summary: warned, deactivated, deleted, released.
+    #[arg(long)]
+    pub once: bool,
+    /// Act as if the time were this (RFC 3339): for audits, demos and tests. Events are stamped
+    /// with it; without --once the clock runs on from it.
+    #[arg(long, value_parser = parse_time)]
+    pub now: Option<DateTime<Utc>>,
+    /// Print what a pass would do and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub quarantine: Quarantine,
+    #[arg(long, env = "TENURE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct Quarantine {
+    /// Days a deleted profile's username stays unavailable.
+    #[arg(long = "username-quarantine", env = "TENURE_USERNAME_QUARANTINE", default_value_t = 180)]
+    pub days: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +180,11 @@ pub struct Serve {
     /// Hours a session lasts at most.
     #[arg(long, env = "TENURE_SESSION_MAX_HOURS", default_value_t = 12)]
     pub session_max_hours: u32,
+    /// Runs the inactivity scheduler in this process too.
+    #[arg(long, env = "TENURE_WITH_SCHEDULER")]
+    pub with_scheduler: bool,
+    #[command(flatten)]
+    pub quarantine: Quarantine,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,6 +4,7 @@ mod bench;
 mod bench_sign_in;
 mod org;
 mod projections;
+pub mod scheduler;
 mod serve;
 
 use std::process::ExitCode;
@@ -18,5 +19,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(bench) => bench::run(&cli.global, bench).await,
         Command::Org(item) => org::run(&cli.global, item).await,
         Command::Projections(command) => projections::run(&cli.global, command).await,
+        Command::Scheduler(args) => scheduler::run(&cli.global, args).await,
     }
 }

@@ -42,7 +42,7 @@ impl Step {
     }
 }
 
-/// One account, in 16 bytes: times as microseconds since the epoch.
+/// One account, in 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tracked {
     /// The last activity; for a deleted account, the time of deletion.
@@ -54,12 +54,14 @@ pub struct Tracked {
     warned: bool,
 }
 
-fn micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros()
+/// Nanoseconds since the epoch: events keep the clock's full precision, and a deadline computed
+/// from a truncated time would not match the one the decider recorded.
+fn nanos(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().expect("account times fall between 1677 and 2262")
 }
 
-fn time(micros: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(micros).expect("a time the tracker stored")
+fn time(nanos: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(nanos)
 }
 
 impl Tracked {
@@ -120,7 +122,7 @@ impl Tracker {
         let queue: Vec<_> = self
             .accounts
             .iter()
-            .filter_map(|(id, t)| t.next(quarantine).map(|(at, _)| Reverse((micros(at), *id))))
+            .filter_map(|(id, t)| t.next(quarantine).map(|(at, _)| Reverse((nanos(at), *id))))
             .collect();
         self.queue = BinaryHeap::from(queue);
     }
@@ -131,7 +133,7 @@ impl Tracker {
         let entry = self.accounts.get(&account).copied();
         let Some(mut t) = entry.or(match event {
             Event::AccountInvited(e) => {
-                Some(Tracked { since: micros(e.at), version: 0, stage: Stage::Open, warned: false })
+                Some(Tracked { since: nanos(e.at), version: 0, stage: Stage::Open, warned: false })
             }
             _ => None,
         }) else {
@@ -139,11 +141,11 @@ impl Tracker {
         };
         match event {
             Event::SignedIn(e) => {
-                t.since = micros(e.at);
+                t.since = nanos(e.at);
                 t.warned = false;
             }
             Event::Reactivated(e) => {
-                t = Tracked { since: micros(e.at), stage: Stage::Open, warned: false, ..t };
+                t = Tracked { since: nanos(e.at), stage: Stage::Open, warned: false, ..t };
             }
             Event::DeactivationWarningSent(e) => t.warned |= e.deadline == t.deadlines().deactivation,
             Event::Deactivated(_) => {
@@ -151,7 +153,7 @@ impl Tracker {
                 t.warned = false;
             }
             Event::DeletionWarningSent(e) => t.warned |= e.deadline == t.deadlines().deletion,
-            Event::Deleted(e) => t = Tracked { since: micros(e.at), stage: Stage::Deleted, warned: false, ..t },
+            Event::Deleted(e) => t = Tracked { since: nanos(e.at), stage: Stage::Deleted, warned: false, ..t },
             Event::UsernameReleased(_) => t.stage = Stage::Done,
             _ => {}
         }
@@ -168,7 +170,7 @@ impl Tracker {
             && after != before
             && let Some((at, _)) = after
         {
-            self.queue.push(Reverse((micros(at), account)));
+            self.queue.push(Reverse((nanos(at), account)));
         }
     }
 
@@ -186,7 +188,7 @@ impl Tracker {
     /// An account with a step due at `now`, taken off the queue; its next step is queued again
     /// when the tracker learns what happened.
     pub fn pop_due(&mut self, now: DateTime<Utc>) -> Option<AccountId> {
-        let now = micros(now);
+        let now = nanos(now);
         while let Some(Reverse((at, id))) = self.queue.peek().copied() {
             if at > now {
                 return None;
@@ -203,12 +205,12 @@ impl Tracker {
     /// action, whose outcome did not change the account).
     pub fn requeue(&mut self, id: AccountId) {
         if let Some((at, _)) = self.accounts.get(&id).and_then(|t| t.next(self.quarantine)) {
-            self.queue.push(Reverse((micros(at), id)));
+            self.queue.push(Reverse((nanos(at), id)));
         }
     }
 
     fn current(&self, id: AccountId, at: i64) -> bool {
-        self.accounts.get(&id).and_then(|t| t.next(self.quarantine)).is_some_and(|(due, _)| micros(due) == at)
+        self.accounts.get(&id).and_then(|t| t.next(self.quarantine)).is_some_and(|(due, _)| nanos(due) == at)
     }
 
     /// Accounts by stage: (open, deactivated, deleted in quarantine).

@@ -49,6 +49,20 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         None => tracing::warn!("another process runs the projections; this gateway reads them"),
     }
 
+    if serve.with_scheduler {
+        // The lease may be held by another scheduler: waiting for it must not hold up serving.
+        let (global, days) = (global.clone(), serve.quarantine.days);
+        tokio::spawn(async move {
+            let run = async {
+                let (_lease, mut scheduler) = crate::commands::scheduler::open(&global, days).await?;
+                crate::commands::scheduler::follow(&mut scheduler, chrono::Utc::now).await
+            };
+            if let Err(error) = run.await {
+                tracing::error!("the scheduler stopped: {error}");
+            }
+        });
+    }
+
     // Answer only once the read models hold what the store held at start (the bootstrap
     // invitation included), so the first requests do not meet a stale login lookup.
     let head = app.accounts.store.head().await?;

@@ -1,0 +1,109 @@
+//! `tenure scheduler`: the inactivity scheduler as its own process (or inside `tenure serve
+//! --with-scheduler`), holding the lease so that only one acts at a time.
+
+use std::process::ExitCode;
+
+use chrono::{DateTime, Duration, Utc};
+use tenure_gateway::mail::{Mail, Mailer};
+use tenure_scheduler::{Deliver, Scheduler, Step, Warning};
+use tenure_store::sqlite::Open;
+
+use crate::args::{Global, Scheduler as SchedulerArgs};
+use crate::context::Repo;
+
+/// Warning mails through the gateway's mailer (SMTP or the outbox).
+pub struct WarningMails {
+    pub mailer: Mailer,
+    pub public_url: String,
+}
+
+impl Deliver for WarningMails {
+    async fn deliver(&self, warning: &Warning) -> Result<(), String> {
+        let date = warning.deadline.format("%-d %B %Y");
+        let sign_in = format!("{}/sign-in", self.public_url);
+        let username = &warning.username;
+        let (subject, text) = match warning.step {
+            Step::WarnDeletion => (
+                "Your Tenure profile will be deleted",
+                format!(
+                    "Hello,\n\nYour Tenure profile {username} was deactivated after six months without a sign-in. It will be deleted on {date}.\n\nYour organisation's administrator can reactivate it before then.\n"
+                ),
+            ),
+            _ => (
+                "Your Tenure profile will be deactivated",
+                format!(
+                    "Hello,\n\nYour Tenure profile {username} has not been used for almost six months. It will be deactivated on {date}.\n\nTo keep it, sign in before then: {sign_in}\n"
+                ),
+            ),
+        };
+        let html = format!("<p>{}</p>", text.trim().replace("\n\n", "</p><p>").replace('\n', "<br>"));
+        let mail = Mail {
+            to: warning.to.clone(),
+            subject: subject.into(),
+            text,
+            html,
+            // The same warning always has the same Message-ID: a resent one can be recognised.
+            message_id: format!("warning-{}", warning.event_id),
+        };
+        self.mailer.send(&mail).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The scheduler over the global options' store, after taking the lease.
+pub async fn open(
+    global: &Global,
+    quarantine_days: u32,
+) -> anyhow::Result<(
+    tenure_scheduler::lease::Lease,
+    Scheduler<tenure_store::SqliteStore, tenure_store::SqliteKeyStore, WarningMails>,
+)> {
+    let context = crate::context::open(global, Open::CreateIfMissing)?;
+    let lease = tenure_scheduler::lease::acquire(&global.data_dir.join("scheduler.lock")).await?;
+    let deliver = WarningMails { mailer: crate::context::mailer(global)?, public_url: context.public_url.clone() };
+    let accounts: Repo = context.accounts;
+    let quarantine = Duration::days(i64::from(quarantine_days));
+    let scheduler = Scheduler::open(accounts, deliver, &global.data_dir.join("scheduler.db"), quarantine).await?;
+    Ok((lease, scheduler))
+}
+
+pub async fn run(global: &Global, args: SchedulerArgs) -> anyhow::Result<ExitCode> {
+    crate::logging::init(args.log_format);
+    let (_lease, mut scheduler) = open(global, args.quarantine.days).await?;
+    // A --now override keeps the clock running from the time given.
+    let offset = args.now.map_or(Duration::zero(), |now| now - Utc::now());
+    let clock = move || -> DateTime<Utc> { Utc::now() + offset };
+    if args.once || args.dry_run {
+        let (summary, lines) = scheduler.pass(clock(), args.dry_run).await?;
+        for line in lines {
+            println!("{line}");
+        }
+        println!("{summary}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    follow(&mut scheduler, clock).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Passes whenever something comes due, until interrupted.
+pub async fn follow(
+    scheduler: &mut Scheduler<tenure_store::SqliteStore, tenure_store::SqliteKeyStore, WarningMails>,
+    clock: impl Fn() -> DateTime<Utc>,
+) -> anyhow::Result<()> {
+    tracing::info!(accounts = scheduler.tracker().len(), "scheduler running");
+    loop {
+        let (summary, _) = scheduler.pass(clock(), false).await?;
+        if summary != Default::default() {
+            tracing::info!(%summary, "scheduler pass");
+        }
+        // Other processes' events (sign-ins through a gateway) are seen at the next pass: wait
+        // for the next due step, but not longer than a poll interval.
+        let wait =
+            scheduler.tracker().next_due().map_or(POLL, |due| (due - clock()).to_std().unwrap_or_default().min(POLL));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+const POLL: std::time::Duration = std::time::Duration::from_secs(30);
