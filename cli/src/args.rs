@@ -270,6 +270,19 @@ pub enum Bench {
     Rebuild(BenchRebuild),
     /// Complete sign-ins per second through the HTTP server, beside raw argon2 verifications.
     SignIn(BenchSignIn),
+    /// The scheduler's cold replay (time, memory per account) and the cost of one tick with few
+    /// accounts due, over generated stores, beside a raw scan of their events.
+    Scheduler(BenchScheduler),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchScheduler {
+    /// Accounts to generate (about ten events each), comma separated: one store per size.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000])]
+    pub accounts: Vec<usize>,
+    /// Where to put the generated stores [default: a temporary directory in the data dir].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

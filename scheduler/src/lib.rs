@@ -57,9 +57,13 @@ pub struct Warning {
     pub deadline: DateTime<Utc>,
 }
 
-/// Sends warning mails; the CLI gives it the gateway's SMTP or outbox mailer.
+/// What the scheduler does outside the event store: the CLI gives it the gateway's mailer (SMTP
+/// or outbox) and session store.
 pub trait Deliver: Send + Sync {
+    /// Sends a warning mail.
     fn deliver(&self, warning: &Warning) -> impl Future<Output = Result<(), String>> + Send;
+    /// Ends every session of an account just deactivated or deleted.
+    fn end_sessions(&self, account: AccountId) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// What a pass did.
@@ -283,6 +287,12 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
                     if step == Step::Delete {
                         // Crypto-shredding: every sealed field of the account becomes unreadable.
                         self.accounts.keys.destroy(id).await?;
+                    }
+                    if matches!(step, Step::Deactivate | Step::Delete)
+                        && let Err(error) = self.deliver.end_sessions(id).await
+                    {
+                        // The gateway also ends them at their next request, seeing the state.
+                        tracing::error!(account = %id, %error, "the account's sessions could not be ended");
                     }
                     tracing::info!(account = %id, step = step.name(), "done");
                     return Ok(Some(step));

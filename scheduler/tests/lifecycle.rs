@@ -20,6 +20,8 @@ struct Outbox {
     sent: Arc<Mutex<Vec<Warning>>>,
     /// While set, delivery fails (the mail server is down).
     down: Arc<Mutex<bool>>,
+    /// Accounts whose sessions were ended.
+    ended: Arc<Mutex<Vec<AccountId>>>,
 }
 
 impl Deliver for Outbox {
@@ -28,6 +30,11 @@ impl Deliver for Outbox {
             return Err("the mail server is down".into());
         }
         self.sent.lock().unwrap().push(warning.clone());
+        Ok(())
+    }
+
+    async fn end_sessions(&self, account: AccountId) -> Result<(), String> {
+        self.ended.lock().unwrap().push(account);
         Ok(())
     }
 }
@@ -264,6 +271,7 @@ async fn a_sign_in_after_the_warning_cancels_the_deactivation_and_a_reactivation
     let d2 = calendar::deadlines(signed);
     assert_eq!(scheduler.pass(d2.deactivation_warning, false).await.unwrap().0.warned, 1);
     assert_eq!(scheduler.pass(d2.deactivation, false).await.unwrap().0.deactivated, 1);
+    assert_eq!(*w.outbox.ended.lock().unwrap(), [id], "deactivation ends the sessions");
     let mails = w.outbox.sent.lock().unwrap().clone();
     assert_eq!(mails.len(), 2);
     assert_eq!((mails[0].deadline, mails[1].deadline), (d.deactivation, d2.deactivation), "one per deadline");

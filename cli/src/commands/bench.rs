@@ -24,6 +24,7 @@ pub async fn run(global: &Global, bench: Bench) -> anyhow::Result<ExitCode> {
         Bench::Append(args) => append(global, args).await,
         Bench::Rebuild(args) => rebuild(global, args).await,
         Bench::SignIn(args) => super::bench_sign_in::run(global, args).await,
+        Bench::Scheduler(args) => super::bench_scheduler::run(global, args).await,
     }
 }
 
@@ -212,7 +213,7 @@ async fn rebuild(global: &Global, args: BenchRebuild) -> anyhow::Result<ExitCode
 }
 
 /// The baseline: every row of the events table, every column read into owned values, in order.
-fn raw_scan(path: &Path) -> anyhow::Result<(u64, f64)> {
+pub(crate) fn raw_scan(path: &Path) -> anyhow::Result<(u64, f64)> {
     let connection = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let started = Instant::now();
     let mut statement = connection.prepare(

@@ -5,16 +5,18 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Duration, Utc};
 use tenure_gateway::mail::{Mail, Mailer};
+use tenure_gateway::sessions::SessionStore;
 use tenure_scheduler::{Deliver, Scheduler, Step, Warning};
 use tenure_store::sqlite::Open;
 
 use crate::args::{Global, Scheduler as SchedulerArgs};
 use crate::context::Repo;
 
-/// Warning mails through the gateway's mailer (SMTP or the outbox).
+/// Warning mails through the gateway's mailer (SMTP or the outbox), and the gateway's sessions.
 pub struct WarningMails {
     pub mailer: Mailer,
     pub public_url: String,
+    pub sessions: SessionStore,
 }
 
 impl Deliver for WarningMails {
@@ -47,6 +49,10 @@ impl Deliver for WarningMails {
         };
         self.mailer.send(&mail).await.map_err(|e| e.to_string())
     }
+
+    async fn end_sessions(&self, account: tenure_domain::AccountId) -> Result<(), String> {
+        self.sessions.revoke_all(account, None).await.map(|_| ()).map_err(|e| e.to_string())
+    }
 }
 
 /// The scheduler over the global options' store, after taking the lease.
@@ -59,7 +65,14 @@ pub async fn open(
 )> {
     let context = crate::context::open(global, Open::CreateIfMissing)?;
     let lease = tenure_scheduler::lease::acquire(&global.data_dir.join("scheduler.lock")).await?;
-    let deliver = WarningMails { mailer: crate::context::mailer(global)?, public_url: context.public_url.clone() };
+    let sessions = SessionStore::open(
+        &global.data_dir.join("sessions.db"),
+        std::sync::Arc::new(crate::context::SystemClock),
+        Default::default(),
+        context.accounts.keys.derive("csrf tokens"),
+    )?;
+    let deliver =
+        WarningMails { mailer: crate::context::mailer(global)?, public_url: context.public_url.clone(), sessions };
     let accounts: Repo = context.accounts;
     let quarantine = Duration::days(i64::from(quarantine_days));
     let scheduler = Scheduler::open(accounts, deliver, &global.data_dir.join("scheduler.db"), quarantine).await?;
