@@ -395,3 +395,124 @@ fn the_scheduler_warns_by_smtp_deactivates_deletes_and_erases_in_one_pass_far_ah
     assert!(text.contains("personal=erased") && text.contains("(personal data erased)"), "{text}");
     assert!(text.lines().any(|l| l.contains("scheduler") && l.contains("Deleted")), "{text}");
 }
+
+#[test]
+fn kill_9_of_the_scheduler_at_random_points_loses_no_warning_and_does_no_step_twice() {
+    let smtp = support::smtp::smtp_sink();
+    let dir = tempfile::tempdir().unwrap();
+    let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let accounts = 24;
+    let ids: Vec<String> =
+        (0..accounts).map(|i| invite(dir.path(), &format!("crash{i}"), &["--smtp", &smtp_url]).0).collect();
+    smtp.wait_for_message(accounts);
+    let far = (chrono::Utc::now() + chrono::Duration::days(400)).to_rfc3339();
+    let scheduler = || {
+        Command::new(env!("CARGO_BIN_EXE_tenure"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--smtp", &smtp_url, "scheduler", "--now", &far])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Kill it at pseudo-random moments of its work, then let one run finish.
+    let mut seed = 0x9e37_79b9_u64;
+    for _ in 0..8 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut child = scheduler();
+        std::thread::sleep(std::time::Duration::from_millis(30 + (seed >> 33) % 250));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let last = tenure(dir.path(), &["--smtp", &smtp_url, "scheduler", "--once", "--now", &far]);
+    assert!(last.status.success(), "{}", stderr(&last));
+
+    let mut warnings = Vec::new();
+    for id in &ids {
+        let audit: serde_json::Value =
+            serde_json::from_str(&stdout(&tenure(dir.path(), &["audit", id, "--format", "json"]))).unwrap();
+        let events = audit.as_array().unwrap();
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            ["AccountInvited", "DeactivationWarningSent", "Deactivated", "DeletionWarningSent", "Deleted"],
+            "{id}: each step once"
+        );
+        warnings.extend(
+            events
+                .iter()
+                .filter(|e| e["type"].as_str().unwrap().ends_with("WarningSent"))
+                .map(|e| e["id"].as_str().unwrap().to_string()),
+        );
+    }
+    // Every recorded warning was mailed; a copy beyond the first carries the same Message-ID.
+    let mails = smtp.messages();
+    let ids_mailed: Vec<String> = mails
+        .iter()
+        .filter_map(|m| m.lines().find_map(|l| l.strip_prefix("Message-ID: <warning-")))
+        .map(|rest| rest.split('@').next().unwrap().to_string())
+        .collect();
+    for warning in &warnings {
+        assert!(ids_mailed.contains(warning), "the warning {warning} was never mailed");
+    }
+    assert!(ids_mailed.iter().all(|id| warnings.contains(id)), "no mail for a warning that was not recorded");
+    let duplicates = ids_mailed.len() - warnings.len();
+    println!(
+        "kill -9 rounds: {} warnings, {} mails, {duplicates} duplicates (same Message-ID)",
+        warnings.len(),
+        ids_mailed.len()
+    );
+}
+
+#[test]
+fn a_second_scheduler_waits_for_the_lease_and_takes_over_when_the_first_dies() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    invite(dir.path(), "lease", &[]);
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_tenure"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("scheduler")
+            .env("TENURE_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // The log lines of a child, as they come.
+    let lines = |child: &mut std::process::Child| {
+        let (send, receive) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+        receive
+    };
+    let wait_for = |lines: &std::sync::mpsc::Receiver<String>, needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {needle:?}"),
+            }
+        }
+    };
+    let mut first = start();
+    let first_lines = lines(&mut first);
+    wait_for(&first_lines, "scheduler running");
+    let mut second = start();
+    let second_lines = lines(&mut second);
+    wait_for(&second_lines, "another scheduler holds the lease");
+    assert!(second_lines.recv_timeout(std::time::Duration::from_millis(1500)).is_err(), "the second one only waits");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    wait_for(&second_lines, "scheduler running");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
