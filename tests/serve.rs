@@ -263,3 +263,44 @@ fn first_sign_in_and_sign_in_with_emailed_codes() {
     assert!(cookie.is_some());
     assert_eq!(post(&http, &format!("{api}/sign-in/{flow}/resend"), json!({}), None, None).0, 404, "the flow is over");
 }
+
+#[test]
+fn serve_with_scheduler_runs_it_in_process_and_reports_it_in_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_with(dir.path(), &["--with-scheduler"]);
+    let agent = agent();
+    let started = Instant::now();
+    loop {
+        let mut response = agent.get(&format!("{}/metrics", server.base)).call().unwrap();
+        let text = response.body_mut().read_to_string().unwrap();
+        // The bootstrap administrator is tracked; its first step is months away.
+        if text.lines().any(|l| l == "tenure_scheduler_accounts 1") {
+            let next = text
+                .lines()
+                .find_map(|l| l.strip_prefix("tenure_scheduler_next_due_timestamp_seconds "))
+                .and_then(|v| v.parse::<i64>().ok())
+                .expect("the next due time");
+            let in_days = (next - chrono::Utc::now().timestamp()) / 86_400;
+            assert!(
+                (140..=155).contains(&in_days),
+                "the deactivation warning is 6 months less 30 days away: {in_days}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no scheduler metrics: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Only one scheduler at a time: a standalone one waits for the lease while serve holds it.
+    let mut second = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["scheduler", "--once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(second.try_wait().unwrap().is_none(), "the second scheduler waits");
+    second.kill().unwrap();
+    second.wait().unwrap();
+}

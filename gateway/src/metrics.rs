@@ -1,5 +1,5 @@
 //! Prometheus metrics: sign-ins by outcome, the password-hash queue, request latency by route,
-//! and projection lag.
+//! projection lag, and the scheduler's when it runs in the same process.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -21,6 +21,11 @@ pub struct Route {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProjectionLabel {
     pub projection: &'static str,
 }
@@ -36,6 +41,10 @@ pub struct Metrics {
     pub requests: Family<Route, Histogram, fn() -> Histogram>,
     pub hash_queue: Gauge,
     pub projection_lag: Family<ProjectionLabel, Gauge>,
+    pub scheduler_accounts: Gauge,
+    /// Unix seconds of the next due step, 0 when nothing is due.
+    pub scheduler_next_due: Gauge,
+    pub scheduler_actions: Family<ActionLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -49,7 +58,26 @@ impl Default for Metrics {
         registry.register("password_hash_queue", "Password hashes waiting or running", hash_queue.clone());
         let projection_lag = Family::<ProjectionLabel, Gauge>::default();
         registry.register("projection_lag_events", "Events the projection has yet to apply", projection_lag.clone());
-        Metrics { registry, sign_ins, requests, hash_queue, projection_lag }
+        let scheduler_accounts = Gauge::default();
+        registry.register("scheduler_accounts", "Accounts the scheduler tracks", scheduler_accounts.clone());
+        let scheduler_next_due = Gauge::default();
+        registry.register(
+            "scheduler_next_due_timestamp_seconds",
+            "When the scheduler's next step is due (Unix time; 0 when none)",
+            scheduler_next_due.clone(),
+        );
+        let scheduler_actions = Family::<ActionLabel, Counter>::default();
+        registry.register("scheduler_actions", "Steps the scheduler took, by kind", scheduler_actions.clone());
+        Metrics {
+            registry,
+            sign_ins,
+            requests,
+            hash_queue,
+            projection_lag,
+            scheduler_accounts,
+            scheduler_next_due,
+            scheduler_actions,
+        }
     }
 }
 

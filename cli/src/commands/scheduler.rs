@@ -93,20 +93,36 @@ pub async fn run(global: &Global, args: SchedulerArgs) -> anyhow::Result<ExitCod
         println!("{summary}");
         return Ok(ExitCode::SUCCESS);
     }
-    follow(&mut scheduler, clock).await?;
+    follow(&mut scheduler, clock, None).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Passes whenever something comes due, until interrupted.
+/// Passes whenever something comes due, until interrupted; `metrics` (the gateway's, with
+/// `serve --with-scheduler`) learns what each pass did.
 pub async fn follow(
     scheduler: &mut Scheduler<tenure_store::SqliteStore, tenure_store::SqliteKeyStore, WarningMails>,
     clock: impl Fn() -> DateTime<Utc>,
+    metrics: Option<&tenure_gateway::metrics::Metrics>,
 ) -> anyhow::Result<()> {
     tracing::info!(accounts = scheduler.tracker().len(), "scheduler running");
     loop {
         let (summary, _) = scheduler.pass(clock(), false).await?;
+        let next_due = scheduler.tracker().next_due();
         if summary != Default::default() {
-            tracing::info!(%summary, "scheduler pass");
+            tracing::info!(%summary, accounts = scheduler.tracker().len(), next_due = ?next_due, "scheduler pass");
+        }
+        if let Some(metrics) = metrics {
+            use tenure_gateway::metrics::ActionLabel;
+            metrics.scheduler_accounts.set(scheduler.tracker().len() as i64);
+            metrics.scheduler_next_due.set(next_due.map_or(0, |at| at.timestamp()));
+            for (kind, count) in [
+                ("warning", summary.warned),
+                ("deactivation", summary.deactivated),
+                ("deletion", summary.deleted),
+                ("username_release", summary.released),
+            ] {
+                metrics.scheduler_actions.get_or_create(&ActionLabel { kind }).inc_by(count as u64);
+            }
         }
         // Other processes' events (sign-ins through a gateway) are seen at the next pass: wait
         // for the next due step, but not longer than a poll interval.

@@ -51,11 +51,11 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
 
     if serve.with_scheduler {
         // The lease may be held by another scheduler: waiting for it must not hold up serving.
-        let (global, days) = (global.clone(), serve.quarantine.days);
+        let (global, days, app) = (global.clone(), serve.quarantine.days, app.clone());
         tokio::spawn(async move {
             let run = async {
                 let (_lease, mut scheduler) = crate::commands::scheduler::open(&global, days).await?;
-                crate::commands::scheduler::follow(&mut scheduler, chrono::Utc::now).await
+                crate::commands::scheduler::follow(&mut scheduler, chrono::Utc::now, Some(&app.metrics)).await
             };
             if let Err(error) = run.await {
                 tracing::error!("the scheduler stopped: {error}");
