@@ -28,6 +28,19 @@ pub use tracker::{Stage, Step, Tracker};
 pub const DEFAULT_QUARANTINE: Duration = Duration::days(180);
 /// Events folded per read while following `$all`.
 const PAGE: usize = 4096;
+/// The events that move a deadline or end the lifecycle: the only ones the tracker reads. Most
+/// events (passwords, codes, profiles, failed attempts) move no deadline, and leaving them in the
+/// store is most of what keeps a replay short.
+const DEADLINE_EVENTS: [&str; 8] = [
+    "AccountInvited",
+    "SignedIn",
+    "Reactivated",
+    "DeactivationWarningSent",
+    "Deactivated",
+    "DeletionWarningSent",
+    "Deleted",
+    "UsernameReleased",
+];
 /// How often an account's step is retried after the store lost a race, within one pass.
 const ATTEMPTS: usize = 5;
 
@@ -170,14 +183,19 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
     /// Folds the events appended since the last call.
     pub async fn catch_up(&mut self) -> Result<(), SchedulerError> {
         loop {
-            let page = self.accounts.store.read_all(self.next, PAGE).await?;
-            let Some(last) = page.last() else { return Ok(()) };
-            self.next = last.position + 1;
+            // Everything up to this head is visible to the read that follows: once a page comes
+            // back short, the events up to it that were passed over need not be scanned again.
+            let head = self.accounts.store.head().await?;
+            let page = self.accounts.store.read_all_of_types(self.next, PAGE, &DEADLINE_EVENTS).await?;
             let full = page.len() == PAGE;
+            if let Some(last) = page.last() {
+                self.next = last.position + 1;
+            }
             for recorded in page {
                 self.fold(recorded)?;
             }
             if !full {
+                self.next = self.next.max(head + 1);
                 return Ok(());
             }
         }
@@ -188,7 +206,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
         if account.is_none() && !recorded.stream.starts_with("username-") {
             return Ok(());
         }
-        let (event_id, version) = (recorded.id, recorded.version);
+        let event_id = recorded.id;
         let event = codec::decode_sealed(recorded)?.event;
         let account = match (&event, account) {
             (Event::UsernameReleased(e), _) => e.account_id,
@@ -198,7 +216,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
         if matches!(event, Event::DeactivationWarningSent(_) | Event::DeletionWarningSent(_)) {
             self.unconfirmed.push((account, event_id));
         }
-        self.tracker.apply(account, version, &event);
+        self.tracker.apply(account, &event);
         Ok(())
     }
 
@@ -267,7 +285,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
                 let invited = state.invited.as_ref().expect("a deleted account was invited");
                 let released = self.accounts.release_username(&invited.username, id, &ctx, &meta).await?;
                 let done = tenure_domain::events::UsernameReleased { account_id: id, at: now };
-                self.tracker.apply(id, state.version, &Event::UsernameReleased(done));
+                self.tracker.apply(id, &Event::UsernameReleased(done));
                 if !released {
                     return Ok(None);
                 }
@@ -276,10 +294,8 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
             };
             match self.accounts.execute_expecting(id, command, state.version, &ctx, &meta).await {
                 Ok(appended) => {
-                    let mut version = state.version;
                     for (event_id, event) in &appended {
-                        version += 1;
-                        self.tracker.apply(id, version, event);
+                        self.tracker.apply(id, event);
                         if let Some(warning) = warning(&state, *event_id, event) {
                             self.send(warning, now).await?;
                         }
@@ -313,9 +329,9 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
 
     /// Brings the tracker's view of one account up to its stream.
     fn refresh(&mut self, id: AccountId, envelopes: &[tenure_store::Envelope]) {
-        let known = self.tracker.get(id).map_or(0, |t| t.version as u64);
-        for envelope in envelopes.iter().filter(|e| e.recorded.version > known) {
-            self.tracker.apply(id, envelope.recorded.version, &envelope.event);
+        self.tracker.forget(id);
+        for envelope in envelopes {
+            self.tracker.apply(id, &envelope.event);
         }
         self.tracker.requeue(id);
     }

@@ -47,8 +47,6 @@ impl Step {
 pub struct Tracked {
     /// The last activity; for a deleted account, the time of deletion.
     since: i64,
-    /// The account stream's version as last seen.
-    pub version: u32,
     pub stage: Stage,
     /// The warning for the current deadline of this stage has been recorded.
     warned: bool,
@@ -111,10 +109,6 @@ impl Tracker {
         self.accounts.is_empty()
     }
 
-    pub fn get(&self, id: AccountId) -> Option<Tracked> {
-        self.accounts.get(&id).copied()
-    }
-
     /// Ends the replay: queues every account's next step at once.
     pub fn replayed(&mut self) {
         self.replaying = false;
@@ -127,14 +121,12 @@ impl Tracker {
         self.queue = BinaryHeap::from(queue);
     }
 
-    /// Folds one event of an account stream (`version` is its stream version) or of a username
-    /// claim stream; other events are not the tracker's concern.
-    pub fn apply(&mut self, account: AccountId, version: u64, event: &Event) {
+    /// Folds one event of an account stream or of a username claim stream; other events are
+    /// not the tracker's concern. Folding an event twice changes nothing.
+    pub fn apply(&mut self, account: AccountId, event: &Event) {
         let entry = self.accounts.get(&account).copied();
         let Some(mut t) = entry.or(match event {
-            Event::AccountInvited(e) => {
-                Some(Tracked { since: nanos(e.at), version: 0, stage: Stage::Open, warned: false })
-            }
+            Event::AccountInvited(e) => Some(Tracked { since: nanos(e.at), stage: Stage::Open, warned: false }),
             _ => None,
         }) else {
             return;
@@ -145,7 +137,7 @@ impl Tracker {
                 t.warned = false;
             }
             Event::Reactivated(e) => {
-                t = Tracked { since: nanos(e.at), stage: Stage::Open, warned: false, ..t };
+                t = Tracked { since: nanos(e.at), stage: Stage::Open, warned: false };
             }
             Event::DeactivationWarningSent(e) => t.warned |= e.deadline == t.deadlines().deactivation,
             Event::Deactivated(_) => {
@@ -153,12 +145,9 @@ impl Tracker {
                 t.warned = false;
             }
             Event::DeletionWarningSent(e) => t.warned |= e.deadline == t.deadlines().deletion,
-            Event::Deleted(e) => t = Tracked { since: nanos(e.at), stage: Stage::Deleted, warned: false, ..t },
+            Event::Deleted(e) => t = Tracked { since: nanos(e.at), stage: Stage::Deleted, warned: false },
             Event::UsernameReleased(_) => t.stage = Stage::Done,
             _ => {}
-        }
-        if !matches!(event, Event::UsernameClaimed(_) | Event::UsernameReleased(_)) {
-            t.version = version as u32;
         }
         self.set(account, t);
     }
@@ -172,6 +161,11 @@ impl Tracker {
         {
             self.queue.push(Reverse((nanos(at), account)));
         }
+    }
+
+    /// Forgets an account, before folding its whole stream again.
+    pub fn forget(&mut self, id: AccountId) {
+        self.accounts.remove(&id);
     }
 
     /// The earliest time anything is due, passing over outdated entries.

@@ -201,6 +201,35 @@ pub async fn read_after_write<S: EventStore>(store: &S) {
     }
 }
 
+/// Reading `$all` for some event types: only those, in order, at most `limit`, across pages.
+pub async fn reading_some_types_of_all<S: EventStore>(store: &S) {
+    for i in 0..3000u64 {
+        let kind = if i % 7 == 0 {
+            "Wanted"
+        } else if i % 7 == 3 {
+            "AlsoWanted"
+        } else {
+            "Other"
+        };
+        store.append(&format!("s-{}", i % 13), Expected::Any, vec![event(kind, b"{}")]).await.expect("append");
+    }
+    const TYPES: &[&str] = &["Wanted", "AlsoWanted"];
+    let all = store.read_all(1, 10_000).await.expect("read");
+    let expected: Vec<u64> =
+        all.iter().filter(|e| TYPES.contains(&e.event_type.as_str())).map(|e| e.position).collect();
+    let mut found = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = store.read_all_of_types(next, 100, TYPES).await.expect("read some types");
+        assert!(page.len() <= 100);
+        let Some(last) = page.last() else { break };
+        next = last.position + 1;
+        found.extend(page.iter().map(|e| e.position));
+    }
+    assert_eq!(found, expected);
+    assert_eq!(expected.len(), 858);
+}
+
 /// A subscription delivers the history first, then live appends, in order, without loss.
 pub async fn subscription_catches_up_then_follows<S: EventStore>(store: &S) {
     store.append("sub", Expected::NoStream, events(5, "Past")).await.expect("history");

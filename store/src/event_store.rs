@@ -123,6 +123,16 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
+    /// As `read_all`, keeping only events whose type is in `types`: at most `limit` of them from
+    /// `from` on, in order. For readers that need a few kinds of event out of many; the backend
+    /// filters where the events are.
+    fn read_all_of_types(
+        &self,
+        from: Position,
+        limit: usize,
+        types: &'static [&'static str],
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
     /// The position of the last event in `$all` (0 when empty).
     fn head(&self) -> impl Future<Output = Result<Position, StoreError>> + Send;
 

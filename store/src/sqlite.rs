@@ -212,6 +212,28 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn read_all_of_types(
+        &self,
+        from: Position,
+        limit: usize,
+        types: &'static [&'static str],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read(move |c| {
+            // SQLite still walks every row, but only the matching ones are read out.
+            let placeholders = (0..types.len()).map(|i| format!("?{}", i + 3)).collect::<Vec<_>>().join(", ");
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE position >= ?1 AND event_type IN ({placeholders}) \
+                 ORDER BY position LIMIT ?2"
+            );
+            let mut statement = c.prepare_cached(&sql)?;
+            let mut values: Vec<rusqlite::types::Value> = vec![(from as i64).into(), (limit as i64).into()];
+            values.extend(types.iter().map(|t| rusqlite::types::Value::Text((*t).to_string())));
+            let rows = statement.query_map(rusqlite::params_from_iter(values), row_to_event)?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn head(&self) -> Result<Position, StoreError> {
         self.read(current_head).await
     }
