@@ -113,6 +113,7 @@ async fn the_orders_tab_is_for_wholesale_orgs_only() {
         assert!(page.text.contains(&format!(">{tab}</a>")), "{tab}: {}", page.text);
     }
     assert!(!page.text.contains("id=\"tab-orders\""), "no Orders tab");
+    assert!(page.text.contains("<title>Dashboard · Tenure</title>") && page.text.contains("<body class=\"portal\">"));
     assert_eq!(h.page("/orders", Some(&retail)).await.status, StatusCode::NOT_FOUND);
     let services = h.page("/services", Some(&retail)).await;
     assert_eq!(services.status, StatusCode::OK);
