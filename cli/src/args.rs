@@ -75,7 +75,12 @@ pub struct Scheduler {
 #[derive(Debug, Args)]
 pub struct Quarantine {
     /// Days a deleted profile's username stays unavailable.
-    #[arg(long = "username-quarantine", env = "TENURE_USERNAME_QUARANTINE", default_value_t = 180)]
+    #[arg(
+        long = "username-quarantine",
+        env = "TENURE_USERNAME_QUARANTINE",
+        default_value_t = 180,
+        value_parser = clap::value_parser!(u32).range(0..=36_500)
+    )]
     pub days: u32,
 }
 

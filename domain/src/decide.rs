@@ -418,7 +418,9 @@ fn sign_in_enrolling(
     client: Client,
     now: DateTime<Utc>,
 ) -> Result<Vec<Event>, AccountError> {
-    if state.mfa_requirement != MfaRequirement::App || state.mfa_satisfied() {
+    // Only an account with no second factor at all: one that proves itself with emailed codes
+    // must not have them replaced on the strength of its password alone.
+    if state.mfa_requirement != MfaRequirement::App || state.enrollment.is_some() {
         return Err(AccountError::WrongFactor);
     }
     // The step is recorded once, by the sign-in, so that the code cannot be replayed.

@@ -469,6 +469,9 @@ fn a_required_authenticator_is_enrolled_by_the_sign_in_that_first_needs_it() {
     given(after).at(at).when(enrolling(Some(10))).then_err(AccountError::WrongFactor);
     // Only where an authenticator is required and missing; and never for a deactivated profile.
     given(active_with_app()).when(enrolling(Some(9))).then_err(AccountError::WrongFactor);
+    let mut email_user = active_with_email();
+    email_user.push(MfaRequirementChanged { mfa: MfaRequirement::App, at: t0() }.into());
+    given(email_user).when(enrolling(Some(9))).then_err(AccountError::WrongFactor);
     given(active()).when(enrolling(Some(9))).then_err(AccountError::WrongFactor);
     let mut deactivated = deactivated();
     deactivated.push(MfaRequirementChanged { mfa: MfaRequirement::App, at: t0() }.into());

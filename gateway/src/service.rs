@@ -228,7 +228,17 @@ async fn password_step(app: &App, flow_id: &str, password: String, client: Clien
                     send_code(app, &row, CodePurpose::SignIn, None).await?;
                     (MfaMethod::Email, SignInNext::EmailCode)
                 }
-                _ if row.mfa_method != Some(MfaMethod::App) => {
+                // An account that proves itself with emailed codes must not lose that factor to
+                // whoever holds its password: only an account with no second factor yet adds one here.
+                _ if row.mfa_method == Some(MfaMethod::Email) => {
+                    app.metrics.sign_in("refused");
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "authenticator_required",
+                        "Your organisation now requires an authenticator app. Ask your administrator for a new setup link.",
+                    ));
+                }
+                _ if row.mfa_method.is_none() => {
                     let setup = setup_for(app, &row.username, None)?;
                     let MfaSetup::App { secret, .. } = &setup else { unreachable!("an authenticator setup") };
                     app.flows.advance(flow_id, Step::EnrollApp { secret: secret.clone() });
@@ -663,6 +673,10 @@ pub async fn start_reenrollment(app: &App, row: &AccountRow) -> Result<MfaSetup,
     if row.mfa_requirement != MfaRequirement::App || row.mfa_method != Some(MfaMethod::App) {
         return Err(no_authenticator());
     }
+    // Showing the page again shows the same key: a reload must not undo a key just scanned.
+    if let Some(setup) = pending_reenrollment(app, row) {
+        return Ok(setup);
+    }
     let setup = setup_for(app, &row.username, None)?;
     if let MfaSetup::App { secret, .. } = &setup {
         app.pending_secrets.lock().map_err(internal)?.insert(reenrollment_key(row.account_id), secret.clone());
@@ -700,8 +714,11 @@ pub async fn finish_reenrollment(
     let now = app.clock.now().timestamp().max(0) as u64;
     let old = Authenticator::from_secret(&old_secret, &app.config.issuer, &row.username).map_err(internal)?;
     let new = Authenticator::from_secret(&new_secret, &app.config.issuer, &row.username).map_err(internal)?;
+    // The last step used, from the stream itself: the read model may lag behind a sign-in that
+    // just used the code now presented.
+    let (state, _) = app.accounts.load(row.account_id).await.map_err(internal)?;
     let current_ok =
-        old.matching_step(current_code, now).is_some_and(|step| row.last_totp_step.is_none_or(|last| step > last));
+        old.matching_step(current_code, now).is_some_and(|step| state.last_totp_step.is_none_or(|last| step > last));
     let new_step = new.matching_step(new_code, now);
     let (step, field, message) = match (current_ok, new_step) {
         (true, Some(step)) => (Some(step), None, ""),

@@ -143,7 +143,10 @@ pub struct Scheduler<S, K, D> {
     next: Position,
     deliver: D,
     deliveries: Deliveries,
-    /// Warnings recorded whose mail may not have gone out: checked at the first pass.
+    /// Whether the keys of accounts found deleted at start have been destroyed again.
+    repaired: bool,
+    /// Warnings recorded whose mail may not have gone out (found by the replay, or refused by
+    /// the mail server): tried again at the next pass.
     unconfirmed: Vec<(AccountId, Uuid)>,
 }
 
@@ -162,14 +165,10 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
             deliver,
             deliveries: Deliveries::open(deliveries)?,
             unconfirmed: Vec::new(),
+            repaired: false,
         };
         scheduler.catch_up().await?;
         scheduler.tracker.replayed();
-        // A crash may have come between recording a deletion and destroying the key.
-        let deleted: Vec<AccountId> = scheduler.tracker.deleted().collect();
-        for id in deleted {
-            scheduler.accounts.keys.destroy(id).await?;
-        }
         let mut unconfirmed = std::mem::take(&mut scheduler.unconfirmed);
         unconfirmed.retain(|(_, event_id)| !scheduler.deliveries.delivered(*event_id).unwrap_or(false));
         scheduler.unconfirmed = unconfirmed;
@@ -226,6 +225,14 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
     pub async fn pass(&mut self, now: DateTime<Utc>, dry_run: bool) -> Result<(Summary, Vec<String>), SchedulerError> {
         self.catch_up().await?;
         if !dry_run {
+            if !self.repaired {
+                // A crash may have come between recording a deletion and destroying the key.
+                let deleted: Vec<AccountId> = self.tracker.deleted().collect();
+                for id in deleted {
+                    self.accounts.keys.destroy(id).await?;
+                }
+                self.repaired = true;
+            }
             self.resend_unconfirmed(now).await?;
         }
         let mut summary = Summary::default();
@@ -250,14 +257,14 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
             match self.act(id, now).await {
                 Ok(Some(step)) => summary.count(step),
                 Ok(None) => {}
+                // One account's trouble must not hold up the others: it waits for the next pass.
                 Err(error) => {
                     tracing::error!(account = %id, %error, "a scheduled step failed; it is retried at the next pass");
-                    self.tracker.requeue(id);
-                    return Err(error);
+                    held_back.push(id);
                 }
             }
         }
-        // A dry run changed nothing: its accounts are due as before.
+        // Accounts a dry run planned for, or whose step failed, are due as before.
         for id in held_back {
             self.tracker.requeue(id);
         }
@@ -336,14 +343,18 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
         self.tracker.requeue(id);
     }
 
-    async fn send(&self, warning: Warning, now: DateTime<Utc>) -> Result<(), SchedulerError> {
+    async fn send(&mut self, warning: Warning, now: DateTime<Utc>) -> Result<(), SchedulerError> {
         match self.deliver.deliver(&warning).await {
             Ok(()) => {
                 self.deliveries.mark(warning.event_id, now)?;
                 tracing::info!(account = %warning.account, step = warning.step.name(), "warning mailed");
             }
-            // Recorded but not sent: the next start sends it, with the same Message-ID.
-            Err(error) => tracing::error!(account = %warning.account, %error, "a warning mail could not be sent"),
+            // Recorded but not sent: the next pass tries again, with the same Message-ID.
+            Err(error) => {
+                // The server's reply may quote the address: only its length is logged.
+                tracing::error!(account = %warning.account, reply_bytes = error.len(), "a warning mail could not be sent");
+                self.unconfirmed.push((warning.account, warning.event_id));
+            }
         }
         Ok(())
     }

@@ -405,7 +405,7 @@ async fn two_schedulers_at_once_take_each_step_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_warning_recorded_but_not_mailed_is_mailed_at_the_next_start_and_only_then() {
+async fn a_warning_recorded_but_not_mailed_is_mailed_later_and_only_once() {
     let w = world();
     let t0 = at(2026, 4, 1);
     let (quiet, moved) = (w.active("quiet", t0).await, w.active("moved", t0).await);
@@ -413,6 +413,9 @@ async fn a_warning_recorded_but_not_mailed_is_mailed_at_the_next_start_and_only_
     *w.outbox.down.lock().unwrap() = true;
     let mut scheduler = w.scheduler().await;
     assert_eq!(scheduler.pass(d.deactivation_warning, false).await.unwrap().0.warned, 2);
+    assert!(w.outbox.sent.lock().unwrap().is_empty());
+    // Still down at the next pass: nothing sent, nothing lost.
+    scheduler.pass(d.deactivation_warning + Duration::hours(1), false).await.unwrap();
     assert!(w.outbox.sent.lock().unwrap().is_empty());
     drop(scheduler);
     // `moved` signs in before the scheduler comes back: its warning no longer holds.
@@ -429,4 +432,24 @@ async fn a_warning_recorded_but_not_mailed_is_mailed_at_the_next_start_and_only_
     let mut again = w.scheduler().await;
     again.pass(d.deactivation_warning + Duration::days(3), false).await.unwrap();
     assert_eq!(w.outbox.sent.lock().unwrap().len(), 1, "a mail marked delivered is not sent again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warning_refused_by_the_mail_server_is_mailed_at_the_next_pass() {
+    let w = world();
+    let t0 = at(2026, 6, 1);
+    let id = w.active("later", t0).await;
+    let d = calendar::deadlines(t0);
+    let mut scheduler = w.scheduler().await;
+    *w.outbox.down.lock().unwrap() = true;
+    assert_eq!(scheduler.pass(d.deactivation_warning, false).await.unwrap().0.warned, 1);
+    *w.outbox.down.lock().unwrap() = false;
+    assert_eq!(
+        scheduler.pass(d.deactivation_warning + Duration::minutes(5), false).await.unwrap().0,
+        Summary::default()
+    );
+    let sent = w.outbox.sent.lock().unwrap().clone();
+    assert_eq!(sent.iter().map(|m| m.account).collect::<Vec<_>>(), [id], "sent once the server is back");
+    scheduler.pass(d.deactivation_warning + Duration::minutes(10), false).await.unwrap();
+    assert_eq!(w.outbox.sent.lock().unwrap().len(), 1, "and only once");
 }

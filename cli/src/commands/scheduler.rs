@@ -55,16 +55,22 @@ impl Deliver for WarningMails {
     }
 }
 
-/// The scheduler over the global options' store, after taking the lease.
+/// The scheduler over the global options' store, after taking the lease unless `dry_run` (a
+/// dry run changes nothing, so it need not wait for a scheduler that is running).
 pub async fn open(
     global: &Global,
     quarantine_days: u32,
+    dry_run: bool,
 ) -> anyhow::Result<(
-    tenure_scheduler::lease::Lease,
+    Option<tenure_scheduler::lease::Lease>,
     Scheduler<tenure_store::SqliteStore, tenure_store::SqliteKeyStore, WarningMails>,
 )> {
     let context = crate::context::open(global, Open::CreateIfMissing)?;
-    let lease = tenure_scheduler::lease::acquire(&global.data_dir.join("scheduler.lock")).await?;
+    let lease = if dry_run {
+        None
+    } else {
+        Some(tenure_scheduler::lease::acquire(&global.data_dir.join("scheduler.lock")).await?)
+    };
     let sessions = SessionStore::open(
         &global.data_dir.join("sessions.db"),
         std::sync::Arc::new(crate::context::SystemClock),
@@ -81,7 +87,7 @@ pub async fn open(
 
 pub async fn run(global: &Global, args: SchedulerArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(args.log_format);
-    let (_lease, mut scheduler) = open(global, args.quarantine.days).await?;
+    let (_lease, mut scheduler) = open(global, args.quarantine.days, args.dry_run).await?;
     // A --now override keeps the clock running from the time given.
     let offset = args.now.map_or(Duration::zero(), |now| now - Utc::now());
     let clock = move || -> DateTime<Utc> { Utc::now() + offset };
@@ -106,7 +112,15 @@ pub async fn follow(
 ) -> anyhow::Result<()> {
     tracing::info!(accounts = scheduler.tracker().len(), "scheduler running");
     loop {
-        let (summary, _) = scheduler.pass(clock(), false).await?;
+        // The store may be briefly unavailable: the scheduler waits and tries again.
+        let (summary, _) = match scheduler.pass(clock(), false).await {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(%error, "a scheduler pass failed; trying again shortly");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
         let next_due = scheduler.tracker().next_due();
         if summary != Default::default() {
             tracing::info!(%summary, accounts = scheduler.tracker().len(), next_due = ?next_due, "scheduler pass");
@@ -136,3 +150,4 @@ pub async fn follow(
 }
 
 const POLL: std::time::Duration = std::time::Duration::from_secs(30);
+const RETRY: std::time::Duration = std::time::Duration::from_secs(5);

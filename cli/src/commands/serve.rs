@@ -54,7 +54,7 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         let (global, days, app) = (global.clone(), serve.quarantine.days, app.clone());
         tokio::spawn(async move {
             let run = async {
-                let (_lease, mut scheduler) = crate::commands::scheduler::open(&global, days).await?;
+                let (_lease, mut scheduler) = crate::commands::scheduler::open(&global, days, false).await?;
                 crate::commands::scheduler::follow(&mut scheduler, chrono::Utc::now, Some(&app.metrics)).await
             };
             if let Err(error) = run.await {
