@@ -729,3 +729,45 @@ async fn every_admin_endpoint_refuses_the_signed_out_plain_users_other_orgs_and_
     let rivals = h.call("GET", "/api/v1/admin/users", None, Some(&rival), None).await;
     assert_eq!(rivals.json.as_array().unwrap().len(), 1, "beta's admin sees beta only: {rivals:?}");
 }
+
+/// The code in the newest mail of the outbox.
+fn newest_code(h: &Harness) -> String {
+    let outbox = h.dir.path().join("outbox");
+    let newest = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+        .expect("a mail in the outbox");
+    let mail = std::fs::read_to_string(newest).unwrap();
+    let at = mail.find("Your verification code is ").expect("a code mail") + 26;
+    mail[at..at + 6].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_alone_cannot_replace_emailed_codes_by_an_authenticator() {
+    let h = Harness::new().await;
+    let (_, admin, admin_csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (id, token) = h.invite("mailer", MfaRequirement::Email).await;
+    let base = format!("/api/v1/invitations/{token}");
+    let password = json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
+    h.call("POST", &format!("{base}/password"), Some(password), None, None).await;
+    h.call("POST", &format!("{base}/mfa/start"), None, None, None).await;
+    let verified =
+        h.call("POST", &format!("{base}/mfa/verify"), Some(json!({"code": newest_code(&h)})), None, None).await;
+    assert_eq!(verified.json["next"], "terms", "{verified:?}");
+    let done = h.call("POST", &format!("{base}/terms"), Some(json!({"accept": true, "version": 3})), None, None).await;
+    assert_eq!(done.json["next"], "done", "{done:?}");
+
+    let mfa = format!("/api/v1/admin/users/{id}/mfa");
+    let changed = h.call("POST", &mfa, Some(json!({"mfa": "app"})), Some(&admin), Some(&admin_csrf)).await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT);
+    h.caught_up().await;
+    let flow = h.start_sign_in("mailer").await;
+    let password = json!({"password": "mauve-otter-gravel-1987"});
+    h.call("POST", &format!("/api/v1/sign-in/{flow}/password"), Some(password), None, None)
+        .await
+        .error(StatusCode::FORBIDDEN, "authenticator_required");
+    let (_, events) = h.app.accounts.load(id).await.unwrap();
+    let enrolled = events.iter().filter(|e| e.event.type_name() == "MfaEnrolled").count();
+    assert_eq!(enrolled, 1, "only the email enrollment of the first sign-in: no key was added");
+}
