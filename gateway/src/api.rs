@@ -94,10 +94,8 @@ pub async fn sign_in_password(
     jar: CookieJar,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Response, ApiError> {
-    Ok(match service::submit_password(&app, &flow_id, body.password, client).await? {
-        SignInNext::Done(cookie) => done(&app, jar, cookie),
-        other => sign_in_next(&app, other),
-    })
+    let step = service::submit_password(&app, &flow_id, body.password, client).await?;
+    Ok(sign_in_next(&app, jar, step))
 }
 
 #[derive(Deserialize)]
@@ -112,15 +110,15 @@ pub async fn sign_in_code(
     jar: CookieJar,
     ApiJson(body): ApiJson<CodeBody>,
 ) -> Result<Response, ApiError> {
-    Ok(match service::submit_code(&app, &flow_id, &body.code, client).await? {
-        SignInNext::Done(cookie) => done(&app, jar, cookie),
-        other => sign_in_next(&app, other),
-    })
+    let step = service::submit_code(&app, &flow_id, &body.code, client).await?;
+    Ok(sign_in_next(&app, jar, step))
 }
 
-/// A step after which sign-in goes on: its name, and what the client needs for it.
-fn sign_in_next(app: &App, step: SignInNext) -> Response {
+/// What follows a sign-in step: the session cookie when done, otherwise the next step's name and
+/// what the client needs for it.
+fn sign_in_next(app: &App, jar: CookieJar, step: SignInNext) -> Response {
     match step {
+        SignInNext::Done(cookie) => done(app, jar, cookie),
         SignInNext::TotpSetup(MfaSetup::App { otpauth_uri, secret, qr_png_base64 }) => axum::Json(json!({
             "next": "totp_setup",
             "otpauth_uri": otpauth_uri,

@@ -101,15 +101,7 @@ async fn first_sign_in_with_an_authenticator_then_sign_in_and_out() {
     let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": "JDoe"})), None, None).await;
     assert_eq!(flow.json["next"], "password");
     let flow = flow.json["flow"].as_str().unwrap().to_string();
-    let next = h
-        .call(
-            "POST",
-            &format!("/api/v1/sign-in/{flow}/password"),
-            Some(json!({"password": "mauve-otter-gravel-1987"})),
-            None,
-            None,
-        )
-        .await;
+    let next = h.password(&flow, "mauve-otter-gravel-1987").await;
     assert_eq!(next.json, json!({"next": "totp"}));
     let code = app.code_at(now_secs(&h));
     let signed = h.call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": code})), None, None).await;
@@ -141,15 +133,7 @@ async fn unknown_usernames_get_the_same_answers_and_throttling_starts_at_the_six
             let flow = h.call("POST", "/api/v1/sign-in", Some(json!({"username": username})), None, None).await;
             assert_eq!(flow.json["next"], "password");
             let flow = flow.json["flow"].as_str().unwrap().to_string();
-            let reply = h
-                .call(
-                    "POST",
-                    &format!("/api/v1/sign-in/{flow}/password"),
-                    Some(json!({"password": "not the password"})),
-                    None,
-                    None,
-                )
-                .await;
+            let reply = h.password(&flow, "not the password").await;
             answers.push((reply.status, reply.json.clone(), reply.retry_after.clone()));
             h.caught_up().await;
         }
@@ -168,15 +152,7 @@ async fn unknown_usernames_get_the_same_answers_and_throttling_starts_at_the_six
     // Once the minute has passed, the right password works again.
     h.clock.advance(Duration::minutes(1));
     let flow = h.start_sign_in("known").await;
-    let ok = h
-        .call(
-            "POST",
-            &format!("/api/v1/sign-in/{flow}/password"),
-            Some(json!({"password": "mauve-otter-gravel-1987"})),
-            None,
-            None,
-        )
-        .await;
+    let ok = h.password(&flow, "mauve-otter-gravel-1987").await;
     assert_eq!(ok.json, json!({"next": "done"}));
 }
 
@@ -210,14 +186,7 @@ async fn health_readiness_metrics_and_security_headers() {
     let h = Harness::new().await;
     h.signed_in("metered", Role::User, "acme").await;
     let flow = h.start_sign_in("metered").await;
-    h.call(
-        "POST",
-        &format!("/api/v1/sign-in/{flow}/password"),
-        Some(json!({"password": "wrong wrong wrong"})),
-        None,
-        None,
-    )
-    .await;
+    h.password(&flow, "wrong wrong wrong").await;
 
     let get = |uri: &'static str| {
         let app = h.app.clone();
@@ -340,14 +309,7 @@ async fn a_replayed_authenticator_code_is_refused() {
     h.caught_up().await;
     // Signing in again within the same 30 s: the enrollment's code is spent.
     let flow = h.start_sign_in("replay").await;
-    h.call(
-        "POST",
-        &format!("/api/v1/sign-in/{flow}/password"),
-        Some(json!({"password": "mauve-otter-gravel-1987"})),
-        None,
-        None,
-    )
-    .await;
+    h.password(&flow, "mauve-otter-gravel-1987").await;
     h.call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": code})), None, None)
         .await
         .error(StatusCode::UNAUTHORIZED, "invalid_code");
@@ -442,16 +404,7 @@ async fn my_profile_is_read_edited_with_validation_and_the_password_changed() {
     // A second session, elsewhere; changing the password ends it but not this one.
     h.clock.advance(Duration::minutes(1));
     let flow = h.start_sign_in("prof").await;
-    let elsewhere = h
-        .call(
-            "POST",
-            &format!("/api/v1/sign-in/{flow}/password"),
-            Some(json!({"password": "mauve-otter-gravel-1987"})),
-            None,
-            None,
-        )
-        .await
-        .session();
+    let elsewhere = h.password(&flow, "mauve-otter-gravel-1987").await.session();
     let change =
         |current: &str, new: &str| json!({"current_password": current, "new_password": new, "confirm_password": new});
     let wrong = h
@@ -489,15 +442,7 @@ async fn my_profile_is_read_edited_with_validation_and_the_password_changed() {
     h.caught_up().await;
     h.clock.advance(Duration::minutes(1));
     let flow = h.start_sign_in("prof").await;
-    let next = h
-        .call(
-            "POST",
-            &format!("/api/v1/sign-in/{flow}/password"),
-            Some(json!({"password": "velvet-compass-river-52"})),
-            None,
-            None,
-        )
-        .await;
+    let next = h.password(&flow, "velvet-compass-river-52").await;
     assert_eq!(next.json, json!({"next": "done"}));
 }
 
@@ -611,8 +556,7 @@ async fn an_authenticator_required_after_the_first_sign_in_is_added_at_the_next_
     h.caught_up().await;
 
     let flow = h.start_sign_in("worker").await;
-    let password = json!({"password": "mauve-otter-gravel-1987"});
-    let setup = h.call("POST", &format!("/api/v1/sign-in/{flow}/password"), Some(password.clone()), None, None).await;
+    let setup = h.password(&flow, "mauve-otter-gravel-1987").await;
     assert_eq!(setup.json["next"], "totp_setup", "{setup:?}");
     assert!(setup.json["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/Tenure:worker?"));
     let app = Authenticator::from_secret(setup.json["secret"].as_str().unwrap(), "Tenure", "worker").unwrap();
@@ -632,7 +576,7 @@ async fn an_authenticator_required_after_the_first_sign_in_is_added_at_the_next_
 
     // From now on the authenticator is asked for, and the enrolling code cannot be replayed.
     let flow = h.start_sign_in("worker").await;
-    let next = h.call("POST", &format!("/api/v1/sign-in/{flow}/password"), Some(password), None, None).await;
+    let next = h.password(&flow, "mauve-otter-gravel-1987").await;
     assert_eq!(next.json["next"], "totp", "{next:?}");
     h.call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": app.code_at(now)})), None, None)
         .await
@@ -663,9 +607,8 @@ async fn new_terms_are_accepted_at_the_next_sign_in_before_the_session_starts() 
         .unwrap();
     h.caught_up().await;
 
-    let password = json!({"password": "mauve-otter-gravel-1987"});
     let flow = h.start_sign_in("olga").await;
-    let step = h.call("POST", &format!("/api/v1/sign-in/{flow}/password"), Some(password.clone()), None, None).await;
+    let step = h.password(&flow, "mauve-otter-gravel-1987").await;
     assert_eq!(step.json, json!({"next": "terms", "terms_version": 3}), "{step:?}");
     assert!(step.set_cookie.is_none(), "no session before the terms");
     let terms = format!("/api/v1/sign-in/{flow}/terms");
@@ -686,7 +629,7 @@ async fn new_terms_are_accepted_at_the_next_sign_in_before_the_session_starts() 
 
     // Accepted once: the next sign-in goes straight through.
     let flow = h.start_sign_in("olga").await;
-    let step = h.call("POST", &format!("/api/v1/sign-in/{flow}/password"), Some(password), None, None).await;
+    let step = h.password(&flow, "mauve-otter-gravel-1987").await;
     assert_eq!(step.json["next"], "done", "{step:?}");
     let (_, events) = h.app.accounts.load(id).await.unwrap();
     let types: Vec<&str> = events.iter().map(|e| e.event.type_name()).collect();
@@ -763,10 +706,7 @@ async fn a_password_alone_cannot_replace_emailed_codes_by_an_authenticator() {
     assert_eq!(changed.status, StatusCode::NO_CONTENT);
     h.caught_up().await;
     let flow = h.start_sign_in("mailer").await;
-    let password = json!({"password": "mauve-otter-gravel-1987"});
-    h.call("POST", &format!("/api/v1/sign-in/{flow}/password"), Some(password), None, None)
-        .await
-        .error(StatusCode::FORBIDDEN, "authenticator_required");
+    h.password(&flow, "mauve-otter-gravel-1987").await.error(StatusCode::FORBIDDEN, "authenticator_required");
     let (_, events) = h.app.accounts.load(id).await.unwrap();
     let enrolled = events.iter().filter(|e| e.event.type_name() == "MfaEnrolled").count();
     assert_eq!(enrolled, 1, "only the email enrollment of the first sign-in: no key was added");

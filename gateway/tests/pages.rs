@@ -298,8 +298,7 @@ async fn an_authenticator_is_replaced_only_with_a_code_from_the_current_one() {
     h.clock.advance(Duration::seconds(30));
     let now = now_secs(&h);
     let flow = h.start_sign_in("mia").await;
-    let password = json!({"password": "mauve-otter-gravel-1987"});
-    h.call("POST", &format!("/api/v1/sign-in/{flow}/password"), Some(password), None, None).await;
+    h.password(&flow, "mauve-otter-gravel-1987").await;
     h.call("POST", &format!("/api/v1/sign-in/{flow}/code"), Some(json!({"code": old.code_at(now)})), None, None)
         .await
         .error(StatusCode::UNAUTHORIZED, "invalid_code");

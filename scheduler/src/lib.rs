@@ -169,9 +169,6 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
         };
         scheduler.catch_up().await?;
         scheduler.tracker.replayed();
-        let mut unconfirmed = std::mem::take(&mut scheduler.unconfirmed);
-        unconfirmed.retain(|(_, event_id)| !scheduler.deliveries.delivered(*event_id).unwrap_or(false));
-        scheduler.unconfirmed = unconfirmed;
         Ok(scheduler)
     }
 

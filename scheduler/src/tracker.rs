@@ -207,16 +207,6 @@ impl Tracker {
         self.accounts.get(&id).and_then(|t| t.next(self.quarantine)).is_some_and(|(due, _)| nanos(due) == at)
     }
 
-    /// Accounts by stage: (open, deactivated, deleted in quarantine).
-    pub fn census(&self) -> (usize, usize, usize) {
-        self.accounts.values().fold((0, 0, 0), |(o, d, q), t| match t.stage {
-            Stage::Open => (o + 1, d, q),
-            Stage::Deactivated => (o, d + 1, q),
-            Stage::Deleted => (o, d, q + 1),
-            Stage::Done => (o, d, q),
-        })
-    }
-
     /// Accounts deleted whose username is still held: their keys must be gone (a crash may have
     /// come between recording the deletion and destroying the key).
     pub fn deleted(&self) -> impl Iterator<Item = AccountId> + '_ {

@@ -150,6 +150,12 @@ impl Harness {
         reply.json["flow"].as_str().unwrap().to_string()
     }
 
+    /// The password step of the sign-in `flow`.
+    pub async fn password(&self, flow: &str, password: &str) -> Reply {
+        let uri = format!("/api/v1/sign-in/{flow}/password");
+        self.call("POST", &uri, Some(json!({ "password": password })), None, None).await
+    }
+
     pub async fn caught_up(&self) {
         let head = self.app.accounts.store.head().await.unwrap();
         let done = self.app.read_models.wait_for(
