@@ -207,7 +207,10 @@ fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     assert_one_line_error(&tenure(d, &["audit", "jdoe", "--as-of", "yesterday"]), "RFC 3339");
     assert_one_line_error(&tenure(d, &["audit", "jdoe", "--format", "xml"]), "xml");
     assert_one_line_error(&tenure(d, &["admin", "reactivate", "jdoe"]), "not deactivated");
-    assert_one_line_error(&tenure(d, &["--store", "postgres://localhost/tenure", "audit", "jdoe"]), "SQLite");
+    let unreachable = tenure(d, &["--store", "postgres://tenure:secret@127.0.0.1:1/tenure", "audit", "jdoe"]);
+    assert_one_line_error(&unreachable, "cannot reach PostgreSQL");
+    assert!(!stderr(&unreachable).contains("secret"), "the password stays out of messages");
+    assert_one_line_error(&tenure(d, &["--store", "mysql://127.0.0.1/tenure", "audit", "jdoe"]), "postgres://");
     assert_one_line_error(&tenure(d, &["--smtp", "mail.example.com", "audit", "jdoe"]), "smtp://host:port");
     assert_one_line_error(&tenure(d, &["frobnicate"]), "frobnicate");
 }

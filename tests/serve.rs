@@ -29,6 +29,13 @@ fn serve(data_dir: &std::path::Path) -> Server {
 }
 
 fn serve_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
+    let server = start(data_dir, extra);
+    assert!(!server.invitation.is_empty(), "the bootstrap invitation link");
+    server
+}
+
+/// `tenure serve`, once it listens; `invitation` is empty when it printed no link.
+fn start(data_dir: &std::path::Path, extra: &[&str]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .arg("--data-dir")
@@ -39,17 +46,22 @@ fn serve_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let invitation = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("invitation_url: ").map(str::to_string))
-        .expect("the bootstrap invitation link");
+    // The link, if any, is printed before the server listens.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (found, link) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("invitation_url: ") {
+                let _ = found.send(url.to_string());
+            }
+        }
+    });
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(started.elapsed() < Duration::from_secs(20), "tenure serve did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let invitation = link.recv_timeout(Duration::from_millis(200)).unwrap_or_default();
     Server { child, base: format!("http://127.0.0.1:{port}"), invitation }
 }
 
@@ -303,4 +315,89 @@ fn serve_with_scheduler_runs_it_in_process_and_reports_it_in_the_metrics() {
     assert!(second.try_wait().unwrap().is_none(), "the second scheduler waits");
     second.kill().unwrap();
     second.wait().unwrap();
+}
+
+/// Two gateways on one PostgreSQL database, each with a data directory of its own (holding the
+/// same master key), as on two hosts: a session started on one works on the other, the other's
+/// dashboard and admin list show what the first wrote, sign-out on one ends the session on
+/// both, and a rebuild run from the CLI meanwhile disturbs neither.
+#[test]
+fn two_gateways_on_one_postgres_database_share_sessions_and_read_models() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let database = runtime.block_on(tenure_store::conformance::TestDatabase::create());
+    let store = ["--store", database.url.as_str()];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let master: String = (0..32).map(|_| format!("{:02x}", rand_byte())).collect();
+    for dir in [&dir_a, &dir_b] {
+        std::fs::write(dir.path().join("master.key"), &master).unwrap();
+    }
+    let a = serve_with(dir_a.path(), &store);
+    let b = start(dir_b.path(), &store);
+    assert!(b.invitation.is_empty(), "the second gateway found the store bootstrapped");
+    let http = agent();
+    let (api_a, api_b) = (format!("{}/api/v1", a.base), format!("{}/api/v1", b.base));
+
+    let token = a.invitation.rsplit('/').next().unwrap().to_string();
+    let password = json!({"new_password": "plum-harbour-violin-4417", "confirm_password": "plum-harbour-violin-4417"});
+    assert_eq!(post(&http, &format!("{api_a}/invitations/{token}/password"), password, None, None).0, 200);
+    let (status, set_cookie, _) =
+        post(&http, &format!("{api_a}/invitations/{token}/terms"), json!({"accept": true, "version": 1}), None, None);
+    assert_eq!(status, 200);
+    let cookie = set_cookie.unwrap().trim_start_matches("tenure_session=").split(';').next().unwrap().to_string();
+
+    let (status, session) = get(&http, &format!("{api_b}/session"), Some(&cookie));
+    assert_eq!((status, session["username"].as_str()), (200, Some("admin")), "the session works on B");
+    let csrf = session["csrf_token"].as_str().unwrap().to_string();
+    let (status, dashboard) = get(&http, &format!("{api_b}/dashboard"), Some(&cookie));
+    assert_eq!(status, 200, "{dashboard}");
+    assert!(dashboard["last_sign_in"].is_string(), "B shows the sign-in made through A: {dashboard}");
+    assert!(dashboard["tabs"].to_string().contains("Admin"), "{dashboard}");
+
+    // A writes; B's read models follow.
+    let invite = json!({"username": "newbie", "email": "newbie@example.com", "mfa": "none"});
+    let (status, _, created) = post(&http, &format!("{api_a}/admin/users"), invite, Some(&cookie), Some(&csrf));
+    assert_eq!(status, 201, "{created}");
+    let listed = |api: &str| {
+        let (status, users) = get(&http, &format!("{api}/admin/users"), Some(&cookie));
+        assert_eq!(status, 200, "{users}");
+        users.to_string().contains("newbie")
+    };
+    let started = Instant::now();
+    while !listed(&api_b) {
+        assert!(started.elapsed() < Duration::from_secs(10), "B's admin list never showed the new user");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A rebuild from the CLI while both serve.
+    let rebuild = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(dir_b.path())
+        .args(store)
+        .args(["projections", "rebuild"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..20 {
+        for api in [&api_a, &api_b] {
+            assert_eq!(get(&http, &format!("{api}/dashboard"), Some(&cookie)).0, 200, "{api} during the rebuild");
+            assert!(listed(api), "{api} lost the new user during the rebuild");
+        }
+    }
+    let rebuilt = rebuild.wait_with_output().unwrap();
+    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    assert!(String::from_utf8_lossy(&rebuilt.stdout).starts_with("rebuilt"), "{rebuilt:?}");
+    for api in [&api_a, &api_b] {
+        assert!(listed(api), "{api} after the rebuild");
+    }
+
+    assert_eq!(post(&http, &format!("{api_b}/sign-out"), json!({}), Some(&cookie), Some(&csrf)).0, 204);
+    assert_eq!(get(&http, &format!("{api_a}/session"), Some(&cookie)).0, 401, "signed out on A too");
+    drop((a, b));
+}
+
+fn rand_byte() -> u8 {
+    let mut byte = [0u8; 1];
+    getrandom::fill(&mut byte).unwrap();
+    byte[0]
 }

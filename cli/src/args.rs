@@ -20,7 +20,7 @@ pub struct Global {
     /// The base of links in mail [default: http://<listen address>].
     #[arg(long, env = "TENURE_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
-    /// The event store: sqlite://PATH [default: sqlite://<data-dir>/tenure.db].
+    /// The event store: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE [default: sqlite://<data-dir>/tenure.db].
     #[arg(long, env = "TENURE_STORE", global = true)]
     pub store: Option<String>,
     /// Outbound mail server, smtp://host:port [default: .eml files under <data-dir>/outbox/].
@@ -52,6 +52,22 @@ pub enum Command {
     Projections(Projections),
     /// The inactivity scheduler (SPEC §5): warnings, deactivation, deletion, username release.
     Scheduler(Scheduler),
+    /// Creates or upgrades the schema of the store that --store names, and exits. `tenure serve`
+    /// does the same at start; this runs it ahead of a rollout.
+    Migrate,
+    /// Copies every event, in order, with the data keys, from one store into another, verifying
+    /// every hash chain; the target then serves. A copy that stopped part-way resumes.
+    MigrateStore(MigrateStore),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateStore {
+    /// The store to copy from: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE.
+    #[arg(long)]
+    pub from: String,
+    /// The store to copy into: empty, or holding the beginning of an earlier copy.
+    #[arg(long)]
+    pub to: String,
 }
 
 #[derive(Debug, Args)]

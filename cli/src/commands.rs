@@ -3,6 +3,7 @@ mod audit;
 mod bench;
 mod bench_scheduler;
 mod bench_sign_in;
+mod migrate;
 mod org;
 mod projections;
 pub mod scheduler;
@@ -21,5 +22,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Org(item) => org::run(&cli.global, item).await,
         Command::Projections(command) => projections::run(&cli.global, command).await,
         Command::Scheduler(args) => scheduler::run(&cli.global, args).await,
+        Command::Migrate => migrate::schema(&cli.global).await,
+        Command::MigrateStore(args) => migrate::store(&cli.global, args).await,
     }
 }

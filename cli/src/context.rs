@@ -1,20 +1,19 @@
 //! Opening the stores the global options name.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use tenure_domain::Clock;
 use tenure_projections::ProjectionDb;
-use tenure_store::keys::key_store_paths;
-use tenure_store::sqlite::{Open, SqliteStore};
-use tenure_store::{Accounts, Actor, SqliteKeyStore};
+use tenure_store::sqlite::Open;
+use tenure_store::{Accounts, Actor, Keys, Location, Store};
 
 use crate::args::Global;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-pub type Repo = Accounts<SqliteStore, SqliteKeyStore>;
+pub type Repo = Accounts<Store, Keys>;
 
 pub struct Context {
     pub accounts: Repo,
@@ -31,36 +30,18 @@ impl Clock for SystemClock {
     }
 }
 
-fn store_path(global: &Global) -> anyhow::Result<PathBuf> {
-    let Some(url) = &global.store else {
-        return Ok(global.data_dir.join("tenure.db"));
-    };
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        if path.is_empty() {
-            bail!("--store sqlite:// needs a path, as in sqlite://./tenure-data/tenure.db");
-        }
-        return Ok(PathBuf::from(path));
-    }
-    match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("postgres" | "postgresql" | "kurrentdb") => {
-            bail!(
-                "--store {url}: this build runs on the embedded SQLite store only (PostgreSQL and KurrentDB backends are not built yet)"
-            )
-        }
-        _ => bail!("--store {url}: expected sqlite://PATH, postgres://… or kurrentdb://…"),
-    }
+/// Where the global options put the events, keys, sessions and scheduler state.
+pub fn location(global: &Global) -> anyhow::Result<Location> {
+    Location::parse(global.store.as_deref(), &global.data_dir).map_err(anyhow::Error::msg)
 }
 
-pub fn open(global: &Global, mode: Open) -> anyhow::Result<Context> {
+pub async fn open(global: &Global, mode: Open) -> anyhow::Result<Context> {
     let data_dir: &Path = &global.data_dir;
-    let create = mode == Open::CreateIfMissing;
-    if create {
+    if mode == Open::CreateIfMissing {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     }
-    let store = SqliteStore::open(&store_path(global)?, mode)?;
-    let (keys, master) = key_store_paths(data_dir);
-    let keys = SqliteKeyStore::open(&keys, &master, create)?;
+    let (store, keys) = location(global)?.open(mode).await?;
     let public_url = global.public_url.clone().unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"));
     Ok(Context {
         accounts: Accounts::new(store, keys),

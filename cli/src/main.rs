@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod context;
 mod logging;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tenure_domain::Status;
 use tenure_domain::events::{Client, MfaRequirement};
-use tenure_projections::{AccountRow, schema};
+use tenure_projections::{AccountRow, Projection, schema};
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -150,12 +150,24 @@ pub async fn resend_code(State(app): Shared, Path(flow_id): Path<String>) -> Res
 
 // --- the session ---
 
+/// How long a request waits for the read models to reach the store's head before judging a
+/// session's account.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The signed-in account behind the session cookie.
 pub(crate) async fn current(app: &App, jar: &CookieJar) -> Result<(String, AccountRow), ApiError> {
     let unauthenticated = || ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Please sign in.");
     let cookie = jar.get(SESSION_COOKIE).map(|c| c.value().to_string()).ok_or_else(unauthenticated)?;
     let session = app.sessions.get(&cookie).await.map_err(internal)?.ok_or_else(unauthenticated)?;
-    let row = app.read_models.account_view(session.account_id).await.map_err(internal)?.ok_or_else(unauthenticated)?;
+    let mut row = app.read_models.account_view(session.account_id).await.map_err(internal)?;
+    if row.as_ref().is_none_or(|r| r.status() != Status::Active) {
+        // The session may be newer than this gateway's read models (it was started through
+        // another gateway a moment ago): judge the account only once they have caught up.
+        let head = tenure_store::EventStore::head(&app.accounts.store).await.map_err(internal)?;
+        app.read_models.wait_for(Projection::Accounts, head, CATCH_UP).await.map_err(internal)?;
+        row = app.read_models.account_view(session.account_id).await.map_err(internal)?;
+    }
+    let row = row.ok_or_else(unauthenticated)?;
     if row.status() != Status::Active {
         app.sessions.revoke(&cookie).await.map_err(internal)?;
         return Err(unauthenticated());

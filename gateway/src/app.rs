@@ -12,8 +12,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tenure_domain::Clock;
 use tenure_domain::throttle::Throttle;
 use tenure_projections::ProjectionDb;
-use tenure_store::sqlite::SqliteStore;
-use tenure_store::{Accounts, SqliteKeyStore};
+use tenure_store::{Accounts, Keys, Location, Store};
 
 use crate::codes::CodeKey;
 use crate::flows::Flows;
@@ -39,7 +38,7 @@ pub struct Config {
 }
 
 pub struct App {
-    pub accounts: Accounts<SqliteStore, SqliteKeyStore>,
+    pub accounts: Accounts<Store, Keys>,
     pub read_models: ProjectionDb,
     pub sessions: SessionStore,
     pub hasher: PasswordHasherPool,
@@ -108,27 +107,24 @@ pub enum OpenError {
 }
 
 impl App {
-    /// The gateway over the embedded stores in `data_dir`.
-    pub fn open(
-        data_dir: &std::path::Path,
+    /// The gateway over the stores `location` names.
+    pub async fn open(
+        location: &Location,
         config: Config,
         mailer: Mailer,
         clock: Arc<dyn Clock>,
         hash_cost: crate::passwords::HashCost,
     ) -> Result<Arc<App>, OpenError> {
-        let store = SqliteStore::open(&data_dir.join("tenure.db"), tenure_store::sqlite::Open::CreateIfMissing)?;
-        let (keys, master) = tenure_store::keys::key_store_paths(data_dir);
-        let keys = SqliteKeyStore::open(&keys, &master, true)?;
+        let (store, keys) = location.open(tenure_store::sqlite::Open::CreateIfMissing).await?;
         let code_key = CodeKey::new(keys.derive("email codes"));
         let csrf_key = keys.derive("csrf tokens");
-        let sessions =
-            SessionStore::open(&data_dir.join("sessions.db"), clock.clone(), config.session_lifetimes, csrf_key)?;
+        let sessions = SessionStore::open_at(location, clock.clone(), config.session_lifetimes, csrf_key)?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hasher = PasswordHasherPool::new(hash_cost, workers, 64)?;
         let refusals = RefusalTimes::starting_at(hasher.typical_verify() * 2);
         Ok(Arc::new(App {
             accounts: Accounts::new(store, keys),
-            read_models: ProjectionDb::open(&data_dir.join("projections.db"))?,
+            read_models: ProjectionDb::open(&location.data_dir().join("projections.db"))?,
             sessions,
             hasher,
             mailer,

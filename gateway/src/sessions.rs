@@ -55,14 +55,26 @@ pub struct Session {
 
 #[derive(Clone)]
 pub struct SessionStore {
-    connection: Arc<Mutex<Connection>>,
+    rows: Rows,
     clock: Arc<dyn Clock>,
     lifetimes: Lifetimes,
     csrf_key: [u8; 32],
 }
 
+/// Where the sessions are: beside the embedded store, or in the shared PostgreSQL database so
+/// that every gateway knows every session.
+#[derive(Clone)]
+enum Rows {
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(deadpool_postgres::Pool),
+}
+
 fn id_digest(cookie: &str) -> [u8; 32] {
     Sha256::digest(cookie.as_bytes()).into()
+}
+
+fn pg(error: tokio_postgres::Error) -> SessionError {
+    SessionError::Db(tenure_store::postgres::pg_error("sessions", &error).to_string())
 }
 
 impl SessionStore {
@@ -85,20 +97,44 @@ impl SessionStore {
              ) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS sessions_account ON sessions (account_id);",
         )?;
-        Ok(SessionStore { connection: Arc::new(Mutex::new(connection)), clock, lifetimes, csrf_key })
+        let rows = Rows::Sqlite(Arc::new(Mutex::new(connection)));
+        Ok(SessionStore { rows, clock, lifetimes, csrf_key })
+    }
+
+    /// The sessions beside the store `location` names.
+    pub fn open_at(
+        location: &tenure_store::Location,
+        clock: Arc<dyn Clock>,
+        lifetimes: Lifetimes,
+        csrf_key: [u8; 32],
+    ) -> Result<SessionStore, SessionError> {
+        match location {
+            tenure_store::Location::Embedded { data_dir, .. } => {
+                SessionStore::open(&data_dir.join("sessions.db"), clock, lifetimes, csrf_key)
+            }
+            // The table comes with the store's migrations, which have run by now.
+            tenure_store::Location::Postgres { url, .. } => {
+                let pool = tenure_store::postgres::pool(url).map_err(|e| SessionError::Db(e.to_string()))?;
+                Ok(SessionStore { rows: Rows::Postgres(pool), clock, lifetimes, csrf_key })
+            }
+        }
     }
 
     async fn with<T: Send + 'static>(
-        &self,
+        connection: &Arc<Mutex<Connection>>,
         work: impl FnOnce(&Connection) -> Result<T, SessionError> + Send + 'static,
     ) -> Result<T, SessionError> {
-        let connection = self.connection.clone();
+        let connection = connection.clone();
         tokio::task::spawn_blocking(move || {
             let connection = connection.lock().map_err(|_| SessionError::Db("poisoned".into()))?;
             work(&connection)
         })
         .await
         .map_err(|e| SessionError::Db(e.to_string()))?
+    }
+
+    async fn client(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Object, SessionError> {
+        pool.get().await.map_err(|e| SessionError::Db(format!("sessions: {e}")))
     }
 
     /// Starts a session: a fresh id every time, so no id chosen before sign-in survives it.
@@ -109,14 +145,28 @@ impl SessionStore {
         let cookie = URL_SAFE_NO_PAD.encode(bytes);
         let digest = id_digest(&cookie);
         let now = self.clock.now().timestamp_micros();
-        self.with(move |c| {
-            c.execute(
-                "INSERT INTO sessions (id_digest, account_id, created_at, last_seen) VALUES (?1, ?2, ?3, ?3)",
-                params![digest, account_id.0.as_bytes(), now],
-            )?;
-            Ok(())
-        })
-        .await?;
+        match &self.rows {
+            Rows::Sqlite(connection) => {
+                Self::with(connection, move |c| {
+                    c.execute(
+                        "INSERT INTO sessions (id_digest, account_id, created_at, last_seen) VALUES (?1, ?2, ?3, ?3)",
+                        params![digest, account_id.0.as_bytes(), now],
+                    )?;
+                    Ok(())
+                })
+                .await?;
+            }
+            Rows::Postgres(pool) => {
+                Self::client(pool)
+                    .await?
+                    .execute(
+                        "INSERT INTO sessions (id_digest, account_id, created_at, last_seen) VALUES ($1, $2, $3, $3)",
+                        &[&digest.as_slice(), &account_id.0, &now],
+                    )
+                    .await
+                    .map_err(pg)?;
+            }
+        }
         Ok(cookie)
     }
 
@@ -124,58 +174,113 @@ impl SessionStore {
     pub async fn get(&self, cookie: &str) -> Result<Option<Session>, SessionError> {
         let digest = id_digest(cookie);
         let now = self.clock.now();
-        let lifetimes = self.lifetimes;
-        self.with(move |c| {
-            let found: Option<(Vec<u8>, i64, i64)> = c
-                .query_row(
-                    "SELECT account_id, created_at, last_seen FROM sessions WHERE id_digest = ?1",
-                    [digest],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        let found: Option<(Uuid, i64, i64)> = match &self.rows {
+            Rows::Sqlite(connection) => {
+                Self::with(connection, move |c| {
+                    let row: Option<(Vec<u8>, i64, i64)> = c
+                        .query_row(
+                            "SELECT account_id, created_at, last_seen FROM sessions WHERE id_digest = ?1",
+                            [digest],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                        .optional()?;
+                    row.map(|(account, created, seen)| {
+                        Ok((Uuid::from_slice(&account).map_err(|e| SessionError::Db(e.to_string()))?, created, seen))
+                    })
+                    .transpose()
+                })
+                .await?
+            }
+            Rows::Postgres(pool) => Self::client(pool)
+                .await?
+                .query_opt(
+                    "SELECT account_id, created_at, last_seen FROM sessions WHERE id_digest = $1",
+                    &[&digest.as_slice()],
                 )
-                .optional()?;
-            let Some((account, created, seen)) = found else { return Ok(None) };
-            let time =
-                |micros| DateTime::from_timestamp_micros(micros).ok_or_else(|| SessionError::Db("bad time".into()));
-            let (created_at, last_seen) = (time(created)?, time(seen)?);
-            if now - last_seen >= lifetimes.idle || now - created_at >= lifetimes.absolute {
-                c.execute("DELETE FROM sessions WHERE id_digest = ?1", [digest])?;
-                return Ok(None);
+                .await
+                .map_err(pg)?
+                .map(|r| (r.get(0), r.get(1), r.get(2))),
+        };
+        let Some((account, created, seen)) = found else { return Ok(None) };
+        let time = |micros| DateTime::from_timestamp_micros(micros).ok_or_else(|| SessionError::Db("bad time".into()));
+        let (created_at, last_seen) = (time(created)?, time(seen)?);
+        if now - last_seen >= self.lifetimes.idle || now - created_at >= self.lifetimes.absolute {
+            self.revoke(cookie).await?;
+            return Ok(None);
+        }
+        // Idle expiry counts in minutes: writing on every request would make each read a write.
+        let touched = now - last_seen >= TOUCH_INTERVAL;
+        if touched {
+            let at = now.timestamp_micros();
+            match &self.rows {
+                Rows::Sqlite(connection) => {
+                    Self::with(connection, move |c| {
+                        c.execute("UPDATE sessions SET last_seen = ?2 WHERE id_digest = ?1", params![digest, at])?;
+                        Ok(())
+                    })
+                    .await?;
+                }
+                Rows::Postgres(pool) => {
+                    Self::client(pool)
+                        .await?
+                        .execute("UPDATE sessions SET last_seen = $2 WHERE id_digest = $1", &[&digest.as_slice(), &at])
+                        .await
+                        .map_err(pg)?;
+                }
             }
-            // Idle expiry counts in minutes: writing on every request would make each read a write.
-            let touched = now - last_seen >= TOUCH_INTERVAL;
-            if touched {
-                c.execute(
-                    "UPDATE sessions SET last_seen = ?2 WHERE id_digest = ?1",
-                    params![digest, now.timestamp_micros()],
-                )?;
-            }
-            let account_id = AccountId(Uuid::from_slice(&account).map_err(|e| SessionError::Db(e.to_string()))?);
-            Ok(Some(Session { account_id, created_at, last_seen: if touched { now } else { last_seen } }))
-        })
-        .await
+        }
+        Ok(Some(Session {
+            account_id: AccountId(account),
+            created_at,
+            last_seen: if touched { now } else { last_seen },
+        }))
     }
 
     /// Sign-out.
     pub async fn revoke(&self, cookie: &str) -> Result<(), SessionError> {
         let digest = id_digest(cookie);
-        self.with(move |c| {
-            c.execute("DELETE FROM sessions WHERE id_digest = ?1", [digest])?;
-            Ok(())
-        })
-        .await
+        match &self.rows {
+            Rows::Sqlite(connection) => {
+                Self::with(connection, move |c| {
+                    c.execute("DELETE FROM sessions WHERE id_digest = ?1", [digest])?;
+                    Ok(())
+                })
+                .await
+            }
+            Rows::Postgres(pool) => {
+                Self::client(pool)
+                    .await?
+                    .execute("DELETE FROM sessions WHERE id_digest = $1", &[&digest.as_slice()])
+                    .await
+                    .map_err(pg)?;
+                Ok(())
+            }
+        }
     }
 
     /// Ends every session of an account, except `keep` (the session changing the password).
     pub async fn revoke_all(&self, account_id: AccountId, keep: Option<&str>) -> Result<u64, SessionError> {
         let keep = keep.map(id_digest).unwrap_or([0; 32]);
-        self.with(move |c| {
-            let removed = c.execute(
-                "DELETE FROM sessions WHERE account_id = ?1 AND id_digest != ?2",
-                params![account_id.0.as_bytes(), keep],
-            )?;
-            Ok(removed as u64)
-        })
-        .await
+        match &self.rows {
+            Rows::Sqlite(connection) => {
+                Self::with(connection, move |c| {
+                    let removed = c.execute(
+                        "DELETE FROM sessions WHERE account_id = ?1 AND id_digest != ?2",
+                        params![account_id.0.as_bytes(), keep],
+                    )?;
+                    Ok(removed as u64)
+                })
+                .await
+            }
+            Rows::Postgres(pool) => Self::client(pool)
+                .await?
+                .execute(
+                    "DELETE FROM sessions WHERE account_id = $1 AND id_digest != $2",
+                    &[&account_id.0, &keep.as_slice()],
+                )
+                .await
+                .map_err(pg),
+        }
     }
 
     /// The CSRF token of a session: state-changing requests must send it back.

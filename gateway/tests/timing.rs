@@ -53,7 +53,15 @@ async fn unknown_and_known_usernames_take_the_same_time() {
         session_lifetimes: Default::default(),
     };
     let mailer = Mailer::outbox(&dir.path().join("outbox"), "t@tenure.invalid").unwrap();
-    let app = App::open(dir.path(), config, mailer, clock.clone(), HashCost::default()).unwrap();
+    let app = App::open(
+        &tenure_store::Location::parse(None, dir.path()).unwrap(),
+        config,
+        mailer,
+        clock.clone(),
+        HashCost::default(),
+    )
+    .await
+    .unwrap();
     let runners =
         tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone()).unwrap().unwrap();
     let runners = tokio::spawn(runners);

@@ -1,26 +1,61 @@
-//! Only one scheduler acts at a time: it holds an exclusive lock on `scheduler.lock` in the data
-//! directory. The operating system releases the lock when the process ends, however it ends, so
-//! a waiting scheduler takes over from one that died.
+//! Only one scheduler acts at a time. On the embedded store it holds an exclusive lock on
+//! `scheduler.lock` in the data directory; on PostgreSQL, a session advisory lock held by a
+//! connection of its own. Either way the lock goes when the process does, however it ends
+//! (the OS closes the file; PostgreSQL ends the session when the connection drops), so a
+//! waiting scheduler takes over from one that died.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 use std::time::Duration;
 
+use tenure_store::Location;
+
 /// How often a waiting scheduler tries to take the lease.
 const RETRY: Duration = Duration::from_millis(500);
+/// The advisory lock's key: "TENU" and 2, the scheduler's.
+const ADVISORY_KEY: i64 = 0x5445_4e55_0002;
 
 /// The held lease; dropping it lets another scheduler take over.
-pub struct Lease {
-    _file: File,
+pub enum Lease {
+    File(File),
+    /// The connection holding the advisory lock, and the task that drives it.
+    Postgres(tokio_postgres::Client, tokio::task::JoinHandle<()>),
 }
 
-/// The lease, once no other scheduler holds it.
+impl Lease {
+    /// Whether the lease is still held. A PostgreSQL lease is lost with its connection (a
+    /// server restart, a network cut): the scheduler must then stop acting.
+    pub fn held(&self) -> bool {
+        match self {
+            Lease::File(_) => true,
+            Lease::Postgres(client, _) => !client.is_closed(),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Lease::Postgres(_, connection) = self {
+            connection.abort();
+        }
+    }
+}
+
+/// The lease of the deployment `location` names, once no other scheduler holds it.
+pub async fn acquire_at(location: &Location) -> std::io::Result<Lease> {
+    match location {
+        Location::Embedded { data_dir, .. } => acquire(&data_dir.join("scheduler.lock")).await,
+        Location::Postgres { url, .. } => acquire_advisory(url).await,
+    }
+}
+
+/// The lease on the lock file at `path`.
 pub async fn acquire(path: &Path) -> std::io::Result<Lease> {
     let file = OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
     let mut announced = false;
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(Lease { _file: file }),
+            Ok(()) => return Ok(Lease::File(file)),
             Err(TryLockError::WouldBlock) => {
                 if !announced {
                     tracing::info!(lease = %path.display(), "another scheduler holds the lease; waiting to take over");
@@ -30,5 +65,28 @@ pub async fn acquire(path: &Path) -> std::io::Result<Lease> {
             }
             Err(TryLockError::Error(error)) => return Err(error),
         }
+    }
+}
+
+async fn acquire_advisory(url: &str) -> std::io::Result<Lease> {
+    let failed = |e: tokio_postgres::Error| {
+        std::io::Error::other(tenure_store::postgres::pg_error("the scheduler lease", &e).to_string())
+    };
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(failed)?;
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut announced = false;
+    loop {
+        let taken: bool =
+            client.query_one("SELECT pg_try_advisory_lock($1)", &[&ADVISORY_KEY]).await.map_err(failed)?.get(0);
+        if taken {
+            return Ok(Lease::Postgres(client, connection));
+        }
+        if !announced {
+            tracing::info!("another scheduler holds the lease (a PostgreSQL advisory lock); waiting to take over");
+            announced = true;
+        }
+        tokio::time::sleep(RETRY).await;
     }
 }

@@ -19,7 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 use tenure_domain::decide::{Command, Ctx};
 use tenure_domain::{Account, AccountId, Event, Status};
 use tenure_store::event_store::{EventStore, Position};
-use tenure_store::{Accounts, Actor, ExecuteError, KeyStore, Meta, codec};
+use tenure_store::{Accounts, Actor, ExecuteError, KeyStore, Meta, StoreError, codec};
 use uuid::Uuid;
 
 pub use tracker::{Stage, Step, Tracker};
@@ -109,31 +109,81 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Warning mails delivered, by event id: the scheduler's own small SQLite file.
-struct Deliveries(Mutex<rusqlite::Connection>);
+/// Warning mails delivered, by event id: a small SQLite file of the scheduler's own, or a table
+/// in the shared PostgreSQL database, so that a scheduler taking over on another host knows
+/// what went out.
+pub enum DeliveryLog {
+    Sqlite(Mutex<rusqlite::Connection>),
+    Postgres(deadpool_postgres::Pool),
+}
 
-impl Deliveries {
-    fn open(path: &Path) -> Result<Deliveries, rusqlite::Error> {
+impl DeliveryLog {
+    pub fn sqlite(path: &Path) -> Result<DeliveryLog, SchedulerError> {
         let connection = rusqlite::Connection::open(path)?;
         connection.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
              CREATE TABLE IF NOT EXISTS delivered (event_id BLOB PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
-        Ok(Deliveries(Mutex::new(connection)))
+        Ok(DeliveryLog::Sqlite(Mutex::new(connection)))
     }
 
-    fn delivered(&self, event_id: Uuid) -> Result<bool, rusqlite::Error> {
-        let connection = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        connection.prepare_cached("SELECT 1 FROM delivered WHERE event_id = ?1")?.exists([event_id.as_bytes()])
+    /// The log beside the store `location` names (the PostgreSQL table comes with the store's
+    /// migrations).
+    pub fn at(location: &tenure_store::Location) -> Result<DeliveryLog, SchedulerError> {
+        match location {
+            tenure_store::Location::Embedded { data_dir, .. } => DeliveryLog::sqlite(&data_dir.join("scheduler.db")),
+            tenure_store::Location::Postgres { url, .. } => {
+                Ok(DeliveryLog::Postgres(tenure_store::postgres::pool(url)?))
+            }
+        }
     }
 
-    fn mark(&self, event_id: Uuid, at: DateTime<Utc>) -> Result<(), rusqlite::Error> {
-        let connection = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        connection
-            .prepare_cached("INSERT OR IGNORE INTO delivered (event_id, at) VALUES (?1, ?2)")?
-            .execute(rusqlite::params![event_id.as_bytes(), at.timestamp_micros()])?;
+    async fn delivered(&self, event_id: Uuid) -> Result<bool, SchedulerError> {
+        match self {
+            DeliveryLog::Sqlite(connection) => {
+                let connection = connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                Ok(connection
+                    .prepare_cached("SELECT 1 FROM delivered WHERE event_id = ?1")?
+                    .exists([event_id.as_bytes()])?)
+            }
+            DeliveryLog::Postgres(pool) => Ok(client(pool)
+                .await?
+                .query_opt("SELECT 1 FROM delivered WHERE event_id = $1", &[&event_id])
+                .await
+                .map_err(pg)?
+                .is_some()),
+        }
+    }
+
+    async fn mark(&self, event_id: Uuid, at: DateTime<Utc>) -> Result<(), SchedulerError> {
+        match self {
+            DeliveryLog::Sqlite(connection) => {
+                let connection = connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                connection
+                    .prepare_cached("INSERT OR IGNORE INTO delivered (event_id, at) VALUES (?1, ?2)")?
+                    .execute(rusqlite::params![event_id.as_bytes(), at.timestamp_micros()])?;
+            }
+            DeliveryLog::Postgres(pool) => {
+                client(pool)
+                    .await?
+                    .execute(
+                        "INSERT INTO delivered (event_id, at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[&event_id, &at.timestamp_micros()],
+                    )
+                    .await
+                    .map_err(pg)?;
+            }
+        }
         Ok(())
     }
+}
+
+async fn client(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Object, SchedulerError> {
+    pool.get().await.map_err(|e| SchedulerError::Store(StoreError::Backend(format!("the delivery log: {e}"))))
+}
+
+fn pg(error: tokio_postgres::Error) -> SchedulerError {
+    SchedulerError::Store(tenure_store::postgres::pg_error("the delivery log", &error))
 }
 
 pub struct Scheduler<S, K, D> {
@@ -142,20 +192,22 @@ pub struct Scheduler<S, K, D> {
     /// The next `$all` position to fold.
     next: Position,
     deliver: D,
-    deliveries: Deliveries,
+    deliveries: DeliveryLog,
     /// Whether the keys of accounts found deleted at start have been destroyed again.
     repaired: bool,
     /// Warnings recorded whose mail may not have gone out (found by the replay, or refused by
     /// the mail server): tried again at the next pass.
     unconfirmed: Vec<(AccountId, Uuid)>,
+    /// Whether the replay at start is running.
+    opening: bool,
 }
 
 impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
-    /// Replays `$all` into the tracker. `deliveries` is the delivery log's file.
+    /// Replays `$all` into the tracker.
     pub async fn open(
         accounts: Accounts<S, K>,
         deliver: D,
-        deliveries: &Path,
+        deliveries: DeliveryLog,
         quarantine: Duration,
     ) -> Result<Self, SchedulerError> {
         let mut scheduler = Scheduler {
@@ -163,11 +215,13 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
             tracker: Tracker::new(quarantine),
             next: 1,
             deliver,
-            deliveries: Deliveries::open(deliveries)?,
+            deliveries,
             unconfirmed: Vec::new(),
             repaired: false,
+            opening: true,
         };
         scheduler.catch_up().await?;
+        scheduler.opening = false;
         scheduler.tracker.replayed();
         Ok(scheduler)
     }
@@ -209,7 +263,11 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
             (_, Some(account)) => account,
             _ => return Ok(()),
         };
-        if matches!(event, Event::DeactivationWarningSent(_) | Event::DeletionWarningSent(_)) {
+        // Only the replay at start looks for warnings whose mail may never have gone out (a
+        // scheduler died between recording and mailing). A warning found later was written by
+        // a scheduler that is alive and mails it itself: this one, or one acting without the
+        // lease, which must not lead to a second mail.
+        if self.opening && matches!(event, Event::DeactivationWarningSent(_) | Event::DeletionWarningSent(_)) {
             self.unconfirmed.push((account, event_id));
         }
         self.tracker.apply(account, &event);
@@ -343,7 +401,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
     async fn send(&mut self, warning: Warning, now: DateTime<Utc>) -> Result<(), SchedulerError> {
         match self.deliver.deliver(&warning).await {
             Ok(()) => {
-                self.deliveries.mark(warning.event_id, now)?;
+                self.deliveries.mark(warning.event_id, now).await?;
                 tracing::info!(account = %warning.account, step = warning.step.name(), "warning mailed");
             }
             // Recorded but not sent: the next pass tries again, with the same Message-ID.
@@ -360,7 +418,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
     /// deadline that a sign-in has moved since is not sent.
     async fn resend_unconfirmed(&mut self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
         for (id, event_id) in std::mem::take(&mut self.unconfirmed) {
-            if self.deliveries.delivered(event_id)? {
+            if self.deliveries.delivered(event_id).await? {
                 continue;
             }
             let (state, envelopes) = self.accounts.load(id).await?;

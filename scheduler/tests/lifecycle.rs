@@ -10,9 +10,10 @@ use tenure_domain::calendar;
 use tenure_domain::decide::{Command, Ctx, Factor, Invite, PasswordVia};
 use tenure_domain::events::{Client, MfaRequirement, Org, Role};
 use tenure_domain::{AccountId, Event, OrgId, Username};
-use tenure_scheduler::{DEFAULT_QUARANTINE, Deliver, Scheduler, Step, Summary, Warning};
-use tenure_store::sqlite::{Open, SqliteStore};
-use tenure_store::{Accounts, Actor, KeyStore, Meta, SqliteKeyStore, secrets};
+use tenure_scheduler::{DEFAULT_QUARANTINE, Deliver, DeliveryLog, Scheduler, Step, Summary, Warning};
+use tenure_store::conformance::TestDatabase;
+use tenure_store::sqlite::Open;
+use tenure_store::{Accounts, Actor, KeyStore, Keys, Location, Meta, Store, secrets};
 use uuid::Uuid;
 
 #[derive(Clone, Default)]
@@ -39,31 +40,39 @@ impl Deliver for Outbox {
     }
 }
 
-type Repo = Accounts<SqliteStore, SqliteKeyStore>;
+type Repo = Accounts<Store, Keys>;
 
-struct World {
-    dir: tempfile::TempDir,
-    repo: Repo,
-    outbox: Outbox,
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-fn world() -> World {
+struct World {
+    location: Location,
+    repo: Repo,
+    outbox: Outbox,
+    _dir: tempfile::TempDir,
+    _database: Option<TestDatabase>,
+}
+
+async fn world(backend: Backend) -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("tenure.db"), Open::CreateIfMissing).unwrap();
-    let keys = SqliteKeyStore::open(&dir.path().join("keys.db"), &dir.path().join("master.key"), true).unwrap();
-    World { dir, repo: Accounts::new(store, keys), outbox: Outbox::default() }
+    let (location, database) = match backend {
+        Backend::Sqlite => (Location::parse(None, dir.path()).unwrap(), None),
+        Backend::Postgres => {
+            let database = TestDatabase::create().await;
+            (Location::parse(Some(&database.url), dir.path()).unwrap(), Some(database))
+        }
+    };
+    let (store, keys) = location.open(Open::CreateIfMissing).await.unwrap();
+    World { location, repo: Accounts::new(store, keys), outbox: Outbox::default(), _dir: dir, _database: database }
 }
 
 impl World {
-    async fn scheduler(&self) -> Scheduler<SqliteStore, SqliteKeyStore, Outbox> {
-        Scheduler::open(
-            self.repo.clone(),
-            self.outbox.clone(),
-            &self.dir.path().join("scheduler.db"),
-            DEFAULT_QUARANTINE,
-        )
-        .await
-        .unwrap()
+    async fn scheduler(&self) -> Scheduler<Store, Keys, Outbox> {
+        let log = DeliveryLog::at(&self.location).unwrap();
+        Scheduler::open(self.repo.clone(), self.outbox.clone(), log, DEFAULT_QUARANTINE).await.unwrap()
     }
 
     /// An active account (password set, terms accepted) created at `at`.
@@ -175,7 +184,7 @@ fn check_history(id: AccountId, history: &[(Event, String)], end: DateTime<Utc>)
 /// `end`.
 async fn walk(
     w: &World,
-    scheduler: &mut Scheduler<SqliteStore, SqliteKeyStore, Outbox>,
+    scheduler: &mut Scheduler<Store, Keys, Outbox>,
     mut sign_ins: Vec<(DateTime<Utc>, AccountId)>,
     end: DateTime<Utc>,
 ) -> Summary {
@@ -214,12 +223,13 @@ proptest! {
     /// Thirteen months over many accounts with random sign-ins, starting on 31 August before a
     /// leap year (31 August + 6 months = 29 February).
     #[test]
-    fn a_thirteen_month_walk_does_every_step_at_its_deadline_once(
+    fn a_thirteen_month_walk_does_every_step_at_its_deadline_once_on_both_backends(
         offsets in proptest::collection::vec((0i64..60, proptest::collection::vec(0i64..400 * 24, 0..4)), 30..40),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for backend in [Backend::Sqlite, Backend::Postgres] {
         runtime.block_on(async {
-            let w = world();
+            let w = world(backend).await;
             let start = at(2027, 8, 31);
             let end = start + Duration::days(396);
             let mut accounts = Vec::new();
@@ -254,12 +264,11 @@ proptest! {
             prop_assert_eq!(deactivated, Some(at(2028, 2, 29)), "31 August + 6 months in a leap year");
             Ok(())
         })?;
+        }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sign_in_after_the_warning_cancels_the_deactivation_and_a_reactivation_restarts_the_clock() {
-    let w = world();
+async fn a_sign_in_after_the_warning_cancels_the_deactivation_and_a_reactivation_restarts_the_clock(w: World) {
     let t0 = at(2026, 1, 15);
     let id = w.active("jdoe", t0).await;
     let mut scheduler = w.scheduler().await;
@@ -295,9 +304,7 @@ async fn a_sign_in_after_the_warning_cancels_the_deactivation_and_a_reactivation
     check_history(id, &w.events(id).await, d3.deactivation_warning);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pass_far_ahead_takes_every_step_once_in_order_then_releases_the_username() {
-    let w = world();
+async fn a_pass_far_ahead_takes_every_step_once_in_order_then_releases_the_username(w: World) {
     let t0 = at(2026, 3, 31);
     let ids = [w.active("amy", t0).await, w.active("bob", t0 + Duration::days(1)).await];
     let mut scheduler = w.scheduler().await;
@@ -340,9 +347,7 @@ async fn a_pass_far_ahead_takes_every_step_once_in_order_then_releases_the_usern
     w.repo.invite(again(out), &Ctx { now: out }, &operator).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sign_in_racing_the_deactivation_never_both() {
-    let w = world();
+async fn a_sign_in_racing_the_deactivation_never_both(w: World) {
     let t0 = at(2026, 5, 10);
     let mut ids = Vec::new();
     for i in 0..300 {
@@ -383,9 +388,7 @@ async fn a_sign_in_racing_the_deactivation_never_both() {
     assert_eq!(summary.deactivated + signed, ids.len());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_schedulers_at_once_take_each_step_once() {
-    let w = world();
+async fn two_schedulers_at_once_take_each_step_once(w: World) {
     let t0 = at(2026, 2, 1);
     let mut ids = Vec::new();
     for i in 0..60 {
@@ -404,9 +407,7 @@ async fn two_schedulers_at_once_take_each_step_once() {
     assert_eq!(w.outbox.sent.lock().unwrap().len(), 120, "one mail per warning");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_warning_recorded_but_not_mailed_is_mailed_later_and_only_once() {
-    let w = world();
+async fn a_warning_recorded_but_not_mailed_is_mailed_later_and_only_once(w: World) {
     let t0 = at(2026, 4, 1);
     let (quiet, moved) = (w.active("quiet", t0).await, w.active("moved", t0).await);
     let d = calendar::deadlines(t0);
@@ -434,9 +435,7 @@ async fn a_warning_recorded_but_not_mailed_is_mailed_later_and_only_once() {
     assert_eq!(w.outbox.sent.lock().unwrap().len(), 1, "a mail marked delivered is not sent again");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_warning_refused_by_the_mail_server_is_mailed_at_the_next_pass() {
-    let w = world();
+async fn a_warning_refused_by_the_mail_server_is_mailed_at_the_next_pass(w: World) {
     let t0 = at(2026, 6, 1);
     let id = w.active("later", t0).await;
     let d = calendar::deadlines(t0);
@@ -452,4 +451,31 @@ async fn a_warning_refused_by_the_mail_server_is_mailed_at_the_next_pass() {
     assert_eq!(sent.iter().map(|m| m.account).collect::<Vec<_>>(), [id], "sent once the server is back");
     scheduler.pass(d.deactivation_warning + Duration::minutes(10), false).await.unwrap();
     assert_eq!(w.outbox.sent.lock().unwrap().len(), 1, "and only once");
+}
+
+/// Each scenario above, on the embedded store and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                super::$scenario(super::world(super::Backend::Sqlite).await).await
+            }
+        )*}
+        mod postgres {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                super::$scenario(super::world(super::Backend::Postgres).await).await
+            }
+        )*}
+    };
+}
+
+on_both_backends! {
+    a_sign_in_after_the_warning_cancels_the_deactivation_and_a_reactivation_restarts_the_clock,
+    a_pass_far_ahead_takes_every_step_once_in_order_then_releases_the_username,
+    a_sign_in_racing_the_deactivation_never_both,
+    two_schedulers_at_once_take_each_step_once,
+    a_warning_recorded_but_not_mailed_is_mailed_later_and_only_once,
+    a_warning_refused_by_the_mail_server_is_mailed_at_the_next_pass,
 }

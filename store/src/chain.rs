@@ -57,25 +57,32 @@ pub struct ChainBreak {
 /// Checks a whole stream, read from version 1. Returns the number of events verified, or the
 /// first event at which the chain breaks.
 pub fn verify(stream: &[RecordedEvent]) -> Result<usize, ChainBreak> {
-    let mut prev = GENESIS;
-    for (index, event) in stream.iter().enumerate() {
-        let broken = |reason| ChainBreak {
-            event_id: event.id,
-            stream: event.stream.clone(),
-            version: event.version,
-            position: event.position,
-            reason,
-        };
-        if event.version != index as u64 + 1 {
-            return Err(broken("the stream version is out of sequence (an event is missing)"));
-        }
-        if event.prev_hash != prev {
-            return Err(broken("it does not link to the previous event's hash"));
-        }
-        if recompute(event) != event.hash {
-            return Err(broken("its stored bytes do not match its hash (changed after writing)"));
-        }
-        prev = event.hash;
+    let mut prev = (0, GENESIS);
+    for event in stream {
+        check_link(event, prev)?;
+        prev = (event.version, event.hash);
     }
     Ok(stream.len())
+}
+
+/// Checks one event against the (version, hash) of the event before it in its stream
+/// (`(0, GENESIS)` for the first), for readers that walk `$all` rather than one stream.
+pub fn check_link(event: &RecordedEvent, (prev_version, prev_hash): (Version, [u8; 32])) -> Result<(), ChainBreak> {
+    let broken = |reason| ChainBreak {
+        event_id: event.id,
+        stream: event.stream.clone(),
+        version: event.version,
+        position: event.position,
+        reason,
+    };
+    if event.version != prev_version + 1 {
+        return Err(broken("the stream version is out of sequence (an event is missing)"));
+    }
+    if event.prev_hash != prev_hash {
+        return Err(broken("it does not link to the previous event's hash"));
+    }
+    if recompute(event) != event.hash {
+        return Err(broken("its stored bytes do not match its hash (changed after writing)"));
+    }
+    Ok(())
 }

@@ -294,3 +294,110 @@ pub async fn hash_chains_link_each_stream<S: EventStore>(store: &S) {
     assert_eq!(stream[0].prev_hash, crate::chain::GENESIS);
     assert_eq!(stream[3].prev_hash, stream[2].hash);
 }
+
+/// Readers polling `$all` while many writers append never see a position before every earlier
+/// one is visible: each page they read starts exactly where their last one ended. `stores` are
+/// handles that share one store but not a process-local writer (separate connections pools for
+/// PostgreSQL), so the ordering between writers is the backend's, not the handle's.
+pub async fn readers_never_see_a_gap<S: EventStore>(stores: &[S]) {
+    const WRITERS: usize = 48;
+    const APPENDS: usize = 25;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let store = stores[writer % stores.len()].clone();
+            tokio::spawn(async move {
+                for _ in 0..APPENDS {
+                    let stream = format!("g-{}", writer % 12);
+                    store.append(&stream, Expected::Any, events(1 + writer % 4, "G")).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    let total: u64 = (0..WRITERS).map(|w| (1 + w % 4) as u64 * APPENDS as u64).sum();
+    let readers: Vec<_> = (0..4)
+        .map(|reader| {
+            let store = stores[reader % stores.len()].clone();
+            tokio::spawn(async move {
+                let mut next = 1u64;
+                while next <= total {
+                    let page = store.read_all(next, 64).await.expect("read all");
+                    for event in &page {
+                        assert_eq!(
+                            event.position, next,
+                            "reader {reader} saw position {} before {next}",
+                            event.position
+                        );
+                        next += 1;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    for reader in readers {
+        reader.await.expect("reader");
+    }
+}
+
+/// A fresh PostgreSQL database for one test, dropped when the guard goes. The server is the
+/// one `TENURE_TEST_POSTGRES` names (default: the local server, as `./scripts/test` starts it);
+/// a test that cannot reach it fails with the reason.
+pub struct TestDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+pub const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        let admin_url = std::env::var("TENURE_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES.into());
+        let name = format!("tenure_test_{}", Uuid::now_v7().simple());
+        let (client, connection) =
+            tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {} ({e}); start it, or run ./scripts/test, which does",
+                    crate::postgres::redacted(&admin_url)
+                )
+            });
+        tokio::spawn(connection);
+        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create the test database");
+        let mut config: tokio_postgres::Config = admin_url.parse().expect("a PostgreSQL URL");
+        config.dbname(&name);
+        let url = to_url(&config);
+        TestDatabase { url, admin_url, name }
+    }
+}
+
+/// A URL for `config` (tokio-postgres has no way back from a `Config` to a URL).
+fn to_url(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => "127.0.0.1".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let password = config.get_password().map(|p| format!(":{}", String::from_utf8_lossy(p))).unwrap_or_default();
+    format!("postgres://{user}{password}@{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside async code; a small runtime of its own does the drop.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await {
+                    tokio::spawn(connection);
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        })
+        .join();
+    }
+}

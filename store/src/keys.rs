@@ -128,12 +128,7 @@ impl SqliteKeyStore {
     /// A server-wide key for one purpose (such as digests of emailed codes), derived from the
     /// master key: HMAC-SHA256(master, purpose). It never needs storing.
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
-        use hmac::{Hmac, Mac};
-        let mut mac =
-            <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.inner.master.0).expect("HMAC takes keys of any length");
-        mac.update(b"tenure derived key v1\0");
-        mac.update(purpose.as_bytes());
-        mac.finalize().into_bytes().into()
+        derive(&self.inner.master, purpose)
     }
 
     /// Creates the keys of many new accounts in one transaction (bulk imports, benchmarks).
@@ -155,6 +150,45 @@ impl SqliteKeyStore {
             }
             tx.commit().map_err(failed)?;
             Ok(keys)
+        })
+        .await
+    }
+}
+
+impl SqliteKeyStore {
+    pub async fn export_wrapped(&self) -> Result<Vec<(AccountId, Vec<u8>)>, StoreError> {
+        self.with_connection(|c, _| {
+            let failed = |e: rusqlite::Error| StoreError::Backend(format!("cannot read keys: {e}"));
+            let mut statement = c.prepare("SELECT account_id, wrapped FROM account_keys").map_err(failed)?;
+            let rows = statement
+                .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .map_err(failed)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(failed)?;
+            rows.into_iter()
+                .map(|(id, wrapped)| {
+                    let id =
+                        uuid::Uuid::from_slice(&id).map_err(|_| StoreError::Corrupt("a key's account id".into()))?;
+                    Ok((AccountId(id), wrapped))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub async fn import_wrapped(&self, keys: Vec<(AccountId, Vec<u8>)>) -> Result<(), StoreError> {
+        self.with_connection(move |c, _| {
+            let failed = |e: rusqlite::Error| StoreError::Backend(format!("cannot store keys: {e}"));
+            let tx = c.unchecked_transaction().map_err(failed)?;
+            {
+                let mut insert = tx
+                    .prepare("INSERT OR IGNORE INTO account_keys (account_id, wrapped) VALUES (?1, ?2)")
+                    .map_err(failed)?;
+                for (account, wrapped) in &keys {
+                    insert.execute(params![account.0.as_bytes(), wrapped]).map_err(failed)?;
+                }
+            }
+            tx.commit().map_err(failed)
         })
         .await
     }
@@ -186,13 +220,7 @@ impl KeyStore for SqliteKeyStore {
             let Some(wrapped) = wrapped else {
                 return Ok(None);
             };
-            let key = master
-                .open(account.0.as_bytes(), &wrapped)
-                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("the key of {account} does not unwrap with this master key"))
-                })?;
-            Ok(Some(DataKey(key)))
+            unwrap_key(master, account, &wrapped).map(Some)
         })
         .await
     }
@@ -249,4 +277,124 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// Where the key store lives beside a data directory.
 pub fn key_store_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     (data_dir.join("keys.db"), data_dir.join("master.key"))
+}
+
+/// Keys in the PostgreSQL database the events are in, for gateways that share it. Every
+/// gateway reads the same `master.key` (a secret the operator distributes like a TLS key; see
+/// docs/operations.md): it never enters the database, so a copy of the database opens no key.
+#[derive(Clone)]
+pub struct PgKeyStore {
+    pool: deadpool_postgres::Pool,
+    master: Arc<DataKey>,
+}
+
+impl PgKeyStore {
+    /// Opens the key table of the database at `url` (created by the store's migrations).
+    pub async fn open(url: &str, master_key_path: &Path, create: bool) -> Result<PgKeyStore, StoreError> {
+        if !create && !master_key_path.exists() {
+            return Err(StoreError::Missing(master_key_path.display().to_string()));
+        }
+        let master = Arc::new(load_or_create_master_key(master_key_path)?);
+        let pool = crate::postgres::pool(url)?;
+        let mode = if create { crate::sqlite::Open::CreateIfMissing } else { crate::sqlite::Open::MustExist };
+        crate::postgres::ensure_schema(url, &pool, mode).await?;
+        Ok(PgKeyStore { pool, master })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Backend(format!("cannot reach the key store: {e}")))
+    }
+
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        derive(&self.master, purpose)
+    }
+
+    pub async fn create_many(&self, accounts: Vec<AccountId>) -> Result<Vec<DataKey>, StoreError> {
+        let mut keys = Vec::with_capacity(accounts.len());
+        let mut wrapped = Vec::with_capacity(accounts.len());
+        for account in &accounts {
+            let key = DataKey::generate()?;
+            wrapped.push(self.master.seal(account.0.as_bytes(), &key.0)?);
+            keys.push(key);
+        }
+        let ids: Vec<uuid::Uuid> = accounts.iter().map(|a| a.0).collect();
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO account_keys (account_id, wrapped) SELECT * FROM unnest($1::uuid[], $2::bytea[])",
+                &[&ids, &wrapped],
+            )
+            .await
+            .map_err(|e| crate::postgres::pg_error("cannot store keys", &e))?;
+        Ok(keys)
+    }
+}
+
+impl PgKeyStore {
+    pub async fn export_wrapped(&self) -> Result<Vec<(AccountId, Vec<u8>)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT account_id, wrapped FROM account_keys", &[])
+            .await
+            .map_err(|e| crate::postgres::pg_error("cannot read keys", &e))?;
+        Ok(rows.iter().map(|r| (AccountId(r.get(0)), r.get(1))).collect())
+    }
+
+    pub async fn import_wrapped(&self, keys: Vec<(AccountId, Vec<u8>)>) -> Result<(), StoreError> {
+        let (ids, wrapped): (Vec<uuid::Uuid>, Vec<Vec<u8>>) = keys.into_iter().map(|(a, w)| (a.0, w)).unzip();
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO account_keys (account_id, wrapped) SELECT * FROM unnest($1::uuid[], $2::bytea[]) \
+                 ON CONFLICT DO NOTHING",
+                &[&ids, &wrapped],
+            )
+            .await
+            .map_err(|e| crate::postgres::pg_error("cannot store keys", &e))?;
+        Ok(())
+    }
+}
+
+impl KeyStore for PgKeyStore {
+    async fn create(&self, account: AccountId) -> Result<DataKey, StoreError> {
+        Ok(self.create_many(vec![account]).await?.remove(0))
+    }
+
+    async fn get(&self, account: AccountId) -> Result<Option<DataKey>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT wrapped FROM account_keys WHERE account_id = $1", &[&account.0])
+            .await
+            .map_err(|e| crate::postgres::pg_error(&format!("cannot read the key of {account}"), &e))?;
+        row.map(|row| unwrap_key(&self.master, account, row.get(0))).transpose()
+    }
+
+    async fn destroy(&self, account: AccountId) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute("DELETE FROM account_keys WHERE account_id = $1", &[&account.0])
+            .await
+            .map_err(|e| crate::postgres::pg_error(&format!("cannot destroy the key of {account}"), &e))?;
+        Ok(())
+    }
+}
+
+fn unwrap_key(master: &DataKey, account: AccountId, wrapped: &[u8]) -> Result<DataKey, StoreError> {
+    master
+        .open(account.0.as_bytes(), wrapped)
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .map(DataKey)
+        .ok_or_else(|| StoreError::Corrupt(format!("the key of {account} does not unwrap with this master key")))
+}
+
+/// A server-wide key for one purpose (such as digests of emailed codes), derived from the
+/// master key: HMAC-SHA256(master, purpose). It never needs storing.
+fn derive(master: &DataKey, purpose: &str) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&master.0).expect("HMAC takes keys of any length");
+    mac.update(b"tenure derived key v1\0");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().into()
 }

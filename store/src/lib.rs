@@ -4,19 +4,23 @@
 //! chain), and `Accounts::execute`: load, fold, decide, append with the expected version.
 
 pub mod accounts;
+pub mod backend;
 pub mod chain;
 pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod event_store;
 pub mod keys;
+pub mod postgres;
 pub mod secrets;
 pub mod sqlite;
 
 pub use accounts::{Accounts, ExecuteError};
+pub use backend::{Keys, Location, Store};
 pub use codec::{Actor, CodecError, Envelope, Meta};
 pub use event_store::{
     AppendError, Appended, EventStore, Expected, NewEvent, Position, RecordedEvent, StoreError, StreamAppend, Version,
 };
-pub use keys::{DataKey, KeyStore, SqliteKeyStore};
+pub use keys::{DataKey, KeyStore, PgKeyStore, SqliteKeyStore};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

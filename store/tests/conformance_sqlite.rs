@@ -33,3 +33,9 @@ conformance! {
     unknown_event_types_are_kept,
     hash_chains_link_each_stream,
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_never_see_a_gap() {
+    let (_dir, store) = fresh();
+    conformance::readers_never_see_a_gap(&[store.clone(), store]).await;
+}

@@ -14,7 +14,7 @@ use crate::args::{self, Admin, Global};
 use crate::context::{self, Context};
 
 pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
-    let context = context::open(global, Open::CreateIfMissing)?;
+    let context = context::open(global, Open::CreateIfMissing).await?;
     let ctx = Ctx { now: context.clock.now() };
     let meta = Meta::new(context::operator());
     match admin {

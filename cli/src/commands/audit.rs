@@ -19,7 +19,7 @@ const REDACTED: &str = "redacted";
 const SECRET_FIELDS: [&str; 2] = ["password_hash", "totp_secret"];
 
 pub async fn run(global: &Global, audit: Audit) -> anyhow::Result<ExitCode> {
-    let context = context::open(global, Open::MustExist)?;
+    let context = context::open(global, Open::MustExist).await?;
     let accounts = &context.accounts;
     let id = accounts.resolve(&audit.who).await?.ok_or_else(|| anyhow!("no account named {:?}", audit.who))?;
     let recorded = accounts.store.read_stream(&id.stream(), 1).await?;

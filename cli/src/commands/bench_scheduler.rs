@@ -67,7 +67,7 @@ pub async fn run(global: &Global, args: BenchScheduler) -> anyhow::Result<ExitCo
         let mut scheduler = Scheduler::open(
             Accounts::new(store, keys),
             Nowhere,
-            &scratch.path().join("scheduler.db"),
+            tenure_scheduler::DeliveryLog::sqlite(&scratch.path().join("scheduler.db"))?,
             tenure_scheduler::DEFAULT_QUARANTINE,
         )
         .await?;

@@ -67,7 +67,8 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
         session_lifetimes: Default::default(),
     };
     let mailer = tenure_gateway::mail::Mailer::outbox(&scratch.path().join("outbox"), "bench@tenure.invalid")?;
-    let app = App::open(scratch.path(), config, mailer, Arc::new(SystemClock), HashCost::default())?;
+    let location = tenure_store::Location::parse(None, scratch.path()).map_err(anyhow::Error::msg)?;
+    let app = App::open(&location, config, mailer, Arc::new(SystemClock), HashCost::default()).await?;
     println!(
         "sign-in benchmark: {cores} cores, {} clients, {:.0} s per part; preparing {users} accounts",
         args.clients, args.seconds

@@ -39,7 +39,7 @@ pub async fn run(global: &Global, item: OrgItem) -> anyhow::Result<ExitCode> {
         }
     };
     let org_id = OrgId::parse(&org).map_err(|e| anyhow!("--org {org:?}: {e}"))?;
-    let context = context::open(global, Open::CreateIfMissing)?;
+    let context = context::open(global, Open::CreateIfMissing).await?;
     let ctx = Ctx { now: context.clock.now() };
     let event = context
         .accounts

@@ -1,19 +1,17 @@
 //! `tenure projections …`: status, rebuild and a runner.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use tenure_projections::{ALL, Phase, Projection, ProjectionState};
 use tenure_store::sqlite::Open;
 
 use crate::args::{Global, Projections};
 use crate::context;
+use crate::progress::Progress;
 
 pub async fn run(global: &Global, command: Projections) -> anyhow::Result<ExitCode> {
-    let context = context::open(global, Open::MustExist)?;
+    let context = context::open(global, Open::MustExist).await?;
     let store = context.accounts.store.clone();
     let db = context::projections(global)?;
     match command {
@@ -53,8 +51,13 @@ pub async fn run(global: &Global, command: Projections) -> anyhow::Result<ExitCo
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?
             };
-            let progress = Progress::new();
-            let report = tenure_projections::rebuild(&store, &db, &projections, |phase| progress.update(phase)).await?;
+            let progress = Progress::new("rebuild");
+            let report = tenure_projections::rebuild(&store, &db, &projections, |phase| match phase {
+                Phase::Replay { position, head } => progress.set(position, head),
+                Phase::Writing => progress.message("writing the fresh copy"),
+                _ => progress.message("catching up and swapping it in"),
+            })
+            .await?;
             progress.finish();
             let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
             println!(
@@ -78,59 +81,6 @@ pub async fn run(global: &Global, command: Projections) -> anyhow::Result<ExitCo
                 _ = tokio::signal::ctrl_c() => tracing::info!("stopped"),
             }
             Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// A progress bar with events/s and ETA on a terminal; a plain line every few seconds otherwise.
-enum Progress {
-    Bar(ProgressBar),
-    Lines { started: Instant, last: std::cell::Cell<Instant> },
-}
-
-impl Progress {
-    fn new() -> Progress {
-        if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} events  {per_sec}  ETA {eta}  {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            Progress::Bar(bar)
-        } else {
-            let now = Instant::now();
-            Progress::Lines { started: now, last: std::cell::Cell::new(now) }
-        }
-    }
-
-    fn update(&self, phase: Phase) {
-        let Phase::Replay { position, head } = phase else {
-            let what =
-                if phase == Phase::Writing { "writing the fresh copy" } else { "catching up and swapping it in" };
-            match self {
-                Progress::Bar(bar) => bar.set_message(what),
-                Progress::Lines { .. } => eprintln!("rebuild: {what}"),
-            }
-            return;
-        };
-        match self {
-            Progress::Bar(bar) => {
-                bar.set_length(head);
-                bar.set_position(position);
-            }
-            Progress::Lines { started, last } => {
-                if last.get().elapsed() >= Duration::from_secs(2) {
-                    last.set(Instant::now());
-                    let rate = position as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                    eprintln!("rebuild: {position}/{head} events, {rate:.0} events/s");
-                }
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Progress::Bar(bar) = self {
-            bar.finish_and_clear();
         }
     }
 }

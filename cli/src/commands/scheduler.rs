@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Duration, Utc};
 use tenure_gateway::mail::{Mail, Mailer};
 use tenure_gateway::sessions::SessionStore;
-use tenure_scheduler::{Deliver, Scheduler, Step, Warning};
+use tenure_scheduler::{Deliver, DeliveryLog, Scheduler, Step, Warning};
 use tenure_store::sqlite::Open;
 
 use crate::args::{Global, Scheduler as SchedulerArgs};
@@ -63,16 +63,13 @@ pub async fn open(
     dry_run: bool,
 ) -> anyhow::Result<(
     Option<tenure_scheduler::lease::Lease>,
-    Scheduler<tenure_store::SqliteStore, tenure_store::SqliteKeyStore, WarningMails>,
+    Scheduler<tenure_store::Store, tenure_store::Keys, WarningMails>,
 )> {
-    let context = crate::context::open(global, Open::CreateIfMissing)?;
-    let lease = if dry_run {
-        None
-    } else {
-        Some(tenure_scheduler::lease::acquire(&global.data_dir.join("scheduler.lock")).await?)
-    };
-    let sessions = SessionStore::open(
-        &global.data_dir.join("sessions.db"),
+    let context = crate::context::open(global, Open::CreateIfMissing).await?;
+    let location = crate::context::location(global)?;
+    let lease = if dry_run { None } else { Some(tenure_scheduler::lease::acquire_at(&location).await?) };
+    let sessions = SessionStore::open_at(
+        &location,
         std::sync::Arc::new(crate::context::SystemClock),
         Default::default(),
         context.accounts.keys.derive("csrf tokens"),
@@ -81,7 +78,7 @@ pub async fn open(
         WarningMails { mailer: crate::context::mailer(global)?, public_url: context.public_url.clone(), sessions };
     let accounts: Repo = context.accounts;
     let quarantine = Duration::days(i64::from(quarantine_days));
-    let scheduler = Scheduler::open(accounts, deliver, &global.data_dir.join("scheduler.db"), quarantine).await?;
+    let scheduler = Scheduler::open(accounts, deliver, DeliveryLog::at(&location)?, quarantine).await?;
     Ok((lease, scheduler))
 }
 
@@ -106,7 +103,7 @@ pub async fn run(global: &Global, args: SchedulerArgs) -> anyhow::Result<ExitCod
 /// Passes whenever something comes due, until interrupted; `metrics` (the gateway's, with
 /// `serve --with-scheduler`) learns what each pass did.
 pub async fn follow(
-    scheduler: &mut Scheduler<tenure_store::SqliteStore, tenure_store::SqliteKeyStore, WarningMails>,
+    scheduler: &mut Scheduler<tenure_store::Store, tenure_store::Keys, WarningMails>,
     clock: impl Fn() -> DateTime<Utc>,
     metrics: Option<&tenure_gateway::metrics::Metrics>,
 ) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! `tenure serve`: the gateway with its projections, on the embedded store.
+//! `tenure serve`: the gateway with its projections.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -35,7 +35,8 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         },
     };
     let cost = HashCost { memory_kib: serve.argon2_memory_kib, iterations: serve.argon2_iterations, parallelism: 1 };
-    let app = App::open(data_dir, config, mailer, Arc::new(SystemClock), cost)?;
+    let location = crate::context::location(global)?;
+    let app = App::open(&location, config, mailer, Arc::new(SystemClock), cost).await?;
     bootstrap(&app, &public_url).await?;
 
     match tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())? {
@@ -100,7 +101,18 @@ async fn bootstrap(app: &App, public_url: &str) -> anyhow::Result<()> {
         display_name: Some("Administrator".into()),
         token_digest,
     };
-    app.accounts.invite(invite, &Ctx { now: app.clock.now() }, &Meta::new(Actor::Operator("bootstrap".into()))).await?;
+    let invited = app
+        .accounts
+        .invite(invite, &Ctx { now: app.clock.now() }, &Meta::new(Actor::Operator("bootstrap".into())))
+        .await;
+    if let Err(error) = invited {
+        // Gateways started together on one new database race for this; one invitation wins.
+        if app.accounts.store.head().await? > 0 {
+            tracing::info!("another gateway invited the first administrator");
+            return Ok(());
+        }
+        return Err(error.into());
+    }
     println!("The store is empty. The first administrator (username admin) signs in once at:");
     println!("invitation_url: {public_url}/invite/{token}");
     Ok(())

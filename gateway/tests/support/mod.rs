@@ -53,7 +53,10 @@ impl Harness {
         };
         let mailer = Mailer::outbox(&dir.path().join("outbox"), "Tenure <no-reply@tenure.example>").unwrap();
         let cheap = HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 };
-        let app = App::open(dir.path(), config, mailer, clock.clone(), cheap).unwrap();
+        let app =
+            App::open(&tenure_store::Location::parse(None, dir.path()).unwrap(), config, mailer, clock.clone(), cheap)
+                .await
+                .unwrap();
         let runners =
             tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone()).unwrap().unwrap();
         let runners = tokio::spawn(async move {

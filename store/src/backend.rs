@@ -1,0 +1,209 @@
+//! The backend a deployment runs on, chosen by `--store`: the embedded SQLite files under the
+//! data directory, or a PostgreSQL database shared by several processes. Everything above the
+//! store works with `Store` and `Keys` and never asks which it is.
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::watch;
+
+use crate::event_store::*;
+use crate::keys::{DataKey, KeyStore, PgKeyStore, SqliteKeyStore, key_store_paths};
+use crate::postgres::PgStore;
+use crate::sqlite::{Open, SqliteStore};
+use tenure_domain::AccountId;
+
+/// Where the events and keys are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// SQLite files: the events at `events`, the keys and master key under `data_dir`.
+    Embedded { data_dir: PathBuf, events: PathBuf },
+    /// A PostgreSQL database; the master key stays in `data_dir`.
+    Postgres { url: String, data_dir: PathBuf },
+}
+
+impl Location {
+    /// `url` as given to `--store`: `sqlite://PATH`, `postgres://…`, or none for the embedded
+    /// default under `data_dir`.
+    pub fn parse(url: Option<&str>, data_dir: &Path) -> Result<Location, String> {
+        let Some(url) = url else {
+            return Ok(Location::Embedded { data_dir: data_dir.into(), events: data_dir.join("tenure.db") });
+        };
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("--store sqlite:// needs a path, as in sqlite://./tenure-data/tenure.db".into());
+            }
+            return Ok(Location::Embedded { data_dir: data_dir.into(), events: PathBuf::from(path) });
+        }
+        match url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("postgres" | "postgresql") => Ok(Location::Postgres { url: url.into(), data_dir: data_dir.into() }),
+            Some("kurrentdb" | "esdb") => Err(format!(
+                "--store {}: the KurrentDB backend is not built yet; use sqlite:// or postgres://",
+                url.split_once("://").map_or(url, |(scheme, _)| scheme)
+            )),
+            _ => Err("--store: expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE".into()),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        match self {
+            Location::Embedded { data_dir, .. } | Location::Postgres { data_dir, .. } => data_dir,
+        }
+    }
+
+    /// For messages: the file, or the database URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Embedded { events, .. } => events.display().to_string(),
+            Location::Postgres { url, .. } => crate::postgres::redacted(url),
+        }
+    }
+
+    /// The data directory, for messages.
+    pub fn display_dir(&self) -> std::path::Display<'_> {
+        self.data_dir().display()
+    }
+
+    /// What to pass to `--store` to open this location again (without a PostgreSQL password).
+    pub fn describe_for_flag(&self) -> String {
+        match self {
+            Location::Embedded { events, .. } => format!("sqlite://{}", events.display()),
+            Location::Postgres { url, .. } => crate::postgres::redacted(url),
+        }
+    }
+
+    /// Opens the event store and the key store.
+    pub async fn open(&self, mode: Open) -> Result<(Store, Keys), StoreError> {
+        let create = mode == Open::CreateIfMissing;
+        let (keys_path, master) = key_store_paths(self.data_dir());
+        match self {
+            Location::Embedded { events, .. } => {
+                let store = SqliteStore::open(events, mode)?;
+                let keys = SqliteKeyStore::open(&keys_path, &master, create)?;
+                Ok((Store::Sqlite(store), Keys::Sqlite(keys)))
+            }
+            Location::Postgres { url, .. } => {
+                let store = PgStore::open(url, mode).await?;
+                let keys = PgKeyStore::open(url, &master, create).await?;
+                Ok((Store::Postgres(store), Keys::Postgres(keys)))
+            }
+        }
+    }
+
+    /// Opens the event store alone (`migrate-store`, benchmarks).
+    pub async fn open_events(&self, mode: Open) -> Result<Store, StoreError> {
+        match self {
+            Location::Embedded { events, .. } => Ok(Store::Sqlite(SqliteStore::open(events, mode)?)),
+            Location::Postgres { url, .. } => Ok(Store::Postgres(PgStore::open(url, mode).await?)),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+macro_rules! each {
+    ($self:expr, $store:ident => $body:expr) => {
+        match $self {
+            Store::Sqlite($store) => $body,
+            Store::Postgres($store) => $body,
+        }
+    };
+}
+
+impl EventStore for Store {
+    async fn append_atomic(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        each!(self, s => s.append_atomic(appends).await)
+    }
+
+    async fn read_stream(&self, stream: &str, from: Version) -> Result<Vec<RecordedEvent>, StoreError> {
+        each!(self, s => s.read_stream(stream, from).await)
+    }
+
+    async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        each!(self, s => s.read_all(from, limit).await)
+    }
+
+    async fn read_all_of_types(
+        &self,
+        from: Position,
+        limit: usize,
+        types: &'static [&'static str],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        each!(self, s => s.read_all_of_types(from, limit, types).await)
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        each!(self, s => s.head().await)
+    }
+
+    fn appended(&self) -> watch::Receiver<Position> {
+        each!(self, s => s.appended())
+    }
+}
+
+#[derive(Clone)]
+pub enum Keys {
+    Sqlite(SqliteKeyStore),
+    Postgres(PgKeyStore),
+}
+
+impl Keys {
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        match self {
+            Keys::Sqlite(k) => k.derive(purpose),
+            Keys::Postgres(k) => k.derive(purpose),
+        }
+    }
+
+    pub async fn create_many(&self, accounts: Vec<AccountId>) -> Result<Vec<DataKey>, StoreError> {
+        match self {
+            Keys::Sqlite(k) => k.create_many(accounts).await,
+            Keys::Postgres(k) => k.create_many(accounts).await,
+        }
+    }
+}
+
+impl Keys {
+    /// Every key as stored (wrapped by the master key), for copying to another backend.
+    pub async fn export_wrapped(&self) -> Result<Vec<(AccountId, Vec<u8>)>, StoreError> {
+        match self {
+            Keys::Sqlite(k) => k.export_wrapped().await,
+            Keys::Postgres(k) => k.export_wrapped().await,
+        }
+    }
+
+    /// Stores keys exported by `export_wrapped` (under the same master key); a key already
+    /// present is kept as it is.
+    pub async fn import_wrapped(&self, keys: Vec<(AccountId, Vec<u8>)>) -> Result<(), StoreError> {
+        match self {
+            Keys::Sqlite(k) => k.import_wrapped(keys).await,
+            Keys::Postgres(k) => k.import_wrapped(keys).await,
+        }
+    }
+}
+
+impl KeyStore for Keys {
+    async fn create(&self, account: AccountId) -> Result<DataKey, StoreError> {
+        match self {
+            Keys::Sqlite(k) => k.create(account).await,
+            Keys::Postgres(k) => k.create(account).await,
+        }
+    }
+
+    async fn get(&self, account: AccountId) -> Result<Option<DataKey>, StoreError> {
+        match self {
+            Keys::Sqlite(k) => k.get(account).await,
+            Keys::Postgres(k) => k.get(account).await,
+        }
+    }
+
+    async fn destroy(&self, account: AccountId) -> Result<(), StoreError> {
+        match self {
+            Keys::Sqlite(k) => k.destroy(account).await,
+            Keys::Postgres(k) => k.destroy(account).await,
+        }
+    }
+}

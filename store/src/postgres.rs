@@ -1,0 +1,501 @@
+//! The scale-out backend: PostgreSQL, shared by any number of gateways, CLI commands and one
+//! active scheduler.
+//!
+//! Positions in `$all` are gap-free for readers (ADR 0008). Every append transaction first takes
+//! the row lock on the one-row `head` table, numbers its events from the head it finds there,
+//! and holds the lock until it commits. PostgreSQL makes a transaction visible before it
+//! releases its locks, so the next writer numbers its events only after the previous ones are
+//! visible: a reader can never see position n+1 while n is still invisible, and a rolled-back
+//! transaction leaves no hole because it also rolls back its update of `head`.
+//!
+//! Within one process the appends are funnelled to one writer task that commits everything
+//! queued since its last commit in one transaction (group commit), so the lock is taken once
+//! per batch rather than once per append. Other processes learn of appends through
+//! `NOTIFY tenure_events`, and subscriptions also poll, so a lost notification only delays.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::DateTime;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{AsyncMessage, Config, GenericClient, NoTls, Row};
+use uuid::Uuid;
+
+use crate::chain;
+use crate::event_store::*;
+
+/// The most requests one group commit takes.
+const MAX_BATCH: usize = 512;
+const POOL_SIZE: usize = 16;
+/// Every migration so far, in order; `tenure_schema` records how many are applied.
+const MIGRATIONS: &[&str] = &[include_str!("postgres/0001_initial.sql")];
+/// Held (per transaction) while migrations run, so that two processes starting on a new
+/// database do not both create the schema.
+const MIGRATION_LOCK: i64 = 0x5445_4e55_0001;
+const NOTIFY_CHANNEL: &str = "tenure_events";
+
+const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
+                       recorded_at, actor, correlation_id, data, prev_hash, hash";
+
+pub use crate::sqlite::Open;
+
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    writer: mpsc::UnboundedSender<WriteRequest>,
+    head: watch::Sender<Position>,
+}
+
+struct WriteRequest {
+    appends: Vec<StreamAppend>,
+    reply: oneshot::Sender<Result<Vec<Appended>, AppendError>>,
+}
+
+/// A database URL with the password left out, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    match url.parse::<Config>() {
+        Ok(config) => {
+            let host = config
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let port = config.get_ports().first().map_or(String::new(), |p| format!(":{p}"));
+            let user = config.get_user().map_or(String::new(), |u| format!("{u}@"));
+            format!("postgres://{user}{host}{port}/{}", config.get_dbname().unwrap_or(""))
+        }
+        Err(_) => "the PostgreSQL URL".into(),
+    }
+}
+
+pub fn pg_error(context: &str, error: &tokio_postgres::Error) -> StoreError {
+    // The display of a database error is only "db error"; its message is in the source.
+    let detail = match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
+    };
+    StoreError::Backend(format!("{context}: {detail}"))
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => pg_error("cannot reach PostgreSQL", &e),
+        other => StoreError::Backend(format!("cannot reach PostgreSQL: {other}")),
+    }
+}
+
+/// A pool of connections to the database at `url`.
+pub fn pool(url: &str) -> Result<Pool, StoreError> {
+    let config: Config =
+        url.parse().map_err(|e| StoreError::Backend(format!("{}: not a PostgreSQL URL: {e}", redacted(url))))?;
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Backend(format!("{}: {e}", redacted(url))))
+}
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database's schema up to this build's version; returns the versions (from, to).
+/// A database that holds tables but no Tenure schema, or a newer schema, is refused untouched.
+pub async fn migrate(url: &str) -> Result<(i64, i64), StoreError> {
+    let pool = pool(url)?;
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let failed = |e: tokio_postgres::Error| pg_error("cannot migrate the schema", &e);
+    let tx = client.transaction().await.map_err(failed)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(failed)?;
+    let from = schema_version(&*tx).await?;
+    match from {
+        Some(found) if found > SCHEMA_VERSION => {
+            return Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION });
+        }
+        None if has_tables(&*tx).await? => return Err(StoreError::NotATenureStore(redacted(url))),
+        _ => {}
+    }
+    let from = from.unwrap_or(0);
+    for migration in &MIGRATIONS[from as usize..] {
+        tx.batch_execute(migration).await.map_err(failed)?;
+    }
+    tx.execute("UPDATE tenure_schema SET version = $1", &[&SCHEMA_VERSION]).await.map_err(failed)?;
+    tx.commit().await.map_err(failed)?;
+    Ok((from, SCHEMA_VERSION))
+}
+
+async fn schema_version(client: &impl GenericClient) -> Result<Option<i64>, StoreError> {
+    let failed = |e: tokio_postgres::Error| pg_error("cannot read the schema version", &e);
+    let exists: bool =
+        client.query_one("SELECT to_regclass('tenure_schema') IS NOT NULL", &[]).await.map_err(failed)?.get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client.query_opt("SELECT version FROM tenure_schema", &[]).await.map_err(failed)?;
+    Ok(Some(row.map_or(0, |r| r.get(0))))
+}
+
+async fn has_tables(client: &impl GenericClient) -> Result<bool, StoreError> {
+    Ok(client
+        .query_one("SELECT count(*) > 0 FROM pg_tables WHERE schemaname = current_schema()", &[])
+        .await
+        .map_err(|e| pg_error("cannot list tables", &e))?
+        .get(0))
+}
+
+/// Checks that the database holds this build's schema, applying migrations when `mode` allows
+/// creating it.
+pub async fn ensure_schema(url: &str, pool: &Pool, mode: Open) -> Result<(), StoreError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    match schema_version(&**client).await? {
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(found) if found > SCHEMA_VERSION => Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION }),
+        None if mode == Open::MustExist => Err(StoreError::Missing(format!(
+            "{} (run `tenure migrate` or `tenure serve` against it first)",
+            redacted(url)
+        ))),
+        _ => migrate(url).await.map(|_| ()),
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url`, applying migrations first when `mode` allows it.
+    pub async fn open(url: &str, mode: Open) -> Result<PgStore, StoreError> {
+        let pool = pool(url)?;
+        ensure_schema(url, &pool, mode).await?;
+        let client = pool.get().await.map_err(pool_error)?;
+        let head = current_head(&**client).await?;
+        drop(client);
+        let (head, _) = watch::channel(head);
+        let (writer, queue) = mpsc::unbounded_channel();
+        let store = PgStore { inner: Arc::new(Inner { pool: pool.clone(), writer, head }) };
+        tokio::spawn(write_loop(pool, queue, store.inner.head.clone()));
+        listen(url, store.inner.head.clone()).await;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner.pool.get().await.map_err(pool_error)
+    }
+
+    async fn query_events(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(|e| pg_error("cannot read events", &e))?;
+        let rows = client.query(&statement, params).await.map_err(|e| pg_error("cannot read events", &e))?;
+        rows.iter().map(row_to_event).collect()
+    }
+}
+
+/// Follows `NOTIFY tenure_events` from every process on the database, so that subscriptions
+/// here wake as soon as another gateway appends. Without it (the connection failed or dropped)
+/// they still find new events by polling.
+async fn listen(url: &str, head: watch::Sender<Position>) {
+    let Ok(config) = url.parse::<Config>() else { return };
+    let Ok((client, mut connection)) = config.connect(NoTls).await else { return };
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    tokio::spawn(async move {
+        // The client must live as long as the connection is polled; LISTEN is sent once the
+        // connection task runs.
+        let command = format!("LISTEN {NOTIFY_CHANNEL}");
+        let listen = client.batch_execute(&command);
+        let mut listen = std::pin::pin!(listen);
+        let mut listening = false;
+        loop {
+            tokio::select! {
+                done = &mut listen, if !listening => {
+                    if done.is_err() {
+                        return;
+                    }
+                    listening = true;
+                }
+                message = messages.next() => match message {
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        if let Ok(position) = n.payload().parse::<Position>() {
+                            head.send_if_modified(|current| {
+                                let moved = position > *current;
+                                *current = (*current).max(position);
+                                moved
+                            });
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return,
+                },
+                () = head.closed() => return,
+            }
+        }
+    });
+}
+
+async fn current_head(client: &impl GenericClient) -> Result<Position, StoreError> {
+    let row =
+        client.query_one("SELECT position FROM head", &[]).await.map_err(|e| pg_error("cannot read the head", &e))?;
+    Ok(row.get::<_, i64>(0) as Position)
+}
+
+impl EventStore for PgStore {
+    async fn append_atomic(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.writer.send(WriteRequest { appends, reply }).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(&self, stream: &str, from: Version) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE stream = $1 AND version >= $2 ORDER BY version");
+        self.query_events(&sql, &[&stream, &(from as i64)]).await
+    }
+
+    async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE position >= $1 ORDER BY position LIMIT $2");
+        self.query_events(&sql, &[&(from as i64), &(limit as i64)]).await
+    }
+
+    async fn read_all_of_types(
+        &self,
+        from: Position,
+        limit: usize,
+        types: &'static [&'static str],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE position >= $1 AND event_type = ANY($3) ORDER BY position LIMIT $2"
+        );
+        let types: Vec<&str> = types.to_vec();
+        self.query_events(&sql, &[&(from as i64), &(limit as i64), &types]).await
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        current_head(&**self.client().await?).await
+    }
+
+    fn appended(&self) -> watch::Receiver<Position> {
+        self.inner.head.subscribe()
+    }
+}
+
+fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let position = row.try_get::<_, i64>(0).map_err(|e| StoreError::Corrupt(format!("an event's position: {e}")))?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("event at position {position}: {what}"));
+    let column = |e: tokio_postgres::Error| corrupt(&e.to_string());
+    let hash = |index: usize| -> Result<[u8; 32], StoreError> {
+        let bytes: &[u8] = row.try_get(index).map_err(column)?;
+        bytes.try_into().map_err(|_| corrupt("a hash is not 32 bytes"))
+    };
+    let micros: i64 = row.try_get(6).map_err(column)?;
+    Ok(RecordedEvent {
+        position: position as Position,
+        stream: row.try_get(1).map_err(column)?,
+        version: row.try_get::<_, i64>(2).map_err(column)? as Version,
+        id: row.try_get(3).map_err(column)?,
+        event_type: row.try_get(4).map_err(column)?,
+        schema_version: row.try_get::<_, i32>(5).map_err(column)? as u32,
+        recorded_at: DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt("time out of range"))?,
+        actor: row.try_get(7).map_err(column)?,
+        correlation_id: row.try_get(8).map_err(column)?,
+        data: row.try_get(9).map_err(column)?,
+        prev_hash: hash(10)?,
+        hash: hash(11)?,
+    })
+}
+
+/// Commits whatever is queued, batch after batch, until every handle to the store is gone.
+async fn write_loop(pool: Pool, mut queue: mpsc::UnboundedReceiver<WriteRequest>, head: watch::Sender<Position>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let results = match pool.get().await {
+            Ok(mut client) => commit_batch(&mut client, &batch).await,
+            Err(error) => {
+                let error = AppendError::Store(pool_error(error));
+                batch.iter().map(|_| Err(error.clone())).collect()
+            }
+        };
+        if let Some(position) = results.iter().flatten().flatten().map(|a| a.position).max() {
+            head.send_if_modified(|current| {
+                let moved = position > *current;
+                *current = (*current).max(position);
+                moved
+            });
+        }
+        for (request, result) in batch.into_iter().zip(results) {
+            // The caller may have given up waiting; the append stands either way.
+            let _ = request.reply.send(result);
+        }
+    }
+}
+
+/// The columns of the events one batch inserts, as arrays for one `INSERT … SELECT unnest(…)`.
+#[derive(Default)]
+struct Rows {
+    position: Vec<i64>,
+    stream: Vec<String>,
+    version: Vec<i64>,
+    id: Vec<Uuid>,
+    event_type: Vec<String>,
+    schema_version: Vec<i32>,
+    recorded_at: Vec<i64>,
+    actor: Vec<String>,
+    correlation_id: Vec<Uuid>,
+    data: Vec<Vec<u8>>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+type Heads = HashMap<String, (Version, [u8; 32])>;
+
+async fn commit_batch(
+    client: &mut deadpool_postgres::Object,
+    batch: &[WriteRequest],
+) -> Vec<Result<Vec<Appended>, AppendError>> {
+    match try_commit_batch(client, batch).await {
+        Ok(results) => results,
+        Err(error) => batch.iter().map(|_| Err(AppendError::Store(error.clone()))).collect(),
+    }
+}
+
+/// One transaction for the whole batch. Expectations are checked against the heads read under
+/// the lock, then against the batch's own earlier requests; a request that fails its check
+/// writes nothing and the others go on, so no savepoints are needed.
+async fn try_commit_batch(
+    client: &mut deadpool_postgres::Object,
+    batch: &[WriteRequest],
+) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StoreError> {
+    let failed = |e: tokio_postgres::Error| pg_error("append failed", &e);
+    let tx = client.transaction().await.map_err(failed)?;
+    let lock = tx.prepare_cached("SELECT position FROM head FOR UPDATE").await.map_err(failed)?;
+    let mut position = tx.query_one(&lock, &[]).await.map_err(failed)?.get::<_, i64>(0) as Position;
+
+    let mut streams: Vec<&str> =
+        batch.iter().flat_map(|r| r.appends.iter().map(|a| a.stream.as_str())).collect::<Vec<_>>();
+    streams.sort_unstable();
+    streams.dedup();
+    let heads_sql = tx
+        .prepare_cached(
+            "SELECT DISTINCT ON (stream) stream, version, hash FROM events \
+             WHERE stream = ANY($1) ORDER BY stream, version DESC",
+        )
+        .await
+        .map_err(failed)?;
+    let mut heads = Heads::new();
+    for row in tx.query(&heads_sql, &[&streams]).await.map_err(failed)? {
+        let stream: String = row.get(0);
+        let bytes: &[u8] = row.get(2);
+        let hash: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("the head of {stream}: a hash is not 32 bytes")))?;
+        heads.insert(stream, (row.get::<_, i64>(1) as Version, hash));
+    }
+
+    let mut rows = Rows::default();
+    let mut results = Vec::with_capacity(batch.len());
+    for request in batch {
+        // Every expectation is checked before anything of the request is taken, so that a
+        // request that fails writes nothing and the rest of the batch goes on.
+        let mut staged: HashMap<&str, Version> = HashMap::new();
+        let conflict = request.appends.iter().find_map(|append| {
+            let stream = append.stream.as_str();
+            let actual = staged.get(stream).copied().or_else(|| heads.get(stream).map(|h| h.0)).unwrap_or(0);
+            staged.insert(stream, actual + append.events.len() as Version);
+            let holds = match append.expected {
+                Expected::NoStream => actual == 0,
+                Expected::Exact(expected) => actual == expected,
+                Expected::Any => true,
+            };
+            (!holds).then(|| AppendError::Conflict { stream: append.stream.clone(), expected: append.expected, actual })
+        });
+        if let Some(conflict) = conflict {
+            results.push(Err(conflict));
+            continue;
+        }
+        let mut appended = Vec::with_capacity(request.appends.len());
+        for append in &request.appends {
+            let (mut version, mut prev_hash) = heads.get(&append.stream).copied().unwrap_or((0, chain::GENESIS));
+            for event in &append.events {
+                version += 1;
+                position += 1;
+                let hash = chain::hash(event, &append.stream, version, &prev_hash);
+                rows.position.push(position as i64);
+                rows.stream.push(append.stream.clone());
+                rows.version.push(version as i64);
+                rows.id.push(event.id);
+                rows.event_type.push(event.event_type.clone());
+                rows.schema_version.push(event.schema_version as i32);
+                rows.recorded_at.push(event.recorded_at.timestamp_micros());
+                rows.actor.push(event.actor.clone());
+                rows.correlation_id.push(event.correlation_id);
+                rows.data.push(event.data.clone());
+                rows.prev_hash.push(prev_hash.to_vec());
+                rows.hash.push(hash.to_vec());
+                prev_hash = hash;
+            }
+            heads.insert(append.stream.clone(), (version, prev_hash));
+            // With no events, the head as of this request's place in the batch.
+            appended.push(Appended { version, position });
+        }
+        results.push(Ok(appended));
+    }
+
+    if !rows.position.is_empty() {
+        let insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO events ({COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
+                 $4::uuid[], $5::text[], $6::int[], $7::bigint[], $8::text[], $9::uuid[], $10::bytea[], \
+                 $11::bytea[], $12::bytea[])"
+            ))
+            .await
+            .map_err(failed)?;
+        let inserted = tx
+            .execute(
+                &insert,
+                &[
+                    &rows.position,
+                    &rows.stream,
+                    &rows.version,
+                    &rows.id,
+                    &rows.event_type,
+                    &rows.schema_version,
+                    &rows.recorded_at,
+                    &rows.actor,
+                    &rows.correlation_id,
+                    &rows.data,
+                    &rows.prev_hash,
+                    &rows.hash,
+                ],
+            )
+            .await;
+        if let Err(error) = inserted {
+            // Only a writer that ignores the head lock (none of ours) could collide here.
+            if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                return Err(StoreError::Corrupt(format!(
+                    "an append collided with an event written without the head lock: {}",
+                    pg_error("", &error)
+                )));
+            }
+            return Err(failed(error));
+        }
+        let update = tx.prepare_cached("UPDATE head SET position = $1").await.map_err(failed)?;
+        tx.execute(&update, &[&(position as i64)]).await.map_err(failed)?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &position.to_string()]).await.map_err(failed)?;
+    }
+    tx.commit().await.map_err(failed)?;
+    Ok(results)
+}
