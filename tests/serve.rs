@@ -319,8 +319,9 @@ fn serve_with_scheduler_runs_it_in_process_and_reports_it_in_the_metrics() {
 
 /// Two gateways on one PostgreSQL database, each with a data directory of its own (holding the
 /// same master key), as on two hosts: a session started on one works on the other, the other's
-/// dashboard and admin list show what the first wrote, sign-out on one ends the session on
-/// both, and a rebuild run from the CLI meanwhile disturbs neither.
+/// dashboard and admin list show what the first wrote, a rebuild run from the CLI meanwhile
+/// disturbs neither, the second takes over the projections when the first stops, and sign-out
+/// on one ends the session on both.
 #[test]
 fn two_gateways_on_one_postgres_database_share_sessions_and_read_models() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -391,6 +392,19 @@ fn two_gateways_on_one_postgres_database_share_sessions_and_read_models() {
         assert!(listed(api), "{api} after the rebuild");
     }
 
+    // A, which started first and runs the projections, goes away: B takes the runner over.
+    drop(a);
+    let invite = json!({"username": "second", "email": "second@example.com", "mfa": "none"});
+    let (status, _, created) = post(&http, &format!("{api_b}/admin/users"), invite, Some(&cookie), Some(&csrf));
+    assert_eq!(status, 201, "{created}");
+    let started = Instant::now();
+    while !get(&http, &format!("{api_b}/admin/users"), Some(&cookie)).1.to_string().contains("second") {
+        assert!(started.elapsed() < Duration::from_secs(10), "B never took over the projections");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let a = start(dir_a.path(), &store);
+    let api_a = format!("{}/api/v1", a.base);
     assert_eq!(post(&http, &format!("{api_b}/sign-out"), json!({}), Some(&cookie), Some(&csrf)).0, 204);
     assert_eq!(get(&http, &format!("{api_a}/session"), Some(&cookie)).0, 401, "signed out on A too");
     drop((a, b));

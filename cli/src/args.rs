@@ -285,7 +285,7 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Bench {
-    /// Durable appends per second with 1, 8 and 64 writers, beside a raw rusqlite insert loop.
+    /// Durable appends per second with 1, 8 and 64 writers, beside a raw insert loop.
     Append(BenchAppend),
     /// A full rebuild of all projections over a generated store, beside a raw scan of its events.
     Rebuild(BenchRebuild),
@@ -324,6 +324,10 @@ pub struct BenchRebuild {
     /// Where to put the generated store [default: a temporary directory in the data dir].
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run on PostgreSQL: scratch databases are created on the server this URL reaches, and
+    /// dropped afterwards.
+    #[arg(long)]
+    pub postgres: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -337,6 +341,10 @@ pub struct BenchAppend {
     /// Where to put the scratch databases [default: a temporary directory in the data dir].
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run on PostgreSQL: scratch databases are created on the server this URL reaches, and
+    /// dropped afterwards; the baseline is a raw tokio-postgres insert loop.
+    #[arg(long)]
+    pub postgres: Option<String>,
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {

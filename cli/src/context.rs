@@ -51,8 +51,8 @@ pub async fn open(global: &Global, mode: Open) -> anyhow::Result<Context> {
 }
 
 /// The read models beside the store.
-pub fn projections(global: &Global) -> anyhow::Result<ProjectionDb> {
-    Ok(ProjectionDb::open(&global.data_dir.join("projections.db"))?)
+pub async fn projections(global: &Global) -> anyhow::Result<ProjectionDb> {
+    Ok(ProjectionDb::open_at(&location(global)?).await?)
 }
 
 /// Where mail goes: the SMTP server of `--smtp`, or `.eml` files under `<data-dir>/outbox/`.

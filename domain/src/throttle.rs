@@ -7,7 +7,7 @@ pub const FREE_FAILURES: u32 = 5;
 pub const FIRST_LOCK: Duration = Duration::minutes(1);
 pub const LONGEST_LOCK: Duration = Duration::hours(1);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Throttle {
     pub consecutive_failures: u32,
     pub locked_until: Option<DateTime<Utc>>,

@@ -124,7 +124,7 @@ impl App {
         let refusals = RefusalTimes::starting_at(hasher.typical_verify() * 2);
         Ok(Arc::new(App {
             accounts: Accounts::new(store, keys),
-            read_models: ProjectionDb::open(&location.data_dir().join("projections.db"))?,
+            read_models: ProjectionDb::open_at(location).await?,
             sessions,
             hasher,
             mailer,

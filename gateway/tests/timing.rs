@@ -63,7 +63,7 @@ async fn unknown_and_known_usernames_take_the_same_time() {
     .await
     .unwrap();
     let runners =
-        tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone()).unwrap().unwrap();
+        tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone()).await.unwrap().unwrap();
     let runners = tokio::spawn(runners);
 
     let (_, token_digest) = secrets::new_token().unwrap();

@@ -15,6 +15,7 @@ use tenure_store::sqlite::ReadPool;
 use tenure_store::{Envelope, EventStore, Position, StoreError};
 use uuid::Uuid;
 
+use crate::postgres::PgDb;
 use crate::rows::{self, AccountRow, ItemKind, OrgItem, RowError};
 use crate::schema::{self, ALL, CHECKPOINTS, Projection, SqlRows};
 
@@ -95,7 +96,7 @@ pub struct OrgWidgets {
 }
 
 #[derive(Clone)]
-pub struct ProjectionDb {
+pub(crate) struct SqliteDb {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<ReadPool>,
@@ -103,9 +104,9 @@ pub struct ProjectionDb {
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-impl ProjectionDb {
+impl SqliteDb {
     /// Opens (creating if needed) the read models at `path`.
-    pub fn open(path: &Path) -> Result<ProjectionDb, ProjectionError> {
+    pub(crate) fn open(path: &Path) -> Result<SqliteDb, ProjectionError> {
         let connection = Connection::open(path)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
         connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
@@ -131,7 +132,7 @@ impl ProjectionDb {
             }
         }
         tx.commit()?;
-        Ok(ProjectionDb {
+        Ok(SqliteDb {
             path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(connection)),
             readers: ReadPool::new(path),
@@ -152,21 +153,21 @@ impl ProjectionDb {
         .map_err(|e| ProjectionError::Db(format!("writer task failed: {e}")))?
     }
 
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, ProjectionError> {
         Ok(self.readers.read(read).await?)
     }
 
-    pub async fn checkpoint(&self, projection: Projection) -> Result<Checkpoint, ProjectionError> {
+    pub(crate) async fn checkpoint(&self, projection: Projection) -> Result<Checkpoint, ProjectionError> {
         self.read(move |c| read_checkpoint(c, projection)).await
     }
 
     /// Applies a batch of decoded events to the serving copy and moves the checkpoint to
     /// `through`, in one transaction. Events at or below the stored checkpoint are passed over:
     /// a rebuild may have swapped in a copy that is further on.
-    pub async fn apply_batch(
+    pub(crate) async fn apply_batch(
         &self,
         projection: Projection,
         events: Vec<Envelope>,
@@ -190,7 +191,7 @@ impl ProjectionDb {
         .await
     }
 
-    pub async fn record_failure(
+    pub(crate) async fn record_failure(
         &self,
         projection: Projection,
         position: Position,
@@ -206,7 +207,7 @@ impl ProjectionDb {
         .await
     }
 
-    pub async fn clear_failure(&self, projection: Projection) -> Result<(), ProjectionError> {
+    pub(crate) async fn clear_failure(&self, projection: Projection) -> Result<(), ProjectionError> {
         self.write(move |c| {
             c.execute(
                 "UPDATE checkpoints SET failed_position = NULL, error = NULL WHERE name = ?1",
@@ -215,44 +216,6 @@ impl ProjectionDb {
             Ok(())
         })
         .await
-    }
-
-    /// Waits until `projection` reflects every event up to `position` (read-your-writes), or
-    /// `timeout` passes; tells which.
-    pub async fn wait_for(
-        &self,
-        projection: Projection,
-        position: Position,
-        timeout: Duration,
-    ) -> Result<bool, ProjectionError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if self.checkpoint(projection).await?.position >= position {
-                return Ok(true);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    pub async fn status<S: EventStore>(&self, store: &S) -> Result<Vec<ProjectionStatus>, ProjectionError> {
-        let head = store.head().await?;
-        let mut statuses = Vec::new();
-        for projection in ALL {
-            let checkpoint = self.checkpoint(projection).await?;
-            let state = match checkpoint.failed {
-                Some((position, reason)) => ProjectionState::Failed { position, reason },
-                None if lock_is_held(&self.lock_path(&format!("rebuild-{}", projection.name())))? => {
-                    ProjectionState::Rebuilding
-                }
-                None if lock_is_held(&self.lock_path("runner"))? => ProjectionState::Running,
-                None => ProjectionState::Stopped,
-            };
-            statuses.push(ProjectionStatus { name: projection.name(), checkpoint: checkpoint.position, head, state });
-        }
-        Ok(statuses)
     }
 
     pub(crate) fn lock_path(&self, what: &str) -> PathBuf {
@@ -285,7 +248,7 @@ impl ProjectionDb {
     // --- the read models' queries ---
 
     /// The login lookup: the live account holding `username`.
-    pub async fn login_lookup(&self, username: &Username) -> Result<Option<AccountRow>, ProjectionError> {
+    pub(crate) async fn login_lookup(&self, username: &Username) -> Result<Option<AccountRow>, ProjectionError> {
         let username = username.as_str().to_string();
         self.read(move |c| {
             let sql = schema::select_account_sql("", "username = ?1 AND state != 'deleted'");
@@ -295,7 +258,7 @@ impl ProjectionDb {
     }
 
     /// The account view behind the dashboard and My Profile.
-    pub async fn account_view(&self, account_id: AccountId) -> Result<Option<AccountRow>, ProjectionError> {
+    pub(crate) async fn account_view(&self, account_id: AccountId) -> Result<Option<AccountRow>, ProjectionError> {
         self.read(move |c| {
             let sql = schema::select_account_sql("", "account_id = ?1");
             c.prepare_cached(&sql)?.query_row([account_id.0.as_bytes()], schema::read_account).optional()
@@ -304,7 +267,7 @@ impl ProjectionDb {
     }
 
     /// The account an invitation link belongs to.
-    pub async fn account_by_invitation(
+    pub(crate) async fn account_by_invitation(
         &self,
         token_digest: SecretDigest,
     ) -> Result<Option<AccountRow>, ProjectionError> {
@@ -317,7 +280,7 @@ impl ProjectionDb {
 
     /// The org directory: an org's accounts with state and last sign-in, by username. Deleted
     /// profiles stay listed, so that an administrator can see them and recreate them.
-    pub async fn org_directory(&self, org_id: &OrgId) -> Result<Vec<DirectoryEntry>, ProjectionError> {
+    pub(crate) async fn org_directory(&self, org_id: &OrgId) -> Result<Vec<DirectoryEntry>, ProjectionError> {
         let org_id = org_id.0.clone();
         self.read(move |c| {
             let mut statement = c.prepare_cached(
@@ -343,28 +306,239 @@ impl ProjectionDb {
     }
 
     /// The org widgets: open orders and tickets, and maintenance windows not yet over at `now`.
-    pub async fn org_widgets(&self, org_id: &OrgId, now: DateTime<Utc>) -> Result<OrgWidgets, ProjectionError> {
+    pub(crate) async fn org_items(&self, org_id: &OrgId) -> Result<Vec<OrgItem>, ProjectionError> {
         let org_id = org_id.0.clone();
         self.read(move |c| {
             let mut statement = c.prepare_cached(
                 "SELECT org_id, kind, item_id, title, opened_at, starts_at, ends_at FROM org_items \
                  WHERE org_id = ?1 ORDER BY coalesce(starts_at, opened_at), item_id",
             )?;
-            let items = statement.query_map([org_id], schema::read_item)?.collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut widgets = OrgWidgets::default();
-            for item in items {
-                match item.kind {
-                    ItemKind::Order => widgets.open_orders.push(item),
-                    ItemKind::Ticket => widgets.open_tickets.push(item),
-                    ItemKind::Maintenance if item.ends_at.is_some_and(|end| end > now) => {
-                        widgets.upcoming_maintenance.push(item)
-                    }
-                    ItemKind::Maintenance => {}
-                }
-            }
-            Ok(widgets)
+            statement.query_map([org_id], schema::read_item)?.collect::<rusqlite::Result<Vec<_>>>()
         })
         .await
+    }
+
+    pub(crate) async fn dump(&self) -> Result<(Vec<AccountRow>, Vec<OrgItem>, Vec<Checkpoint>), ProjectionError> {
+        self.read(|c| {
+            let accounts = c
+                .prepare(&schema::select_account_sql("", "1 ORDER BY account_id"))?
+                .query_map([], schema::read_account)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let items = c
+                .prepare(
+                    "SELECT org_id, kind, item_id, title, opened_at, starts_at, ends_at FROM org_items \
+                     ORDER BY org_id, kind, item_id",
+                )?
+                .query_map([], schema::read_item)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let checkpoints = ALL.into_iter().map(|p| read_checkpoint(c, p)).collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((accounts, items, checkpoints))
+        })
+        .await
+    }
+}
+
+/// The read models: SQLite beside the embedded store, or tables in the shared PostgreSQL
+/// database.
+#[derive(Clone)]
+pub struct ProjectionDb {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite(SqliteDb),
+    Postgres(PgDb),
+}
+
+/// A projection lock (the runner's, a rebuild's), held while the value lives and released by
+/// the OS or the database when the process dies.
+pub(crate) enum Lock {
+    File(#[allow(dead_code)] File),
+    Postgres(#[allow(dead_code)] crate::postgres::PgLock),
+}
+
+impl ProjectionDb {
+    /// Opens (creating if needed) the SQLite read models at `path`.
+    pub fn open(path: &Path) -> Result<ProjectionDb, ProjectionError> {
+        Ok(ProjectionDb { backend: Backend::Sqlite(SqliteDb::open(path)?) })
+    }
+
+    /// The read models beside the store `location` names.
+    pub async fn open_at(location: &tenure_store::Location) -> Result<ProjectionDb, ProjectionError> {
+        match location {
+            tenure_store::Location::Embedded { data_dir, .. } => ProjectionDb::open(&data_dir.join("projections.db")),
+            tenure_store::Location::Postgres { url, .. } => ProjectionDb::open_postgres(url).await,
+        }
+    }
+
+    /// Read models in the PostgreSQL database at `url` (usually the store's own).
+    pub async fn open_postgres(url: &str) -> Result<ProjectionDb, ProjectionError> {
+        Ok(ProjectionDb { backend: Backend::Postgres(PgDb::open(url).await?) })
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub async fn checkpoint(&self, projection: Projection) -> Result<Checkpoint, ProjectionError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.checkpoint(projection).await,
+            Backend::Postgres(db) => db.checkpoint(projection).await,
+        }
+    }
+
+    /// Applies a batch of decoded events to the serving copy and moves the checkpoint to
+    /// `through`, in one transaction. Events at or below the stored checkpoint are passed over:
+    /// a rebuild may have swapped in a copy that is further on.
+    pub async fn apply_batch(
+        &self,
+        projection: Projection,
+        events: Vec<Envelope>,
+        through: Position,
+    ) -> Result<Position, ProjectionError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.apply_batch(projection, events, through).await,
+            Backend::Postgres(db) => db.apply_batch(projection, events, through).await,
+        }
+    }
+
+    pub async fn record_failure(
+        &self,
+        projection: Projection,
+        position: Position,
+        reason: String,
+    ) -> Result<(), ProjectionError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.record_failure(projection, position, reason).await,
+            Backend::Postgres(db) => db.record_failure(projection, position, reason).await,
+        }
+    }
+
+    pub async fn clear_failure(&self, projection: Projection) -> Result<(), ProjectionError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.clear_failure(projection).await,
+            Backend::Postgres(db) => db.clear_failure(projection).await,
+        }
+    }
+
+    /// Waits until `projection` reflects every event up to `position` (read-your-writes), or
+    /// `timeout` passes; tells which.
+    pub async fn wait_for(
+        &self,
+        projection: Projection,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<bool, ProjectionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.checkpoint(projection).await?.position >= position {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub async fn status<S: EventStore>(&self, store: &S) -> Result<Vec<ProjectionStatus>, ProjectionError> {
+        let head = store.head().await?;
+        let mut statuses = Vec::new();
+        for projection in ALL {
+            let checkpoint = self.checkpoint(projection).await?;
+            let state = match checkpoint.failed {
+                Some((position, reason)) => ProjectionState::Failed { position, reason },
+                None if self.lock_is_held(&format!("rebuild-{}", projection.name())).await? => {
+                    ProjectionState::Rebuilding
+                }
+                None if self.lock_is_held("runner").await? => ProjectionState::Running,
+                None => ProjectionState::Stopped,
+            };
+            statuses.push(ProjectionStatus { name: projection.name(), checkpoint: checkpoint.position, head, state });
+        }
+        Ok(statuses)
+    }
+
+    async fn lock_is_held(&self, what: &str) -> Result<bool, ProjectionError> {
+        match &self.backend {
+            Backend::Sqlite(db) => lock_is_held(&db.lock_path(what)),
+            Backend::Postgres(db) => db.lock_is_held(what).await,
+        }
+    }
+
+    /// Takes the lock of `what` (`runner`, `rebuild-<projection>`); `None` when someone else
+    /// holds it.
+    pub(crate) async fn try_lock(&self, what: &str) -> Result<Option<Lock>, ProjectionError> {
+        Ok(match &self.backend {
+            Backend::Sqlite(db) => db.try_lock(what)?.map(Lock::File),
+            Backend::Postgres(db) => crate::postgres::try_lock(&db.url, what).await?.map(Lock::Postgres),
+        })
+    }
+
+    /// The login lookup: the live account holding `username`.
+    pub async fn login_lookup(&self, username: &Username) -> Result<Option<AccountRow>, ProjectionError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.login_lookup(username).await,
+            Backend::Postgres(db) => db.login_lookup(username).await,
+        }
+    }
+
+    /// The account view behind the dashboard and My Profile.
+    pub async fn account_view(&self, account_id: AccountId) -> Result<Option<AccountRow>, ProjectionError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.account_view(account_id).await,
+            Backend::Postgres(db) => db.account_view(account_id).await,
+        }
+    }
+
+    /// The account an invitation link belongs to.
+    pub async fn account_by_invitation(
+        &self,
+        token_digest: SecretDigest,
+    ) -> Result<Option<AccountRow>, ProjectionError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.account_by_invitation(token_digest).await,
+            Backend::Postgres(db) => db.account_by_invitation(token_digest).await,
+        }
+    }
+
+    /// The org directory: an org's accounts with state and last sign-in, by username. Deleted
+    /// profiles stay listed, so that an administrator can see them and recreate them.
+    pub async fn org_directory(&self, org_id: &OrgId) -> Result<Vec<DirectoryEntry>, ProjectionError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.org_directory(org_id).await,
+            Backend::Postgres(db) => db.org_directory(org_id).await,
+        }
+    }
+
+    /// The org widgets: open orders and tickets, and maintenance windows not yet over at `now`.
+    pub async fn org_widgets(&self, org_id: &OrgId, now: DateTime<Utc>) -> Result<OrgWidgets, ProjectionError> {
+        let items = match &self.backend {
+            Backend::Sqlite(db) => db.org_items(org_id).await?,
+            Backend::Postgres(db) => db.org_items(org_id).await?,
+        };
+        let mut widgets = OrgWidgets::default();
+        for item in items {
+            match item.kind {
+                ItemKind::Order => widgets.open_orders.push(item),
+                ItemKind::Ticket => widgets.open_tickets.push(item),
+                ItemKind::Maintenance if item.ends_at.is_some_and(|end| end > now) => {
+                    widgets.upcoming_maintenance.push(item)
+                }
+                ItemKind::Maintenance => {}
+            }
+        }
+        Ok(widgets)
+    }
+
+    /// Every row and checkpoint, in key order: for checks that two builds of the read models
+    /// agree, whatever the backend.
+    pub async fn dump(&self) -> Result<(Vec<AccountRow>, Vec<OrgItem>, Vec<Checkpoint>), ProjectionError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.dump().await,
+            Backend::Postgres(db) => db.dump().await,
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! atomically while the old copy keeps answering.
 
 pub mod db;
+pub mod postgres;
 pub mod rebuild;
 pub mod rows;
 pub mod runner;

@@ -10,7 +10,7 @@ use rusqlite::{TransactionBehavior, params};
 use tenure_store::{Envelope, EventStore, Position, RecordedEvent, codec};
 use tokio::runtime::Handle;
 
-use crate::db::{self, ProjectionDb, ProjectionError, read_checkpoint};
+use crate::db::{self, Backend, ProjectionDb, ProjectionError, SqliteDb, read_checkpoint};
 use crate::rows::{self, MemoryRows, RowError};
 use crate::schema::{self, NEXT, Projection, SqlRows};
 
@@ -54,7 +54,7 @@ pub async fn rebuild<S: EventStore>(
     let started = Instant::now();
     let mut locks = Vec::new();
     for projection in projections {
-        let lock = db.try_lock(&format!("rebuild-{}", projection.name()))?;
+        let lock = db.try_lock(&format!("rebuild-{}", projection.name())).await?;
         locks.push(lock.ok_or(ProjectionError::RebuildRunning(projection.name()))?);
     }
 
@@ -114,6 +114,44 @@ pub async fn rebuild<S: EventStore>(
     let replayed = started.elapsed();
     progress(Phase::Writing);
 
+    let (events, position, written_at) = match db.backend() {
+        Backend::Sqlite(db) => {
+            let (events_after, position, written_at) =
+                write_and_swap_sqlite(store, db, projections, memory, next, started, &mut progress).await?;
+            (events + events_after, position, written_at)
+        }
+        Backend::Postgres(db) => {
+            db.write_copy(projections, &memory).await?;
+            let written_at = started.elapsed();
+            progress(Phase::Swapping);
+            let (events_after, position) = db.swap(store, projections, next).await?;
+            (events + events_after, position, written_at)
+        }
+    };
+    drop(locks);
+    let elapsed = started.elapsed();
+    Ok(RebuildReport {
+        events,
+        position,
+        elapsed,
+        replay: replayed,
+        write: written_at - replayed,
+        swap: elapsed - written_at,
+    })
+}
+
+/// The SQLite copy: written beside the serving tables, then caught up and renamed into place
+/// under the write lock. Returns the events read while catching up, the new checkpoint and when
+/// the copy was written.
+async fn write_and_swap_sqlite<S: EventStore>(
+    store: &S,
+    db: &SqliteDb,
+    projections: &[Projection],
+    memory: MemoryRows,
+    mut next: Position,
+    started: Instant,
+    progress: &mut impl FnMut(Phase),
+) -> Result<(u64, Position, Duration), ProjectionError> {
     let projections = projections.to_vec();
     let written = projections.clone();
     db.write(move |c| {
@@ -148,6 +186,7 @@ pub async fn rebuild<S: EventStore>(
 
     let written_at = started.elapsed();
     progress(Phase::Swapping);
+    let mut events = 0u64;
     let handle = Handle::current();
     let store = store.clone();
     let swapped = db
@@ -186,19 +225,10 @@ pub async fn rebuild<S: EventStore>(
         })
         .await;
     let (events, position) = swapped?;
-    drop(locks);
-    let elapsed = started.elapsed();
-    Ok(RebuildReport {
-        events,
-        position,
-        elapsed,
-        replay: replayed,
-        write: written_at - replayed,
-        swap: elapsed - written_at,
-    })
+    Ok((events, position, written_at))
 }
 
-fn decode(projection: Projection, recorded: RecordedEvent) -> Result<Envelope, ProjectionError> {
+pub(crate) fn decode(projection: Projection, recorded: RecordedEvent) -> Result<Envelope, ProjectionError> {
     let (event_id, position, event_type) = (recorded.id, recorded.position, recorded.event_type.clone());
     codec::decode_sealed(recorded).map_err(|error| ProjectionError::Poison {
         projection: projection.name(),

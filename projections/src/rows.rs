@@ -30,7 +30,7 @@ pub struct SignInEntry {
 pub const RECENT_SIGN_INS: usize = 10;
 
 /// One account, as the login lookup, the account view and the org directory see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRow {
     pub account_id: AccountId,
     pub username: String,

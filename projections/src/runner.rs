@@ -130,11 +130,11 @@ async fn stop(db: &ProjectionDb, projection: Projection, event: &RecordedEvent, 
 
 /// Starts a runner for every projection, unless another process runs them already (`None`).
 /// The returned future ends when every runner has stopped; failures are logged and recorded.
-pub fn start<S: EventStore>(
+pub async fn start<S: EventStore>(
     store: S,
     db: ProjectionDb,
 ) -> Result<Option<impl std::future::Future<Output = Result<(), ProjectionError>>>, ProjectionError> {
-    let Some(lock) = db.try_lock("runner")? else { return Ok(None) };
+    let Some(lock) = db.try_lock("runner").await? else { return Ok(None) };
     let mut runners = tokio::task::JoinSet::new();
     for projection in crate::schema::ALL {
         runners.spawn(run(store.clone(), db.clone(), projection));
@@ -151,4 +151,23 @@ pub fn start<S: EventStore>(
         }
         Ok(())
     }))
+}
+
+/// Runs the projections here, or, while another process runs them (another gateway on the same
+/// read models), waits to take over when it stops.
+pub async fn run_or_stand_by<S: EventStore>(store: S, db: ProjectionDb) -> Result<(), ProjectionError> {
+    let mut announced = false;
+    loop {
+        if let Some(runners) = start(store.clone(), db.clone()).await? {
+            if announced {
+                tracing::info!("the projections' runner stopped elsewhere; this process runs them now");
+            }
+            return runners.await;
+        }
+        if !announced {
+            tracing::info!("another process runs the projections; this one reads them and stands by");
+            announced = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

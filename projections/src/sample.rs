@@ -10,7 +10,7 @@ use tenure_domain::decide::{self, Command, Ctx, EnrollmentProof, Factor, Invite,
 use tenure_domain::events::{Client, CodePurpose, MfaRequirement, Org, Profile, Role};
 use tenure_domain::org::{self, OrgCommand};
 use tenure_domain::{Account, AccountId, Event, OrgId, SecretDigest, Username};
-use tenure_store::{Actor, EventStore, Expected, Meta, SqliteKeyStore, StoreError, StreamAppend, codec};
+use tenure_store::{Actor, EventStore, Expected, Keys, Meta, StoreError, StreamAppend, codec};
 use uuid::Uuid;
 
 /// Accounts per atomic append.
@@ -26,12 +26,7 @@ pub enum SampleError {
 
 /// Appends about ten events for each of `accounts` new accounts, plus a few org items; returns
 /// how many events were appended.
-pub async fn generate<S: EventStore>(
-    store: &S,
-    keys: &SqliteKeyStore,
-    accounts: usize,
-    seed: u64,
-) -> Result<u64, SampleError> {
+pub async fn generate<S: EventStore>(store: &S, keys: &Keys, accounts: usize, seed: u64) -> Result<u64, SampleError> {
     let mut rng = StdRng::seed_from_u64(seed);
     let meta = Meta::new(Actor::Operator("sample".into()));
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).single().expect("a valid date");

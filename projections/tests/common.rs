@@ -2,19 +2,114 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::types::Value;
 use tenure_domain::decide::{Command, Ctx, Invite, PasswordVia};
 use tenure_domain::events::{MfaRequirement, Org, Role};
 use tenure_domain::{AccountId, OrgId, SecretDigest, Username};
-use tenure_projections::ProjectionDb;
-use tenure_store::keys::key_store_paths;
-use tenure_store::sqlite::{Open, SqliteStore};
-use tenure_store::{Accounts, Actor, Meta, SqliteKeyStore};
+use tenure_projections::{AccountRow, OrgItem, ProjectionDb};
+use tenure_store::conformance::TestDatabase;
+use tenure_store::sqlite::Open;
+use tenure_store::{Accounts, Actor, Keys, Location, Meta, Store};
 use uuid::Uuid;
 
-pub type Repo = Accounts<SqliteStore, SqliteKeyStore>;
+pub type Repo = Accounts<Store, Keys>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A store with keys, on one backend, and read models beside it.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub repo: Repo,
+    pub backend: Backend,
+    location: Location,
+    /// The store's database, and any further ones for read models of their own.
+    databases: Mutex<Vec<TestDatabase>>,
+}
+
+pub async fn world(backend: Backend) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let mut databases = Vec::new();
+    let location = match backend {
+        Backend::Sqlite => Location::parse(None, dir.path()).unwrap(),
+        Backend::Postgres => {
+            let database = TestDatabase::create().await;
+            let location = Location::parse(Some(&database.url), dir.path()).unwrap();
+            databases.push(database);
+            location
+        }
+    };
+    let (store, keys) = location.open(Open::CreateIfMissing).await.unwrap();
+    World { repo: Accounts::new(store, keys), dir, backend, location, databases: Mutex::new(databases) }
+}
+
+impl World {
+    /// Read models: `projections.db` is the one beside the store (in the store's database on
+    /// PostgreSQL); any other name is a separate set (a database of its own on PostgreSQL).
+    pub async fn db(&self, name: &str) -> ProjectionDb {
+        match self.backend {
+            Backend::Sqlite => ProjectionDb::open(&self.dir.path().join(name)).expect("read models"),
+            Backend::Postgres if name == "projections.db" => ProjectionDb::open_at(&self.location).await.unwrap(),
+            Backend::Postgres => {
+                let database = TestDatabase::create().await;
+                let db = ProjectionDb::open_postgres(&database.url).await.unwrap();
+                self.databases.lock().unwrap().push(database);
+                db
+            }
+        }
+    }
+
+    /// Another handle on the same store, as another process would have.
+    pub async fn reopen(&self) -> Repo {
+        let (store, keys) = self.location.open(Open::CreateIfMissing).await.unwrap();
+        Accounts::new(store, keys)
+    }
+}
+
+/// The embedded store in `dir`, for tests that run a child process on it.
+pub fn open_repo(dir: &Path) -> Repo {
+    let store = tenure_store::SqliteStore::open(&dir.join("tenure.db"), Open::CreateIfMissing).expect("store");
+    let (keys, master) = tenure_store::keys::key_store_paths(dir);
+    let keys = tenure_store::SqliteKeyStore::open(&keys, &master, true).expect("keys");
+    Accounts::new(Store::Sqlite(store), Keys::Sqlite(keys))
+}
+
+pub fn open_db(dir: &Path, name: &str) -> ProjectionDb {
+    ProjectionDb::open(&dir.join(name)).expect("read models")
+}
+
+/// Every row of the read models in key order, and each checkpoint's position and failure
+/// (generations differ between a copy built live and a rebuilt one).
+pub type Dump = (Vec<AccountRow>, Vec<OrgItem>, Vec<(u64, Option<(u64, String)>)>);
+
+pub async fn dump(db: &ProjectionDb) -> Dump {
+    let (accounts, items, checkpoints) = db.dump().await.expect("dump");
+    (accounts, items, checkpoints.into_iter().map(|c| (c.position, c.failed)).collect())
+}
+
+/// Each scenario, on the embedded store and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                super::$scenario(super::common::world(super::common::Backend::Sqlite).await).await
+            }
+        )*}
+        mod postgres {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                super::$scenario(super::common::world(super::common::Backend::Postgres).await).await
+            }
+        )*}
+    };
+}
 
 /// Each user's invitation token digest, distinct per username.
 pub fn token_for(username: &str) -> SecretDigest {
@@ -23,16 +118,6 @@ pub fn token_for(username: &str) -> SecretDigest {
         *slot = byte;
     }
     SecretDigest(digest)
-}
-
-pub fn open_repo(dir: &Path) -> Repo {
-    let store = SqliteStore::open(&dir.join("tenure.db"), Open::CreateIfMissing).expect("store");
-    let (keys, master) = key_store_paths(dir);
-    Accounts::new(store, SqliteKeyStore::open(&keys, &master, true).expect("keys"))
-}
-
-pub fn open_db(dir: &Path, name: &str) -> ProjectionDb {
-    ProjectionDb::open(&dir.join(name)).expect("read models")
 }
 
 pub fn t0() -> DateTime<Utc> {
@@ -72,24 +157,4 @@ pub async fn onboard(repo: &Repo, id: AccountId, username: &str, at: DateTime<Ut
     repo.execute(id, Command::AcceptTerms { version: 1, invitation: Some(token) }, &ctx(at), &meta())
         .await
         .expect("terms");
-}
-
-/// Every row of the read-model tables of `db`, in key order, and the checkpoints.
-pub fn dump(db: &Path) -> Vec<Vec<Value>> {
-    let connection = rusqlite::Connection::open(db).expect("open");
-    let mut rows = Vec::new();
-    for sql in [
-        "SELECT * FROM accounts ORDER BY account_id",
-        "SELECT * FROM org_items ORDER BY org_id, kind, item_id",
-        "SELECT name, position, failed_position, error FROM checkpoints ORDER BY name",
-    ] {
-        let mut statement = connection.prepare(sql).expect("prepare");
-        let columns = statement.column_count();
-        let found = statement
-            .query_map([], |row| (0..columns).map(|i| row.get::<_, Value>(i)).collect::<rusqlite::Result<Vec<_>>>())
-            .expect("query");
-        rows.extend(found.map(|r| r.expect("row")));
-        rows.push(vec![Value::Text("--".into())]);
-    }
-    rows
 }

@@ -44,10 +44,10 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-async fn play(ops: Vec<Op>) {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open_repo(dir.path());
-    let incremental = open_db(dir.path(), "incremental.db");
+async fn play(backend: Backend, ops: Vec<Op>) {
+    let w = world(backend).await;
+    let repo = &w.repo;
+    let incremental = w.db("projections.db").await;
     let mut ids: Vec<Option<AccountId>> = vec![None; 4];
     let mut now: DateTime<Utc> = t0();
     let client = Client { address: "192.0.2.1".into(), user_agent: "proptest".into() };
@@ -60,7 +60,7 @@ async fn play(ops: Vec<Op>) {
             Op::Invite(n) => {
                 if ids[n].is_none() {
                     ids[n] = Some(
-                        invite(&repo, &format!("user{n}"), if n % 2 == 0 { "acme" } else { "beta" }, Role::User, now)
+                        invite(repo, &format!("user{n}"), if n % 2 == 0 { "acme" } else { "beta" }, Role::User, now)
                             .await,
                     );
                 }
@@ -127,14 +127,14 @@ async fn play(ops: Vec<Op>) {
     for projection in ALL {
         catch_up(&repo.store, &incremental, projection).await.unwrap();
     }
-    let rebuilt = open_db(dir.path(), "rebuilt.db");
+    let rebuilt = w.db("rebuilt.db").await;
     let report = rebuild(&repo.store, &rebuilt, &ALL, |_| {}).await.unwrap();
     assert_eq!(report.position, repo.store.head().await.unwrap());
-    let expected = dump(&dir.path().join("incremental.db"));
-    assert_eq!(dump(&dir.path().join("rebuilt.db")), expected, "a fresh rebuild equals the incremental build");
+    let expected = dump(&incremental).await;
+    assert_eq!(dump(&rebuilt).await, expected, "a fresh rebuild equals the incremental build");
     // Rebuilding over the live copy swaps in the same rows.
     rebuild(&repo.store, &incremental, &ALL, |_| {}).await.unwrap();
-    assert_eq!(dump(&dir.path().join("incremental.db")), expected, "a rebuild in place equals it too");
+    assert_eq!(dump(&incremental).await, expected, "a rebuild in place equals it too");
 }
 
 proptest! {
@@ -143,20 +143,19 @@ proptest! {
     #[test]
     fn a_rebuilt_projection_equals_the_incrementally_built_one(ops in proptest::collection::vec(op(), 1..80)) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        runtime.block_on(play(ops));
+        runtime.block_on(play(Backend::Sqlite, ops.clone()));
+        runtime.block_on(play(Backend::Postgres, ops));
     }
 }
 
 /// Several pages, and appends landing while the rebuild replays: what arrives during the
 /// rebuild is applied by the swap's catch-up, once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebuild_over_many_pages_with_concurrent_appends_equals_the_incremental_build() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = open_repo(dir.path());
+async fn a_rebuild_over_many_pages_with_concurrent_appends_equals_the_incremental_build(w: World) {
+    let repo = &w.repo;
     tenure_projections::sample::generate(&repo.store, &repo.keys, 2_500, 11).await.unwrap();
-    let rebuilt = open_db(dir.path(), "rebuilt.db");
+    let rebuilt = w.db("rebuilt.db").await;
     let writer = {
-        let repo = open_repo(dir.path());
+        let repo = w.reopen().await;
         tokio::spawn(async move {
             let mut ids = Vec::new();
             for n in 0..40 {
@@ -172,12 +171,16 @@ async fn a_rebuild_over_many_pages_with_concurrent_appends_equals_the_incrementa
         catch_up(&repo.store, &rebuilt, projection).await.unwrap();
     }
     assert!(report.events > 2 * 8192, "three pages at least: {report:?}");
-    let incremental = open_db(dir.path(), "incremental.db");
+    let incremental = w.db("incremental.db").await;
     for projection in ALL {
         catch_up(&repo.store, &incremental, projection).await.unwrap();
     }
-    assert_eq!(dump(&dir.path().join("rebuilt.db")), dump(&dir.path().join("incremental.db")));
+    assert_eq!(dump(&rebuilt).await, dump(&incremental).await);
     for id in late {
         assert!(rebuilt.account_view(id).await.unwrap().is_some());
     }
+}
+
+on_both_backends! {
+    a_rebuild_over_many_pages_with_concurrent_appends_equals_the_incremental_build,
 }

@@ -347,8 +347,7 @@ pub async fn readers_never_see_a_gap<S: EventStore>(stores: &[S]) {
 /// a test that cannot reach it fails with the reason.
 pub struct TestDatabase {
     pub url: String,
-    admin_url: String,
-    name: String,
+    _scratch: crate::postgres::ScratchDatabase,
 }
 
 pub const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -356,48 +355,9 @@ pub const DEFAULT_TEST_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/post
 impl TestDatabase {
     pub async fn create() -> TestDatabase {
         let admin_url = std::env::var("TENURE_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES.into());
-        let name = format!("tenure_test_{}", Uuid::now_v7().simple());
-        let (client, connection) =
-            tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await.unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL is not reachable at {} ({e}); start it, or run ./scripts/test, which does",
-                    crate::postgres::redacted(&admin_url)
-                )
-            });
-        tokio::spawn(connection);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create the test database");
-        let mut config: tokio_postgres::Config = admin_url.parse().expect("a PostgreSQL URL");
-        config.dbname(&name);
-        let url = to_url(&config);
-        TestDatabase { url, admin_url, name }
-    }
-}
-
-/// A URL for `config` (tokio-postgres has no way back from a `Config` to a URL).
-fn to_url(config: &tokio_postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        _ => "127.0.0.1".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("postgres");
-    let password = config.get_password().map(|p| format!(":{}", String::from_utf8_lossy(p))).unwrap_or_default();
-    format!("postgres://{user}{password}@{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop runs outside async code; a small runtime of its own does the drop.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(async {
-                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await {
-                    tokio::spawn(connection);
-                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-                }
-            });
-        })
-        .join();
+        let scratch = crate::postgres::ScratchDatabase::create(&admin_url, "tenure_test").await.unwrap_or_else(|e| {
+            panic!("{e}; start PostgreSQL, or run ./scripts/test, which does (TENURE_TEST_POSTGRES names the server)")
+        });
+        TestDatabase { url: scratch.url.clone(), _scratch: scratch }
     }
 }

@@ -12,6 +12,7 @@ use rusqlite::params;
 use tenure_domain::events::{Client, SignInMethod, SignedIn};
 use tenure_domain::{Event, Personal};
 use tenure_projections::{ALL, ProjectionDb, sample};
+use tenure_store::postgres::{PgStore, ScratchDatabase, redacted};
 use tenure_store::sqlite::{Open, SqliteStore};
 use tenure_store::{DataKey, EventStore, Expected, Meta, NewEvent, SqliteKeyStore, codec};
 use uuid::Uuid;
@@ -49,6 +50,9 @@ fn sample_event() -> anyhow::Result<NewEvent> {
 const SLICES: u32 = 10;
 
 async fn append(global: &Global, args: BenchAppend) -> anyhow::Result<ExitCode> {
+    if let Some(server) = &args.postgres {
+        return append_postgres(server, &args).await;
+    }
     let parent = args.dir.clone().unwrap_or_else(|| global.data_dir.clone());
     std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let scratch = tempfile::Builder::new().prefix("bench-append-").tempdir_in(&parent)?;
@@ -131,7 +135,7 @@ fn raw_insert_loop(path: &Path, sample: &NewEvent, duration: Duration) -> anyhow
 /// the exact expected version, as `execute` does; `versions` carries the streams' versions from
 /// one slice to the next.
 async fn appenders(
-    store: &SqliteStore,
+    store: &impl EventStore,
     versions: &mut [u64],
     sample: &NewEvent,
     duration: Duration,
@@ -171,9 +175,13 @@ async fn rebuild(global: &Global, args: BenchRebuild) -> anyhow::Result<ExitCode
     let parent = args.dir.clone().unwrap_or_else(|| global.data_dir.clone());
     std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let scratch = tempfile::Builder::new().prefix("bench-rebuild-").tempdir_in(&parent)?;
+    if let Some(server) = &args.postgres {
+        return rebuild_postgres(server, &args, scratch.path()).await;
+    }
     let events_path = scratch.path().join("tenure.db");
     let store = SqliteStore::open(&events_path, Open::CreateIfMissing)?;
     let keys = SqliteKeyStore::open(&scratch.path().join("keys.db"), &scratch.path().join("master.key"), true)?;
+    let keys = tenure_store::Keys::Sqlite(keys);
     let started = Instant::now();
     let generated = sample::generate(&store, &keys, args.accounts, 42).await?;
     println!(
@@ -189,10 +197,20 @@ async fn rebuild(global: &Global, args: BenchRebuild) -> anyhow::Result<ExitCode
     let scan = |path: std::path::PathBuf| tokio::task::spawn_blocking(move || raw_scan(&path));
     scan(events_path.clone()).await??;
     let (rows, raw_seconds) = scan(events_path.clone()).await??;
-    let raw_rate = rows as f64 / raw_seconds;
 
     let db = ProjectionDb::open(&scratch.path().join("projections.db"))?;
-    let report = tenure_projections::rebuild(&store, &db, &ALL, |_| {}).await?;
+    report_rebuild(&store, &db, rows, raw_seconds).await
+}
+
+/// Rebuilds every projection of `store` into `db` and prints it beside the raw scan.
+async fn report_rebuild(
+    store: &impl EventStore,
+    db: &ProjectionDb,
+    rows: u64,
+    raw_seconds: f64,
+) -> anyhow::Result<ExitCode> {
+    let raw_rate = rows as f64 / raw_seconds;
+    let report = tenure_projections::rebuild(store, db, &ALL, |_| {}).await?;
     let rate = report.events as f64 / report.elapsed.as_secs_f64();
     println!("{:<52} {:>10.0} events/s  ({rows} rows in {raw_seconds:.2} s)", "raw scan of the events table", raw_rate);
     println!(
@@ -231,6 +249,134 @@ pub(crate) fn raw_scan(path: &Path) -> anyhow::Result<(u64, f64)> {
         let ids: (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) = (row.get(3)?, row.get(8)?, row.get(10)?, row.get(11)?);
         let numbers: (i64, i64, i64, i64) = (row.get(0)?, row.get(2)?, row.get(5)?, row.get(6)?);
         bytes += stream.len() + event_type.len() + actor.len() + data.len() + ids.0.len() + (numbers.0 as usize & 1);
+        count += 1;
+    }
+    std::hint::black_box(bytes);
+    Ok((count, started.elapsed().as_secs_f64()))
+}
+
+/// `bench append` on PostgreSQL: Tenure's store against a raw loop of single-row autocommit
+/// inserts into the same table, each in a scratch database of its own.
+async fn append_postgres(server: &str, args: &BenchAppend) -> anyhow::Result<ExitCode> {
+    let slice = Duration::from_secs_f64(args.seconds.max(0.1) / f64::from(SLICES));
+    let sample = sample_event()?;
+    println!(
+        "append benchmark on PostgreSQL ({}): {:.1} s per side and case in {SLICES} alternating slices, {} byte \
+         payloads;\nbaseline: raw tokio-postgres insert loop, 1 event per commit",
+        redacted(server),
+        slice.as_secs_f64() * f64::from(SLICES),
+        sample.data.len(),
+    );
+    println!("{:>8} {:>16} {:>16} {:>8}", "writers", "tenure events/s", "raw events/s", "ratio");
+    for &writers in &args.writers {
+        let raw_database = ScratchDatabase::create(server, "tenure_bench").await?;
+        tenure_store::postgres::migrate(&raw_database.url).await?; // the same schema
+        let database = ScratchDatabase::create(server, "tenure_bench").await?;
+        let store = PgStore::open(&database.url, Open::CreateIfMissing).await?;
+        let (mut raw, mut tenure) = (Throughput::default(), Throughput::default());
+        let mut versions = vec![0; writers];
+        let mut raw_position = 0;
+        for _ in 0..SLICES {
+            raw.add(raw_pg_insert_loop(&raw_database.url, &sample, slice, &mut raw_position).await?);
+            tenure.add(appenders(&store, &mut versions, &sample, slice).await?);
+        }
+        println!("{:>8} {:>16.0} {:>16.0} {:>8.2}", writers, tenure.rate(), raw.rate(), tenure.rate() / raw.rate());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn raw_pg_insert_loop(
+    url: &str,
+    sample: &NewEvent,
+    duration: Duration,
+    position: &mut i64,
+) -> anyhow::Result<(u64, f64)> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let insert = client
+        .prepare(
+            "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, recorded_at, \
+             actor, correlation_id, data, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .await?;
+    let (prev_hash, hash) = ([0u8; 32].to_vec(), [1u8; 32].to_vec());
+    let started = Instant::now();
+    let mut count: u64 = 0;
+    while started.elapsed() < duration {
+        count += 1;
+        *position += 1;
+        client
+            .execute(
+                &insert,
+                &[
+                    &*position,
+                    &"account-raw",
+                    &*position,
+                    &Uuid::now_v7(),
+                    &sample.event_type,
+                    &(sample.schema_version as i32),
+                    &sample.recorded_at.timestamp_micros(),
+                    &sample.actor,
+                    &sample.correlation_id,
+                    &sample.data,
+                    &prev_hash,
+                    &hash,
+                ],
+            )
+            .await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    drop(client);
+    let _ = connection.await;
+    Ok((count, elapsed))
+}
+
+/// `bench rebuild` on PostgreSQL: events and read models in one scratch database, the master key
+/// in `scratch`; the baseline reads every column of every event over one connection.
+async fn rebuild_postgres(server: &str, args: &BenchRebuild, scratch: &Path) -> anyhow::Result<ExitCode> {
+    let database = ScratchDatabase::create(server, "tenure_bench").await?;
+    let store = PgStore::open(&database.url, Open::CreateIfMissing).await?;
+    let keys = tenure_store::Keys::Postgres(
+        tenure_store::PgKeyStore::open(&database.url, &scratch.join("master.key"), true).await?,
+    );
+    let started = Instant::now();
+    let generated = sample::generate(&store, &keys, args.accounts, 42).await?;
+    println!(
+        "rebuild benchmark on PostgreSQL ({}): {} accounts, {generated} events generated in {:.1} s",
+        redacted(server),
+        args.accounts,
+        started.elapsed().as_secs_f64(),
+    );
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client.batch_execute("VACUUM ANALYZE events").await?;
+    // The first scan warms the caches for both sides; the second is the baseline.
+    raw_pg_scan(&client).await?;
+    let (rows, raw_seconds) = raw_pg_scan(&client).await?;
+    let db = ProjectionDb::open_postgres(&database.url).await?;
+    report_rebuild(&store, &db, rows, raw_seconds).await
+}
+
+async fn raw_pg_scan(client: &tokio_postgres::Client) -> anyhow::Result<(u64, f64)> {
+    use futures_util::TryStreamExt;
+    let started = Instant::now();
+    let rows = client
+        .query_raw(
+            "SELECT position, stream, version, event_id, event_type, schema_version, recorded_at, actor, \
+             correlation_id, data, prev_hash, hash FROM events ORDER BY position",
+            std::iter::empty::<i64>(),
+        )
+        .await?;
+    let mut rows = std::pin::pin!(rows);
+    let (mut count, mut bytes) = (0u64, 0usize);
+    while let Some(row) = rows.try_next().await? {
+        let stream: String = row.get(1);
+        let event_type: String = row.get(4);
+        let actor: String = row.get(7);
+        let data: Vec<u8> = row.get(9);
+        let ids: (Uuid, Uuid, Vec<u8>, Vec<u8>) = (row.get(3), row.get(8), row.get(10), row.get(11));
+        let numbers: (i64, i64, i32, i64) = (row.get(0), row.get(2), row.get(5), row.get(6));
+        bytes += stream.len() + event_type.len() + actor.len() + data.len() + ids.2.len() + (numbers.0 as usize & 1);
         count += 1;
     }
     std::hint::black_box(bytes);

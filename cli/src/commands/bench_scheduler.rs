@@ -51,6 +51,7 @@ pub async fn run(global: &Global, args: BenchScheduler) -> anyhow::Result<ExitCo
         let events_path = scratch.path().join("tenure.db");
         let store = SqliteStore::open(&events_path, Open::CreateIfMissing)?;
         let keys = SqliteKeyStore::open(&scratch.path().join("keys.db"), &scratch.path().join("master.key"), true)?;
+        let keys = tenure_store::Keys::Sqlite(keys);
         let started = Instant::now();
         let generated = sample::generate(&store, &keys, accounts, 42).await?;
         println!(

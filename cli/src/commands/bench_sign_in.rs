@@ -75,7 +75,8 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
     );
     // One more than the sign-in part may use: the session part signs it in.
     prepare(&app, users + 1, &phc).await?;
-    let runners = tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())?
+    let runners = tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())
+        .await?
         .ok_or_else(|| anyhow!("the projections of the scratch store are busy"))?;
     tokio::spawn(runners);
     let head = app.accounts.store.head().await?;

@@ -20,6 +20,8 @@ pub async fn schema(global: &Global) -> anyhow::Result<ExitCode> {
     match &location {
         Location::Postgres { url, .. } => {
             let (from, to) = tenure_store::postgres::migrate(url).await?;
+            // The read models' tables, which their own crate owns.
+            tenure_projections::ProjectionDb::open_postgres(url).await?;
             if from == to {
                 println!("{}: the schema is at version {to}, up to date", location.describe());
             } else {

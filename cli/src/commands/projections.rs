@@ -13,7 +13,7 @@ use crate::progress::Progress;
 pub async fn run(global: &Global, command: Projections) -> anyhow::Result<ExitCode> {
     let context = context::open(global, Open::MustExist).await?;
     let store = context.accounts.store.clone();
-    let db = context::projections(global)?;
+    let db = context::projections(global).await?;
     match command {
         Projections::Status => {
             let statuses = db.status(&store).await?;
@@ -72,7 +72,7 @@ pub async fn run(global: &Global, command: Projections) -> anyhow::Result<ExitCo
         }
         Projections::Run => {
             crate::logging::init(crate::args::LogFormat::Text);
-            let Some(runners) = tenure_projections::runner::start(store, db)? else {
+            let Some(runners) = tenure_projections::runner::start(store, db).await? else {
                 bail!("another process is already running the projections");
             };
             tracing::info!("following the event store; Ctrl-C stops");

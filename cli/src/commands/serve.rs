@@ -39,16 +39,12 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
     let app = App::open(&location, config, mailer, Arc::new(SystemClock), cost).await?;
     bootstrap(&app, &public_url).await?;
 
-    match tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())? {
-        Some(runners) => {
-            tokio::spawn(async move {
-                if let Err(error) = runners.await {
-                    tracing::error!("the projections stopped: {error}");
-                }
-            });
+    let (store, read_models) = (app.accounts.store.clone(), app.read_models.clone());
+    tokio::spawn(async move {
+        if let Err(error) = tenure_projections::runner::run_or_stand_by(store, read_models).await {
+            tracing::error!("the projections stopped: {error}");
         }
-        None => tracing::warn!("another process runs the projections; this gateway reads them"),
-    }
+    });
 
     if serve.with_scheduler {
         // The lease may be held by another scheduler: waiting for it must not hold up serving.

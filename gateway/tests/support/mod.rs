@@ -57,8 +57,10 @@ impl Harness {
             App::open(&tenure_store::Location::parse(None, dir.path()).unwrap(), config, mailer, clock.clone(), cheap)
                 .await
                 .unwrap();
-        let runners =
-            tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone()).unwrap().unwrap();
+        let runners = tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())
+            .await
+            .unwrap()
+            .unwrap();
         let runners = tokio::spawn(async move {
             let _ = runners.await;
         });
