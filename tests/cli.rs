@@ -519,3 +519,68 @@ fn a_second_scheduler_waits_for_the_lease_and_takes_over_when_the_first_dies() {
     second.kill().unwrap();
     second.wait().unwrap();
 }
+
+/// The embedded store moves to PostgreSQL: every event in order with its keys, chains verified;
+/// the copy then answers as the original did; a second run resumes and copies nothing; a
+/// source whose chain is broken is refused, naming the event, as is a target that is not a
+/// copy of the source.
+#[test]
+fn migrate_store_moves_the_embedded_store_to_postgres_and_the_copy_serves() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let database = runtime.block_on(tenure_store::conformance::TestDatabase::create());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (id, _) = invite(d, "mover", &["--display-name", "Morgan Mover"]);
+    invite(d, "stayer", &["--role", "admin"]);
+    assert!(tenure(d, &["admin", "mfa", "mover", "app"]).status.success());
+    assert!(
+        tenure(d, &["org", "order", "open", "--org", "acme", "--id", "O-1", "--title", "New line"]).status.success()
+    );
+    let source = format!("sqlite://{}", d.join("tenure.db").display());
+    let to = database.url.as_str();
+
+    let copied = tenure(d, &["migrate-store", "--from", &source, "--to", to]);
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    assert!(stdout(&copied).contains("every hash chain verified on both sides"), "{}", stdout(&copied));
+    assert!(stdout(&copied).contains("2 data keys"), "{}", stdout(&copied));
+    for format in ["text", "json"] {
+        let here = tenure(d, &["audit", "mover", "--format", format]);
+        let there = tenure(d, &["--store", to, "audit", "mover", "--format", format]);
+        assert!(there.status.success(), "{}", stderr(&there));
+        assert_eq!(stdout(&there), stdout(&here), "the copy tells the same history, personal data included");
+    }
+    assert!(stdout(&tenure(d, &["--store", to, "audit", "mover"])).contains("Morgan Mover"));
+    let verified = tenure(d, &["--store", to, "audit", "mover", "--verify"]);
+    assert!(stdout(&verified).starts_with("hash chain intact: 2 events"), "{}", stdout(&verified));
+    let rebuilt = tenure(d, &["--store", to, "projections", "rebuild"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    let status = stdout(&tenure(d, &["--store", to, "projections", "status"]));
+    assert!(status.contains("accounts") && !status.contains("failed"), "{status}");
+
+    let again = tenure(d, &["migrate-store", "--from", &source, "--to", to]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).contains("(0 copied by this run)"), "{}", stdout(&again));
+
+    // A target that holds something else is not a copy of the source.
+    invite(d, "newcomer", &[]);
+    let other = tempfile::tempdir().unwrap();
+    invite(other.path(), "stranger", &[]);
+    let foreign = format!("sqlite://{}", other.path().join("tenure.db").display());
+    assert_one_line_error(&tenure(d, &["migrate-store", "--from", &foreign, "--to", to]), "not a copy of");
+
+    // A changed byte in the source stops the copy at that event.
+    let connection = rusqlite::Connection::open(d.join("tenure.db")).unwrap();
+    let stream = format!("account-{id}");
+    let event_id: Vec<u8> = connection
+        .query_row("SELECT event_id FROM events WHERE stream = ?1 AND version = 2", [&stream], |r| r.get(0))
+        .unwrap();
+    connection.execute("UPDATE events SET actor = 'forged' WHERE stream = ?1 AND version = 2", [&stream]).unwrap();
+    drop(connection);
+    let fresh = runtime.block_on(tenure_store::conformance::TestDatabase::create());
+    let refused = tenure(d, &["migrate-store", "--from", &source, "--to", &fresh.url]);
+    // Progress lines come first on stderr; the error is the last line.
+    let last = stderr(&refused).trim_end().lines().last().unwrap_or_default().to_string();
+    assert!(!refused.status.success() && last.starts_with("error: "), "{last}");
+    assert!(last.contains(&uuid::Uuid::from_slice(&event_id).unwrap().to_string()), "{last}");
+    assert!(last.contains("hash chain is broken"), "{last}");
+}
