@@ -211,6 +211,10 @@ fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     assert_one_line_error(&unreachable, "cannot reach PostgreSQL");
     assert!(!stderr(&unreachable).contains("secret"), "the password stays out of messages");
     assert_one_line_error(&tenure(d, &["--store", "mysql://127.0.0.1/tenure", "audit", "jdoe"]), "postgres://");
+    assert_one_line_error(
+        &tenure(d, &["--store", "kurrentdb://127.0.0.1:2113", "audit", "jdoe"]),
+        "no KurrentDB backend",
+    );
     assert_one_line_error(&tenure(d, &["--smtp", "mail.example.com", "audit", "jdoe"]), "smtp://host:port");
     assert_one_line_error(&tenure(d, &["frobnicate"]), "frobnicate");
 }

@@ -178,6 +178,46 @@ impl DeliveryLog {
     }
 }
 
+impl DeliveryLog {
+    /// Every delivery recorded, for moving the log to another backend with the events.
+    pub async fn export(&self) -> Result<Vec<(Uuid, i64)>, SchedulerError> {
+        match self {
+            DeliveryLog::Sqlite(connection) => {
+                let connection = connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut statement = connection.prepare("SELECT event_id, at FROM delivered")?;
+                let rows = statement
+                    .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                rows.into_iter()
+                    .map(|(id, at)| {
+                        let id = Uuid::from_slice(&id)
+                            .map_err(|_| StoreError::Corrupt("the delivery log holds a bad event id".into()))?;
+                        Ok((id, at))
+                    })
+                    .collect()
+            }
+            DeliveryLog::Postgres(pool) => Ok(client(pool)
+                .await?
+                .query("SELECT event_id, at FROM delivered", &[])
+                .await
+                .map_err(pg)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()),
+        }
+    }
+
+    /// Records deliveries exported from another log; those already recorded stay as they are.
+    pub async fn import(&self, deliveries: Vec<(Uuid, i64)>) -> Result<(), SchedulerError> {
+        for (event_id, at) in deliveries {
+            let at = DateTime::from_timestamp_micros(at)
+                .ok_or_else(|| StoreError::Corrupt("the delivery log holds a bad time".into()))?;
+            self.mark(event_id, at).await?;
+        }
+        Ok(())
+    }
+}
+
 async fn client(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Object, SchedulerError> {
     pool.get().await.map_err(|e| SchedulerError::Store(StoreError::Backend(format!("the delivery log: {e}"))))
 }

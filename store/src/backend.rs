@@ -36,9 +36,8 @@ impl Location {
         }
         match url.split_once("://").map(|(scheme, _)| scheme) {
             Some("postgres" | "postgresql") => Ok(Location::Postgres { url: url.into(), data_dir: data_dir.into() }),
-            Some("kurrentdb" | "esdb") => Err(format!(
-                "--store {}: the KurrentDB backend is not built yet; use sqlite:// or postgres://",
-                url.split_once("://").map_or(url, |(scheme, _)| scheme)
+            Some(scheme @ ("kurrentdb" | "esdb")) => Err(format!(
+                "--store {scheme}://: this build has no KurrentDB backend (docs/adr/0009); use sqlite:// or postgres://"
             )),
             _ => Err("--store: expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE".into()),
         }

@@ -323,7 +323,7 @@ async fn write_loop(pool: Pool, mut queue: mpsc::UnboundedReceiver<WriteRequest>
             }
         }
         let results = match pool.get().await {
-            Ok(mut client) => commit_batch(&mut client, &batch).await,
+            Ok(client) => commit_batch(client, &batch).await,
             Err(error) => {
                 let error = AppendError::Store(pool_error(error));
                 batch.iter().map(|_| Err(error.clone())).collect()
@@ -363,12 +363,19 @@ struct Rows {
 type Heads = HashMap<String, (Version, [u8; 32])>;
 
 async fn commit_batch(
-    client: &mut deadpool_postgres::Object,
+    client: deadpool_postgres::Object,
     batch: &[WriteRequest],
 ) -> Vec<Result<Vec<Appended>, AppendError>> {
-    match try_commit_batch(client, batch).await {
+    match try_commit_batch(&client, batch).await {
         Ok(results) => results,
-        Err(error) => batch.iter().map(|_| Err(AppendError::Store(error.clone()))).collect(),
+        Err(error) => {
+            // A pooled connection must not stay inside a transaction; one that cannot say
+            // ROLLBACK is dropped rather than pooled.
+            if client.batch_execute("ROLLBACK").await.is_err() {
+                drop(deadpool_postgres::Object::take(client));
+            }
+            batch.iter().map(|_| Err(AppendError::Store(error.clone()))).collect()
+        }
     }
 }
 
@@ -376,27 +383,36 @@ async fn commit_batch(
 /// the lock, then against the batch's own earlier requests; a request that fails its check
 /// writes nothing and the others go on, so no savepoints are needed.
 async fn try_commit_batch(
-    client: &mut deadpool_postgres::Object,
+    client: &deadpool_postgres::Object,
     batch: &[WriteRequest],
 ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StoreError> {
     let failed = |e: tokio_postgres::Error| pg_error("append failed", &e);
-    let tx = client.transaction().await.map_err(failed)?;
-    let lock = tx.prepare_cached("SELECT position FROM head FOR UPDATE").await.map_err(failed)?;
-    let mut position = tx.query_one(&lock, &[]).await.map_err(failed)?.get::<_, i64>(0) as Position;
-
+    let lock = client.prepare_cached("SELECT position FROM head FOR UPDATE").await.map_err(failed)?;
+    let heads_sql = client
+        .prepare_cached(
+            // One index probe per stream, whatever its length.
+            "SELECT s.stream, e.version, e.hash FROM unnest($1::text[]) AS s(stream) \
+             CROSS JOIN LATERAL (SELECT version, hash FROM events WHERE events.stream = s.stream \
+             ORDER BY version DESC LIMIT 1) AS e",
+        )
+        .await
+        .map_err(failed)?;
     let mut streams: Vec<&str> =
         batch.iter().flat_map(|r| r.appends.iter().map(|a| a.stream.as_str())).collect::<Vec<_>>();
     streams.sort_unstable();
     streams.dedup();
-    let heads_sql = tx
-        .prepare_cached(
-            "SELECT DISTINCT ON (stream) stream, version, hash FROM events \
-             WHERE stream = ANY($1) ORDER BY stream, version DESC",
-        )
-        .await
-        .map_err(failed)?;
+    // Pipelined: the three go out together and cost one round trip. `try_join3` polls them in
+    // order, which is the order they are sent in.
+    let (_, head, found) = futures_util::future::try_join3(
+        client.batch_execute("BEGIN"),
+        client.query_one(&lock, &[]),
+        client.query(&heads_sql, &[&streams]),
+    )
+    .await
+    .map_err(failed)?;
+    let mut position = head.get::<_, i64>(0) as Position;
     let mut heads = Heads::new();
-    for row in tx.query(&heads_sql, &[&streams]).await.map_err(failed)? {
+    for row in found {
         let stream: String = row.get(0);
         let bytes: &[u8] = row.get(2);
         let hash: [u8; 32] = bytes
@@ -454,49 +470,57 @@ async fn try_commit_batch(
         results.push(Ok(appended));
     }
 
-    if !rows.position.is_empty() {
-        let insert = tx
-            .prepare_cached(&format!(
-                "INSERT INTO events ({COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
-                 $4::uuid[], $5::text[], $6::int[], $7::bigint[], $8::text[], $9::uuid[], $10::bytea[], \
-                 $11::bytea[], $12::bytea[])"
-            ))
-            .await
-            .map_err(failed)?;
-        let inserted = tx
-            .execute(
-                &insert,
-                &[
-                    &rows.position,
-                    &rows.stream,
-                    &rows.version,
-                    &rows.id,
-                    &rows.event_type,
-                    &rows.schema_version,
-                    &rows.recorded_at,
-                    &rows.actor,
-                    &rows.correlation_id,
-                    &rows.data,
-                    &rows.prev_hash,
-                    &rows.hash,
-                ],
-            )
-            .await;
-        if let Err(error) = inserted {
-            // Only a writer that ignores the head lock (none of ours) could collide here.
-            if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                return Err(StoreError::Corrupt(format!(
-                    "an append collided with an event written without the head lock: {}",
-                    pg_error("", &error)
-                )));
-            }
-            return Err(failed(error));
-        }
-        let update = tx.prepare_cached("UPDATE head SET position = $1").await.map_err(failed)?;
-        tx.execute(&update, &[&(position as i64)]).await.map_err(failed)?;
-        tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &position.to_string()]).await.map_err(failed)?;
+    if rows.position.is_empty() {
+        client.batch_execute("COMMIT").await.map_err(failed)?;
+        return Ok(results);
     }
-    tx.commit().await.map_err(failed)?;
+    // The events, the new head and the notification in one statement, pipelined with the
+    // commit: one more round trip. Should the insert fail, PostgreSQL turns that COMMIT into a
+    // rollback.
+    let insert = client
+        .prepare_cached(&format!(
+            "WITH inserted AS (INSERT INTO events ({COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], \
+             $3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::bigint[], $8::text[], $9::uuid[], \
+             $10::bytea[], $11::bytea[], $12::bytea[])), \
+             moved AS (UPDATE head SET position = $13::bigint) \
+             SELECT pg_notify('{NOTIFY_CHANNEL}', ($13::bigint)::text)"
+        ))
+        .await
+        .map_err(failed)?;
+    let head = position as i64;
+    let (inserted, committed) = futures_util::future::join(
+        client.query(
+            &insert,
+            &[
+                &rows.position,
+                &rows.stream,
+                &rows.version,
+                &rows.id,
+                &rows.event_type,
+                &rows.schema_version,
+                &rows.recorded_at,
+                &rows.actor,
+                &rows.correlation_id,
+                &rows.data,
+                &rows.prev_hash,
+                &rows.hash,
+                &head,
+            ],
+        ),
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    if let Err(error) = inserted {
+        // Only a writer that ignores the head lock (none of ours) could collide here.
+        if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            return Err(StoreError::Corrupt(format!(
+                "an append collided with an event written without the head lock: {}",
+                pg_error("", &error)
+            )));
+        }
+        return Err(failed(error));
+    }
+    committed.map_err(failed)?;
     Ok(results)
 }
 

@@ -96,19 +96,24 @@ pub async fn run(global: &Global, args: SchedulerArgs) -> anyhow::Result<ExitCod
         println!("{summary}");
         return Ok(ExitCode::SUCCESS);
     }
-    follow(&mut scheduler, clock, None).await?;
+    follow(&mut scheduler, _lease.as_ref(), clock, None).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Passes whenever something comes due, until interrupted; `metrics` (the gateway's, with
-/// `serve --with-scheduler`) learns what each pass did.
+/// Passes whenever something comes due, until interrupted or until `lease` is lost; `metrics`
+/// (the gateway's, with `serve --with-scheduler`) learns what each pass did.
 pub async fn follow(
     scheduler: &mut Scheduler<tenure_store::Store, tenure_store::Keys, WarningMails>,
+    lease: Option<&tenure_scheduler::lease::Lease>,
     clock: impl Fn() -> DateTime<Utc>,
     metrics: Option<&tenure_gateway::metrics::Metrics>,
 ) -> anyhow::Result<()> {
     tracing::info!(accounts = scheduler.tracker().len(), "scheduler running");
     loop {
+        // Once the lease is lost another scheduler may hold it: acting on would make two.
+        if lease.is_some_and(|lease| !lease.held()) {
+            anyhow::bail!("the scheduler lease was lost (its database connection ended)");
+        }
         // The store may be briefly unavailable: the scheduler waits and tries again.
         let (summary, _) = match scheduler.pass(clock(), false).await {
             Ok(done) => done,

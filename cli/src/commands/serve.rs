@@ -50,12 +50,18 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         // The lease may be held by another scheduler: waiting for it must not hold up serving.
         let (global, days, app) = (global.clone(), serve.quarantine.days, app.clone());
         tokio::spawn(async move {
-            let run = async {
-                let (_lease, mut scheduler) = crate::commands::scheduler::open(&global, days, false).await?;
-                crate::commands::scheduler::follow(&mut scheduler, chrono::Utc::now, Some(&app.metrics)).await
-            };
-            if let Err(error) = run.await {
-                tracing::error!("the scheduler stopped: {error}");
+            loop {
+                let run = async {
+                    let (lease, mut scheduler) = crate::commands::scheduler::open(&global, days, false).await?;
+                    let metrics = Some(&app.metrics);
+                    crate::commands::scheduler::follow(&mut scheduler, lease.as_ref(), chrono::Utc::now, metrics).await
+                };
+                match run.await {
+                    Ok(()) => return,
+                    // Waits for the lease again, behind whichever scheduler took it meanwhile.
+                    Err(error) => tracing::error!("the scheduler stopped: {error:#}; starting it again"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             }
         });
     }
