@@ -16,9 +16,7 @@ use tenure_gateway::totp::Authenticator;
 use tenure_store::{Actor, EventStore, Meta};
 use tower::ServiceExt;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_sign_in_with_an_authenticator_then_sign_in_and_out() {
-    let h = Harness::new().await;
+async fn first_sign_in_with_an_authenticator_then_sign_in_and_out(h: Harness) {
     let (account, token) = h.invite("jdoe", MfaRequirement::App).await;
     let base = format!("/api/v1/invitations/{token}");
 
@@ -114,9 +112,7 @@ async fn first_sign_in_with_an_authenticator_then_sign_in_and_out() {
         .error(StatusCode::NOT_FOUND, "flow_not_found");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_usernames_get_the_same_answers_and_throttling_starts_at_the_sixth_failure() {
-    let h = Harness::new().await;
+async fn unknown_usernames_get_the_same_answers_and_throttling_starts_at_the_sixth_failure(h: Harness) {
     let (_, token) = h.invite("known", MfaRequirement::None).await;
     let base = format!("/api/v1/invitations/{token}");
     let password = json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
@@ -156,9 +152,7 @@ async fn unknown_usernames_get_the_same_answers_and_throttling_starts_at_the_six
     assert_eq!(ok.json, json!({"next": "done"}));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_the_error_shape() {
-    let h = Harness::new().await;
+async fn bad_input_gets_the_error_shape(h: Harness) {
     let malformed = router(h.app.clone())
         .oneshot(
             Request::post("/api/v1/sign-in")
@@ -181,9 +175,7 @@ async fn bad_input_gets_the_error_shape() {
     h.call("GET", "/api/v1/session", None, None, None).await.error(StatusCode::UNAUTHORIZED, "unauthenticated");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_readiness_metrics_and_security_headers() {
-    let h = Harness::new().await;
+async fn health_readiness_metrics_and_security_headers(h: Harness) {
     h.signed_in("metered", Role::User, "acme").await;
     let flow = h.start_sign_in("metered").await;
     h.password(&flow, "wrong wrong wrong").await;
@@ -215,9 +207,7 @@ async fn health_readiness_metrics_and_security_headers() {
 }
 
 /// Every path in the OpenAPI document is served, and every API route is in the document.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openapi_document_describes_the_routes_served() {
-    let h = Harness::new().await;
+async fn the_openapi_document_describes_the_routes_served(h: Harness) {
     let served =
         router(h.app.clone()).oneshot(Request::get("/api/openapi.json").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(served.status(), StatusCode::OK);
@@ -264,9 +254,7 @@ async fn the_openapi_document_describes_the_routes_served() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cross_site_posts_are_refused_same_site_ones_pass() {
-    let h = Harness::new().await;
+async fn cross_site_posts_are_refused_same_site_ones_pass(h: Harness) {
     let post = |origin: Option<&'static str>, fetch_site: Option<&'static str>| {
         let app = h.app.clone();
         async move {
@@ -291,9 +279,7 @@ async fn cross_site_posts_are_refused_same_site_ones_pass() {
     assert_eq!(post(None, None).await, StatusCode::OK, "scripts send no Origin");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replayed_authenticator_code_is_refused() {
-    let h = Harness::new().await;
+async fn a_replayed_authenticator_code_is_refused(h: Harness) {
     let (_, token) = h.invite("replay", MfaRequirement::App).await;
     let base = format!("/api/v1/invitations/{token}");
     let password = json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
@@ -320,9 +306,7 @@ async fn a_replayed_authenticator_code_is_refused() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_answers_from_the_read_models() {
-    let h = Harness::new().await;
+async fn the_dashboard_answers_from_the_read_models(h: Harness) {
     let (_, cookie, _) = h.signed_in("dash", Role::User, "acme").await;
     let acme = OrgId("acme".into());
     let ctx = Ctx { now: h.clock.now() };
@@ -366,9 +350,7 @@ async fn the_dashboard_answers_from_the_read_models() {
     h.call("GET", "/api/v1/dashboard", None, None, None).await.error(StatusCode::UNAUTHORIZED, "unauthenticated");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn my_profile_is_read_edited_with_validation_and_the_password_changed() {
-    let h = Harness::new().await;
+async fn my_profile_is_read_edited_with_validation_and_the_password_changed(h: Harness) {
     let (_, cookie, csrf) = h.signed_in("prof", Role::User, "acme").await;
 
     let profile = h.call("GET", "/api/v1/profile", None, Some(&cookie), None).await.json;
@@ -446,9 +428,7 @@ async fn my_profile_is_read_edited_with_validation_and_the_password_changed() {
     assert_eq!(next.json, json!({"next": "done"}));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn org_administration_is_for_admins_of_the_same_org_only() {
-    let h = Harness::new().await;
+async fn org_administration_is_for_admins_of_the_same_org_only(h: Harness) {
     let (admin, admin_cookie, admin_csrf) = h.signed_in("boss", Role::Admin, "acme").await;
     let (_, user_cookie, user_csrf) = h.signed_in("worker", Role::User, "acme").await;
     let (_, other_cookie, other_csrf) = h.signed_in("rival", Role::Admin, "beta").await;
@@ -545,9 +525,7 @@ async fn org_administration_is_for_admins_of_the_same_org_only() {
         .error(StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_authenticator_required_after_the_first_sign_in_is_added_at_the_next_sign_in() {
-    let h = Harness::new().await;
+async fn an_authenticator_required_after_the_first_sign_in_is_added_at_the_next_sign_in(h: Harness) {
     let (_, admin, admin_csrf) = h.signed_in("boss", Role::Admin, "acme").await;
     let (worker, _, _) = h.signed_in("worker", Role::User, "acme").await;
     let mfa = format!("/api/v1/admin/users/{worker}/mfa");
@@ -587,10 +565,8 @@ async fn an_authenticator_required_after_the_first_sign_in_is_added_at_the_next_
     assert_eq!(done.json["next"], "done", "{done:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_terms_are_accepted_at_the_next_sign_in_before_the_session_starts() {
+async fn new_terms_are_accepted_at_the_next_sign_in_before_the_session_starts(h: Harness) {
     use tenure_domain::decide::{Command, PasswordVia};
-    let h = Harness::new().await;
     let (id, token) = h.invite("olga", MfaRequirement::None).await;
     // Olga finished her first sign-in when version 2 of the terms was current; now it is 3.
     let digest = tenure_store::secrets::token_digest(&token);
@@ -636,9 +612,7 @@ async fn new_terms_are_accepted_at_the_next_sign_in_before_the_session_starts() 
     assert_eq!(types, ["AccountInvited", "PasswordSet", "TermsAccepted", "SignedIn", "TermsAccepted", "SignedIn"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_admin_endpoint_refuses_the_signed_out_plain_users_other_orgs_and_missing_csrf() {
-    let h = Harness::new().await;
+async fn every_admin_endpoint_refuses_the_signed_out_plain_users_other_orgs_and_missing_csrf(h: Harness) {
     let (_, admin, _) = h.signed_in("boss", Role::Admin, "acme").await;
     let (member, user, user_csrf) = h.signed_in("worker", Role::User, "acme").await;
     let (_, rival, rival_csrf) = h.signed_in("rival", Role::Admin, "beta").await;
@@ -686,9 +660,7 @@ fn newest_code(h: &Harness) -> String {
     mail[at..at + 6].to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_password_alone_cannot_replace_emailed_codes_by_an_authenticator() {
-    let h = Harness::new().await;
+async fn a_password_alone_cannot_replace_emailed_codes_by_an_authenticator(h: Harness) {
     let (_, admin, admin_csrf) = h.signed_in("boss", Role::Admin, "acme").await;
     let (id, token) = h.invite("mailer", MfaRequirement::Email).await;
     let base = format!("/api/v1/invitations/{token}");
@@ -710,4 +682,21 @@ async fn a_password_alone_cannot_replace_emailed_codes_by_an_authenticator() {
     let (_, events) = h.app.accounts.load(id).await.unwrap();
     let enrolled = events.iter().filter(|e| e.event.type_name() == "MfaEnrolled").count();
     assert_eq!(enrolled, 1, "only the email enrollment of the first sign-in: no key was added");
+}
+
+on_both_backends! {
+    new_terms_are_accepted_at_the_next_sign_in_before_the_session_starts,
+    first_sign_in_with_an_authenticator_then_sign_in_and_out,
+    unknown_usernames_get_the_same_answers_and_throttling_starts_at_the_sixth_failure,
+    bad_input_gets_the_error_shape,
+    health_readiness_metrics_and_security_headers,
+    the_openapi_document_describes_the_routes_served,
+    cross_site_posts_are_refused_same_site_ones_pass,
+    a_replayed_authenticator_code_is_refused,
+    the_dashboard_answers_from_the_read_models,
+    my_profile_is_read_edited_with_validation_and_the_password_changed,
+    org_administration_is_for_admins_of_the_same_org_only,
+    an_authenticator_required_after_the_first_sign_in_is_added_at_the_next_sign_in,
+    every_admin_endpoint_refuses_the_signed_out_plain_users_other_orgs_and_missing_csrf,
+    a_password_alone_cannot_replace_emailed_codes_by_an_authenticator,
 }

@@ -38,9 +38,7 @@ async fn version(h: &Harness, account: AccountId) -> u64 {
     h.app.accounts.store.read_stream(&account.stream(), 0).await.unwrap().len() as u64
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_need_a_session_and_the_admin_pages_an_admin_of_the_same_org() {
-    let h = Harness::new().await;
+async fn pages_need_a_session_and_the_admin_pages_an_admin_of_the_same_org(h: Harness) {
     let (_, admin, _) = h.signed_in("boss", Role::Admin, "acme").await;
     let (worker_id, user, _) = h.signed_in("worker", Role::User, "acme").await;
     let (_, rival, _) = h.signed_in("rival", Role::Admin, "beta").await;
@@ -104,9 +102,7 @@ async fn pages_need_a_session_and_the_admin_pages_an_admin_of_the_same_org() {
     assert!(created.text.contains("id=\"invitation-url\""), "outbox mode shows the link");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_orders_tab_is_for_wholesale_orgs_only() {
-    let h = Harness::new().await;
+async fn the_orders_tab_is_for_wholesale_orgs_only(h: Harness) {
     let (_, retail, _) = h.signed_in("retail", Role::User, "acme").await;
     let page = h.page("/dashboard", Some(&retail)).await;
     for tab in ["Services", "APIs", "Monitoring &#38; Reports", "Billing", "Support"] {
@@ -124,9 +120,7 @@ async fn the_orders_tab_is_for_wholesale_orgs_only() {
     assert_eq!(h.page("/orders", Some(&wholesale)).await.status, StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_profile_field_refuses_bad_values_next_to_the_field_and_changes_nothing() {
-    let h = Harness::new().await;
+async fn every_profile_field_refuses_bad_values_next_to_the_field_and_changes_nothing(h: Harness) {
     let (id, cookie, _) = h.signed_in("jdoe", Role::User, "acme").await;
     let page = h.page("/profile", Some(&cookie)).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -208,9 +202,7 @@ async fn every_profile_field_refuses_bad_values_next_to_the_field_and_changes_no
     assert_eq!(h.call("GET", "/api/v1/profile", None, Some(&cookie), None).await.json["display_name"], "Jane Doe");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_invitation_field_refuses_bad_values_next_to_the_field_and_invites_nobody() {
-    let h = Harness::new().await;
+async fn every_invitation_field_refuses_bad_values_next_to_the_field_and_invites_nobody(h: Harness) {
     let (_, admin, _) = h.signed_in("boss", Role::Admin, "acme").await;
     let csrf = csrf_in(&h.page("/admin", Some(&admin)).await);
     let head = h.app.accounts.store.head().await.unwrap();
@@ -248,9 +240,7 @@ async fn every_invitation_field_refuses_bad_values_next_to_the_field_and_invites
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_authenticator_is_replaced_only_with_a_code_from_the_current_one() {
-    let h = Harness::new().await;
+async fn an_authenticator_is_replaced_only_with_a_code_from_the_current_one(h: Harness) {
     let (id, cookie, old) = h.signed_in_with_authenticator("mia").await;
     let page = h.page("/profile", Some(&cookie)).await;
     assert!(page.text.contains("id=\"replace-authenticator\""), "{}", page.text);
@@ -316,9 +306,7 @@ async fn an_authenticator_is_replaced_only_with_a_code_from_the_current_one() {
     assert_eq!(h.page("/profile/authenticator", Some(&plain)).await.status, StatusCode::CONFLICT);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_admin_form_refuses_the_signed_out_plain_users_other_orgs_and_missing_csrf() {
-    let h = Harness::new().await;
+async fn every_admin_form_refuses_the_signed_out_plain_users_other_orgs_and_missing_csrf(h: Harness) {
     let (_, admin, _) = h.signed_in("boss", Role::Admin, "acme").await;
     let (member, user, _) = h.signed_in("worker", Role::User, "acme").await;
     let (_, rival, _) = h.signed_in("rival", Role::Admin, "beta").await;
@@ -373,11 +361,9 @@ async fn every_admin_form_refuses_the_signed_out_plain_users_other_orgs_and_miss
     assert_eq!(h.app.accounts.store.head().await.unwrap(), head, "no refused form appended anything");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_profile_is_listed_and_recreated_under_a_free_username() {
+async fn a_deleted_profile_is_listed_and_recreated_under_a_free_username(h: Harness) {
     use tenure_domain::decide::{Command, Ctx};
     use tenure_store::{Actor, Meta};
-    let h = Harness::new().await;
     let (_, admin, _) = h.signed_in("boss", Role::Admin, "acme").await;
     let (gone, _, _) = h.signed_in("gone", Role::User, "acme").await;
     let scheduler = Meta::new(Actor::Scheduler);
@@ -420,4 +406,14 @@ async fn a_deleted_profile_is_listed_and_recreated_under_a_free_username() {
     assert!(
         created.text.contains("id=\"state-gone2\">invited<") && created.text.contains("id=\"state-gone\">deleted<")
     );
+}
+
+on_both_backends! {
+    a_deleted_profile_is_listed_and_recreated_under_a_free_username,
+    pages_need_a_session_and_the_admin_pages_an_admin_of_the_same_org,
+    the_orders_tab_is_for_wholesale_orgs_only,
+    every_profile_field_refuses_bad_values_next_to_the_field_and_changes_nothing,
+    every_invitation_field_refuses_bad_values_next_to_the_field_and_invites_nobody,
+    an_authenticator_is_replaced_only_with_a_code_from_the_current_one,
+    every_admin_form_refuses_the_signed_out_plain_users_other_orgs_and_missing_csrf,
 }

@@ -5,6 +5,9 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use tenure_domain::{AccountId, Clock};
 use tenure_gateway::sessions::{Lifetimes, SessionStore};
+use tenure_store::Location;
+use tenure_store::conformance::TestDatabase;
+use tenure_store::sqlite::Open;
 use uuid::Uuid;
 
 struct ManualClock(Mutex<DateTime<Utc>>);
@@ -21,17 +24,33 @@ impl Clock for ManualClock {
     }
 }
 
-fn fixture() -> (tempfile::TempDir, Arc<ManualClock>, SessionStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock(Mutex::new(Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap())));
-    let store =
-        SessionStore::open(&dir.path().join("sessions.db"), clock.clone(), Lifetimes::default(), [9; 32]).unwrap();
-    (dir, clock, store)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-#[tokio::test]
-async fn a_session_lives_while_used_and_ends_after_thirty_idle_minutes() {
-    let (_dir, clock, store) = fixture();
+/// Where the sessions are, kept alive for the test.
+struct Place {
+    dir: tempfile::TempDir,
+    database: Option<TestDatabase>,
+}
+
+async fn fixture(backend: Backend) -> (Place, Arc<ManualClock>, SessionStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock(Mutex::new(Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap())));
+    let database = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(TestDatabase::create().await),
+    };
+    let location = Location::parse(database.as_ref().map(|d| d.url.as_str()), dir.path()).unwrap();
+    location.open(Open::CreateIfMissing).await.unwrap(); // the schema
+    let store = SessionStore::open_at(&location, clock.clone(), Lifetimes::default(), [9; 32]).unwrap();
+    (Place { dir, database }, clock, store)
+}
+
+async fn a_session_lives_while_used_and_ends_after_thirty_idle_minutes(backend: Backend) {
+    let (_place, clock, store) = fixture(backend).await;
     let account = AccountId(Uuid::now_v7());
     let cookie = store.create(account).await.unwrap();
     assert_eq!(cookie.len(), 43, "256 bits, URL-safe base64");
@@ -44,9 +63,8 @@ async fn a_session_lives_while_used_and_ends_after_thirty_idle_minutes() {
     assert_eq!(store.get(&cookie).await.unwrap(), None, "and it stays gone");
 }
 
-#[tokio::test]
-async fn a_session_ends_twelve_hours_after_sign_in_however_busy() {
-    let (_dir, clock, store) = fixture();
+async fn a_session_ends_twelve_hours_after_sign_in_however_busy(backend: Backend) {
+    let (_place, clock, store) = fixture(backend).await;
     let cookie = store.create(AccountId(Uuid::now_v7())).await.unwrap();
     for _ in 0..(12 * 4 - 1) {
         clock.advance(Duration::minutes(15));
@@ -56,9 +74,8 @@ async fn a_session_ends_twelve_hours_after_sign_in_however_busy() {
     assert_eq!(store.get(&cookie).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn sign_out_and_revocation_end_sessions() {
-    let (_dir, _clock, store) = fixture();
+async fn sign_out_and_revocation_end_sessions(backend: Backend) {
+    let (_place, _clock, store) = fixture(backend).await;
     let (jane, bob) = (AccountId(Uuid::now_v7()), AccountId(Uuid::now_v7()));
     let laptop = store.create(jane).await.unwrap();
     let phone = store.create(jane).await.unwrap();
@@ -75,19 +92,31 @@ async fn sign_out_and_revocation_end_sessions() {
     assert!(store.get("made-up-cookie").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn only_digests_of_session_ids_are_stored() {
-    let (dir, _clock, store) = fixture();
+async fn only_digests_of_session_ids_are_stored(backend: Backend) {
+    let (place, _clock, store) = fixture(backend).await;
     let cookie = store.create(AccountId(Uuid::now_v7())).await.unwrap();
-    for name in ["sessions.db", "sessions.db-wal"] {
-        let bytes = std::fs::read(dir.path().join(name)).unwrap_or_default();
-        assert!(!bytes.windows(cookie.len()).any(|w| w == cookie.as_bytes()), "{name} holds the session id");
+    let holds_cookie = |bytes: &[u8]| bytes.windows(cookie.len()).any(|w| w == cookie.as_bytes());
+    match &place.database {
+        None => {
+            for name in ["sessions.db", "sessions.db-wal"] {
+                let bytes = std::fs::read(place.dir.path().join(name)).unwrap_or_default();
+                assert!(!holds_cookie(&bytes), "{name} holds the session id");
+            }
+        }
+        Some(database) => {
+            let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            let rows = client.query("SELECT id_digest, account_id::text FROM sessions", &[]).await.unwrap();
+            assert_eq!(rows.len(), 1);
+            let digest: Vec<u8> = rows[0].get(0);
+            assert_eq!(digest.len(), 32, "a SHA-256, not the id");
+            assert!(!holds_cookie(&digest));
+        }
     }
 }
 
-#[tokio::test]
-async fn csrf_tokens_belong_to_their_session() {
-    let (_dir, _clock, store) = fixture();
+async fn csrf_tokens_belong_to_their_session(backend: Backend) {
+    let (_place, _clock, store) = fixture(backend).await;
     let a = store.create(AccountId(Uuid::now_v7())).await.unwrap();
     let b = store.create(AccountId(Uuid::now_v7())).await.unwrap();
     let token = store.csrf_token(&a);
@@ -95,4 +124,29 @@ async fn csrf_tokens_belong_to_their_session() {
     assert!(!store.csrf_matches(&b, &token));
     assert!(!store.csrf_matches(&a, ""));
     assert!(!store.csrf_matches(&a, &token[1..]));
+}
+
+macro_rules! on_both_backends {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {$(
+            #[tokio::test]
+            async fn $check() {
+                super::$check(super::Backend::Sqlite).await
+            }
+        )*}
+        mod postgres {$(
+            #[tokio::test]
+            async fn $check() {
+                super::$check(super::Backend::Postgres).await
+            }
+        )*}
+    };
+}
+
+on_both_backends! {
+    a_session_lives_while_used_and_ends_after_thirty_idle_minutes,
+    a_session_ends_twelve_hours_after_sign_in_however_busy,
+    sign_out_and_revocation_end_sessions,
+    only_digests_of_session_ids_are_stored,
+    csrf_tokens_belong_to_their_session,
 }

@@ -7,19 +7,25 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tenure_store::conformance::event;
-use tenure_store::sqlite::{Open, SqliteStore};
-use tenure_store::{EventStore, Expected, chain};
+use tenure_store::conformance::{TestDatabase, event};
+use tenure_store::sqlite::Open;
+use tenure_store::{EventStore, Expected, Location, Store, chain};
 use uuid::Uuid;
 
-const CHILD_DIR: &str = "TENURE_CRASH_CHILD_DIR";
+/// The store the child appends to, as `--store` would name it.
+const CHILD_STORE: &str = "TENURE_CRASH_CHILD_STORE";
+
+async fn open(url: &str, mode: Open) -> Store {
+    let location = Location::parse(Some(url), std::path::Path::new("/nonexistent")).unwrap();
+    location.open_events(mode).await.unwrap()
+}
 
 /// The writing process. It only runs when the parent starts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the child process of an_acknowledged_append_survives_kill_9"]
+#[ignore = "the child process of the kill -9 tests"]
 async fn crash_child_appends_until_killed() {
-    let dir = std::env::var(CHILD_DIR).expect("started by the parent test");
-    let store = SqliteStore::open(&std::path::Path::new(&dir).join("events.db"), Open::CreateIfMissing).unwrap();
+    let url = std::env::var(CHILD_STORE).expect("started by the parent test");
+    let store = open(&url, Open::CreateIfMissing).await;
     let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let writers = (0..32).map(|w| {
         let (store, out) = (store.clone(), out.clone());
@@ -57,11 +63,22 @@ fn record_ack(line: &str, acknowledged: &mut HashMap<Uuid, u64>) -> bool {
 #[tokio::test]
 async fn an_acknowledged_append_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
+    kill_9_rounds(&format!("sqlite://{}", dir.path().join("events.db").display())).await;
+}
+
+#[tokio::test]
+async fn an_acknowledged_append_survives_kill_9_on_postgres() {
+    let database = TestDatabase::create().await;
+    kill_9_rounds(&database.url).await;
+}
+
+/// Three rounds of: a child appends with 32 writers, and is killed mid-flight.
+async fn kill_9_rounds(url: &str) {
     let mut acknowledged: HashMap<Uuid, u64> = HashMap::new();
     for round in 0..3 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "crash_child_appends_until_killed", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DIR, dir.path())
+            .env(CHILD_STORE, url)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -85,7 +102,7 @@ async fn an_acknowledged_append_survives_kill_9() {
         child.wait().unwrap();
         assert!(acks_this_round >= kill_after, "round {round}: the child stopped early after {acks_this_round} acks");
 
-        let store = SqliteStore::open(&dir.path().join("events.db"), Open::MustExist).unwrap();
+        let store = open(url, Open::MustExist).await;
         let all = store.read_all(1, usize::MAX >> 1).await.unwrap();
         assert_eq!(
             all.iter().map(|e| e.position).collect::<Vec<_>>(),
