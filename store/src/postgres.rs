@@ -51,6 +51,9 @@ struct Inner {
     pool: Pool,
     writer: mpsc::UnboundedSender<WriteRequest>,
     head: watch::Sender<Position>,
+    /// Keeps the head channel open for as long as the store lives: the listener stops when the
+    /// channel closes.
+    _watching: watch::Receiver<Position>,
 }
 
 struct WriteRequest {
@@ -177,11 +180,11 @@ impl PgStore {
         let client = pool.get().await.map_err(pool_error)?;
         let head = current_head(&**client).await?;
         drop(client);
-        let (head, _) = watch::channel(head);
+        let (head, watching) = watch::channel(head);
         let (writer, queue) = mpsc::unbounded_channel();
-        let store = PgStore { inner: Arc::new(Inner { pool: pool.clone(), writer, head }) };
+        let store = PgStore { inner: Arc::new(Inner { pool: pool.clone(), writer, head, _watching: watching }) };
         tokio::spawn(write_loop(pool, queue, store.inner.head.clone()));
-        listen(url, store.inner.head.clone()).await;
+        listen(url.to_string(), store.inner.head.clone());
         Ok(store)
     }
 
@@ -202,40 +205,43 @@ impl PgStore {
 }
 
 /// Follows `NOTIFY tenure_events` from every process on the database, so that subscriptions
-/// here wake as soon as another gateway appends. Without it (the connection failed or dropped)
-/// they still find new events by polling.
-async fn listen(url: &str, head: watch::Sender<Position>) {
-    let Ok(config) = url.parse::<Config>() else { return };
-    let Ok((client, mut connection)) = config.connect(NoTls).await else { return };
-    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+/// here wake as soon as another gateway appends. While the listening connection is down it is
+/// reopened every second; meanwhile subscriptions still find new events by polling. It ends
+/// when the store and every subscription to it are gone.
+fn listen(url: String, head: watch::Sender<Position>) {
     tokio::spawn(async move {
-        // The client must live as long as the connection is polled; LISTEN is sent once the
-        // connection task runs.
-        let command = format!("LISTEN {NOTIFY_CHANNEL}");
-        let listen = client.batch_execute(&command);
-        let mut listen = std::pin::pin!(listen);
-        let mut listening = false;
         loop {
-            tokio::select! {
-                done = &mut listen, if !listening => {
-                    if done.is_err() {
-                        return;
+            if let Ok((client, mut connection)) = tokio_postgres::connect(&url, NoTls).await {
+                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                // LISTEN goes out once the connection is polled, which the loop below does.
+                let command = format!("LISTEN {NOTIFY_CHANNEL}");
+                let mut listen = std::pin::pin!(client.batch_execute(&command));
+                let mut listening = false;
+                loop {
+                    tokio::select! {
+                        done = &mut listen, if !listening => match done {
+                            Ok(()) => listening = true,
+                            Err(_) => break,
+                        },
+                        message = messages.next() => match message {
+                            Some(Ok(AsyncMessage::Notification(n))) => {
+                                if let Ok(position) = n.payload().parse::<Position>() {
+                                    head.send_if_modified(|current| {
+                                        let moved = position > *current;
+                                        *current = (*current).max(position);
+                                        moved
+                                    });
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(_)) | None => break,
+                        },
+                        () = head.closed() => return,
                     }
-                    listening = true;
                 }
-                message = messages.next() => match message {
-                    Some(Ok(AsyncMessage::Notification(n))) => {
-                        if let Ok(position) = n.payload().parse::<Position>() {
-                            head.send_if_modified(|current| {
-                                let moved = position > *current;
-                                *current = (*current).max(position);
-                                moved
-                            });
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => return,
-                },
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 () = head.closed() => return,
             }
         }

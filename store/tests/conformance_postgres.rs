@@ -1,5 +1,6 @@
 //! The conformance suite on the PostgreSQL backend, each check on a database of its own.
 
+use tenure_store::EventStore;
 use tenure_store::conformance::{self, TestDatabase};
 use tenure_store::postgres::{Open, PgStore};
 
@@ -39,4 +40,25 @@ async fn readers_never_see_a_gap_between_processes() {
         stores.push(PgStore::open(&database.url, Open::CreateIfMissing).await.expect("open"));
     }
     conformance::readers_never_see_a_gap(&stores).await;
+}
+
+/// An append through one handle (one process) wakes the subscribers of another at once, through
+/// `NOTIFY`, not only at their next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_elsewhere_is_announced_by_notify() {
+    let database = TestDatabase::create().await;
+    let here = PgStore::open(&database.url, Open::CreateIfMissing).await.expect("open");
+    let elsewhere = PgStore::open(&database.url, Open::CreateIfMissing).await.expect("open");
+    let mut announced = here.appended();
+    // The listening connection is opened in the background; give it a moment to LISTEN.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let appended = elsewhere
+        .append("s-notify", tenure_store::Expected::NoStream, vec![conformance::event("N", b"{}")])
+        .await
+        .expect("append");
+    tokio::time::timeout(std::time::Duration::from_secs(5), announced.changed())
+        .await
+        .expect("announced within 5 s")
+        .expect("the store is alive");
+    assert_eq!(*announced.borrow(), appended.position);
 }
