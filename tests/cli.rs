@@ -565,6 +565,17 @@ fn migrate_store_moves_the_embedded_store_to_postgres_and_the_copy_serves() {
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stdout(&again).contains("(0 copied by this run)"), "{}", stdout(&again));
 
+    // The source's scheduler deletes the accounts (crypto-shredding) after the first copy: the
+    // rerun carries the new events and the destroyed keys over, and erases the copy too.
+    let pass = tenure(d, &["scheduler", "--once", "--now", "2031-01-01T00:00:00Z"]);
+    assert!(pass.status.success(), "{}", stderr(&pass));
+    assert!(stdout(&pass).contains("deleted: 2"), "{}", stdout(&pass));
+    let erased = tenure(d, &["migrate-store", "--from", &source, "--to", to]);
+    assert!(erased.status.success(), "{}", stderr(&erased));
+    assert!(stdout(&erased).contains("0 data keys and 4 warning deliveries"), "{}", stdout(&erased));
+    let history = stdout(&tenure(d, &["--store", to, "audit", "mover"]));
+    assert!(history.contains("erased") && !history.contains("Morgan Mover"), "{history}");
+
     // A target that holds something else is not a copy of the source.
     invite(d, "newcomer", &[]);
     let other = tempfile::tempdir().unwrap();

@@ -21,10 +21,10 @@ pub struct Global {
     #[arg(long, env = "TENURE_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
     /// The event store: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE [default: sqlite://<data-dir>/tenure.db].
-    #[arg(long, env = "TENURE_STORE", global = true)]
+    #[arg(long, env = "TENURE_STORE", global = true, hide_env_values = true)]
     pub store: Option<String>,
     /// Outbound mail server, smtp://host:port [default: .eml files under <data-dir>/outbox/].
-    #[arg(long, env = "TENURE_SMTP", global = true, value_parser = parse_smtp)]
+    #[arg(long, env = "TENURE_SMTP", global = true, value_parser = parse_smtp, hide_env_values = true)]
     pub smtp: Option<String>,
     /// The sender of Tenure's mail.
     #[arg(long, env = "TENURE_MAIL_FROM", global = true, default_value = "Tenure <no-reply@tenure.invalid>")]

@@ -26,35 +26,39 @@ fn db_error(error: tokio_postgres::Error) -> ProjectionError {
 }
 
 fn pool_error(error: deadpool_postgres::PoolError) -> ProjectionError {
-    ProjectionError::Db(format!("read models: cannot reach PostgreSQL: {error}"))
+    ProjectionError::Store(tenure_store::postgres::pool_error(error))
 }
 
 fn corrupt(what: impl std::fmt::Display) -> ProjectionError {
     ProjectionError::Db(format!("read models: a stored row does not read back: {what}"))
 }
 
-fn create_tables(suffix: &str) -> String {
-    format!(
-        "CREATE TABLE rm_accounts{suffix} (
-             account_id        uuid   PRIMARY KEY,
-             username          text   NOT NULL,
-             org_id            text   NOT NULL,
-             state             text   NOT NULL,
-             invitation_digest bytea,
-             invited_at        bigint NOT NULL,
-             row               text   NOT NULL
-         );
-         CREATE TABLE rm_org_items{suffix} (
-             org_id    text   NOT NULL,
-             kind      text   NOT NULL,
-             item_id   text   NOT NULL,
-             title     text   NOT NULL,
-             opened_at bigint NOT NULL,
-             starts_at bigint,
-             ends_at   bigint,
-             PRIMARY KEY (org_id, kind, item_id)
-         );"
-    )
+fn create_table(projection: Projection, suffix: &str) -> String {
+    match projection {
+        Projection::Accounts => format!(
+            "CREATE TABLE rm_accounts{suffix} (
+                 account_id        uuid   PRIMARY KEY,
+                 username          text   NOT NULL,
+                 org_id            text   NOT NULL,
+                 state             text   NOT NULL,
+                 invitation_digest bytea,
+                 invited_at        bigint NOT NULL,
+                 row               text   NOT NULL
+             );"
+        ),
+        Projection::OrgWidgets => format!(
+            "CREATE TABLE rm_org_items{suffix} (
+                 org_id    text   NOT NULL,
+                 kind      text   NOT NULL,
+                 item_id   text   NOT NULL,
+                 title     text   NOT NULL,
+                 opened_at bigint NOT NULL,
+                 starts_at bigint,
+                 ends_at   bigint,
+                 PRIMARY KEY (org_id, kind, item_id)
+             );"
+        ),
+    }
 }
 
 fn create_indexes(projection: Projection, suffix: &str, generation: u64) -> String {
@@ -75,13 +79,13 @@ fn table(projection: Projection) -> &'static str {
     }
 }
 
-/// The advisory lock key of a projection lock (`runner`, `rebuild-accounts`, …).
+/// The advisory lock key of a projection lock: the runner's, or a rebuild's of one projection.
 pub(crate) fn lock_key(what: &str) -> i64 {
     let index = match what {
         "runner" => 0,
         "rebuild-accounts" => 1,
         "rebuild-org_widgets" => 2,
-        _ => 3,
+        other => unreachable!("no projection lock is named {other}"),
     };
     0x5445_4e55_0020 + index
 }
@@ -114,8 +118,8 @@ impl PgDb {
             )
             .await
             .map_err(db_error)?;
-            tx.batch_execute(&create_tables("")).await.map_err(db_error)?;
             for projection in ALL {
+                tx.batch_execute(&create_table(projection, "")).await.map_err(db_error)?;
                 tx.batch_execute(&create_indexes(projection, "", 0)).await.map_err(db_error)?;
                 tx.execute("INSERT INTO rm_checkpoints VALUES ($1, 0, 0, NULL, NULL)", &[&projection.name()])
                     .await
@@ -287,16 +291,11 @@ impl PgDb {
     ) -> Result<(), ProjectionError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_error)?;
+        // Only the rebuilt projections' copies: a rebuild of another may be writing its own.
         for projection in projections {
             let table = table(*projection);
             tx.batch_execute(&format!("DROP TABLE IF EXISTS {table}{NEXT}")).await.map_err(db_error)?;
-        }
-        // Both tables are created and the one not rebuilt dropped again: one DDL text to keep.
-        tx.batch_execute(&create_tables(NEXT).replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
-            .await
-            .map_err(db_error)?;
-        for projection in ALL.iter().filter(|p| !projections.contains(p)) {
-            tx.batch_execute(&format!("DROP TABLE IF EXISTS {}{NEXT}", table(*projection))).await.map_err(db_error)?;
+            tx.batch_execute(&create_table(*projection, NEXT)).await.map_err(db_error)?;
         }
         if projections.contains(&Projection::Accounts) {
             let mut rows: Vec<&AccountRow> = memory.accounts.values().collect();
@@ -569,25 +568,9 @@ fn read_item(row: &tokio_postgres::Row) -> Result<OrgItem, ProjectionError> {
     })
 }
 
-/// An advisory lock held by a connection of its own, for as long as the value lives.
-pub struct PgLock {
-    _client: tokio_postgres::Client,
-    connection: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for PgLock {
-    fn drop(&mut self) {
-        self.connection.abort();
-    }
-}
-
 /// Takes the advisory lock of `what`; `None` when another session holds it.
 pub(crate) async fn try_lock(url: &str, what: &str) -> Result<Option<PgLock>, ProjectionError> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(db_error)?;
-    let connection = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let taken: bool =
-        client.query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(what)]).await.map_err(db_error)?.get(0);
-    Ok(taken.then_some(PgLock { _client: client, connection }))
+    Ok(tenure_store::postgres::try_advisory_lock(url, lock_key(what)).await?)
 }
+
+pub(crate) type PgLock = tenure_store::postgres::AdvisoryLock;

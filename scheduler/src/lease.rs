@@ -18,25 +18,17 @@ const ADVISORY_KEY: i64 = 0x5445_4e55_0002;
 /// The held lease; dropping it lets another scheduler take over.
 pub enum Lease {
     File(File),
-    /// The connection holding the advisory lock, and the task that drives it.
-    Postgres(tokio_postgres::Client, tokio::task::JoinHandle<()>),
+    Postgres(tenure_store::postgres::AdvisoryLock),
 }
 
 impl Lease {
     /// Whether the lease is still held. A PostgreSQL lease is lost with its connection (a
-    /// server restart, a network cut): the scheduler must then stop acting.
-    pub fn held(&self) -> bool {
+    /// server restart, a network cut): the scheduler must then stop acting. The connection is
+    /// asked, since a cut one can look open for a long time.
+    pub async fn held(&self) -> bool {
         match self {
             Lease::File(_) => true,
-            Lease::Postgres(client, _) => !client.is_closed(),
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Lease::Postgres(_, connection) = self {
-            connection.abort();
+            Lease::Postgres(lock) => lock.held(Duration::from_secs(10)).await,
         }
     }
 }
@@ -69,19 +61,13 @@ pub async fn acquire(path: &Path) -> std::io::Result<Lease> {
 }
 
 async fn acquire_advisory(url: &str) -> std::io::Result<Lease> {
-    let failed = |e: tokio_postgres::Error| {
-        std::io::Error::other(tenure_store::postgres::pg_error("the scheduler lease", &e).to_string())
-    };
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(failed)?;
-    let connection = tokio::spawn(async move {
-        let _ = connection.await;
-    });
     let mut announced = false;
     loop {
-        let taken: bool =
-            client.query_one("SELECT pg_try_advisory_lock($1)", &[&ADVISORY_KEY]).await.map_err(failed)?.get(0);
-        if taken {
-            return Ok(Lease::Postgres(client, connection));
+        let lock = tenure_store::postgres::try_advisory_lock(url, ADVISORY_KEY)
+            .await
+            .map_err(|e| std::io::Error::other(format!("the scheduler lease: {e}")))?;
+        if let Some(lock) = lock {
+            return Ok(Lease::Postgres(lock));
         }
         if !announced {
             tracing::info!("another scheduler holds the lease (a PostgreSQL advisory lock); waiting to take over");

@@ -49,10 +49,11 @@ impl Location {
         }
     }
 
-    /// For messages: the file, or the database URL without its password.
+    /// For messages, as `--store` would name it: `sqlite://PATH`, or the database URL without
+    /// its password.
     pub fn describe(&self) -> String {
         match self {
-            Location::Embedded { events, .. } => events.display().to_string(),
+            Location::Embedded { events, .. } => format!("sqlite://{}", events.display()),
             Location::Postgres { url, .. } => crate::postgres::redacted(url),
         }
     }
@@ -60,14 +61,6 @@ impl Location {
     /// The data directory, for messages.
     pub fn display_dir(&self) -> std::path::Display<'_> {
         self.data_dir().display()
-    }
-
-    /// What to pass to `--store` to open this location again (without a PostgreSQL password).
-    pub fn describe_for_flag(&self) -> String {
-        match self {
-            Location::Embedded { events, .. } => format!("sqlite://{}", events.display()),
-            Location::Postgres { url, .. } => crate::postgres::redacted(url),
-        }
     }
 
     /// Opens the event store and the key store.
@@ -163,9 +156,7 @@ impl Keys {
             Keys::Postgres(k) => k.create_many(accounts).await,
         }
     }
-}
 
-impl Keys {
     /// Every key as stored (wrapped by the master key), for copying to another backend.
     pub async fn export_wrapped(&self) -> Result<Vec<(AccountId, Vec<u8>)>, StoreError> {
         match self {

@@ -68,6 +68,11 @@ pub async fn expectations<S: EventStore>(store: &S) {
     assert!(matches!(conflict, AppendError::Conflict { actual: 2, .. }), "{conflict:?}");
     let conflict = store.append("new", Expected::Exact(1), events(1, "E")).await.unwrap_err();
     assert!(matches!(conflict, AppendError::Conflict { actual: 0, .. }), "{conflict:?}");
+    // Version 0 names no event: an empty stream is expected with `NoStream`, not `Exact(0)`.
+    for batch in [events(1, "E"), vec![]] {
+        let conflict = store.append("new", Expected::Exact(0), batch).await.unwrap_err();
+        assert!(matches!(conflict, AppendError::Conflict { actual: 0, .. }), "{conflict:?}");
+    }
     let appended = store.append("s", Expected::Any, events(1, "E")).await.expect("any");
     assert_eq!(appended.version, 3);
     assert_eq!(store.head().await.expect("head"), 3);

@@ -294,15 +294,53 @@ impl PgKeyStore {
         if !create && !master_key_path.exists() {
             return Err(StoreError::Missing(master_key_path.display().to_string()));
         }
-        let master = Arc::new(load_or_create_master_key(master_key_path)?);
         let pool = crate::postgres::pool(url)?;
         let mode = if create { crate::sqlite::Open::CreateIfMissing } else { crate::sqlite::Open::MustExist };
         crate::postgres::ensure_schema(url, &pool, mode).await?;
-        Ok(PgKeyStore { pool, master })
+        let client = pool.get().await.map_err(crate::postgres::pool_error)?;
+        let failed = |e: tokio_postgres::Error| crate::postgres::pg_error("the master key check", &e);
+        let known: Option<Vec<u8>> =
+            client.query_opt("SELECT mac FROM master_key_check", &[]).await.map_err(failed)?.map(|r| r.get(0));
+        // A host without the master key must not make one of its own once the database has keys
+        // wrapped by another: it could open none of them, and its own would be lost to the rest.
+        if known.is_some() && !master_key_path.exists() {
+            return Err(StoreError::Missing(format!(
+                "{}: the database's keys are wrapped by a master key this host does not have; copy master.key \
+                 from a host that serves this database (docs/operations.md)",
+                master_key_path.display()
+            )));
+        }
+        let master = load_or_create_master_key(master_key_path)?;
+        let mac = derive(&master, "master key check").to_vec();
+        match known {
+            Some(known) if known != mac => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} is not the master key that wrapped the database's keys",
+                    master_key_path.display()
+                )));
+            }
+            Some(_) => {}
+            None => {
+                client
+                    .execute("INSERT INTO master_key_check (mac) VALUES ($1) ON CONFLICT DO NOTHING", &[&mac])
+                    .await
+                    .map_err(failed)?;
+                // Two hosts that made keys at once: the first to write wins, the other is refused.
+                let stored: Vec<u8> =
+                    client.query_one("SELECT mac FROM master_key_check", &[]).await.map_err(failed)?.get(0);
+                if stored != mac {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} is not the master key that wrapped the database's keys",
+                        master_key_path.display()
+                    )));
+                }
+            }
+        }
+        Ok(PgKeyStore { pool, master: Arc::new(master) })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(|e| StoreError::Backend(format!("cannot reach the key store: {e}")))
+        self.pool.get().await.map_err(crate::postgres::pool_error)
     }
 
     pub fn derive(&self, purpose: &str) -> [u8; 32] {

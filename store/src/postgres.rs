@@ -91,23 +91,73 @@ pub fn pg_error(context: &str, error: &tokio_postgres::Error) -> StoreError {
     StoreError::Backend(format!("{context}: {detail}"))
 }
 
-fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+pub fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     match error {
         deadpool_postgres::PoolError::Backend(e) => pg_error("cannot reach PostgreSQL", &e),
         other => StoreError::Backend(format!("cannot reach PostgreSQL: {other}")),
     }
 }
 
-/// A pool of connections to the database at `url`.
+/// The pool of connections to the database at `url`: one per database and process, shared by
+/// the store, keys, sessions, read models and delivery log, so that a process opens at most
+/// `POOL_SIZE` connections (plus the listener's and its locks') whatever it runs.
 pub fn pool(url: &str) -> Result<Pool, StoreError> {
+    static POOLS: std::sync::Mutex<Vec<(String, Pool)>> = std::sync::Mutex::new(Vec::new());
+    let mut pools = POOLS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, pool)) = pools.iter().find(|(known, _)| known == url) {
+        return Ok(pool.clone());
+    }
     let config: Config =
         url.parse().map_err(|e| StoreError::Backend(format!("{}: not a PostgreSQL URL: {e}", redacted(url))))?;
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager)
+    let pool = Pool::builder(manager)
         .max_size(POOL_SIZE)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
-        .map_err(|e| StoreError::Backend(format!("{}: {e}", redacted(url))))
+        .map_err(|e| StoreError::Backend(format!("{}: {e}", redacted(url))))?;
+    pools.push((url.to_string(), pool.clone()));
+    Ok(pool)
+}
+
+/// Takes the session advisory lock `key` on a connection of its own, if no other session holds
+/// it. The lock lasts as long as the returned value and its connection: PostgreSQL releases it
+/// when the connection ends, however the process ends.
+pub async fn try_advisory_lock(url: &str, key: i64) -> Result<Option<AdvisoryLock>, StoreError> {
+    let failed = |e: tokio_postgres::Error| pg_error("an advisory lock", &e);
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(failed)?;
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let taken: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(failed)?.get(0);
+    Ok(taken.then_some(AdvisoryLock { client, connection }))
+}
+
+pub struct AdvisoryLock {
+    client: tokio_postgres::Client,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl AdvisoryLock {
+    /// Whether the lock is still held: its connection answers within `within`. A connection
+    /// cut by the network may look open for a long time; a query shows it.
+    pub async fn held(&self, within: std::time::Duration) -> bool {
+        matches!(tokio::time::timeout(within, self.client.simple_query("SELECT 1")).await, Ok(Ok(_)))
+    }
+}
+
+impl Drop for AdvisoryLock {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+/// Moves `head` forward to `position`, waking its watchers; never backward.
+fn advance(head: &watch::Sender<Position>, position: Position) {
+    head.send_if_modified(|current| {
+        let moved = position > *current;
+        *current = (*current).max(position);
+        moved
+    });
 }
 
 /// The schema version this build writes.
@@ -226,11 +276,7 @@ fn listen(url: String, head: watch::Sender<Position>) {
                         message = messages.next() => match message {
                             Some(Ok(AsyncMessage::Notification(n))) => {
                                 if let Ok(position) = n.payload().parse::<Position>() {
-                                    head.send_if_modified(|current| {
-                                        let moved = position > *current;
-                                        *current = (*current).max(position);
-                                        moved
-                                    });
+                                    advance(&head, position);
                                 }
                             }
                             Some(Ok(_)) => {}
@@ -336,11 +382,7 @@ async fn write_loop(pool: Pool, mut queue: mpsc::UnboundedReceiver<WriteRequest>
             }
         };
         if let Some(position) = results.iter().flatten().flatten().map(|a| a.position).max() {
-            head.send_if_modified(|current| {
-                let moved = position > *current;
-                *current = (*current).max(position);
-                moved
-            });
+            advance(&head, position);
         }
         for (request, result) in batch.into_iter().zip(results) {
             // The caller may have given up waiting; the append stands either way.
@@ -410,7 +452,9 @@ async fn try_commit_batch(
     // Pipelined: the three go out together and cost one round trip. `try_join3` polls them in
     // order, which is the order they are sent in.
     let (_, head, found) = futures_util::future::try_join3(
-        client.batch_execute("BEGIN"),
+        // The numbering relies on READ COMMITTED: `FOR UPDATE` then reads the row as the
+        // previous writer left it, whatever the database's default isolation.
+        client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
         client.query_one(&lock, &[]),
         client.query(&heads_sql, &[&streams]),
     )
@@ -439,7 +483,8 @@ async fn try_commit_batch(
             staged.insert(stream, actual + append.events.len() as Version);
             let holds = match append.expected {
                 Expected::NoStream => actual == 0,
-                Expected::Exact(expected) => actual == expected,
+                // Version 0 names no event: a stream is expected empty with `NoStream`.
+                Expected::Exact(expected) => expected > 0 && actual == expected,
                 Expected::Any => true,
             };
             (!holds).then(|| AppendError::Conflict { stream: append.stream.clone(), expected: append.expected, actual })

@@ -561,7 +561,8 @@ fn apply(
         let actual = head.map_or(0, |(version, _)| version);
         let holds = match append.expected {
             Expected::NoStream => actual == 0,
-            Expected::Exact(expected) => actual == expected,
+            // Version 0 names no event: a stream is expected empty with `NoStream`.
+            Expected::Exact(expected) => expected > 0 && actual == expected,
             Expected::Any => true,
         };
         if !holds {

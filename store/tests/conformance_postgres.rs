@@ -62,3 +62,25 @@ async fn an_append_elsewhere_is_announced_by_notify() {
         .expect("the store is alive");
     assert_eq!(*announced.borrow(), appended.position);
 }
+
+/// Every host must hold the master key that wrapped the database's keys: a host with another key
+/// is refused, and a host with none is refused rather than given a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_key_that_did_not_wrap_the_keys_is_refused() {
+    use tenure_store::{KeyStore, PgKeyStore, StoreError};
+    let database = TestDatabase::create().await;
+    let (first, other, bare) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let keys = PgKeyStore::open(&database.url, &first.path().join("master.key"), true).await.expect("the first host");
+    let account = tenure_domain::AccountId(uuid::Uuid::now_v7());
+    keys.create(account).await.expect("a key");
+    std::fs::write(other.path().join("master.key"), "ab".repeat(32)).unwrap();
+    let refused = PgKeyStore::open(&database.url, &other.path().join("master.key"), true).await.err();
+    assert!(matches!(&refused, Some(StoreError::Corrupt(m)) if m.contains("not the master key")), "{refused:?}");
+    let refused = PgKeyStore::open(&database.url, &bare.path().join("master.key"), true).await.err();
+    assert!(matches!(&refused, Some(StoreError::Missing(m)) if m.contains("copy master.key")), "{refused:?}");
+    assert!(!bare.path().join("master.key").exists(), "no key of its own");
+    std::fs::copy(first.path().join("master.key"), bare.path().join("master.key")).unwrap();
+    let copied = PgKeyStore::open(&database.url, &bare.path().join("master.key"), true).await.expect("the copied key");
+    assert_eq!(copied.get(account).await.expect("read"), keys.get(account).await.expect("read"));
+}

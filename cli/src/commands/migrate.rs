@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail, ensure};
 use tenure_scheduler::DeliveryLog;
 use tenure_store::sqlite::Open;
-use tenure_store::{EventStore, Expected, Location, NewEvent, RecordedEvent, StreamAppend, chain};
+use tenure_store::{EventStore, Expected, KeyStore, Location, NewEvent, RecordedEvent, StreamAppend, chain};
 
 use crate::args::{Global, MigrateStore};
 use crate::progress::Progress;
@@ -54,9 +54,16 @@ pub async fn store(global: &Global, args: MigrateStore) -> anyhow::Result<ExitCo
         bail!("{} holds {resume_after} events, more than the source's {head}: it is not a copy of it", to.describe());
     }
 
-    // Keys first: an event whose key has not arrived would read as erased.
+    // Keys first: an event whose key has not arrived would read as erased. A key destroyed in the
+    // source since an earlier run is destroyed in the target too: erasure must not be undone.
     let keys = source_keys.export_wrapped().await?;
     let key_count = keys.len();
+    let kept: std::collections::HashSet<_> = keys.iter().map(|(account, _)| *account).collect();
+    for (account, _) in target_keys.export_wrapped().await? {
+        if !kept.contains(&account) {
+            target_keys.destroy(account).await?;
+        }
+    }
     target_keys.import_wrapped(keys).await?;
 
     let progress = Progress::new("migrate-store");
@@ -65,7 +72,9 @@ pub async fn store(global: &Global, args: MigrateStore) -> anyhow::Result<ExitCo
     let mut streams: HashMap<String, (u64, [u8; 32])> = HashMap::new();
     let mut next = 1;
     while next <= head {
-        let page = source.read_all(next, PAGE).await?;
+        let mut page = source.read_all(next, PAGE).await?;
+        // The source may still take appends: this run copies up to the head it started from.
+        page.retain(|e| e.position <= head);
         let Some(last) = page.last() else { break };
         next = last.position + 1;
         for event in &page {
@@ -106,7 +115,7 @@ pub async fn store(global: &Global, args: MigrateStore) -> anyhow::Result<ExitCo
         copied - resume_after,
         started.elapsed().as_secs_f64()
     );
-    println!("serve from the copy with --store {}", to.describe_for_flag());
+    println!("serve from the copy with --store {}", to.describe());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -147,7 +156,8 @@ async fn verify_copy(
 ) -> anyhow::Result<u64> {
     let mut next = 1;
     while next <= head {
-        let (a, b) = (source.read_all(next, PAGE).await?, target.read_all(next, PAGE).await?);
+        let (mut a, b) = (source.read_all(next, PAGE).await?, target.read_all(next, PAGE).await?);
+        a.retain(|e| e.position <= head);
         ensure!(!a.is_empty(), "the source ended before position {next}");
         for (a, b) in a.iter().zip(&b) {
             ensure!(a == b, "the copy differs from the source at position {}", a.position);

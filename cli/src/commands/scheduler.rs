@@ -111,7 +111,9 @@ pub async fn follow(
     tracing::info!(accounts = scheduler.tracker().len(), "scheduler running");
     loop {
         // Once the lease is lost another scheduler may hold it: acting on would make two.
-        if lease.is_some_and(|lease| !lease.held()) {
+        if let Some(lease) = lease
+            && !lease.held().await
+        {
             anyhow::bail!("the scheduler lease was lost (its database connection ended)");
         }
         // The store may be briefly unavailable: the scheduler waits and tries again.

@@ -28,6 +28,13 @@ CREATE TABLE head (
 );
 INSERT INTO head (position) VALUES (0);
 
+-- An HMAC of the master key under a fixed purpose: lets a host tell that its master.key is the
+-- one the keys below are wrapped with, without revealing anything about it.
+CREATE TABLE master_key_check (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    mac      bytea   NOT NULL
+);
+
 -- Per-account data keys, wrapped by the master key, which never enters the database.
 CREATE TABLE account_keys (
     account_id uuid  PRIMARY KEY,
