@@ -102,7 +102,12 @@ impl PgDb {
     pub async fn open(url: &str) -> Result<PgDb, ProjectionError> {
         let pool = tenure_store::postgres::pool(url)?;
         let mut client = pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(db_error)?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(db_error)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await.map_err(db_error)?;
         let exists: bool =
             tx.query_one("SELECT to_regclass('rm_checkpoints') IS NOT NULL", &[]).await.map_err(db_error)?.get(0);
@@ -145,7 +150,12 @@ impl PgDb {
         through: Position,
     ) -> Result<Position, ProjectionError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_error)?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(db_error)?;
         // The row lock also orders this against a rebuild's swap.
         let checkpoint = read_checkpoint(&*tx, projection, true).await?.position;
         let events: Vec<&Envelope> = events.iter().filter(|e| e.recorded.position > checkpoint).collect();
@@ -290,7 +300,12 @@ impl PgDb {
         memory: &rows::MemoryRows,
     ) -> Result<(), ProjectionError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_error)?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(db_error)?;
         // Only the rebuilt projections' copies: a rebuild of another may be writing its own.
         for projection in projections {
             let table = table(*projection);
@@ -324,7 +339,12 @@ impl PgDb {
         mut next: Position,
     ) -> Result<(u64, Position), ProjectionError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_error)?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(db_error)?;
         let mut generations = Vec::new();
         for projection in projections {
             generations.push(read_checkpoint(&*tx, *projection, true).await?.generation + 1);

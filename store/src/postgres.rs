@@ -445,8 +445,23 @@ async fn try_commit_batch(
         )
         .await
         .map_err(failed)?;
-    let mut streams: Vec<&str> =
-        batch.iter().flat_map(|r| r.appends.iter().map(|a| a.stream.as_str())).collect::<Vec<_>>();
+    // PostgreSQL's text cannot hold NUL: such a request is refused alone, before it can fail the
+    // batch's statements.
+    let storable: Vec<bool> = batch
+        .iter()
+        .map(|r| {
+            !r.appends.iter().any(|a| {
+                a.stream.contains('\0')
+                    || a.events.iter().any(|e| e.event_type.contains('\0') || e.actor.contains('\0'))
+            })
+        })
+        .collect();
+    let mut streams: Vec<&str> = batch
+        .iter()
+        .zip(&storable)
+        .filter(|(_, storable)| **storable)
+        .flat_map(|(r, _)| r.appends.iter().map(|a| a.stream.as_str()))
+        .collect::<Vec<_>>();
     streams.sort_unstable();
     streams.dedup();
     // Pipelined: the three go out together and cost one round trip. `try_join3` polls them in
@@ -473,7 +488,12 @@ async fn try_commit_batch(
 
     let mut rows = Rows::default();
     let mut results = Vec::with_capacity(batch.len());
-    for request in batch {
+    for (request, storable) in batch.iter().zip(storable) {
+        if !storable {
+            let refused = StoreError::Backend("a stream name, event type or actor contains a NUL character".into());
+            results.push(Err(refused.into()));
+            continue;
+        }
         // Every expectation is checked before anything of the request is taken, so that a
         // request that fails writes nothing and the rest of the batch goes on.
         let mut staged: HashMap<&str, Version> = HashMap::new();

@@ -84,3 +84,23 @@ async fn a_master_key_that_did_not_wrap_the_keys_is_refused() {
     let copied = PgKeyStore::open(&database.url, &bare.path().join("master.key"), true).await.expect("the copied key");
     assert_eq!(copied.get(account).await.expect("read"), keys.get(account).await.expect("read"));
 }
+
+/// A request PostgreSQL cannot store (a NUL in its stream name) fails alone; the appends that
+/// share its group commit are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_postgres_cannot_store_fails_alone() {
+    let database = TestDatabase::create().await;
+    let store = PgStore::open(&database.url, Open::CreateIfMissing).await.expect("open");
+    let tasks = (0..20).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let stream = if i == 7 { "bad\0stream".to_string() } else { format!("ok-{i}") };
+            store.append(&stream, tenure_store::Expected::NoStream, vec![conformance::event("N", b"{}")]).await
+        })
+    });
+    let results = futures_util::future::join_all(tasks).await;
+    for (i, result) in results.into_iter().enumerate() {
+        assert_eq!(result.expect("task").is_ok(), i != 7, "append {i}");
+    }
+    assert_eq!(store.head().await.expect("head"), 19);
+}
