@@ -102,12 +102,7 @@ impl PgDb {
     pub async fn open(url: &str) -> Result<PgDb, ProjectionError> {
         let pool = tenure_store::postgres::pool(url)?;
         let mut client = pool.get().await.map_err(pool_error)?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(db_error)?;
+        let tx = begin(&mut client).await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await.map_err(db_error)?;
         let exists: bool =
             tx.query_one("SELECT to_regclass('rm_checkpoints') IS NOT NULL", &[]).await.map_err(db_error)?.get(0);
@@ -150,12 +145,7 @@ impl PgDb {
         through: Position,
     ) -> Result<Position, ProjectionError> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(db_error)?;
+        let tx = begin(&mut client).await?;
         // The row lock also orders this against a rebuild's swap.
         let checkpoint = read_checkpoint(&*tx, projection, true).await?.position;
         let events: Vec<&Envelope> = events.iter().filter(|e| e.recorded.position > checkpoint).collect();
@@ -300,12 +290,7 @@ impl PgDb {
         memory: &rows::MemoryRows,
     ) -> Result<(), ProjectionError> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(db_error)?;
+        let tx = begin(&mut client).await?;
         // Only the rebuilt projections' copies: a rebuild of another may be writing its own.
         for projection in projections {
             let table = table(*projection);
@@ -339,12 +324,7 @@ impl PgDb {
         mut next: Position,
     ) -> Result<(u64, Position), ProjectionError> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(db_error)?;
+        let tx = begin(&mut client).await?;
         let mut generations = Vec::new();
         for projection in projections {
             generations.push(read_checkpoint(&*tx, *projection, true).await?.generation + 1);
@@ -379,6 +359,17 @@ impl PgDb {
         tx.commit().await.map_err(db_error)?;
         Ok((events, next - 1))
     }
+}
+
+/// A transaction at READ COMMITTED, whatever the database's default: the checkpoint row locks
+/// order the runner and a rebuild's swap only if each statement sees what was committed before.
+async fn begin(client: &mut deadpool_postgres::Object) -> Result<deadpool_postgres::Transaction<'_>, ProjectionError> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .map_err(db_error)
 }
 
 async fn read_checkpoint(

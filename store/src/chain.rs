@@ -32,16 +32,7 @@ pub fn hash(event: &NewEvent, stream: &str, version: Version, prev_hash: &[u8; 3
 }
 
 fn recompute(event: &RecordedEvent) -> [u8; 32] {
-    let as_new = NewEvent {
-        id: event.id,
-        event_type: event.event_type.clone(),
-        schema_version: event.schema_version,
-        data: event.data.clone(),
-        recorded_at: event.recorded_at,
-        actor: event.actor.clone(),
-        correlation_id: event.correlation_id,
-    };
-    hash(&as_new, &event.stream, event.version, &event.prev_hash)
+    hash(&event.to_new(), &event.stream, event.version, &event.prev_hash)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

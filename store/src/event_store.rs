@@ -57,6 +57,21 @@ pub struct RecordedEvent {
     pub hash: [u8; 32],
 }
 
+impl RecordedEvent {
+    /// The event as it was given to the store, without its place and chain links.
+    pub fn to_new(&self) -> NewEvent {
+        NewEvent {
+            id: self.id,
+            event_type: self.event_type.clone(),
+            schema_version: self.schema_version,
+            data: self.data.clone(),
+            recorded_at: self.recorded_at,
+            actor: self.actor.clone(),
+            correlation_id: self.correlation_id,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamAppend {
     pub stream: String,

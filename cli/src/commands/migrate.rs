@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail, ensure};
 use tenure_scheduler::DeliveryLog;
 use tenure_store::sqlite::Open;
-use tenure_store::{EventStore, Expected, KeyStore, Location, NewEvent, RecordedEvent, StreamAppend, chain};
+use tenure_store::{EventStore, Expected, KeyStore, Location, RecordedEvent, StreamAppend, chain};
 
 use crate::args::{Global, MigrateStore};
 use crate::progress::Progress;
@@ -125,15 +125,7 @@ pub async fn store(global: &Global, args: MigrateStore) -> anyhow::Result<ExitCo
 fn runs(page: &[RecordedEvent]) -> Vec<StreamAppend> {
     let mut appends: Vec<StreamAppend> = Vec::new();
     for event in page {
-        let new = NewEvent {
-            id: event.id,
-            event_type: event.event_type.clone(),
-            schema_version: event.schema_version,
-            data: event.data.clone(),
-            recorded_at: event.recorded_at,
-            actor: event.actor.clone(),
-            correlation_id: event.correlation_id,
-        };
+        let new = event.to_new();
         match appends.last_mut() {
             Some(run) if run.stream == event.stream => run.events.push(new),
             _ => appends.push(StreamAppend {
