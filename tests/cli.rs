@@ -535,7 +535,7 @@ fn migrate_store_moves_the_embedded_store_to_postgres_and_the_copy_serves() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (id, _) = invite(d, "mover", &["--display-name", "Morgan Mover"]);
-    invite(d, "stayer", &["--role", "admin"]);
+    let (_, stayer_link) = invite(d, "stayer", &["--role", "admin"]);
     assert!(tenure(d, &["admin", "mfa", "mover", "app"]).status.success());
     assert!(
         tenure(d, &["org", "order", "open", "--org", "acme", "--id", "O-1", "--title", "New line"]).status.success()
@@ -560,6 +560,31 @@ fn migrate_store_moves_the_embedded_store_to_postgres_and_the_copy_serves() {
     assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
     let status = stdout(&tenure(d, &["--store", to, "projections", "status"]));
     assert!(status.contains("accounts") && !status.contains("failed"), "{status}");
+
+    // The copy serves: a gateway on it opens the invitation made before the move.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("--data-dir")
+        .arg(d)
+        .args(["--store", to, "serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure-cookies"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the gateway did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let token = stayer_link.rsplit('/').next().unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut answer = agent.get(&format!("http://127.0.0.1:{port}/api/v1/invitations/{token}")).call().unwrap();
+    let status = answer.status().as_u16();
+    let body = answer.body_mut().read_to_string().unwrap();
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"username\":\"stayer\""), "{body}");
 
     let again = tenure(d, &["migrate-store", "--from", &source, "--to", to]);
     assert!(again.status.success(), "{}", stderr(&again));
