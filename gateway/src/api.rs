@@ -185,18 +185,19 @@ pub async fn session(State(app): Shared, jar: CookieJar) -> Result<Response, Api
     .into_response())
 }
 
-fn require_csrf(app: &App, cookie: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+/// The signed-in account behind a request that changes something: the session's CSRF token
+/// must come with it.
+async fn current_for_change(app: &App, jar: &CookieJar, headers: &HeaderMap) -> Result<(String, AccountRow), ApiError> {
+    let (cookie, row) = current(app, jar).await?;
     let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if app.sessions.csrf_matches(cookie, presented) {
-        Ok(())
-    } else {
-        Err(ApiError::new(StatusCode::FORBIDDEN, "csrf", "The request lacks a valid X-CSRF-Token header."))
+    if !app.sessions.csrf_matches(&cookie, presented) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "csrf", "The request lacks a valid X-CSRF-Token header."));
     }
+    Ok((cookie, row))
 }
 
 pub async fn sign_out(State(app): Shared, jar: CookieJar, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (cookie, row) = current(&app, &jar).await?;
-    require_csrf(&app, &cookie, &headers)?;
+    let (cookie, row) = current_for_change(&app, &jar, &headers).await?;
     app.sessions.revoke(&cookie).await.map_err(internal)?;
     tracing::info!(account = %row.account_id, "signed out");
     Ok((jar.remove(Cookie::build(SESSION_COOKIE).path("/")), StatusCode::NO_CONTENT).into_response())
@@ -283,8 +284,7 @@ pub async fn patch_profile(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ProfilePatch>,
 ) -> Result<Response, ApiError> {
-    let (cookie, row) = current(&app, &jar).await?;
-    require_csrf(&app, &cookie, &headers)?;
+    let (_, row) = current_for_change(&app, &jar, &headers).await?;
     let view = service::update_profile(&app, &row, body.display_name, body.phone, body.address).await?;
     Ok(axum::Json(profile_json(&row, &view)).into_response())
 }
@@ -302,16 +302,14 @@ pub async fn change_password(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> Result<Response, ApiError> {
-    let (cookie, row) = current(&app, &jar).await?;
-    require_csrf(&app, &cookie, &headers)?;
+    let (cookie, row) = current_for_change(&app, &jar, &headers).await?;
     service::change_password(&app, &row, &cookie, body.current_password, body.new_password, &body.confirm_password)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub async fn profile_mfa_start(State(app): Shared, jar: CookieJar, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (cookie, row) = current(&app, &jar).await?;
-    require_csrf(&app, &cookie, &headers)?;
+    let (_, row) = current_for_change(&app, &jar, &headers).await?;
     match service::start_reenrollment(&app, &row).await? {
         MfaSetup::App { otpauth_uri, secret, qr_png_base64 } => {
             Ok(axum::Json(json!({ "otpauth_uri": otpauth_uri, "secret": secret, "qr_png_base64": qr_png_base64 }))
@@ -333,8 +331,7 @@ pub async fn profile_mfa_verify(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ReenrollBody>,
 ) -> Result<Response, ApiError> {
-    let (cookie, row) = current(&app, &jar).await?;
-    require_csrf(&app, &cookie, &headers)?;
+    let (_, row) = current_for_change(&app, &jar, &headers).await?;
     service::finish_reenrollment(&app, &row, &body.current_code, &body.code).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -403,8 +400,7 @@ pub async fn admin_invite(
     headers: HeaderMap,
     ApiJson(body): ApiJson<NewUserBody>,
 ) -> Result<Response, ApiError> {
-    let (cookie, admin) = current(&app, &jar).await?;
-    require_csrf(&app, &cookie, &headers)?;
+    let (_, admin) = current_for_change(&app, &jar, &headers).await?;
     service::require_admin(&admin)?;
     let role = parse_role(&body.role)?;
     let mfa = parse_mfa(&body.mfa)?;
@@ -423,8 +419,7 @@ async fn admin_and_member(
     headers: &HeaderMap,
     id: &str,
 ) -> Result<(AccountRow, AccountRow), ApiError> {
-    let (cookie, admin) = current(app, jar).await?;
-    require_csrf(app, &cookie, headers)?;
+    let (_, admin) = current_for_change(app, jar, headers).await?;
     service::require_admin(&admin)?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such user in your organisation.");
     let id = id.parse::<tenure_domain::AccountId>().map_err(|_| not_found())?;

@@ -649,7 +649,7 @@ async fn every_admin_endpoint_refuses_the_signed_out_plain_users_other_orgs_and_
 
 /// The code in the newest mail of the outbox.
 fn newest_code(h: &Harness) -> String {
-    let outbox = h.dir.path().join("outbox");
+    let outbox = h.place.dir.path().join("outbox");
     let newest = std::fs::read_dir(&outbox)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -684,7 +684,8 @@ async fn a_password_alone_cannot_replace_emailed_codes_by_an_authenticator(h: Ha
     assert_eq!(enrolled, 1, "only the email enrollment of the first sign-in: no key was added");
 }
 
-on_both_backends! {
+tenure_store::on_both_backends! {
+    super::Harness::on;
     new_terms_are_accepted_at_the_next_sign_in_before_the_session_starts,
     first_sign_in_with_an_authenticator_then_sign_in_and_out,
     unknown_usernames_get_the_same_answers_and_throttling_starts_at_the_sixth_failure,

@@ -408,7 +408,8 @@ async fn a_deleted_profile_is_listed_and_recreated_under_a_free_username(h: Harn
     );
 }
 
-on_both_backends! {
+tenure_store::on_both_backends! {
+    super::Harness::on;
     a_deleted_profile_is_listed_and_recreated_under_a_free_username,
     pages_need_a_session_and_the_admin_pages_an_admin_of_the_same_org,
     the_orders_tab_is_for_wholesale_orgs_only,

@@ -5,8 +5,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use tenure_domain::{AccountId, Clock};
 use tenure_gateway::sessions::{Lifetimes, SessionStore};
-use tenure_store::Location;
-use tenure_store::conformance::TestDatabase;
+use tenure_store::conformance::{Backend, TestLocation};
 use tenure_store::sqlite::Open;
 use uuid::Uuid;
 
@@ -24,33 +23,17 @@ impl Clock for ManualClock {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
+type Fixture = (TestLocation, Arc<ManualClock>, SessionStore);
 
-/// Where the sessions are, kept alive for the test.
-struct Place {
-    dir: tempfile::TempDir,
-    database: Option<TestDatabase>,
-}
-
-async fn fixture(backend: Backend) -> (Place, Arc<ManualClock>, SessionStore) {
-    let dir = tempfile::tempdir().unwrap();
+async fn fixture(backend: Backend) -> Fixture {
+    let place = TestLocation::create(backend).await;
     let clock = Arc::new(ManualClock(Mutex::new(Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap())));
-    let database = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(TestDatabase::create().await),
-    };
-    let location = Location::parse(database.as_ref().map(|d| d.url.as_str()), dir.path()).unwrap();
-    location.open(Open::CreateIfMissing).await.unwrap(); // the schema
-    let store = SessionStore::open_at(&location, clock.clone(), Lifetimes::default(), [9; 32]).unwrap();
-    (Place { dir, database }, clock, store)
+    place.location.open(Open::CreateIfMissing).await.unwrap(); // the schema
+    let store = SessionStore::open_at(&place.location, clock.clone(), Lifetimes::default(), [9; 32]).unwrap();
+    (place, clock, store)
 }
 
-async fn a_session_lives_while_used_and_ends_after_thirty_idle_minutes(backend: Backend) {
-    let (_place, clock, store) = fixture(backend).await;
+async fn a_session_lives_while_used_and_ends_after_thirty_idle_minutes((_place, clock, store): Fixture) {
     let account = AccountId(Uuid::now_v7());
     let cookie = store.create(account).await.unwrap();
     assert_eq!(cookie.len(), 43, "256 bits, URL-safe base64");
@@ -63,8 +46,7 @@ async fn a_session_lives_while_used_and_ends_after_thirty_idle_minutes(backend: 
     assert_eq!(store.get(&cookie).await.unwrap(), None, "and it stays gone");
 }
 
-async fn a_session_ends_twelve_hours_after_sign_in_however_busy(backend: Backend) {
-    let (_place, clock, store) = fixture(backend).await;
+async fn a_session_ends_twelve_hours_after_sign_in_however_busy((_place, clock, store): Fixture) {
     let cookie = store.create(AccountId(Uuid::now_v7())).await.unwrap();
     for _ in 0..(12 * 4 - 1) {
         clock.advance(Duration::minutes(15));
@@ -74,8 +56,7 @@ async fn a_session_ends_twelve_hours_after_sign_in_however_busy(backend: Backend
     assert_eq!(store.get(&cookie).await.unwrap(), None);
 }
 
-async fn sign_out_and_revocation_end_sessions(backend: Backend) {
-    let (_place, _clock, store) = fixture(backend).await;
+async fn sign_out_and_revocation_end_sessions((_place, _clock, store): Fixture) {
     let (jane, bob) = (AccountId(Uuid::now_v7()), AccountId(Uuid::now_v7()));
     let laptop = store.create(jane).await.unwrap();
     let phone = store.create(jane).await.unwrap();
@@ -92,8 +73,7 @@ async fn sign_out_and_revocation_end_sessions(backend: Backend) {
     assert!(store.get("made-up-cookie").await.unwrap().is_none());
 }
 
-async fn only_digests_of_session_ids_are_stored(backend: Backend) {
-    let (place, _clock, store) = fixture(backend).await;
+async fn only_digests_of_session_ids_are_stored((place, _clock, store): Fixture) {
     let cookie = store.create(AccountId(Uuid::now_v7())).await.unwrap();
     let holds_cookie = |bytes: &[u8]| bytes.windows(cookie.len()).any(|w| w == cookie.as_bytes());
     match &place.database {
@@ -115,8 +95,7 @@ async fn only_digests_of_session_ids_are_stored(backend: Backend) {
     }
 }
 
-async fn csrf_tokens_belong_to_their_session(backend: Backend) {
-    let (_place, _clock, store) = fixture(backend).await;
+async fn csrf_tokens_belong_to_their_session((_place, _clock, store): Fixture) {
     let a = store.create(AccountId(Uuid::now_v7())).await.unwrap();
     let b = store.create(AccountId(Uuid::now_v7())).await.unwrap();
     let token = store.csrf_token(&a);
@@ -126,24 +105,8 @@ async fn csrf_tokens_belong_to_their_session(backend: Backend) {
     assert!(!store.csrf_matches(&a, &token[1..]));
 }
 
-macro_rules! on_both_backends {
-    ($($check:ident),* $(,)?) => {
-        mod sqlite {$(
-            #[tokio::test]
-            async fn $check() {
-                super::$check(super::Backend::Sqlite).await
-            }
-        )*}
-        mod postgres {$(
-            #[tokio::test]
-            async fn $check() {
-                super::$check(super::Backend::Postgres).await
-            }
-        )*}
-    };
-}
-
-on_both_backends! {
+tenure_store::on_both_backends! {
+    super::fixture;
     a_session_lives_while_used_and_ends_after_thirty_idle_minutes,
     a_session_ends_twelve_hours_after_sign_in_however_busy,
     sign_out_and_revocation_end_sessions,

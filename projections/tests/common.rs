@@ -9,43 +9,27 @@ use tenure_domain::decide::{Command, Ctx, Invite, PasswordVia};
 use tenure_domain::events::{MfaRequirement, Org, Role};
 use tenure_domain::{AccountId, OrgId, SecretDigest, Username};
 use tenure_projections::{AccountRow, OrgItem, ProjectionDb};
-use tenure_store::conformance::TestDatabase;
+pub use tenure_store::conformance::Backend;
+use tenure_store::conformance::{TestDatabase, TestLocation};
 use tenure_store::sqlite::Open;
-use tenure_store::{Accounts, Actor, Keys, Location, Meta, Store};
+use tenure_store::{Accounts, Actor, Keys, Meta, Store};
 use uuid::Uuid;
 
 pub type Repo = Accounts<Store, Keys>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 /// A store with keys, on one backend, and read models beside it.
 pub struct World {
-    pub dir: tempfile::TempDir,
     pub repo: Repo,
     pub backend: Backend,
-    location: Location,
-    /// The store's database, and any further ones for read models of their own.
+    pub place: TestLocation,
+    /// Databases of read models of their own (PostgreSQL).
     databases: Mutex<Vec<TestDatabase>>,
 }
 
 pub async fn world(backend: Backend) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let mut databases = Vec::new();
-    let location = match backend {
-        Backend::Sqlite => Location::parse(None, dir.path()).unwrap(),
-        Backend::Postgres => {
-            let database = TestDatabase::create().await;
-            let location = Location::parse(Some(&database.url), dir.path()).unwrap();
-            databases.push(database);
-            location
-        }
-    };
-    let (store, keys) = location.open(Open::CreateIfMissing).await.unwrap();
-    World { repo: Accounts::new(store, keys), dir, backend, location, databases: Mutex::new(databases) }
+    let place = TestLocation::create(backend).await;
+    let (store, keys) = place.location.open(Open::CreateIfMissing).await.unwrap();
+    World { repo: Accounts::new(store, keys), backend, place, databases: Mutex::default() }
 }
 
 impl World {
@@ -53,8 +37,8 @@ impl World {
     /// PostgreSQL); any other name is a separate set (a database of its own on PostgreSQL).
     pub async fn db(&self, name: &str) -> ProjectionDb {
         match self.backend {
-            Backend::Sqlite => ProjectionDb::open(&self.dir.path().join(name)).expect("read models"),
-            Backend::Postgres if name == "projections.db" => ProjectionDb::open_at(&self.location).await.unwrap(),
+            Backend::Sqlite => ProjectionDb::open(&self.place.dir.path().join(name)).expect("read models"),
+            Backend::Postgres if name == "projections.db" => ProjectionDb::open_at(&self.place.location).await.unwrap(),
             Backend::Postgres => {
                 let database = TestDatabase::create().await;
                 let db = ProjectionDb::open_postgres(&database.url).await.unwrap();
@@ -66,7 +50,7 @@ impl World {
 
     /// Another handle on the same store, as another process would have.
     pub async fn reopen(&self) -> Repo {
-        let (store, keys) = self.location.open(Open::CreateIfMissing).await.unwrap();
+        let (store, keys) = self.place.location.open(Open::CreateIfMissing).await.unwrap();
         Accounts::new(store, keys)
     }
 }
@@ -90,25 +74,6 @@ pub type Dump = (Vec<AccountRow>, Vec<OrgItem>, Vec<(u64, Option<(u64, String)>)
 pub async fn dump(db: &ProjectionDb) -> Dump {
     let (accounts, items, checkpoints) = db.dump().await.expect("dump");
     (accounts, items, checkpoints.into_iter().map(|c| (c.position, c.failed)).collect())
-}
-
-/// Each scenario, on the embedded store and on PostgreSQL.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::common::world(super::common::Backend::Sqlite).await).await
-            }
-        )*}
-        mod postgres {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::common::world(super::common::Backend::Postgres).await).await
-            }
-        )*}
-    };
 }
 
 /// Each user's invitation token digest, distinct per username.

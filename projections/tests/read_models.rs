@@ -150,8 +150,8 @@ async fn erasure_reaches_the_read_models(w: World) {
     }
     assert!(!format!("{:?}", dump(&db).await).contains("Quentin"), "no personal data in the rows");
     if w.backend == Backend::Sqlite {
-        let bytes = std::fs::read(w.dir.path().join("projections.db")).unwrap();
-        let wal = std::fs::read(w.dir.path().join("projections.db-wal")).unwrap_or_default();
+        let bytes = std::fs::read(w.place.dir.path().join("projections.db")).unwrap();
+        let wal = std::fs::read(w.place.dir.path().join("projections.db-wal")).unwrap_or_default();
         for haystack in [bytes, wal] {
             assert!(!haystack.windows(7).any(|w| w == b"Quentin"), "no personal data in the read-model files");
         }
@@ -248,7 +248,8 @@ async fn one_projection_can_be_rebuilt_alone(w: World) {
     assert!(db.login_lookup(&Username::parse("solo").unwrap()).await.unwrap().is_some());
 }
 
-on_both_backends! {
+tenure_store::on_both_backends! {
+    super::common::world;
     read_models_answer_the_login_and_dashboard_queries,
     erasure_reaches_the_read_models,
     a_poison_event_stops_only_its_projection_and_names_the_event,

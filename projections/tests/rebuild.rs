@@ -181,6 +181,7 @@ async fn a_rebuild_over_many_pages_with_concurrent_appends_equals_the_incrementa
     }
 }
 
-on_both_backends! {
+tenure_store::on_both_backends! {
+    super::common::world;
     a_rebuild_over_many_pages_with_concurrent_appends_equals_the_incremental_build,
 }

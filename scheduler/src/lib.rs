@@ -238,8 +238,6 @@ pub struct Scheduler<S, K, D> {
     /// Warnings recorded whose mail may not have gone out (found by the replay, or refused by
     /// the mail server): tried again at the next pass.
     unconfirmed: Vec<(AccountId, Uuid)>,
-    /// Whether the replay at start is running.
-    opening: bool,
 }
 
 impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
@@ -258,10 +256,8 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
             deliveries,
             unconfirmed: Vec::new(),
             repaired: false,
-            opening: true,
         };
-        scheduler.catch_up().await?;
-        scheduler.opening = false;
+        scheduler.read_on(true).await?;
         scheduler.tracker.replayed();
         Ok(scheduler)
     }
@@ -272,6 +268,11 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
 
     /// Folds the events appended since the last call.
     pub async fn catch_up(&mut self) -> Result<(), SchedulerError> {
+        self.read_on(false).await
+    }
+
+    /// Folds `$all` from where the last read stopped; `at_start` for the replay at start.
+    async fn read_on(&mut self, at_start: bool) -> Result<(), SchedulerError> {
         loop {
             // Everything up to this head is visible to the read that follows: once a page comes
             // back short, the events up to it that were passed over need not be scanned again.
@@ -282,7 +283,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
                 self.next = last.position + 1;
             }
             for recorded in page {
-                self.fold(recorded)?;
+                self.fold(recorded, at_start)?;
             }
             if !full {
                 self.next = self.next.max(head + 1);
@@ -291,7 +292,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
         }
     }
 
-    fn fold(&mut self, recorded: tenure_store::RecordedEvent) -> Result<(), SchedulerError> {
+    fn fold(&mut self, recorded: tenure_store::RecordedEvent, at_start: bool) -> Result<(), SchedulerError> {
         let account = AccountId::from_stream(&recorded.stream);
         if account.is_none() && !recorded.stream.starts_with("username-") {
             return Ok(());
@@ -307,7 +308,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
         // scheduler died between recording and mailing). A warning found later was written by
         // a scheduler that is alive and mails it itself: this one, or one acting without the
         // lease, which must not lead to a second mail.
-        if self.opening && matches!(event, Event::DeactivationWarningSent(_) | Event::DeletionWarningSent(_)) {
+        if at_start && matches!(event, Event::DeactivationWarningSent(_) | Event::DeletionWarningSent(_)) {
             self.unconfirmed.push((account, event_id));
         }
         self.tracker.apply(account, &event);

@@ -11,9 +11,9 @@ use tenure_domain::decide::{Command, Ctx, Factor, Invite, PasswordVia};
 use tenure_domain::events::{Client, MfaRequirement, Org, Role};
 use tenure_domain::{AccountId, Event, OrgId, Username};
 use tenure_scheduler::{DEFAULT_QUARANTINE, Deliver, DeliveryLog, Scheduler, Step, Summary, Warning};
-use tenure_store::conformance::TestDatabase;
+use tenure_store::conformance::{Backend, TestLocation};
 use tenure_store::sqlite::Open;
-use tenure_store::{Accounts, Actor, KeyStore, Keys, Location, Meta, Store, secrets};
+use tenure_store::{Accounts, Actor, KeyStore, Keys, Meta, Store, secrets};
 use uuid::Uuid;
 
 #[derive(Clone, Default)]
@@ -42,36 +42,21 @@ impl Deliver for Outbox {
 
 type Repo = Accounts<Store, Keys>;
 
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 struct World {
-    location: Location,
+    place: TestLocation,
     repo: Repo,
     outbox: Outbox,
-    _dir: tempfile::TempDir,
-    _database: Option<TestDatabase>,
 }
 
 async fn world(backend: Backend) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let (location, database) = match backend {
-        Backend::Sqlite => (Location::parse(None, dir.path()).unwrap(), None),
-        Backend::Postgres => {
-            let database = TestDatabase::create().await;
-            (Location::parse(Some(&database.url), dir.path()).unwrap(), Some(database))
-        }
-    };
-    let (store, keys) = location.open(Open::CreateIfMissing).await.unwrap();
-    World { location, repo: Accounts::new(store, keys), outbox: Outbox::default(), _dir: dir, _database: database }
+    let place = TestLocation::create(backend).await;
+    let (store, keys) = place.location.open(Open::CreateIfMissing).await.unwrap();
+    World { place, repo: Accounts::new(store, keys), outbox: Outbox::default() }
 }
 
 impl World {
     async fn scheduler(&self) -> Scheduler<Store, Keys, Outbox> {
-        let log = DeliveryLog::at(&self.location).unwrap();
+        let log = DeliveryLog::at(&self.place.location).unwrap();
         Scheduler::open(self.repo.clone(), self.outbox.clone(), log, DEFAULT_QUARANTINE).await.unwrap()
     }
 
@@ -453,25 +438,8 @@ async fn a_warning_refused_by_the_mail_server_is_mailed_at_the_next_pass(w: Worl
     assert_eq!(w.outbox.sent.lock().unwrap().len(), 1, "and only once");
 }
 
-/// Each scenario above, on the embedded store and on PostgreSQL.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::world(super::Backend::Sqlite).await).await
-            }
-        )*}
-        mod postgres {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::world(super::Backend::Postgres).await).await
-            }
-        )*}
-    };
-}
-
-on_both_backends! {
+tenure_store::on_both_backends! {
+    super::world;
     a_sign_in_after_the_warning_cancels_the_deactivation_and_a_reactivation_restarts_the_clock,
     a_pass_far_ahead_takes_every_step_once_in_order_then_releases_the_username,
     a_sign_in_racing_the_deactivation_never_both,

@@ -58,30 +58,19 @@ impl Location {
         }
     }
 
-    /// The data directory, for messages.
-    pub fn display_dir(&self) -> std::path::Display<'_> {
-        self.data_dir().display()
-    }
-
     /// Opens the event store and the key store.
     pub async fn open(&self, mode: Open) -> Result<(Store, Keys), StoreError> {
+        let store = self.open_events(mode).await?;
         let create = mode == Open::CreateIfMissing;
         let (keys_path, master) = key_store_paths(self.data_dir());
-        match self {
-            Location::Embedded { events, .. } => {
-                let store = SqliteStore::open(events, mode)?;
-                let keys = SqliteKeyStore::open(&keys_path, &master, create)?;
-                Ok((Store::Sqlite(store), Keys::Sqlite(keys)))
-            }
-            Location::Postgres { url, .. } => {
-                let store = PgStore::open(url, mode).await?;
-                let keys = PgKeyStore::open(url, &master, create).await?;
-                Ok((Store::Postgres(store), Keys::Postgres(keys)))
-            }
-        }
+        let keys = match self {
+            Location::Embedded { .. } => Keys::Sqlite(SqliteKeyStore::open(&keys_path, &master, create)?),
+            Location::Postgres { url, .. } => Keys::Postgres(PgKeyStore::open(url, &master, create).await?),
+        };
+        Ok((store, keys))
     }
 
-    /// Opens the event store alone (`migrate-store`, benchmarks).
+    /// Opens the event store alone.
     pub async fn open_events(&self, mode: Open) -> Result<Store, StoreError> {
         match self {
             Location::Embedded { events, .. } => Ok(Store::Sqlite(SqliteStore::open(events, mode)?)),

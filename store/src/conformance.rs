@@ -366,3 +366,51 @@ impl TestDatabase {
         TestDatabase { url: scratch.url.clone(), _scratch: scratch }
     }
 }
+
+/// The backends every suite runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh place for one test's state on `backend`: a data directory and, on PostgreSQL, a
+/// database of its own. Both go with the value.
+pub struct TestLocation {
+    pub location: crate::Location,
+    pub dir: tempfile::TempDir,
+    pub database: Option<TestDatabase>,
+}
+
+impl TestLocation {
+    pub async fn create(backend: Backend) -> TestLocation {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(TestDatabase::create().await),
+        };
+        let location =
+            crate::Location::parse(database.as_ref().map(|d| d.url.as_str()), dir.path()).expect("a location");
+        TestLocation { location, dir, database }
+    }
+}
+
+/// Each scenario on both backends: `on_both_backends!(super::setup; a, b)` makes the tests
+/// `sqlite::a`, `postgres::a`, … each running `a(setup(backend).await)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($setup:path; $($scenario:ident),* $(,)?) => {
+        mod sqlite {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                super::$scenario($setup($crate::conformance::Backend::Sqlite).await).await
+            }
+        )*}
+        mod postgres {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                super::$scenario($setup($crate::conformance::Backend::Postgres).await).await
+            }
+        )*}
+    };
+}

@@ -31,7 +31,7 @@ pub async fn schema(global: &Global) -> anyhow::Result<ExitCode> {
         }
         Location::Embedded { .. } => {
             std::fs::create_dir_all(location.data_dir())
-                .with_context(|| format!("cannot create {}", location.display_dir()))?;
+                .with_context(|| format!("cannot create {}", location.data_dir().display()))?;
             location.open(Open::CreateIfMissing).await?;
             println!("{}: the schema is up to date", location.describe());
         }

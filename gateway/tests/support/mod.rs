@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use tenure_store::conformance::{Backend, TestLocation};
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, Duration, Utc};
@@ -32,15 +34,8 @@ impl Clock for ManualClock {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 pub struct Harness {
-    pub dir: tempfile::TempDir,
-    _database: Option<tenure_store::conformance::TestDatabase>,
+    pub place: TestLocation,
     pub app: Arc<App>,
     pub clock: Arc<ManualClock>,
     _runners: tokio::task::JoinHandle<()>,
@@ -49,12 +44,7 @@ pub struct Harness {
 impl Harness {
     /// The gateway over the embedded store, or over a fresh PostgreSQL database.
     pub async fn on(backend: Backend) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let database = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(tenure_store::conformance::TestDatabase::create().await),
-        };
-        let location = tenure_store::Location::parse(database.as_ref().map(|d| d.url.as_str()), dir.path()).unwrap();
+        let place = TestLocation::create(backend).await;
         let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
         let config = Config {
             public_url: "http://127.0.0.1:8080".into(),
@@ -64,9 +54,9 @@ impl Harness {
             address_quota: tenure_gateway::app::address_quota(),
             session_lifetimes: Default::default(),
         };
-        let mailer = Mailer::outbox(&dir.path().join("outbox"), "Tenure <no-reply@tenure.example>").unwrap();
+        let mailer = Mailer::outbox(&place.dir.path().join("outbox"), "Tenure <no-reply@tenure.example>").unwrap();
         let cheap = HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 };
-        let app = App::open(&location, config, mailer, clock.clone(), cheap).await.unwrap();
+        let app = App::open(&place.location, config, mailer, clock.clone(), cheap).await.unwrap();
         let runners = tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())
             .await
             .unwrap()
@@ -74,7 +64,7 @@ impl Harness {
         let runners = tokio::spawn(async move {
             let _ = runners.await;
         });
-        Harness { dir, _database: database, app, clock, _runners: runners }
+        Harness { place, app, clock, _runners: runners }
     }
 
     /// Invites `username` and returns the invitation token.
@@ -260,23 +250,4 @@ impl Reply {
 
 pub fn now_secs(h: &Harness) -> u64 {
     h.clock.now().timestamp() as u64
-}
-
-/// Each scenario, over the embedded store and over PostgreSQL.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::support::Harness::on(super::support::Backend::Sqlite).await).await
-            }
-        )*}
-        mod postgres {$(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                super::$scenario(super::support::Harness::on(super::support::Backend::Postgres).await).await
-            }
-        )*}
-    };
 }
