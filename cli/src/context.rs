@@ -56,10 +56,10 @@ pub async fn projections(global: &Global) -> anyhow::Result<ProjectionDb> {
 }
 
 /// Where mail goes: the SMTP server of `--smtp`, or `.eml` files under `<data-dir>/outbox/`.
-pub fn mailer(global: &Global) -> anyhow::Result<tenure_gateway::mail::Mailer> {
+pub fn mailer(global: &Global) -> anyhow::Result<tenure_mail::Mailer> {
     Ok(match &global.smtp {
-        Some(smtp) => tenure_gateway::mail::Mailer::smtp(smtp, &global.mail_from)?,
-        None => tenure_gateway::mail::Mailer::outbox(&global.data_dir.join("outbox"), &global.mail_from)?,
+        Some(smtp) => tenure_mail::Mailer::smtp(smtp, &global.mail_from)?,
+        None => tenure_mail::Mailer::outbox(&global.data_dir.join("outbox"), &global.mail_from)?,
     })
 }
 

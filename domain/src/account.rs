@@ -6,33 +6,10 @@ use chrono::{DateTime, Utc};
 use crate::calendar::{self, Deadlines};
 use crate::events::*;
 use crate::ids::{AccountId, Username};
+pub use crate::lifecycle::Status;
+use crate::lifecycle::{self, Lifecycle, Progress, Stage};
 use crate::personal::Personal;
 use crate::throttle::Throttle;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// No stream yet.
-    New,
-    Invited,
-    /// Some first-sign-in steps are done.
-    Onboarding,
-    Active,
-    Deactivated,
-    Deleted,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::New => "new",
-            Status::Invited => "invited",
-            Status::Onboarding => "onboarding",
-            Status::Active => "active",
-            Status::Deactivated => "deactivated",
-            Status::Deleted => "deleted",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedCode {
@@ -84,24 +61,34 @@ pub struct Invited {
 }
 
 impl Account {
-    pub fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Account {
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a AccountEvent>) -> Account {
         events.into_iter().fold(Account::default(), evolve)
     }
 
     pub fn status(&self) -> Status {
-        if self.deleted_at.is_some() {
-            Status::Deleted
-        } else if self.deactivated_at.is_some() {
-            Status::Deactivated
-        } else if self.invited.is_none() {
-            Status::New
-        } else if self.onboarded {
-            Status::Active
-        } else if self.password.is_some() || self.enrollment.is_some() {
-            Status::Onboarding
-        } else {
-            Status::Invited
-        }
+        Status::of(Progress {
+            invited: self.invited.is_some(),
+            first_steps_done: self.password.is_some() || self.enrollment.is_some(),
+            onboarded: self.onboarded,
+            deactivated: self.deactivated_at.is_some(),
+            deleted: self.deleted_at.is_some(),
+        })
+    }
+
+    /// Where the account is along the inactivity clock; `None` before it exists.
+    pub fn lifecycle(&self) -> Option<Lifecycle> {
+        let stage = Stage::of(self.status())?;
+        let since = match stage {
+            Stage::Deleted | Stage::Done => self.deleted_at?,
+            Stage::Open | Stage::Deactivated => self.last_activity?,
+        };
+        let deadlines = calendar::deadlines(since);
+        let warned = match stage {
+            Stage::Open => self.deactivation_warned_for == Some(deadlines.deactivation),
+            Stage::Deactivated => self.deletion_warned_for == Some(deadlines.deletion),
+            Stage::Deleted | Stage::Done => false,
+        };
+        Some(Lifecycle { since, stage, warned })
     }
 
     /// Whether the enrolled second factor satisfies the current requirement.
@@ -117,10 +104,13 @@ impl Account {
     }
 }
 
-pub fn evolve(mut state: Account, event: &Event) -> Account {
+pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
     state.version += 1;
+    if let Some(at) = lifecycle::activity(event) {
+        state.last_activity = Some(at);
+    }
     match event {
-        Event::AccountInvited(e) => {
+        AccountEvent::AccountInvited(e) => {
             state.invited = Some(Invited {
                 account_id: e.account_id,
                 username: e.username.clone(),
@@ -133,12 +123,11 @@ pub fn evolve(mut state: Account, event: &Event) -> Account {
             state.profile =
                 e.personal.map(|invitee| Profile { display_name: invitee.display_name.clone(), ..Profile::default() });
             state.invitation = Some(e.invitation.clone());
-            state.last_activity = Some(e.at);
         }
-        Event::InvitationResent(e) => state.invitation = Some(e.invitation.clone()),
-        Event::PasswordSet(e) => state.password = Some(e.personal.clone()),
-        Event::MfaRequirementChanged(e) => state.mfa_requirement = e.mfa,
-        Event::MfaEnrolled(e) => {
+        AccountEvent::InvitationResent(e) => state.invitation = Some(e.invitation.clone()),
+        AccountEvent::PasswordSet(e) => state.password = Some(e.personal.clone()),
+        AccountEvent::MfaRequirementChanged(e) => state.mfa_requirement = e.mfa,
+        AccountEvent::MfaEnrolled(e) => {
             state.enrollment = Some(Enrollment { method: e.method, secret: e.personal.clone() });
             if e.totp_step.is_some() {
                 state.last_totp_step = e.totp_step;
@@ -147,21 +136,20 @@ pub fn evolve(mut state: Account, event: &Event) -> Account {
                 state.email_code = None;
             }
         }
-        Event::MfaEnrollmentFailed(e) => {
+        AccountEvent::MfaEnrollmentFailed(e) => {
             // Enrollment codes are guessed like sign-in codes: they count towards throttling.
             state.throttle = state.throttle.after_failure(e.at);
             if e.method == MfaMethod::Email {
                 count_wrong_code(&mut state);
             }
         }
-        Event::TermsAccepted(e) => {
+        AccountEvent::TermsAccepted(e) => {
             state.terms_version = Some(e.version);
             state.onboarded = true;
             state.invitation = None;
         }
-        Event::SignedIn(e) => {
+        AccountEvent::SignedIn(e) => {
             state.last_sign_in = Some(e.at);
-            state.last_activity = Some(e.at);
             state.throttle = Throttle::default();
             if e.totp_step.is_some() {
                 state.last_totp_step = e.totp_step;
@@ -170,13 +158,13 @@ pub fn evolve(mut state: Account, event: &Event) -> Account {
                 state.email_code = None;
             }
         }
-        Event::SignInFailed(e) => {
+        AccountEvent::SignInFailed(e) => {
             state.throttle = state.throttle.after_failure(e.at);
             if e.reason == FailureReason::WrongEmailCode {
                 count_wrong_code(&mut state);
             }
         }
-        Event::EmailCodeIssued(e) => {
+        AccountEvent::EmailCodeIssued(e) => {
             state.email_code = Some(IssuedCode {
                 purpose: e.purpose,
                 digest: e.code_digest,
@@ -185,29 +173,19 @@ pub fn evolve(mut state: Account, event: &Event) -> Account {
                 failed_attempts: 0,
             });
         }
-        Event::ProfileUpdated(e) => state.profile = e.personal.clone(),
-        Event::DeactivationWarningSent(e) => state.deactivation_warned_for = Some(e.deadline),
-        Event::Deactivated(e) => state.deactivated_at = Some(e.at),
-        Event::Reactivated(e) => {
+        AccountEvent::ProfileUpdated(e) => state.profile = e.personal.clone(),
+        AccountEvent::DeactivationWarningSent(e) => state.deactivation_warned_for = Some(e.deadline),
+        AccountEvent::Deactivated(e) => state.deactivated_at = Some(e.at),
+        AccountEvent::Reactivated(_) => {
             state.deactivated_at = None;
-            state.last_activity = Some(e.at);
             state.throttle = Throttle::default();
         }
-        Event::DeletionWarningSent(e) => state.deletion_warned_for = Some(e.deadline),
-        Event::Deleted(e) => {
+        AccountEvent::DeletionWarningSent(e) => state.deletion_warned_for = Some(e.deadline),
+        AccountEvent::Deleted(e) => {
             state.deleted_at = Some(e.at);
             state.invitation = None;
             state.email_code = None;
         }
-        // Username claims and org items live on their own streams.
-        Event::UsernameClaimed(_)
-        | Event::UsernameReleased(_)
-        | Event::OrderOpened(_)
-        | Event::OrderClosed(_)
-        | Event::TicketOpened(_)
-        | Event::TicketClosed(_)
-        | Event::MaintenanceScheduled(_)
-        | Event::MaintenanceCancelled(_) => {}
     }
     state
 }

@@ -5,10 +5,11 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::account::{Account, Status};
-use crate::calendar;
 use crate::events::*;
 use crate::ids::{AccountId, Username};
+use crate::lifecycle::{Lifecycle, Step};
 use crate::personal::Personal;
+use crate::profile::{self, ProfileError};
 use crate::secret::{Confidential, SecretDigest};
 
 pub const INVITATION_VALIDITY: Duration = Duration::days(7);
@@ -131,6 +132,9 @@ pub enum AccountError {
     UnknownAccount,
     #[error(transparent)]
     InvalidEmail(#[from] crate::ids::EmailError),
+    /// A profile field (display name, phone, address) breaks its rule; the error names it.
+    #[error(transparent)]
+    InvalidProfile(#[from] ProfileError),
     #[error("the account already exists")]
     AlreadyExists,
     #[error("the profile is deactivated; the organisation's administrator can reactivate it")]
@@ -177,10 +181,12 @@ pub enum AccountError {
     NotDeactivated,
 }
 
-pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>, AccountError> {
+pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<AccountEvent>, AccountError> {
     let now = ctx.now;
     if let Command::Invite(invite) = command {
         crate::ids::check_email(&invite.email)?;
+        let display_name = Profile { display_name: invite.display_name.clone(), ..Profile::default() };
+        profile::check(&display_name)?;
         return match state.status() {
             Status::New => Ok(vec![invited(invite, now)]),
             _ => Err(AccountError::AlreadyExists),
@@ -189,9 +195,9 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>
     match state.status() {
         Status::New => return Err(AccountError::UnknownAccount),
         Status::Deleted => return Err(AccountError::Deleted),
-        _ => {}
+        Status::Invited | Status::Onboarding | Status::Active | Status::Deactivated => {}
     }
-    let event: Event = match command {
+    let event: AccountEvent = match command {
         Command::Invite(_) => unreachable!("handled above"),
         Command::ResendInvitation { token_digest } => {
             require_onboarding(state)?;
@@ -300,19 +306,18 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>
             return sign_in_enrolling(state, secret, step, client, now);
         }
         Command::UpdateProfile { profile } => {
+            profile::check(&profile)?;
             require_active(state)?;
             ProfileUpdated { at: now, personal: Personal::Known(profile) }.into()
         }
         Command::SendDeactivationWarning => {
             require_not_deactivated(state)?;
-            let deadline = deadlines(state).deactivation;
-            warning_due(state.deactivation_warned_for, deadline, now)?;
+            let deadline = scheduled(state, Step::WarnDeactivation, now)?;
             DeactivationWarningSent { deadline, at: now }.into()
         }
         Command::Deactivate => {
             require_not_deactivated(state)?;
-            let deadline = deadlines(state).deactivation;
-            due(deadline, now)?;
+            let deadline = scheduled(state, Step::Deactivate, now)?;
             Deactivated { deadline, at: now }.into()
         }
         Command::Reactivate => {
@@ -325,23 +330,21 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Event>
             if state.status() != Status::Deactivated {
                 return Err(AccountError::NotDeactivated);
             }
-            let deadline = deadlines(state).deletion;
-            warning_due(state.deletion_warned_for, deadline, now)?;
+            let deadline = scheduled(state, Step::WarnDeletion, now)?;
             DeletionWarningSent { deadline, at: now }.into()
         }
         Command::Delete => {
             if state.status() != Status::Deactivated {
                 return Err(AccountError::NotDeactivated);
             }
-            let deadline = deadlines(state).deletion;
-            due(deadline, now)?;
+            let deadline = scheduled(state, Step::Delete, now)?;
             Deleted { deadline, at: now }.into()
         }
     };
     Ok(vec![event])
 }
 
-fn invited(invite: Invite, now: DateTime<Utc>) -> Event {
+fn invited(invite: Invite, now: DateTime<Utc>) -> AccountEvent {
     AccountInvited {
         account_id: invite.account_id,
         username: invite.username,
@@ -359,7 +362,7 @@ fn invitation(token_digest: SecretDigest, now: DateTime<Utc>) -> Invitation {
     Invitation { token_digest, expires_at: now + INVITATION_VALIDITY }
 }
 
-fn sign_in(state: &Account, factor: Factor, client: Client, now: DateTime<Utc>) -> Result<Event, AccountError> {
+fn sign_in(state: &Account, factor: Factor, client: Client, now: DateTime<Utc>) -> Result<AccountEvent, AccountError> {
     require_not_throttled(state, now)?;
     let failed = |reason| SignInFailed { reason, at: now, personal: Personal::Known(client.clone()) };
     let signed_in =
@@ -376,11 +379,11 @@ fn sign_in(state: &Account, factor: Factor, client: Client, now: DateTime<Utc>) 
     }
     // Six months without activity deactivate the profile whether or not the scheduler has
     // recorded it yet: a late scheduler must not let an expired profile sign in and reset its clock.
-    if now >= deadlines(state).deactivation {
+    if lifecycle(state).deactivates_on().is_some_and(|deadline| now >= deadline) {
         return Err(AccountError::Deactivated);
     }
     let required = state.mfa_requirement;
-    let event: Event = match (factor, required) {
+    let event: AccountEvent = match (factor, required) {
         (Factor::Invitation, _) if state.last_sign_in.is_none() => signed_in(SignInMethod::Invitation, None).into(),
         (Factor::Invitation, _) => return Err(AccountError::AlreadyOnboarded),
         (Factor::Password { .. }, MfaRequirement::None) => signed_in(SignInMethod::Password, None).into(),
@@ -417,14 +420,14 @@ fn sign_in_enrolling(
     step: Option<u64>,
     client: Client,
     now: DateTime<Utc>,
-) -> Result<Vec<Event>, AccountError> {
+) -> Result<Vec<AccountEvent>, AccountError> {
     // Only an account with no second factor at all: one that proves itself with emailed codes
     // must not have them replaced on the strength of its password alone.
     if state.mfa_requirement != MfaRequirement::App || state.enrollment.is_some() {
         return Err(AccountError::WrongFactor);
     }
     // The step is recorded once, by the sign-in, so that the code cannot be replayed.
-    let enrolled: Event = MfaEnrolled {
+    let enrolled: AccountEvent = MfaEnrolled {
         method: MfaMethod::App,
         totp_step: None,
         at: now,
@@ -433,7 +436,7 @@ fn sign_in_enrolling(
     .into();
     let enrolled_state = crate::account::evolve(state.clone(), &enrolled);
     Ok(match sign_in(&enrolled_state, Factor::Totp { step }, client, now)? {
-        signed_in @ Event::SignedIn(_) => vec![enrolled, signed_in],
+        signed_in @ AccountEvent::SignedIn(_) => vec![enrolled, signed_in],
         failed => vec![failed],
     })
 }
@@ -456,24 +459,23 @@ fn check_email_code(
     Ok(code.digest == presented)
 }
 
-fn deadlines(state: &Account) -> calendar::Deadlines {
+fn lifecycle(state: &Account) -> Lifecycle {
     // Every account past `New` has been invited, which is activity.
-    calendar::deadlines(state.last_activity.expect("an invited account has a last activity"))
+    state.lifecycle().expect("an invited account has a lifecycle")
 }
 
-fn due(deadline: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), AccountError> {
-    if now < deadline { Err(AccountError::NotDue { due: deadline }) } else { Ok(()) }
-}
-
-fn warning_due(
-    warned_for: Option<DateTime<Utc>>,
-    deadline: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<(), AccountError> {
-    if warned_for == Some(deadline) {
+/// A step of the inactivity clock, taken by the scheduler: the deadline it is for, once it is
+/// due and, for a warning, not yet given for that deadline.
+fn scheduled(state: &Account, step: Step, now: DateTime<Utc>) -> Result<DateTime<Utc>, AccountError> {
+    let lifecycle = lifecycle(state);
+    // Only the username's release has a quarantine, and it is not an account command.
+    let quarantine = chrono::Duration::zero();
+    let deadline = lifecycle.deadline(step, quarantine);
+    if matches!(step, Step::WarnDeactivation | Step::WarnDeletion) && lifecycle.warned {
         return Err(AccountError::AlreadyWarned { deadline });
     }
-    due(deadline - calendar::WARNING_LEAD, now)
+    let due = lifecycle.due_at(step, quarantine);
+    if now < due { Err(AccountError::NotDue { due }) } else { Ok(deadline) }
 }
 
 fn require_active(state: &Account) -> Result<(), AccountError> {

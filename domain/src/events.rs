@@ -1,6 +1,8 @@
-//! Every fact about an account, a username or (later) an org, as it is stored: past tense,
-//! never changed once written. Each type has a stable name and a schema version; older versions
-//! are upcast when read (see [`Event::decode`]).
+//! Every fact about an account, a username claim or an org, as it is stored: past tense, never
+//! changed once written. Each type has a stable name and a schema version; older versions are
+//! upcast when read (see [`Event::decode`]). Each kind of stream has its own enum of the types it
+//! holds (`AccountEvent`, `UsernameClaimEvent`, `OrgEvent`), so that whoever folds a stream
+//! handles every type of its kind and no other.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -45,6 +47,32 @@ pub enum MfaRequirement {
 pub enum MfaMethod {
     App,
     Email,
+}
+
+/// The stored names of these kinds (`user`, `app`, …), as serde writes them, and back.
+macro_rules! names {
+    ($($kind:ident { $($variant:ident => $name:literal),* $(,)? })*) => {$(
+        impl $kind {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($kind::$variant => $name,)*
+                }
+            }
+
+            pub fn parse(name: &str) -> Option<$kind> {
+                match name {
+                    $($name => Some($kind::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+names! {
+    Role { User => "user", Admin => "admin" }
+    MfaRequirement { None => "none", App => "app", Email => "email" }
+    MfaMethod { App => "app", Email => "email" }
 }
 
 impl MfaRequirement {
@@ -306,91 +334,208 @@ pub struct MaintenanceCancelled {
     pub at: DateTime<Utc>,
 }
 
+/// An event of the catalogue at its current schema version, whatever stream kind it belongs to:
+/// what the codec needs to store it.
+pub trait Catalogued {
+    fn type_name(&self) -> &'static str;
+    fn schema_version(&self) -> u32;
+    /// The payload as JSON, at the current schema version.
+    fn to_json(&self) -> Value;
+    /// When the fact happened, as the deciding command saw the clock.
+    fn at(&self) -> DateTime<Utc>;
+}
+
+macro_rules! catalogued {
+    ($enum:ident) => {
+        impl Catalogued for $enum {
+            fn type_name(&self) -> &'static str {
+                $enum::type_name(self)
+            }
+            fn schema_version(&self) -> u32 {
+                $enum::schema_version(self)
+            }
+            fn to_json(&self) -> Value {
+                $enum::to_json(self)
+            }
+            fn at(&self) -> DateTime<Utc> {
+                $enum::at(self)
+            }
+        }
+    };
+}
+
+/// Builds the catalogue: one enum per stream kind, and `Event`, any of them. Every payload has
+/// an `at`. Adding a type to a kind makes every exhaustive `match` on that kind fail to compile
+/// until it handles the type.
 macro_rules! catalogue {
-    ($($name:ident: $version:literal),* $(,)?) => {
-        /// The catalogue: every event type with its current schema version.
+    ($($kind:ident($stream_event:ident) { $($name:ident: $version:literal),* $(,)? })*) => {
+        $(
+            #[derive(Debug, Clone, PartialEq, Eq)]
+            pub enum $stream_event {
+                $($name($name),)*
+            }
+
+            impl $stream_event {
+                pub fn type_name(&self) -> &'static str {
+                    match self {
+                        $(Self::$name(_) => stringify!($name),)*
+                    }
+                }
+
+                pub fn schema_version(&self) -> u32 {
+                    match self {
+                        $(Self::$name(_) => $version,)*
+                    }
+                }
+
+                /// The payload as JSON, at the current schema version.
+                pub fn to_json(&self) -> Value {
+                    let value = match self {
+                        $(Self::$name(event) => serde_json::to_value(event),)*
+                    };
+                    // These types have string keys and no fallible Serialize impls.
+                    value.expect("event payloads always serialise to JSON")
+                }
+
+                /// When the fact happened, as the deciding command saw the clock.
+                pub fn at(&self) -> DateTime<Utc> {
+                    match self {
+                        $(Self::$name(event) => event.at,)*
+                    }
+                }
+            }
+
+            catalogued!($stream_event);
+
+            impl From<$stream_event> for Event {
+                fn from(event: $stream_event) -> Self {
+                    Event::$kind(event)
+                }
+            }
+
+            /// The event back, when it belongs to another kind of stream.
+            impl TryFrom<Event> for $stream_event {
+                type Error = Event;
+                fn try_from(event: Event) -> Result<Self, Event> {
+                    match event {
+                        Event::$kind(event) => Ok(event),
+                        other => Err(other),
+                    }
+                }
+            }
+
+            $(
+                impl $name {
+                    /// The type's stable name, as stored.
+                    pub const TYPE: &'static str = stringify!($name);
+                }
+
+                impl From<$name> for $stream_event {
+                    fn from(event: $name) -> Self {
+                        $stream_event::$name(event)
+                    }
+                }
+
+                impl From<$name> for Event {
+                    fn from(event: $name) -> Self {
+                        Event::$kind($stream_event::$name(event))
+                    }
+                }
+            )*
+        )*
+
+        /// Any event of the catalogue, by the kind of stream it belongs to.
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub enum Event {
-            $($name($name),)*
+            $($kind($stream_event),)*
         }
 
         impl Event {
             pub fn type_name(&self) -> &'static str {
                 match self {
-                    $(Event::$name(_) => stringify!($name),)*
+                    $(Event::$kind(event) => event.type_name(),)*
                 }
             }
 
             pub fn schema_version(&self) -> u32 {
                 match self {
-                    $(Event::$name(_) => $version,)*
-                }
-            }
-
-            pub fn current_schema_version(type_name: &str) -> Option<u32> {
-                match type_name {
-                    $(stringify!($name) => Some($version),)*
-                    _ => None,
+                    $(Event::$kind(event) => event.schema_version(),)*
                 }
             }
 
             /// The payload as JSON, at the current schema version.
             pub fn to_json(&self) -> Value {
-                let value = match self {
-                    $(Event::$name(event) => serde_json::to_value(event),)*
-                };
-                // These types have string keys and no fallible Serialize impls.
-                value.expect("event payloads always serialise to JSON")
+                match self {
+                    $(Event::$kind(event) => event.to_json(),)*
+                }
+            }
+
+            /// When the fact happened, as the deciding command saw the clock.
+            pub fn at(&self) -> DateTime<Utc> {
+                match self {
+                    $(Event::$kind(event) => event.at(),)*
+                }
+            }
+        }
+
+        catalogued!(Event);
+
+        impl Event {
+            pub fn current_schema_version(type_name: &str) -> Option<u32> {
+                match type_name {
+                    $($(stringify!($name) => Some($version),)*)*
+                    _ => None,
+                }
             }
 
             fn from_current_json(type_name: &str, value: Value) -> Result<Event, serde_json::Error> {
                 match type_name {
-                    $(stringify!($name) => serde_json::from_value(value).map(Event::$name),)*
+                    $($(stringify!($name) => serde_json::from_value::<$name>(value).map(Event::from),)*)*
                     _ => unreachable!("type names were checked against the catalogue first"),
                 }
             }
 
             fn from_current_bytes(type_name: &str, bytes: &[u8]) -> Result<Event, serde_json::Error> {
                 match type_name {
-                    $(stringify!($name) => serde_json::from_slice(bytes).map(Event::$name),)*
+                    $($(stringify!($name) => serde_json::from_slice::<$name>(bytes).map(Event::from),)*)*
                     _ => unreachable!("type names were checked against the catalogue first"),
                 }
             }
         }
-
-        $(impl From<$name> for Event {
-            fn from(event: $name) -> Self {
-                Event::$name(event)
-            }
-        })*
     };
 }
 
 catalogue! {
-    AccountInvited: 2,
-    InvitationResent: 1,
-    PasswordSet: 1,
-    MfaRequirementChanged: 1,
-    MfaEnrolled: 1,
-    MfaEnrollmentFailed: 1,
-    TermsAccepted: 1,
-    SignedIn: 1,
-    SignInFailed: 1,
-    EmailCodeIssued: 1,
-    ProfileUpdated: 1,
-    DeactivationWarningSent: 1,
-    Deactivated: 1,
-    Reactivated: 1,
-    DeletionWarningSent: 1,
-    Deleted: 1,
-    UsernameClaimed: 1,
-    UsernameReleased: 1,
-    OrderOpened: 1,
-    OrderClosed: 1,
-    TicketOpened: 1,
-    TicketClosed: 1,
-    MaintenanceScheduled: 1,
-    MaintenanceCancelled: 1,
+    Account(AccountEvent) {
+        AccountInvited: 2,
+        InvitationResent: 1,
+        PasswordSet: 1,
+        MfaRequirementChanged: 1,
+        MfaEnrolled: 1,
+        MfaEnrollmentFailed: 1,
+        TermsAccepted: 1,
+        SignedIn: 1,
+        SignInFailed: 1,
+        EmailCodeIssued: 1,
+        ProfileUpdated: 1,
+        DeactivationWarningSent: 1,
+        Deactivated: 1,
+        Reactivated: 1,
+        DeletionWarningSent: 1,
+        Deleted: 1,
+    }
+    UsernameClaim(UsernameClaimEvent) {
+        UsernameClaimed: 1,
+        UsernameReleased: 1,
+    }
+    Org(OrgEvent) {
+        OrderOpened: 1,
+        OrderClosed: 1,
+        TicketOpened: 1,
+        TicketClosed: 1,
+        MaintenanceScheduled: 1,
+        MaintenanceCancelled: 1,
+    }
 }
 
 impl Event {
@@ -436,43 +581,32 @@ impl Event {
     /// The event's personal member, if its type has one.
     pub fn personal_mut(&mut self) -> Option<&mut dyn PersonalField> {
         match self {
-            Event::AccountInvited(e) => Some(&mut e.personal),
-            Event::PasswordSet(e) => Some(&mut e.personal),
-            Event::MfaEnrolled(e) => Some(&mut e.personal),
-            Event::SignedIn(e) => Some(&mut e.personal),
-            Event::SignInFailed(e) => Some(&mut e.personal),
-            Event::ProfileUpdated(e) => Some(&mut e.personal),
-            _ => None,
+            Event::Account(event) => event.personal_mut(),
+            Event::UsernameClaim(_) | Event::Org(_) => None,
         }
     }
+}
 
-    /// When the fact happened, as the deciding command saw the clock.
-    pub fn at(&self) -> DateTime<Utc> {
+impl AccountEvent {
+    /// The event's personal member, if its type has one.
+    pub fn personal_mut(&mut self) -> Option<&mut dyn PersonalField> {
         match self {
-            Event::AccountInvited(e) => e.at,
-            Event::InvitationResent(e) => e.at,
-            Event::PasswordSet(e) => e.at,
-            Event::MfaRequirementChanged(e) => e.at,
-            Event::MfaEnrolled(e) => e.at,
-            Event::MfaEnrollmentFailed(e) => e.at,
-            Event::TermsAccepted(e) => e.at,
-            Event::SignedIn(e) => e.at,
-            Event::SignInFailed(e) => e.at,
-            Event::EmailCodeIssued(e) => e.at,
-            Event::ProfileUpdated(e) => e.at,
-            Event::DeactivationWarningSent(e) => e.at,
-            Event::Deactivated(e) => e.at,
-            Event::Reactivated(e) => e.at,
-            Event::DeletionWarningSent(e) => e.at,
-            Event::Deleted(e) => e.at,
-            Event::UsernameClaimed(e) => e.at,
-            Event::UsernameReleased(e) => e.at,
-            Event::OrderOpened(e) => e.at,
-            Event::OrderClosed(e) => e.at,
-            Event::TicketOpened(e) => e.at,
-            Event::TicketClosed(e) => e.at,
-            Event::MaintenanceScheduled(e) => e.at,
-            Event::MaintenanceCancelled(e) => e.at,
+            AccountEvent::AccountInvited(e) => Some(&mut e.personal),
+            AccountEvent::PasswordSet(e) => Some(&mut e.personal),
+            AccountEvent::MfaEnrolled(e) => Some(&mut e.personal),
+            AccountEvent::SignedIn(e) => Some(&mut e.personal),
+            AccountEvent::SignInFailed(e) => Some(&mut e.personal),
+            AccountEvent::ProfileUpdated(e) => Some(&mut e.personal),
+            AccountEvent::InvitationResent(_)
+            | AccountEvent::MfaRequirementChanged(_)
+            | AccountEvent::MfaEnrollmentFailed(_)
+            | AccountEvent::TermsAccepted(_)
+            | AccountEvent::EmailCodeIssued(_)
+            | AccountEvent::DeactivationWarningSent(_)
+            | AccountEvent::Deactivated(_)
+            | AccountEvent::Reactivated(_)
+            | AccountEvent::DeletionWarningSent(_)
+            | AccountEvent::Deleted(_) => None,
         }
     }
 }
@@ -525,7 +659,8 @@ mod tests {
             "at": "2026-01-01T00:00:00Z",
             "personal": {"email": "j@example.com", "display_name": null},
         });
-        let Event::AccountInvited(event) = Event::decode("AccountInvited", 1, v1).unwrap() else {
+        let Event::Account(AccountEvent::AccountInvited(event)) = Event::decode("AccountInvited", 1, v1).unwrap()
+        else {
             panic!("decoded to another type");
         };
         assert_eq!(event.org, Org { id: OrgId("acme".into()), name: "Acme Corp".into(), wholesale: true });
@@ -555,5 +690,29 @@ mod tests {
         let event = Event::from(TermsAccepted { version: 3, at: DateTime::UNIX_EPOCH });
         let decoded = Event::decode(event.type_name(), event.schema_version(), event.to_json()).unwrap();
         assert_eq!(decoded, event);
+    }
+
+    #[test]
+    fn stored_names_are_the_serde_names() {
+        for role in [Role::User, Role::Admin] {
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        for mfa in [MfaRequirement::None, MfaRequirement::App, MfaRequirement::Email] {
+            assert_eq!(serde_json::to_value(mfa).unwrap(), mfa.as_str());
+            assert_eq!(MfaRequirement::parse(mfa.as_str()), Some(mfa));
+        }
+        for method in [MfaMethod::App, MfaMethod::Email] {
+            assert_eq!(serde_json::to_value(method).unwrap(), method.as_str());
+            assert_eq!(MfaMethod::parse(method.as_str()), Some(method));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn each_kind_takes_back_only_its_own_events() {
+        let terms = Event::from(TermsAccepted { version: 3, at: DateTime::UNIX_EPOCH });
+        assert!(AccountEvent::try_from(terms.clone()).is_ok());
+        assert_eq!(OrgEvent::try_from(terms.clone()), Err(terms));
     }
 }

@@ -46,29 +46,28 @@ pub struct Org {
 }
 
 impl Org {
-    pub fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Org {
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a OrgEvent>) -> Org {
         events.into_iter().fold(Org::default(), |mut org, event| {
             org.version += 1;
             match event {
-                Event::OrderOpened(e) => {
+                OrgEvent::OrderOpened(e) => {
                     org.open_orders.insert(e.order_id.clone(), e.title.clone());
                 }
-                Event::OrderClosed(e) => {
+                OrgEvent::OrderClosed(e) => {
                     org.open_orders.remove(&e.order_id);
                 }
-                Event::TicketOpened(e) => {
+                OrgEvent::TicketOpened(e) => {
                     org.open_tickets.insert(e.ticket_id.clone(), e.title.clone());
                 }
-                Event::TicketClosed(e) => {
+                OrgEvent::TicketClosed(e) => {
                     org.open_tickets.remove(&e.ticket_id);
                 }
-                Event::MaintenanceScheduled(e) => {
+                OrgEvent::MaintenanceScheduled(e) => {
                     org.maintenance.insert(e.window_id.clone(), e.clone());
                 }
-                Event::MaintenanceCancelled(e) => {
+                OrgEvent::MaintenanceCancelled(e) => {
                     org.maintenance.remove(&e.window_id);
                 }
-                _ => {}
             }
             org
         })
@@ -80,7 +79,7 @@ fn text(what: &'static str, value: &str) -> Result<(), OrgError> {
     if chars == 0 || chars > MAX_TEXT { Err(OrgError::BadText(what)) } else { Ok(()) }
 }
 
-pub fn decide_org(org: &Org, org_id: &OrgId, command: OrgCommand, now: DateTime<Utc>) -> Result<Event, OrgError> {
+pub fn decide_org(org: &Org, org_id: &OrgId, command: OrgCommand, now: DateTime<Utc>) -> Result<OrgEvent, OrgError> {
     let org_id = org_id.clone();
     Ok(match command {
         OrgCommand::OpenOrder { order_id, title } => {

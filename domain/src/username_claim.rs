@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::events::{Event, UsernameClaimed, UsernameReleased};
+use crate::events::{UsernameClaimEvent, UsernameClaimed, UsernameReleased};
 use crate::ids::AccountId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,26 +23,25 @@ pub enum ClaimError {
 }
 
 impl UsernameClaim {
-    pub fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a UsernameClaimEvent>) -> Self {
         events.into_iter().fold(UsernameClaim::default(), |mut claim, event| {
             claim.version += 1;
             match event {
-                Event::UsernameClaimed(e) => claim.holder = Some(e.account_id),
-                Event::UsernameReleased(_) => claim.holder = None,
-                _ => {}
+                UsernameClaimEvent::UsernameClaimed(e) => claim.holder = Some(e.account_id),
+                UsernameClaimEvent::UsernameReleased(_) => claim.holder = None,
             }
             claim
         })
     }
 
-    pub fn claim(&self, account_id: AccountId, now: DateTime<Utc>) -> Result<Event, ClaimError> {
+    pub fn claim(&self, account_id: AccountId, now: DateTime<Utc>) -> Result<UsernameClaimEvent, ClaimError> {
         match self.holder {
             Some(_) => Err(ClaimError::Unavailable),
             None => Ok(UsernameClaimed { account_id, at: now }.into()),
         }
     }
 
-    pub fn release(&self, account_id: AccountId, now: DateTime<Utc>) -> Result<Event, ClaimError> {
+    pub fn release(&self, account_id: AccountId, now: DateTime<Utc>) -> Result<UsernameClaimEvent, ClaimError> {
         match self.holder {
             Some(holder) if holder == account_id => Ok(UsernameReleased { account_id, at: now }.into()),
             _ => Err(ClaimError::NotHolder),

@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use tenure_domain::account::evolve;
 use tenure_domain::decide::*;
 use tenure_domain::events::*;
+use tenure_domain::profile::ProfileError;
 use tenure_domain::{Account, AccountError, AccountId, OrgId, Personal, SecretDigest, Status, Username};
 use uuid::Uuid;
 
@@ -37,7 +38,7 @@ fn invite_command(mfa: MfaRequirement) -> Invite {
     }
 }
 
-fn invited(mfa: MfaRequirement) -> Event {
+fn invited(mfa: MfaRequirement) -> AccountEvent {
     AccountInvited {
         account_id: id(),
         username: Username::parse("jdoe").unwrap(),
@@ -51,11 +52,11 @@ fn invited(mfa: MfaRequirement) -> Event {
     .into()
 }
 
-fn password_set(reason: PasswordReason, at: DateTime<Utc>) -> Event {
+fn password_set(reason: PasswordReason, at: DateTime<Utc>) -> AccountEvent {
     PasswordSet { reason, at, personal: Personal::Known(PasswordHash { password_hash: "$argon2id$h".into() }) }.into()
 }
 
-fn app_enrolled(step: u64) -> Event {
+fn app_enrolled(step: u64) -> AccountEvent {
     MfaEnrolled {
         method: MfaMethod::App,
         totp_step: Some(step),
@@ -65,32 +66,32 @@ fn app_enrolled(step: u64) -> Event {
     .into()
 }
 
-fn terms(version: u32) -> Event {
+fn terms(version: u32) -> AccountEvent {
     TermsAccepted { version, at: t0() }.into()
 }
 
-fn signed_in(at: DateTime<Utc>) -> Event {
+fn signed_in(at: DateTime<Utc>) -> AccountEvent {
     SignedIn { method: SignInMethod::Password, totp_step: None, at, personal: Personal::Known(client()) }.into()
 }
 
-fn failed(reason: FailureReason, at: DateTime<Utc>) -> Event {
+fn failed(reason: FailureReason, at: DateTime<Utc>) -> AccountEvent {
     SignInFailed { reason, at, personal: Personal::Known(client()) }.into()
 }
 
-fn code_issued(purpose: CodePurpose, at: DateTime<Utc>) -> Event {
+fn code_issued(purpose: CodePurpose, at: DateTime<Utc>) -> AccountEvent {
     EmailCodeIssued { purpose, code_digest: CODE, expires_at: at + Duration::minutes(10), at }.into()
 }
 
 /// An active account without MFA.
-fn active() -> Vec<Event> {
+fn active() -> Vec<AccountEvent> {
     vec![invited(MfaRequirement::None), password_set(PasswordReason::Onboarding, t0()), terms(1)]
 }
 
-fn active_with_app() -> Vec<Event> {
+fn active_with_app() -> Vec<AccountEvent> {
     vec![invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0()), app_enrolled(100), terms(1)]
 }
 
-fn active_with_email() -> Vec<Event> {
+fn active_with_email() -> Vec<AccountEvent> {
     vec![
         invited(MfaRequirement::Email),
         password_set(PasswordReason::Onboarding, t0()),
@@ -106,7 +107,7 @@ fn active_with_email() -> Vec<Event> {
     ]
 }
 
-fn deactivated() -> Vec<Event> {
+fn deactivated() -> Vec<AccountEvent> {
     let mut events = active();
     events.push(Deactivated { deadline: t0() + Duration::days(181), at: t0() + Duration::days(181) }.into());
     events
@@ -117,7 +118,7 @@ struct Given {
     now: DateTime<Utc>,
 }
 
-fn given(events: impl IntoIterator<Item = Event>) -> Given {
+fn given(events: impl IntoIterator<Item = AccountEvent>) -> Given {
     let state = events.into_iter().fold(Account::default(), |s, e| evolve(s, &e));
     Given { state, now: t0() }
 }
@@ -134,12 +135,12 @@ impl Given {
 }
 
 struct Then {
-    result: Result<Vec<Event>, AccountError>,
+    result: Result<Vec<AccountEvent>, AccountError>,
 }
 
 impl Then {
     #[track_caller]
-    fn then(self, expected: impl IntoIterator<Item = Event>) {
+    fn then(self, expected: impl IntoIterator<Item = AccountEvent>) {
         assert_eq!(self.result, Ok(expected.into_iter().collect::<Vec<_>>()));
     }
 
@@ -169,6 +170,16 @@ fn invite_with_a_malformed_email_is_refused() {
     let mut invite = invite_command(MfaRequirement::None);
     invite.email = "jane.example.com".into();
     given([]).when(Command::Invite(invite)).then_err(AccountError::InvalidEmail(tenure_domain::ids::EmailError));
+}
+
+#[test]
+fn invite_with_a_display_name_over_a_hundred_characters_is_refused_whoever_invites() {
+    let mut invite = invite_command(MfaRequirement::None);
+    invite.display_name = Some("x".repeat(500));
+    given([]).when(Command::Invite(invite)).then_err(AccountError::InvalidProfile(ProfileError {
+        field: "display_name",
+        message: "Use 1 to 100 characters.".into(),
+    }));
 }
 
 #[test]
@@ -388,7 +399,7 @@ fn no_code_means_no_email_sign_in() {
 fn an_email_code_for_sign_in_signs_in_once() {
     let mut events = active_with_email();
     events.push(code_issued(CodePurpose::SignIn, t0()));
-    let signed: Event =
+    let signed: AccountEvent =
         SignedIn { method: SignInMethod::EmailCode, totp_step: None, at: t0(), personal: Personal::Known(client()) }
             .into();
     given(events.clone()).when(sign_in(Factor::EmailCode { presented: CODE })).then([signed.clone()]);
@@ -448,14 +459,14 @@ fn a_required_authenticator_is_enrolled_by_the_sign_in_that_first_needs_it() {
     let enrolling = |step| Command::SignInEnrolling { secret: "JBSWY3DPEHPK3PXP".into(), step, client: client() };
     let at = later(1);
     given(events.clone()).at(at).when(enrolling(None)).then([failed(FailureReason::WrongTotp, at)]);
-    let enrolled: Event = MfaEnrolled {
+    let enrolled: AccountEvent = MfaEnrolled {
         method: MfaMethod::App,
         totp_step: None,
         at,
         personal: Personal::Known(MfaSecret { totp_secret: Some("JBSWY3DPEHPK3PXP".into()) }),
     }
     .into();
-    let signed: Event =
+    let signed: AccountEvent =
         SignedIn { method: SignInMethod::Totp, totp_step: Some(9), at, personal: Personal::Known(client()) }.into();
     given(events.clone()).at(at).when(enrolling(Some(9))).then([enrolled.clone(), signed.clone()]);
 
@@ -487,7 +498,7 @@ fn a_correct_password_signs_in_an_account_without_mfa() {
 
 #[test]
 fn first_sign_in_ends_with_a_sign_in_by_invitation_once() {
-    let signed: Event =
+    let signed: AccountEvent =
         SignedIn { method: SignInMethod::Invitation, totp_step: None, at: t0(), personal: Personal::Known(client()) }
             .into();
     given(active_with_app()).when(sign_in(Factor::Invitation)).then([signed.clone()]);
@@ -520,7 +531,7 @@ fn sign_in_before_onboarding_is_refused() {
 
 #[test]
 fn totp_sign_in_accepts_each_time_step_once() {
-    let signed: Event =
+    let signed: AccountEvent =
         SignedIn { method: SignInMethod::Totp, totp_step: Some(101), at: t0(), personal: Personal::Known(client()) }
             .into();
     given(active_with_app()).when(sign_in(Factor::Totp { step: Some(101) })).then([signed]);
@@ -601,6 +612,13 @@ fn an_active_user_updates_the_profile() {
     given(deactivated()).when(Command::UpdateProfile { profile }).then_err(AccountError::Deactivated);
 }
 
+#[test]
+fn a_profile_update_with_a_bad_field_is_refused_and_names_the_field() {
+    let profile = Profile { phone: Some("01632 960001".into()), ..Profile::default() };
+    let refused = decide(&Account::fold(&active()), Command::UpdateProfile { profile }, &Ctx { now: t0() });
+    assert!(matches!(refused, Err(AccountError::InvalidProfile(ProfileError { field: "phone", .. }))), "{refused:?}");
+}
+
 // --- inactivity lifecycle ---
 
 /// 2026-01-15 09:00 + 6 months = 2026-07-15 09:00; the warning 30 days earlier.
@@ -619,7 +637,7 @@ fn the_deactivation_warning_is_due_thirty_days_before_and_sent_once_per_deadline
         .at(warn_at - Duration::seconds(1))
         .when(Command::SendDeactivationWarning)
         .then_err(AccountError::NotDue { due: warn_at });
-    let warned: Event = DeactivationWarningSent { deadline: deactivation_deadline(), at: warn_at }.into();
+    let warned: AccountEvent = DeactivationWarningSent { deadline: deactivation_deadline(), at: warn_at }.into();
     given(active()).at(warn_at).when(Command::SendDeactivationWarning).then([warned.clone()]);
     let mut events = active();
     events.push(warned);
@@ -682,7 +700,7 @@ fn the_deletion_warning_and_deletion_follow_twelve_months_after_last_activity() 
         .at(warn_at - Duration::seconds(1))
         .when(Command::SendDeletionWarning)
         .then_err(AccountError::NotDue { due: warn_at });
-    let warned: Event = DeletionWarningSent { deadline: deletion_deadline(), at: warn_at }.into();
+    let warned: AccountEvent = DeletionWarningSent { deadline: deletion_deadline(), at: warn_at }.into();
     given(deactivated()).at(warn_at).when(Command::SendDeletionWarning).then([warned.clone()]);
     let mut events = deactivated();
     events.push(warned);
@@ -694,7 +712,7 @@ fn the_deletion_warning_and_deletion_follow_twelve_months_after_last_activity() 
         .at(deletion_deadline() - Duration::seconds(1))
         .when(Command::Delete)
         .then_err(AccountError::NotDue { due: deletion_deadline() });
-    let deleted: Event = Deleted { deadline: deletion_deadline(), at: deletion_deadline() }.into();
+    let deleted: AccountEvent = Deleted { deadline: deletion_deadline(), at: deletion_deadline() }.into();
     given(events.clone()).at(deletion_deadline()).when(Command::Delete).then([deleted.clone()]);
     given(active()).at(deletion_deadline()).when(Command::Delete).then_err(AccountError::NotDeactivated);
     events.push(deleted);

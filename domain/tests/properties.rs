@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use tenure_domain::account::evolve;
 use tenure_domain::decide::*;
 use tenure_domain::events::*;
-use tenure_domain::{Account, AccountId, Event, OrgId, SecretDigest, Status, Username};
+use tenure_domain::{Account, AccountEvent, AccountId, Lifecycle, OrgId, SecretDigest, Status, Username};
 use uuid::Uuid;
 
 const TOKEN: SecretDigest = SecretDigest([1; 32]);
@@ -79,7 +79,7 @@ fn invite() -> Command {
 
 /// Runs the steps through decide/evolve, `hours` apart; returns every event and the state after
 /// each one.
-fn run(steps: Vec<(u32, Step)>) -> (Vec<Event>, Vec<Account>) {
+fn run(steps: Vec<(u32, Step)>) -> (Vec<AccountEvent>, Vec<Account>) {
     let mut now: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let mut state = Account::default();
     let mut events = Vec::new();
@@ -121,7 +121,7 @@ proptest! {
     fn no_version_is_both_deactivated_and_signed_in(steps in history()) {
         let (events, states) = run(steps);
         for (event, state) in events.iter().zip(&states) {
-            if matches!(event, Event::SignedIn(_)) {
+            if matches!(event, AccountEvent::SignedIn(_)) {
                 prop_assert_eq!(state.status(), Status::Active);
                 prop_assert!(state.deactivated_at.is_none());
             }
@@ -131,7 +131,7 @@ proptest! {
     #[test]
     fn nothing_follows_a_deletion(steps in history()) {
         let (events, _) = run(steps);
-        if let Some(at) = events.iter().position(|e| matches!(e, Event::Deleted(_))) {
+        if let Some(at) = events.iter().position(|e| matches!(e, AccountEvent::Deleted(_))) {
             prop_assert_eq!(at, events.len() - 1);
         }
     }
@@ -150,12 +150,47 @@ proptest! {
         let mut deadlines: Vec<DateTime<Utc>> = events
             .iter()
             .filter_map(|e| match e {
-                Event::DeactivationWarningSent(w) => Some(w.deadline),
+                AccountEvent::DeactivationWarningSent(w) => Some(w.deadline),
                 _ => None,
             })
             .collect();
         let count = deadlines.len();
         deadlines.dedup();
         prop_assert_eq!(deadlines.len(), count);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The scheduler folds a `Lifecycle` from events; the decider reads one off its `Account`.
+    /// Both must agree after every event, or the scheduler would wait for a step the decider
+    /// refuses, or skip one it allows.
+    #[test]
+    fn the_folded_lifecycle_is_the_accounts_own(steps in history()) {
+        let (events, states) = run(steps);
+        let mut folded: Option<Lifecycle> = None;
+        for (event, state) in events.iter().zip(&states) {
+            folded = Some(match folded {
+                None => match event {
+                    AccountEvent::AccountInvited(e) => Lifecycle::invited(e.at),
+                    other => panic!("a history starts with its invitation, not {other:?}"),
+                },
+                Some(lifecycle) => lifecycle.apply(event),
+            });
+            prop_assert_eq!(folded, state.lifecycle(), "after {:?}", event);
+        }
+    }
+
+    /// Readers of the lifecycle read only `lifecycle::EVENT_TYPES`: no other type may change it.
+    #[test]
+    fn only_the_lifecycle_event_types_move_the_lifecycle(steps in history()) {
+        let (events, states) = run(steps);
+        for (event, before) in events.iter().skip(1).zip(&states) {
+            let lifecycle = before.lifecycle().expect("invited");
+            if !tenure_domain::lifecycle::EVENT_TYPES.contains(&event.type_name()) {
+                prop_assert_eq!(lifecycle.apply(event), lifecycle, "{:?} moved the lifecycle", event);
+            }
+        }
     }
 }

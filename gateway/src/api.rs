@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tenure_domain::Status;
 use tenure_domain::events::{Client, MfaRequirement};
-use tenure_projections::{AccountRow, Projection, schema};
+use tenure_projections::{AccountRow, Projection};
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -220,7 +220,7 @@ pub(crate) fn tabs(row: &AccountRow) -> Vec<&'static str> {
 }
 
 pub(crate) fn mfa_name(row: &AccountRow) -> &'static str {
-    row.mfa_method.map_or("none", schema::mfa_method_name)
+    row.mfa_method.map_or("none", tenure_domain::events::MfaMethod::as_str)
 }
 
 pub async fn dashboard(State(app): Shared, jar: CookieJar) -> Result<Response, ApiError> {
@@ -253,7 +253,7 @@ fn profile_json(row: &AccountRow, view: &service::ProfileView) -> serde_json::Va
         "phone": view.profile.phone,
         "address": view.profile.address,
         "org": {"id": row.org_id, "name": row.org_name},
-        "role": schema::role_name(row.role),
+        "role": row.role.as_str(),
         "mfa": mfa_name(row),
         "recent_sign_ins": view.recent_sign_ins.iter().map(|(at, method, client)| json!({
             "at": at,
@@ -475,7 +475,7 @@ pub async fn invitation(State(app): Shared, Path(token): Path<String>) -> Result
     Ok(axum::Json(json!({
         "username": row.username,
         "next": service::next_step(&row),
-        "mfa": schema::mfa_requirement_name(row.mfa_requirement),
+        "mfa": row.mfa_requirement.as_str(),
         "terms_version": app.config.terms_version,
     }))
     .into_response())

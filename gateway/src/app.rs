@@ -16,11 +16,11 @@ use tenure_store::{Accounts, Keys, Location, Store};
 
 use crate::codes::CodeKey;
 use crate::flows::Flows;
-use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::passwords::PasswordHasherPool;
 use crate::sessions::SessionStore;
 use crate::{api, pages, portal};
+use tenure_mail::Mailer;
 
 /// Request bodies are small forms; anything larger is refused before it is read.
 pub const BODY_LIMIT: usize = 16 * 1024;

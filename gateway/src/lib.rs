@@ -7,7 +7,6 @@ pub mod app;
 pub mod codes;
 pub mod error;
 pub mod flows;
-pub mod mail;
 pub mod metrics;
 pub mod pages;
 pub mod passwords;

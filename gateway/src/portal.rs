@@ -148,7 +148,7 @@ async fn signed_in_form(app: &App, jar: &CookieJar, csrf: &str) -> Result<(Strin
 #[template(path = "dashboard.html")]
 struct DashboardPage {
     chrome: Chrome,
-    widgets: tenure_projections::db::OrgWidgets,
+    widgets: tenure_projections::OrgWidgets,
     last_sign_in: String,
     mfa: &'static str,
     deactivates_on: String,

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use tenure_domain::decide::{Command, Ctx, EnrollmentProof, Factor, PasswordVia};
 use tenure_domain::events::{Client, CodePurpose, MfaMethod, MfaRequirement};
-use tenure_domain::{AccountError, AccountId, Event, SecretDigest, Username, password};
+use tenure_domain::{AccountError, AccountEvent, AccountId, SecretDigest, Username, password};
 use tenure_projections::AccountRow;
 use tenure_store::{Actor, ExecuteError, Meta, secrets};
 
@@ -12,7 +12,6 @@ use crate::app::App;
 use crate::codes;
 use crate::error::ApiError;
 use crate::flows::{Flow, Step};
-use crate::mail::Mail;
 use crate::totp::Authenticator;
 
 pub(crate) fn ctx(app: &App) -> Ctx {
@@ -66,7 +65,7 @@ pub(crate) async fn personal_event(
     app: &App,
     account: AccountId,
     position: Option<u64>,
-) -> Result<Option<Event>, ApiError> {
+) -> Result<Option<AccountEvent>, ApiError> {
     match position {
         Some(position) => app.accounts.event_at(account, position).await.map_err(internal),
         None => Ok(None),
@@ -75,7 +74,7 @@ pub(crate) async fn personal_event(
 
 async fn email_of(app: &App, row: &AccountRow) -> Result<Option<String>, ApiError> {
     Ok(match personal_event(app, row.account_id, row.invitee).await? {
-        Some(Event::AccountInvited(e)) => e.personal.known().map(|i| i.email.clone()),
+        Some(AccountEvent::AccountInvited(e)) => e.personal.known().map(|i| i.email.clone()),
         _ => None,
     })
 }
@@ -99,17 +98,7 @@ async fn send_code(
         .await
         .map_err(|e| rejected(app, e))?;
     let to = email_of(app, row).await?.ok_or_else(|| internal("no email address to send a code to"))?;
-    let mail = Mail {
-        to,
-        subject: "Your Tenure verification code".into(),
-        text: format!(
-            "Your verification code is {code}.\n\nIt is valid for 10 minutes. If you did not ask for it, ignore this mail."
-        ),
-        html: format!(
-            "<p>Your verification code is <strong>{code}</strong>.</p><p>It is valid for 10 minutes. If you did not ask for it, ignore this mail.</p>"
-        ),
-        message_id: uuid::Uuid::now_v7().to_string(),
-    };
+    let mail = tenure_mail::texts::verification_code(&to, &code);
     app.mailer.send(&mail).await.map_err(internal)?;
     tracing::info!(account = %row.account_id, "sent a verification code");
     Ok(())
@@ -208,13 +197,13 @@ async fn password_step(app: &App, flow_id: &str, password: String, client: Clien
         return Err(ApiError::throttled(until, now));
     }
     let phc = match personal_event(app, row.account_id, row.password).await? {
-        Some(Event::PasswordSet(e)) => e.personal.known().map(|p| p.password_hash.clone()),
+        Some(AccountEvent::PasswordSet(e)) => e.personal.known().map(|p| p.password_hash.clone()),
         _ => None,
     };
     let correct = app.hasher.verify(password, phc).await.map_err(busy)?;
     let command = Command::SignIn { factor: Factor::Password { correct }, client };
     match app.accounts.execute(row.account_id, command, &ctx(app), &meta(row.account_id)).await {
-        Ok(events) if events.iter().any(|e| matches!(e, Event::SignedIn(_))) => {
+        Ok(events) if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) => {
             app.metrics.sign_in("success");
             after_sign_in(app, flow_id, &row).await
         }
@@ -320,7 +309,7 @@ pub async fn submit_code(app: &App, flow_id: &str, code: &str, client: Client) -
     let factor = match method {
         MfaMethod::App => {
             let secret = match personal_event(app, account, row.totp_secret).await? {
-                Some(Event::MfaEnrolled(e)) => e.personal.known().and_then(|s| s.totp_secret.clone()),
+                Some(AccountEvent::MfaEnrolled(e)) => e.personal.known().and_then(|s| s.totp_secret.clone()),
                 _ => None,
             }
             .ok_or_else(|| internal("an app account without an authenticator secret"))?;
@@ -342,7 +331,7 @@ async fn finish_code_step(
     let account = row.account_id;
     let events =
         app.accounts.execute(account, command, &ctx(app), &meta(account)).await.map_err(|e| rejected(app, e))?;
-    if events.iter().any(|e| matches!(e, Event::SignedIn(_))) {
+    if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) {
         app.metrics.sign_in("success");
         after_sign_in(app, flow_id, row).await
     } else {
@@ -508,7 +497,7 @@ pub async fn verify_mfa(app: &App, token: &str, code: &str) -> Result<&'static s
         )
         .await
         .map_err(|e| rejected(app, e))?;
-    if !events.iter().any(|e| matches!(e, Event::MfaEnrolled(_))) {
+    if !events.iter().any(|e| matches!(e, AccountEvent::MfaEnrolled(_))) {
         return Err(invalid_code());
     }
     app.pending_secrets.lock().map_err(internal)?.remove(token);
@@ -545,11 +534,11 @@ pub struct ProfileView {
 
 pub async fn profile(app: &App, row: &AccountRow) -> Result<ProfileView, ApiError> {
     let invitee = match personal_event(app, row.account_id, row.invitee).await? {
-        Some(Event::AccountInvited(e)) => e.personal.known().cloned(),
+        Some(AccountEvent::AccountInvited(e)) => e.personal.known().cloned(),
         _ => None,
     };
     let profile = match personal_event(app, row.account_id, row.profile).await? {
-        Some(Event::ProfileUpdated(e)) => e.personal.known().cloned().unwrap_or_default(),
+        Some(AccountEvent::ProfileUpdated(e)) => e.personal.known().cloned().unwrap_or_default(),
         _ => tenure_domain::events::Profile {
             display_name: invitee.as_ref().and_then(|i| i.display_name.clone()),
             ..Default::default()
@@ -558,7 +547,7 @@ pub async fn profile(app: &App, row: &AccountRow) -> Result<ProfileView, ApiErro
     let mut recent_sign_ins = Vec::with_capacity(row.recent_sign_ins.len());
     for entry in &row.recent_sign_ins {
         let client = match personal_event(app, row.account_id, Some(entry.event)).await? {
-            Some(Event::SignedIn(e)) => e.personal.known().cloned(),
+            Some(AccountEvent::SignedIn(e)) => e.personal.known().cloned(),
             _ => None,
         };
         recent_sign_ins.push((entry.at, entry.method, client));
@@ -619,7 +608,7 @@ pub async fn change_password(
     confirm_password: &str,
 ) -> Result<(), ApiError> {
     let phc = match personal_event(app, row.account_id, row.password).await? {
-        Some(Event::PasswordSet(e)) => e.personal.known().map(|p| p.password_hash.clone()),
+        Some(AccountEvent::PasswordSet(e)) => e.personal.known().map(|p| p.password_hash.clone()),
         _ => None,
     };
     if !app.hasher.verify(current, phc).await.map_err(busy)? {
@@ -707,7 +696,7 @@ pub async fn finish_reenrollment(
             || ApiError::new(StatusCode::CONFLICT, "mfa_not_started", "Start setting up the new authenticator first."),
         )?;
     let old_secret = match personal_event(app, row.account_id, row.totp_secret).await? {
-        Some(Event::MfaEnrolled(e)) => e.personal.known().and_then(|s| s.totp_secret.clone()),
+        Some(AccountEvent::MfaEnrolled(e)) => e.personal.known().and_then(|s| s.totp_secret.clone()),
         _ => None,
     }
     .ok_or_else(|| internal("an app account without an authenticator secret"))?;
@@ -742,21 +731,6 @@ pub async fn finish_reenrollment(
 }
 
 // --- org administration ---
-
-/// The invitation mail for `username`, with the link.
-pub fn invitation_mail(email: &str, username: &str, url: &str) -> Mail {
-    Mail {
-        to: email.to_string(),
-        subject: "You are invited to Tenure".into(),
-        text: format!(
-            "Hello,\n\nA profile with the username {username} has been set up for you.\nSign in for the first time here (the link works once, for 7 days):\n\n{url}\n"
-        ),
-        html: format!(
-            "<p>Hello,</p><p>A profile with the username <strong>{username}</strong> has been set up for you.</p><p><a href=\"{url}\">Sign in for the first time</a> (the link works once, for 7 days).</p>"
-        ),
-        message_id: uuid::Uuid::now_v7().to_string(),
-    }
-}
 
 /// A domain message as a sentence for a form: "a username has…" becomes "A username has….".
 fn sentence(text: &str) -> String {
@@ -843,7 +817,7 @@ pub async fn invite_member(
         Err(error) => return Err(rejected(app, error)),
     }
     let url = format!("{}/invite/{token}", app.config.public_url);
-    app.mailer.send(&invitation_mail(email, username.as_str(), &url)).await.map_err(internal)?;
+    app.mailer.send(&tenure_mail::texts::invitation(email, username.as_str(), &url)).await.map_err(internal)?;
     tracing::info!(account = %account_id, admin = %admin.account_id, "invited");
     Ok((account_id, url))
 }
@@ -856,7 +830,7 @@ pub async fn resend_invitation(app: &App, admin: &AccountRow, member: &AccountRo
         .map_err(|e| rejected(app, e))?;
     let email = email_of(app, member).await?.ok_or_else(|| internal("no email address to send the invitation to"))?;
     let url = format!("{}/invite/{token}", app.config.public_url);
-    app.mailer.send(&invitation_mail(&email, &member.username, &url)).await.map_err(internal)?;
+    app.mailer.send(&tenure_mail::texts::invitation(&email, &member.username, &url)).await.map_err(internal)?;
     Ok(url)
 }
 

@@ -1,18 +1,20 @@
-//! Tenure's read models: what answers the login and dashboard queries. They are built from the
-//! event store by a runner that follows `$all` and writes rows and checkpoint in one
-//! transaction, and they can be rebuilt from position 0 into a fresh copy that is swapped in
-//! atomically while the old copy keeps answering.
+//! Tenure's read models: what answers the login and dashboard queries. Each projection is a
+//! definition (`projection.rs`) in a file of its own: `accounts` and `org_widgets`. A runner
+//! follows `$all` and writes each batch of rows with its checkpoint in one transaction; a
+//! rebuild replays from position 0 into a fresh copy that is swapped in atomically while the old
+//! copy keeps answering. Where the rows live, SQLite or PostgreSQL, is `storage`'s business.
 
-pub mod db;
-pub mod postgres;
+pub mod accounts;
+pub mod org_widgets;
+pub mod projection;
 pub mod rebuild;
-pub mod rows;
 pub mod runner;
 pub mod sample;
-pub mod schema;
+pub mod storage;
 
-pub use db::{Checkpoint, ProjectionDb, ProjectionError, ProjectionState, ProjectionStatus};
+pub use accounts::{AccountRow, DirectoryEntry, PersonalAt, SignInEntry};
+pub use org_widgets::{ItemKind, OrgItem, OrgWidgets};
+pub use projection::{ALL, Projection};
 pub use rebuild::{Phase, RebuildReport, rebuild};
-pub use rows::{AccountRow, ItemKind, OrgItem, PersonalAt, SignInEntry};
 pub use runner::{catch_up, run};
-pub use schema::{ALL, Projection};
+pub use storage::{Checkpoint, ProjectionDb, ProjectionError, ProjectionState, ProjectionStatus};

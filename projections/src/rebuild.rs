@@ -4,19 +4,53 @@
 //! until that moment; a rebuild that is interrupted (Ctrl-C, kill -9) leaves it untouched, and
 //! the next rebuild starts by dropping the half-written copy.
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{TransactionBehavior, params};
 use tenure_store::{Envelope, EventStore, Position, RecordedEvent, codec};
-use tokio::runtime::Handle;
 
-use crate::db::{self, Backend, ProjectionDb, ProjectionError, SqliteDb, read_checkpoint};
-use crate::rows::{self, MemoryRows, RowError};
-use crate::schema::{self, NEXT, Projection, SqlRows};
+use crate::projection::{Definition, Projection, Rows, Stored, apply_all, each_projection, typed};
+use crate::storage::{Guarded, ProjectionDb, ProjectionError};
 
-const PAGE: usize = 8192;
+/// The suffix of a rebuild's fresh copy of a table.
+pub(crate) const NEXT: &str = "__next";
+pub(crate) const PAGE: usize = 8192;
 /// Pages read and decoded ahead of the one being applied.
 const READ_AHEAD: usize = 3;
+
+/// The rows a rebuild replays into memory, for each projection it rebuilds.
+pub(crate) struct Replayed {
+    rows: Vec<(Projection, Box<dyn Any + Send + Sync>)>,
+}
+
+impl Replayed {
+    fn new(projections: &[Projection]) -> Replayed {
+        let rows = projections
+            .iter()
+            .map(|p| (*p, each_projection!(*p, D => Box::new(Rows::<D>::replay()) as Box<dyn Any + Send + Sync>)))
+            .collect();
+        Replayed { rows }
+    }
+
+    /// The rows replayed for `D`.
+    pub(crate) fn rows<D: Definition>(&self) -> &Rows<D> {
+        self.rows
+            .iter()
+            .find_map(|(_, rows)| rows.downcast_ref::<Rows<D>>())
+            .expect("a rebuild writes only the projections it replayed")
+    }
+
+    fn apply(&mut self, projection: Projection, envelope: Envelope) -> Result<(), ProjectionError> {
+        let (_, rows) = self.rows.iter_mut().find(|(p, _)| *p == projection).expect("replayed");
+        each_projection!(projection, D => apply_one::<D>(rows, envelope))
+    }
+}
+
+fn apply_one<D: Stored>(rows: &mut Box<dyn Any + Send + Sync>, envelope: Envelope) -> Result<(), ProjectionError> {
+    let rows = rows.downcast_mut::<Rows<D>>().expect("rows of their own projection");
+    apply_all(rows, &[typed::<D>(envelope)?])
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RebuildReport {
@@ -54,7 +88,7 @@ pub async fn rebuild<S: EventStore>(
     let started = Instant::now();
     let mut locks = Vec::new();
     for projection in projections {
-        let lock = db.try_lock(&format!("rebuild-{}", projection.name())).await?;
+        let lock = db.try_lock(Guarded::Rebuild(*projection)).await?;
         locks.push(lock.ok_or(ProjectionError::RebuildRunning(projection.name()))?);
     }
 
@@ -71,7 +105,7 @@ pub async fn rebuild<S: EventStore>(
                 .map_err(|e| ProjectionError::Db(format!("decoding failed: {e}")))?
         })
     };
-    let mut memory = MemoryRows::default();
+    let mut memory = Replayed::new(projections);
     let mut next: Position = 1;
     let mut events = 0u64;
     let mut head = store.head().await?;
@@ -94,16 +128,10 @@ pub async fn rebuild<S: EventStore>(
         events += page.seen;
         let Some(last) = page.last else { continue };
         memory = tokio::task::spawn_blocking(move || {
-            for (projection, envelope) in &page.envelopes {
-                let applied = match projection {
-                    Projection::Accounts => rows::apply_account(&mut memory, envelope),
-                    Projection::OrgWidgets => rows::apply_org(&mut memory, envelope),
-                };
-                if let Err(RowError::Apply(reason)) = applied {
-                    return Err(db::poison(*projection, envelope, reason.to_string()));
-                }
+            for (projection, envelope) in page.envelopes {
+                memory.apply(projection, envelope)?;
             }
-            Ok(memory)
+            Ok::<_, ProjectionError>(memory)
         })
         .await
         .map_err(|e| ProjectionError::Db(format!("replay failed: {e}")))??;
@@ -114,20 +142,11 @@ pub async fn rebuild<S: EventStore>(
     let replayed = started.elapsed();
     progress(Phase::Writing);
 
-    let (events, position, written_at) = match db.backend() {
-        Backend::Sqlite(db) => {
-            let (events_after, position, written_at) =
-                write_and_swap_sqlite(store, db, projections, memory, next, started, &mut progress).await?;
-            (events + events_after, position, written_at)
-        }
-        Backend::Postgres(db) => {
-            db.write_copy(projections, &memory).await?;
-            let written_at = started.elapsed();
-            progress(Phase::Swapping);
-            let (events_after, position) = db.swap(store, projections, next).await?;
-            (events + events_after, position, written_at)
-        }
-    };
+    db.write_copy(projections, Arc::new(memory)).await?;
+    let written_at = started.elapsed();
+    progress(Phase::Swapping);
+    let (events_after, position) = db.swap(store, projections, next).await?;
+    let events = events + events_after;
     drop(locks);
     let elapsed = started.elapsed();
     Ok(RebuildReport {
@@ -138,94 +157,6 @@ pub async fn rebuild<S: EventStore>(
         write: written_at - replayed,
         swap: elapsed - written_at,
     })
-}
-
-/// The SQLite copy: written beside the serving tables, then caught up and renamed into place
-/// under the write lock. Returns the events read while catching up, the new checkpoint and when
-/// the copy was written.
-async fn write_and_swap_sqlite<S: EventStore>(
-    store: &S,
-    db: &SqliteDb,
-    projections: &[Projection],
-    memory: MemoryRows,
-    mut next: Position,
-    started: Instant,
-    progress: &mut impl FnMut(Phase),
-) -> Result<(u64, Position, Duration), ProjectionError> {
-    let projections = projections.to_vec();
-    let written = projections.clone();
-    db.write(move |c| {
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for projection in &written {
-            drop_next(&tx, *projection)?;
-            tx.execute_batch(&projection.create_tables(NEXT))?;
-        }
-        if written.contains(&Projection::Accounts) {
-            let mut insert = tx.prepare_cached(&schema::insert_account_sql(NEXT))?;
-            // In key order, the B-tree only ever grows at its right edge.
-            let mut rows: Vec<_> = memory.accounts.values().collect();
-            rows.sort_unstable_by_key(|row| row.account_id);
-            for row in rows {
-                schema::write_account(&mut insert, row)?;
-            }
-        }
-        if written.contains(&Projection::OrgWidgets) {
-            let mut insert = tx.prepare_cached(&schema::insert_item_sql(NEXT))?;
-            for item in memory.items.values() {
-                schema::write_item(&mut insert, item)?;
-            }
-        }
-        for projection in &written {
-            let generation = read_checkpoint(&tx, *projection)?.generation + 1;
-            tx.execute_batch(&projection.create_indexes(NEXT, generation))?;
-        }
-        tx.commit()?;
-        Ok(())
-    })
-    .await?;
-
-    let written_at = started.elapsed();
-    progress(Phase::Swapping);
-    let mut events = 0u64;
-    let handle = Handle::current();
-    let store = store.clone();
-    let swapped = db
-        .write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // What arrived while the copy was written; the live runner waits for this lock.
-            loop {
-                let page = handle.block_on(store.read_all(next, PAGE))?;
-                let Some(last) = page.last().map(|e| e.position) else { break };
-                let mut rows = SqlRows { connection: &tx, suffix: NEXT };
-                events += page.len() as u64;
-                for recorded in page {
-                    let relevant: Vec<Projection> =
-                        projections.iter().copied().filter(|p| p.handles(&recorded.stream)).collect();
-                    let Some(first) = relevant.first() else { continue };
-                    let envelope = decode(*first, recorded)?;
-                    for projection in relevant {
-                        db::apply(&mut rows, projection, &envelope)?;
-                    }
-                }
-                next = last + 1;
-            }
-            for projection in &projections {
-                let generation = read_checkpoint(&tx, *projection)?.generation + 1;
-                for table in projection.tables() {
-                    tx.execute_batch(&format!("DROP TABLE {table}; ALTER TABLE {table}{NEXT} RENAME TO {table};"))?;
-                }
-                tx.execute(
-                    "UPDATE checkpoints SET position = ?2, generation = ?3, failed_position = NULL, error = NULL \
-                     WHERE name = ?1",
-                    params![projection.name(), (next - 1) as i64, generation as i64],
-                )?;
-            }
-            tx.commit()?;
-            Ok((events, next - 1))
-        })
-        .await;
-    let (events, position) = swapped?;
-    Ok((events, position, written_at))
 }
 
 pub(crate) fn decode(projection: Projection, recorded: RecordedEvent) -> Result<Envelope, ProjectionError> {
@@ -270,9 +201,7 @@ fn decode_page(
     Ok(decoded)
 }
 
-fn drop_next(tx: &rusqlite::Connection, projection: Projection) -> rusqlite::Result<()> {
-    for table in projection.tables() {
-        tx.execute_batch(&format!("DROP TABLE IF EXISTS {table}{NEXT};"))?;
-    }
-    Ok(())
+/// The events of `page` that `projection` reads, decoded.
+pub(crate) fn decode_for(projection: Projection, page: &[RecordedEvent]) -> Result<Vec<Envelope>, ProjectionError> {
+    page.iter().filter(|r| projection.handles(&r.stream)).map(|r| decode(projection, r.clone())).collect()
 }

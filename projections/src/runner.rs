@@ -5,8 +5,8 @@
 use futures_util::{FutureExt, StreamExt};
 use tenure_store::{EventStore, Position, RecordedEvent, codec};
 
-use crate::db::{ProjectionDb, ProjectionError};
-use crate::schema::Projection;
+use crate::projection::{ALL, Projection};
+use crate::storage::{Guarded, ProjectionDb, ProjectionError};
 
 /// Events per transaction.
 pub const PAGE: usize = 1024;
@@ -134,9 +134,9 @@ pub async fn start<S: EventStore>(
     store: S,
     db: ProjectionDb,
 ) -> Result<Option<impl std::future::Future<Output = Result<(), ProjectionError>>>, ProjectionError> {
-    let Some(lock) = db.try_lock("runner").await? else { return Ok(None) };
+    let Some(lock) = db.try_lock(Guarded::Runner).await? else { return Ok(None) };
     let mut runners = tokio::task::JoinSet::new();
-    for projection in crate::schema::ALL {
+    for projection in ALL {
         runners.spawn(run(store.clone(), db.clone(), projection));
     }
     Ok(Some(async move {

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use tenure_domain::decide::{self, Command, Ctx, EnrollmentProof, Factor, Invite, PasswordVia};
 use tenure_domain::events::{Client, CodePurpose, MfaRequirement, Org, Profile, Role};
 use tenure_domain::org::{self, OrgCommand};
-use tenure_domain::{Account, AccountId, Event, OrgId, SecretDigest, Username};
+use tenure_domain::{Account, AccountEvent, AccountId, Event, OrgId, SecretDigest, Username};
 use tenure_store::{Actor, EventStore, Expected, Keys, Meta, StoreError, StreamAppend, codec};
 use uuid::Uuid;
 
@@ -43,13 +43,13 @@ pub async fn generate<S: EventStore>(store: &S, keys: &Keys, accounts: usize, se
             let (username, events) = history(&mut rng, *id, n, at)?;
             let claim = Event::from(tenure_domain::events::UsernameClaimed { account_id: *id, at });
             let stream = id.stream();
-            let encode = |e: &Event, stream: &str, key| codec::encode(e, stream, key, &meta, e.at());
             let account_events = events
                 .iter()
-                .map(|e| encode(e, &stream, Some(key)))
+                .map(|e| codec::encode(e, &stream, Some(key), &meta, e.at()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| SampleError::Other(e.to_string()))?;
-            let claim = encode(&claim, &username.stream(), None).map_err(|e| SampleError::Other(e.to_string()))?;
+            let claim = codec::encode(&claim, &username.stream(), None, &meta, claim.at())
+                .map_err(|e| SampleError::Other(e.to_string()))?;
             appended += account_events.len() as u64 + 1;
             appends.push(StreamAppend { stream: username.stream(), expected: Expected::NoStream, events: vec![claim] });
             appends.push(StreamAppend { stream, expected: Expected::NoStream, events: account_events });
@@ -66,7 +66,7 @@ fn history(
     id: AccountId,
     n: usize,
     invited_at: DateTime<Utc>,
-) -> Result<(Username, Vec<Event>), SampleError> {
+) -> Result<(Username, Vec<AccountEvent>), SampleError> {
     let username = Username::parse(&format!("user{n:07}")).map_err(|e| SampleError::Other(e.to_string()))?;
     let token = SecretDigest(rng.random());
     let mfa = match rng.random_range(0..10) {
@@ -158,7 +158,7 @@ fn history(
 
 struct History {
     state: Account,
-    events: Vec<Event>,
+    events: Vec<AccountEvent>,
     now: DateTime<Utc>,
 }
 

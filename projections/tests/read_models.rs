@@ -10,7 +10,7 @@ use common::*;
 use tenure_domain::decide::{Command, Factor};
 use tenure_domain::events::{Client, Profile, ProfileUpdated, Role, SignInMethod};
 use tenure_domain::org::OrgCommand;
-use tenure_domain::{Event, OrgId, Personal, Status, Username};
+use tenure_domain::{AccountEvent, OrgId, Personal, Status, Username};
 use tenure_projections::{ALL, Projection, ProjectionError, ProjectionState, catch_up};
 use tenure_store::{EventStore, Expected, KeyStore};
 
@@ -79,7 +79,7 @@ async fn read_models_answer_the_login_and_dashboard_queries(w: World) {
     assert_eq!(login.throttle.consecutive_failures, 1);
     let password = repo.event_at(jane, login.password.expect("password position")).await.unwrap();
     assert!(
-        matches!(password, Some(Event::PasswordSet(e)) if e.personal.known().is_some_and(|p| p.password_hash == "$argon2id$x"))
+        matches!(password, Some(AccountEvent::PasswordSet(e)) if e.personal.known().is_some_and(|p| p.password_hash == "$argon2id$x"))
     );
 
     let view = db.account_view(jane).await.unwrap().expect("account view");
@@ -93,13 +93,13 @@ async fn read_models_answer_the_login_and_dashboard_queries(w: World) {
     assert_eq!(view.recent_sign_ins[0].at, t0() + Days::days(3), "newest first");
     assert_eq!(view.recent_sign_ins[0].method, SignInMethod::Password);
     match repo.event_at(jane, view.profile.unwrap()).await.unwrap() {
-        Some(Event::ProfileUpdated(ProfileUpdated { personal: Personal::Known(p), .. })) => {
+        Some(AccountEvent::ProfileUpdated(ProfileUpdated { personal: Personal::Known(p), .. })) => {
             assert_eq!(p.display_name.as_deref(), Some("Jane D."))
         }
         other => panic!("{other:?}"),
     }
     match repo.event_at(jane, view.recent_sign_ins[0].event).await.unwrap() {
-        Some(Event::SignedIn(e)) => assert_eq!(e.personal.known().unwrap().address, "203.0.113.9"),
+        Some(AccountEvent::SignedIn(e)) => assert_eq!(e.personal.known().unwrap().address, "203.0.113.9"),
         other => panic!("{other:?}"),
     }
     assert_eq!(repo.event_at(amy, view.profile.unwrap()).await.unwrap(), None, "another account's event is not opened");
@@ -145,7 +145,7 @@ async fn erasure_reaches_the_read_models(w: World) {
     assert!(view.recent_sign_ins.is_empty());
     assert_eq!(db.login_lookup(&Username::parse("gone").unwrap()).await.unwrap(), None);
     match repo.event_at(id, profile_at).await.unwrap() {
-        Some(Event::ProfileUpdated(e)) => assert_eq!(e.personal, Personal::Erased),
+        Some(AccountEvent::ProfileUpdated(e)) => assert_eq!(e.personal, Personal::Erased),
         other => panic!("{other:?}"),
     }
     assert!(!format!("{:?}", dump(&db).await).contains("Quentin"), "no personal data in the rows");

@@ -114,7 +114,7 @@ async fn play(backend: Backend, ops: Vec<Op>) {
                     Op::OpenTicket(_) => OrgCommand::OpenTicket { ticket_id, title: format!("Ticket {t}") },
                     _ => OrgCommand::CloseTicket { ticket_id },
                 };
-                repo.execute_org(&acme, command, &ctx(now), &meta()).await.map(|e| vec![e])
+                repo.execute_org(&acme, command, &ctx(now), &meta()).await.map(|_| vec![])
             }
             Op::CatchUp => {
                 for projection in ALL {

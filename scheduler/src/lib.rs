@@ -9,38 +9,28 @@
 //! but not marked (a crash in between) is sent again at the next start with the same Message-ID,
 //! unless the account has moved on since: see docs/scheduler.md.
 
+pub mod deliveries;
 pub mod lease;
 pub mod tracker;
 
-use std::path::Path;
-use std::sync::Mutex;
-
 use chrono::{DateTime, Duration, Utc};
 use tenure_domain::decide::{Command, Ctx};
-use tenure_domain::{Account, AccountId, Event, Status};
+use tenure_domain::lifecycle;
+use tenure_domain::{Account, AccountEvent, AccountId, Event, UsernameClaimEvent};
+use tenure_mail::Mail;
+use tenure_mail::texts::{Ahead, inactivity_warning};
 use tenure_store::event_store::{EventStore, Position};
-use tenure_store::{Accounts, Actor, ExecuteError, KeyStore, Meta, StoreError, codec};
+use tenure_store::{Accounts, Actor, ExecuteError, KeyStore, Meta, codec};
 use uuid::Uuid;
 
-pub use tracker::{Stage, Step, Tracker};
+pub use deliveries::DeliveryLog;
+pub use tenure_domain::lifecycle::{Stage, Step};
+pub use tracker::Tracker;
 
 /// How long a deleted account's username stays unavailable by default.
 pub const DEFAULT_QUARANTINE: Duration = Duration::days(180);
 /// Events folded per read while following `$all`.
 const PAGE: usize = 4096;
-/// The events that move a deadline or end the lifecycle: the only ones the tracker reads. Most
-/// events (passwords, codes, profiles, failed attempts) move no deadline, and leaving them in the
-/// store is most of what keeps a replay short.
-const DEADLINE_EVENTS: [&str; 8] = [
-    "AccountInvited",
-    "SignedIn",
-    "Reactivated",
-    "DeactivationWarningSent",
-    "Deactivated",
-    "DeletionWarningSent",
-    "Deleted",
-    "UsernameReleased",
-];
 /// How often an account's step is retried after the store lost a race, within one pass.
 const ATTEMPTS: usize = 5;
 
@@ -68,6 +58,16 @@ pub struct Warning {
     pub step: Step,
     /// When the profile will be deactivated or deleted.
     pub deadline: DateTime<Utc>,
+}
+
+impl Warning {
+    /// The mail that carries the warning; the same warning always has the same Message-ID, so
+    /// that one sent again can be recognised.
+    pub fn mail(&self, public_url: &str) -> Mail {
+        let ahead = if self.step == Step::WarnDeletion { Ahead::Deletion } else { Ahead::Deactivation };
+        let message_id = format!("warning-{}", self.event_id);
+        inactivity_warning(&self.to, &self.username, ahead, self.deadline, public_url, message_id)
+    }
 }
 
 /// What the scheduler does outside the event store: the CLI gives it the gateway's mailer (SMTP
@@ -107,123 +107,6 @@ impl std::fmt::Display for Summary {
             self.warned, self.deactivated, self.deleted, self.released
         )
     }
-}
-
-/// Warning mails delivered, by event id: a small SQLite file of the scheduler's own, or a table
-/// in the shared PostgreSQL database, so that a scheduler taking over on another host knows
-/// what went out.
-pub enum DeliveryLog {
-    Sqlite(Mutex<rusqlite::Connection>),
-    Postgres(deadpool_postgres::Pool),
-}
-
-impl DeliveryLog {
-    pub fn sqlite(path: &Path) -> Result<DeliveryLog, SchedulerError> {
-        let connection = rusqlite::Connection::open(path)?;
-        connection.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS delivered (event_id BLOB PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;",
-        )?;
-        Ok(DeliveryLog::Sqlite(Mutex::new(connection)))
-    }
-
-    /// The log beside the store `location` names (the PostgreSQL table comes with the store's
-    /// migrations).
-    pub fn at(location: &tenure_store::Location) -> Result<DeliveryLog, SchedulerError> {
-        match location {
-            tenure_store::Location::Embedded { data_dir, .. } => DeliveryLog::sqlite(&data_dir.join("scheduler.db")),
-            tenure_store::Location::Postgres { url, .. } => {
-                Ok(DeliveryLog::Postgres(tenure_store::postgres::pool(url)?))
-            }
-        }
-    }
-
-    async fn delivered(&self, event_id: Uuid) -> Result<bool, SchedulerError> {
-        match self {
-            DeliveryLog::Sqlite(connection) => {
-                let connection = connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                Ok(connection
-                    .prepare_cached("SELECT 1 FROM delivered WHERE event_id = ?1")?
-                    .exists([event_id.as_bytes()])?)
-            }
-            DeliveryLog::Postgres(pool) => Ok(client(pool)
-                .await?
-                .query_opt("SELECT 1 FROM delivered WHERE event_id = $1", &[&event_id])
-                .await
-                .map_err(pg)?
-                .is_some()),
-        }
-    }
-
-    async fn mark(&self, event_id: Uuid, at: DateTime<Utc>) -> Result<(), SchedulerError> {
-        match self {
-            DeliveryLog::Sqlite(connection) => {
-                let connection = connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                connection
-                    .prepare_cached("INSERT OR IGNORE INTO delivered (event_id, at) VALUES (?1, ?2)")?
-                    .execute(rusqlite::params![event_id.as_bytes(), at.timestamp_micros()])?;
-            }
-            DeliveryLog::Postgres(pool) => {
-                client(pool)
-                    .await?
-                    .execute(
-                        "INSERT INTO delivered (event_id, at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                        &[&event_id, &at.timestamp_micros()],
-                    )
-                    .await
-                    .map_err(pg)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl DeliveryLog {
-    /// Every delivery recorded, for moving the log to another backend with the events.
-    pub async fn export(&self) -> Result<Vec<(Uuid, i64)>, SchedulerError> {
-        match self {
-            DeliveryLog::Sqlite(connection) => {
-                let connection = connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let mut statement = connection.prepare("SELECT event_id, at FROM delivered")?;
-                let rows = statement
-                    .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                rows.into_iter()
-                    .map(|(id, at)| {
-                        let id = Uuid::from_slice(&id)
-                            .map_err(|_| StoreError::Corrupt("the delivery log holds a bad event id".into()))?;
-                        Ok((id, at))
-                    })
-                    .collect()
-            }
-            DeliveryLog::Postgres(pool) => Ok(client(pool)
-                .await?
-                .query("SELECT event_id, at FROM delivered", &[])
-                .await
-                .map_err(pg)?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect()),
-        }
-    }
-
-    /// Records deliveries exported from another log; those already recorded stay as they are.
-    pub async fn import(&self, deliveries: Vec<(Uuid, i64)>) -> Result<(), SchedulerError> {
-        for (event_id, at) in deliveries {
-            let at = DateTime::from_timestamp_micros(at)
-                .ok_or_else(|| StoreError::Corrupt("the delivery log holds a bad time".into()))?;
-            self.mark(event_id, at).await?;
-        }
-        Ok(())
-    }
-}
-
-async fn client(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Object, SchedulerError> {
-    pool.get().await.map_err(|e| SchedulerError::Store(StoreError::Backend(format!("the delivery log: {e}"))))
-}
-
-fn pg(error: tokio_postgres::Error) -> SchedulerError {
-    SchedulerError::Store(tenure_store::postgres::pg_error("the delivery log", &error))
 }
 
 pub struct Scheduler<S, K, D> {
@@ -277,7 +160,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
             // Everything up to this head is visible to the read that follows: once a page comes
             // back short, the events up to it that were passed over need not be scanned again.
             let head = self.accounts.store.head().await?;
-            let page = self.accounts.store.read_all_of_types(self.next, PAGE, &DEADLINE_EVENTS).await?;
+            let page = self.accounts.store.read_all_of_types(self.next, PAGE, &lifecycle::EVENT_TYPES).await?;
             let full = page.len() == PAGE;
             if let Some(last) = page.last() {
                 self.next = last.position + 1;
@@ -293,25 +176,33 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
     }
 
     fn fold(&mut self, recorded: tenure_store::RecordedEvent, at_start: bool) -> Result<(), SchedulerError> {
-        let account = AccountId::from_stream(&recorded.stream);
-        if account.is_none() && !recorded.stream.starts_with("username-") {
-            return Ok(());
+        let tenure_store::Envelope { recorded, event } = codec::decode_sealed(recorded)?;
+        let on_claim_stream = recorded.stream.starts_with(tenure_domain::Username::STREAM_PREFIX);
+        match (AccountId::from_stream(&recorded.stream), event) {
+            (Some(account), Event::Account(event)) => {
+                // Only the replay at start looks for warnings whose mail may never have gone out
+                // (a scheduler died between recording and mailing). A warning found later was
+                // written by a scheduler that is alive and mails it itself: this one, or one
+                // acting without the lease, which must not lead to a second mail.
+                let warning =
+                    matches!(event, AccountEvent::DeactivationWarningSent(_) | AccountEvent::DeletionWarningSent(_));
+                if at_start && warning {
+                    self.unconfirmed.push((account, recorded.id));
+                }
+                self.tracker.apply(account, &event);
+            }
+            (None, Event::UsernameClaim(UsernameClaimEvent::UsernameReleased(e))) if on_claim_stream => {
+                self.tracker.released(e.account_id);
+            }
+            // Moved there by hand: the account's own reads refuse it when the scheduler acts.
+            (_, event) => tracing::error!(
+                event_id = %recorded.id,
+                position = recorded.position,
+                stream = %recorded.stream,
+                "{} does not belong on its stream; the scheduler passes over it",
+                event.type_name()
+            ),
         }
-        let event_id = recorded.id;
-        let event = codec::decode_sealed(recorded)?.event;
-        let account = match (&event, account) {
-            (Event::UsernameReleased(e), _) => e.account_id,
-            (_, Some(account)) => account,
-            _ => return Ok(()),
-        };
-        // Only the replay at start looks for warnings whose mail may never have gone out (a
-        // scheduler died between recording and mailing). A warning found later was written by
-        // a scheduler that is alive and mails it itself: this one, or one acting without the
-        // lease, which must not lead to a second mail.
-        if at_start && matches!(event, Event::DeactivationWarningSent(_) | Event::DeletionWarningSent(_)) {
-            self.unconfirmed.push((account, event_id));
-        }
-        self.tracker.apply(account, &event);
         Ok(())
     }
 
@@ -387,8 +278,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
                 // The username's quarantine is over.
                 let invited = state.invited.as_ref().expect("a deleted account was invited");
                 let released = self.accounts.release_username(&invited.username, id, &ctx, &meta).await?;
-                let done = tenure_domain::events::UsernameReleased { account_id: id, at: now };
-                self.tracker.apply(id, &Event::UsernameReleased(done));
+                self.tracker.released(id);
                 if !released {
                     return Ok(None);
                 }
@@ -431,7 +321,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
     }
 
     /// Brings the tracker's view of one account up to its stream.
-    fn refresh(&mut self, id: AccountId, envelopes: &[tenure_store::Envelope]) {
+    fn refresh(&mut self, id: AccountId, envelopes: &[tenure_store::Envelope<AccountEvent>]) {
         self.tracker.forget(id);
         for envelope in envelopes {
             self.tracker.apply(id, &envelope.event);
@@ -464,18 +354,10 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
             }
             let (state, envelopes) = self.accounts.load(id).await?;
             let Some(envelope) = envelopes.iter().find(|e| e.recorded.id == event_id) else { continue };
-            let current = state.deadlines();
-            let holds = match &envelope.event {
-                Event::DeactivationWarningSent(e) => {
-                    matches!(state.status(), Status::Invited | Status::Onboarding | Status::Active)
-                        && current.is_some_and(|d| d.deactivation == e.deadline)
-                }
-                Event::DeletionWarningSent(e) => {
-                    state.status() == Status::Deactivated && current.is_some_and(|d| d.deletion == e.deadline)
-                }
-                _ => false,
-            };
-            if holds && let Some(warning) = warning(&state, event_id, &envelope.event) {
+            let still_holds = warning(&state, event_id, &envelope.event).filter(|warning| {
+                state.lifecycle().is_some_and(|lifecycle| lifecycle.is_warning_for(warning.step, warning.deadline))
+            });
+            if let Some(warning) = still_holds {
                 self.send(warning, now).await?;
             }
         }
@@ -484,10 +366,10 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
 }
 
 /// The warning mail an event calls for.
-fn warning(state: &Account, event_id: Uuid, event: &Event) -> Option<Warning> {
+fn warning(state: &Account, event_id: Uuid, event: &AccountEvent) -> Option<Warning> {
     let (step, deadline) = match event {
-        Event::DeactivationWarningSent(e) => (Step::WarnDeactivation, e.deadline),
-        Event::DeletionWarningSent(e) => (Step::WarnDeletion, e.deadline),
+        AccountEvent::DeactivationWarningSent(e) => (Step::WarnDeactivation, e.deadline),
+        AccountEvent::DeletionWarningSent(e) => (Step::WarnDeletion, e.deadline),
         _ => return None,
     };
     let invited = state.invited.as_ref()?;
@@ -505,30 +387,13 @@ fn warning(state: &Account, event_id: Uuid, event: &Event) -> Option<Warning> {
 /// The step due for `state` at `now`, from the domain's own view of the account, with the
 /// command that takes it (`None` for the username release, which is not an account command).
 fn due_step(state: &Account, now: DateTime<Utc>, quarantine: Duration) -> Option<(Step, Option<Command>)> {
-    let d = state.deadlines()?;
-    match state.status() {
-        Status::New => None,
-        Status::Invited | Status::Onboarding | Status::Active => {
-            if state.deactivation_warned_for != Some(d.deactivation) && now >= d.deactivation_warning {
-                Some((Step::WarnDeactivation, Some(Command::SendDeactivationWarning)))
-            } else if now >= d.deactivation {
-                Some((Step::Deactivate, Some(Command::Deactivate)))
-            } else {
-                None
-            }
-        }
-        Status::Deactivated => {
-            if state.deletion_warned_for != Some(d.deletion) && now >= d.deletion_warning {
-                Some((Step::WarnDeletion, Some(Command::SendDeletionWarning)))
-            } else if now >= d.deletion {
-                Some((Step::Delete, Some(Command::Delete)))
-            } else {
-                None
-            }
-        }
-        Status::Deleted => {
-            let deleted_at = state.deleted_at?;
-            (now >= deleted_at + quarantine).then_some((Step::ReleaseUsername, None))
-        }
-    }
+    let step = state.lifecycle()?.due(now, quarantine)?;
+    let command = match step {
+        Step::WarnDeactivation => Some(Command::SendDeactivationWarning),
+        Step::Deactivate => Some(Command::Deactivate),
+        Step::WarnDeletion => Some(Command::SendDeletionWarning),
+        Step::Delete => Some(Command::Delete),
+        Step::ReleaseUsername => None,
+    };
+    Some((step, command))
 }

@@ -1,59 +1,15 @@
-//! What the scheduler knows about every account: its last activity, where it is in the
-//! lifecycle and which warning went out for the current deadline, folded from events without
+//! What the scheduler knows about every account: its `Lifecycle` (16 bytes: the last activity,
+//! the stage and whether the current deadline's warning went out), folded from events without
 //! opening any personal data; and the accounts ordered by their next due step.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
-use tenure_domain::calendar::{self, Deadlines};
-use tenure_domain::{AccountId, Event};
+use tenure_domain::{AccountEvent, AccountId, Lifecycle};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Invited, onboarding or active: the deactivation clock runs.
-    Open,
-    Deactivated,
-    /// Deleted; the username is still in quarantine.
-    Deleted,
-    /// Deleted and the username released: nothing left to do.
-    Done,
-}
-
-/// The next thing due for an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    WarnDeactivation,
-    Deactivate,
-    WarnDeletion,
-    Delete,
-    ReleaseUsername,
-}
-
-impl Step {
-    pub fn name(self) -> &'static str {
-        match self {
-            Step::WarnDeactivation => "deactivation warning",
-            Step::Deactivate => "deactivation",
-            Step::WarnDeletion => "deletion warning",
-            Step::Delete => "deletion",
-            Step::ReleaseUsername => "username release",
-        }
-    }
-}
-
-/// One account, in 16 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tracked {
-    /// The last activity; for a deleted account, the time of deletion.
-    since: i64,
-    pub stage: Stage,
-    /// The warning for the current deadline of this stage has been recorded.
-    warned: bool,
-}
-
-/// Nanoseconds since the epoch: events keep the clock's full precision, and a deadline computed
-/// from a truncated time would not match the one the decider recorded.
+/// Nanoseconds since the epoch: the queue's order. Events keep the clock's full precision, and
+/// a deadline computed from a truncated time would not match the one the decider recorded.
 fn nanos(at: DateTime<Utc>) -> i64 {
     at.timestamp_nanos_opt().expect("account times fall between 1677 and 2262")
 }
@@ -62,30 +18,11 @@ fn time(nanos: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(nanos)
 }
 
-impl Tracked {
-    fn deadlines(&self) -> Deadlines {
-        calendar::deadlines(time(self.since))
-    }
-
-    /// The next step and when it is due; `None` when nothing is left.
-    pub fn next(&self, quarantine: Duration) -> Option<(DateTime<Utc>, Step)> {
-        let d = self.deadlines();
-        match (self.stage, self.warned) {
-            (Stage::Open, false) => Some((d.deactivation_warning, Step::WarnDeactivation)),
-            (Stage::Open, true) => Some((d.deactivation, Step::Deactivate)),
-            (Stage::Deactivated, false) => Some((d.deletion_warning, Step::WarnDeletion)),
-            (Stage::Deactivated, true) => Some((d.deletion, Step::Delete)),
-            (Stage::Deleted, _) => Some((time(self.since) + quarantine, Step::ReleaseUsername)),
-            (Stage::Done, _) => None,
-        }
-    }
-}
-
-/// Every account's `Tracked`, and a queue of next due steps. The queue may hold outdated
+/// Every account's `Lifecycle`, and a queue of next due steps. The queue may hold outdated
 /// entries (an account that signed in since it was queued); they are recognised and passed over
 /// when they come up, which keeps an event's update to O(log n).
 pub struct Tracker {
-    accounts: HashMap<AccountId, Tracked>,
+    accounts: HashMap<AccountId, Lifecycle>,
     queue: BinaryHeap<Reverse<(i64, AccountId)>>,
     quarantine: Duration,
     /// While replaying history, the queue is built once at the end instead of per event.
@@ -121,38 +58,25 @@ impl Tracker {
         self.queue = BinaryHeap::from(queue);
     }
 
-    /// Folds one event of an account stream or of a username claim stream; other events are
-    /// not the tracker's concern. Folding an event twice changes nothing.
-    pub fn apply(&mut self, account: AccountId, event: &Event) {
-        let entry = self.accounts.get(&account).copied();
-        let Some(mut t) = entry.or(match event {
-            Event::AccountInvited(e) => Some(Tracked { since: nanos(e.at), stage: Stage::Open, warned: false }),
-            _ => None,
-        }) else {
-            return;
+    /// Folds one event of the account's stream. Folding an event twice changes nothing.
+    pub fn apply(&mut self, account: AccountId, event: &AccountEvent) {
+        let lifecycle = match (self.accounts.get(&account), event) {
+            (Some(lifecycle), _) => lifecycle.apply(event),
+            (None, AccountEvent::AccountInvited(e)) => Lifecycle::invited(e.at),
+            // Events of an account the tracker never saw invited move nothing it knows of.
+            (None, _) => return,
         };
-        match event {
-            Event::SignedIn(e) => {
-                t.since = nanos(e.at);
-                t.warned = false;
-            }
-            Event::Reactivated(e) => {
-                t = Tracked { since: nanos(e.at), stage: Stage::Open, warned: false };
-            }
-            Event::DeactivationWarningSent(e) => t.warned |= e.deadline == t.deadlines().deactivation,
-            Event::Deactivated(_) => {
-                t.stage = Stage::Deactivated;
-                t.warned = false;
-            }
-            Event::DeletionWarningSent(e) => t.warned |= e.deadline == t.deadlines().deletion,
-            Event::Deleted(e) => t = Tracked { since: nanos(e.at), stage: Stage::Deleted, warned: false },
-            Event::UsernameReleased(_) => t.stage = Stage::Done,
-            _ => {}
-        }
-        self.set(account, t);
+        self.set(account, lifecycle);
     }
 
-    fn set(&mut self, account: AccountId, tracked: Tracked) {
+    /// The account's username is released: nothing is left to do for it.
+    pub fn released(&mut self, account: AccountId) {
+        if let Some(lifecycle) = self.accounts.get(&account).copied() {
+            self.set(account, lifecycle.released());
+        }
+    }
+
+    fn set(&mut self, account: AccountId, tracked: Lifecycle) {
         let before = self.accounts.insert(account, tracked).and_then(|t| t.next(self.quarantine));
         let after = tracked.next(self.quarantine);
         if !self.replaying
@@ -210,6 +134,6 @@ impl Tracker {
     /// Accounts deleted whose username is still held: their keys must be gone (a crash may have
     /// come between recording the deletion and destroying the key).
     pub fn deleted(&self) -> impl Iterator<Item = AccountId> + '_ {
-        self.accounts.iter().filter(|(_, t)| t.stage == Stage::Deleted).map(|(id, _)| *id)
+        self.accounts.iter().filter(|(_, t)| t.stage == tenure_domain::Stage::Deleted).map(|(id, _)| *id)
     }
 }

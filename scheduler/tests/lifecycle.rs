@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use tenure_domain::calendar;
 use tenure_domain::decide::{Command, Ctx, Factor, Invite, PasswordVia};
 use tenure_domain::events::{Client, MfaRequirement, Org, Role};
-use tenure_domain::{AccountId, Event, OrgId, Username};
+use tenure_domain::{AccountEvent, AccountId, OrgId, Username};
 use tenure_scheduler::{DEFAULT_QUARANTINE, Deliver, DeliveryLog, Scheduler, Step, Summary, Warning};
 use tenure_store::conformance::{Backend, TestLocation};
 use tenure_store::sqlite::Open;
@@ -95,10 +95,10 @@ impl World {
             client: Client { address: "203.0.113.1".into(), user_agent: "test".into() },
         };
         let events = self.repo.execute(id, command, &Ctx { now: at }, &Meta::new(Actor::User(id))).await;
-        events.is_ok_and(|events| events.iter().any(|e| matches!(e, Event::SignedIn(_))))
+        events.is_ok_and(|events| events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))))
     }
 
-    async fn events(&self, id: AccountId) -> Vec<(Event, String)> {
+    async fn events(&self, id: AccountId) -> Vec<(AccountEvent, String)> {
         let (_, envelopes) = self.repo.load(id).await.unwrap();
         envelopes.into_iter().map(|e| (e.event, e.recorded.actor)).collect()
     }
@@ -110,58 +110,70 @@ fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
 
 /// Checks one account's history against SPEC §5: every scheduled event exactly at its deadline
 /// as computed from the last activity before it, each once, in order.
-fn check_history(id: AccountId, history: &[(Event, String)], end: DateTime<Utc>) {
+fn check_history(id: AccountId, history: &[(AccountEvent, String)], end: DateTime<Utc>) {
     let mut last_activity = None;
     let mut deactivated = false;
     let mut warned = std::collections::HashSet::new();
     for (event, actor) in history {
         let d = last_activity.map(calendar::deadlines);
         match event {
-            Event::AccountInvited(e) => last_activity = Some(e.at),
-            Event::SignedIn(e) => {
+            AccountEvent::AccountInvited(e) => last_activity = Some(e.at),
+            AccountEvent::SignedIn(e) => {
                 assert!(!deactivated, "{id}: a sign-in while deactivated");
                 last_activity = Some(e.at);
             }
-            Event::Reactivated(e) => {
+            AccountEvent::Reactivated(e) => {
                 deactivated = false;
                 last_activity = Some(e.at);
             }
-            Event::DeactivationWarningSent(e) => {
+            AccountEvent::DeactivationWarningSent(e) => {
                 let d = d.unwrap();
                 assert_eq!((e.deadline, e.at), (d.deactivation, d.deactivation_warning), "{id}");
                 assert!(warned.insert(e.deadline), "{id}: a second warning for {}", e.deadline);
             }
-            Event::Deactivated(e) => {
+            AccountEvent::Deactivated(e) => {
                 assert_eq!(e.at, d.unwrap().deactivation, "{id}");
                 deactivated = true;
             }
-            Event::DeletionWarningSent(e) => {
+            AccountEvent::DeletionWarningSent(e) => {
                 let d = d.unwrap();
                 assert_eq!((e.deadline, e.at), (d.deletion, d.deletion_warning), "{id}");
                 assert!(warned.insert(e.deadline), "{id}: a second warning for {}", e.deadline);
             }
-            Event::Deleted(e) => assert_eq!(e.at, d.unwrap().deletion, "{id}"),
-            _ => {}
+            AccountEvent::Deleted(e) => assert_eq!(e.at, d.unwrap().deletion, "{id}"),
+            // Events that move no deadline.
+            AccountEvent::InvitationResent(_)
+            | AccountEvent::PasswordSet(_)
+            | AccountEvent::MfaRequirementChanged(_)
+            | AccountEvent::MfaEnrolled(_)
+            | AccountEvent::MfaEnrollmentFailed(_)
+            | AccountEvent::TermsAccepted(_)
+            | AccountEvent::SignInFailed(_)
+            | AccountEvent::EmailCodeIssued(_)
+            | AccountEvent::ProfileUpdated(_) => {}
         }
         if matches!(
             event,
-            Event::DeactivationWarningSent(_)
-                | Event::Deactivated(_)
-                | Event::DeletionWarningSent(_)
-                | Event::Deleted(_)
+            AccountEvent::DeactivationWarningSent(_)
+                | AccountEvent::Deactivated(_)
+                | AccountEvent::DeletionWarningSent(_)
+                | AccountEvent::Deleted(_)
         ) {
             assert_eq!(actor, "scheduler", "{id}");
         }
     }
     // Nothing that was due by the end was left undone.
     let d = calendar::deadlines(last_activity.unwrap());
-    let done = |step: &dyn Fn(&Event) -> bool| history.iter().any(|(e, _)| step(e));
+    let done = |step: &dyn Fn(&AccountEvent) -> bool| history.iter().any(|(e, _)| step(e));
     if end >= d.deletion {
-        assert!(done(&|e| matches!(e, Event::Deleted(_))), "{id}: not deleted by {end}");
+        assert!(done(&|e| matches!(e, AccountEvent::Deleted(_))), "{id}: not deleted by {end}");
     } else if end >= d.deactivation {
-        assert!(done(&|e| matches!(e, Event::Deactivated(_))), "{id}: not deactivated by {end}");
+        assert!(done(&|e| matches!(e, AccountEvent::Deactivated(_))), "{id}: not deactivated by {end}");
     } else if end >= d.deactivation_warning {
-        assert!(done(&|e| matches!(e, Event::DeactivationWarningSent(w) if w.deadline == d.deactivation)), "{id}");
+        assert!(
+            done(&|e| matches!(e, AccountEvent::DeactivationWarningSent(w) if w.deadline == d.deactivation)),
+            "{id}"
+        );
     }
 }
 
@@ -243,7 +255,7 @@ proptest! {
             }
             let history = w.events(clamped).await;
             let deactivated = history.iter().find_map(|(e, _)| match e {
-                Event::Deactivated(d) => Some(d.at),
+                AccountEvent::Deactivated(d) => Some(d.at),
                 _ => None,
             });
             prop_assert_eq!(deactivated, Some(at(2028, 2, 29)), "31 August + 6 months in a leap year");
@@ -365,8 +377,8 @@ async fn a_sign_in_racing_the_deactivation_never_both(w: World) {
     let mut signed = 0;
     for id in &ids {
         let history = w.events(*id).await;
-        let signed_in = history.iter().any(|(e, _)| matches!(e, Event::SignedIn(_)));
-        let deactivated = history.iter().any(|(e, _)| matches!(e, Event::Deactivated(_)));
+        let signed_in = history.iter().any(|(e, _)| matches!(e, AccountEvent::SignedIn(_)));
+        let deactivated = history.iter().any(|(e, _)| matches!(e, AccountEvent::Deactivated(_)));
         assert!(signed_in != deactivated, "{id}: exactly one of them wins");
         signed += usize::from(signed_in);
     }
@@ -413,7 +425,7 @@ async fn a_warning_recorded_but_not_mailed_is_mailed_later_and_only_once(w: Worl
     let sent = w.outbox.sent.lock().unwrap().clone();
     assert_eq!(sent.iter().map(|m| m.account).collect::<Vec<_>>(), [quiet]);
     let recorded = w.events(quiet).await;
-    assert!(recorded.iter().any(|(e, _)| matches!(e, Event::DeactivationWarningSent(_))));
+    assert!(recorded.iter().any(|(e, _)| matches!(e, AccountEvent::DeactivationWarningSent(_))));
     drop(restarted);
     let mut again = w.scheduler().await;
     again.pass(d.deactivation_warning + Duration::days(3), false).await.unwrap();

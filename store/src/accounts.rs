@@ -4,7 +4,9 @@
 use tenure_domain::decide::{self, Command, Ctx, Invite};
 use tenure_domain::org::{Org, OrgCommand, OrgError, decide_org};
 use tenure_domain::username_claim::{ClaimError, UsernameClaim};
-use tenure_domain::{Account, AccountError, AccountId, Event, OrgId, Username};
+use tenure_domain::{
+    Account, AccountError, AccountEvent, AccountId, Catalogued, Event, OrgEvent, OrgId, Username, UsernameClaimEvent,
+};
 
 use crate::codec::{self, CodecError, Envelope, Meta};
 use crate::event_store::{AppendError, EventStore, Expected, Position, StoreError, StreamAppend, Version};
@@ -54,10 +56,11 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
     }
 
     /// The account's events, decoded, and its folded state.
-    pub async fn load(&self, id: AccountId) -> Result<(Account, Vec<Envelope>), ExecuteError> {
+    pub async fn load(&self, id: AccountId) -> Result<(Account, Vec<Envelope<AccountEvent>>), ExecuteError> {
         let recorded = self.store.read_stream(&id.stream(), 1).await?;
         let key = self.keys.get(id).await?;
-        let envelopes = recorded.into_iter().map(|r| codec::decode(r, key.as_ref())).collect::<Result<Vec<_>, _>>()?;
+        let envelopes =
+            recorded.into_iter().map(|r| codec::decode_as(r, key.as_ref())).collect::<Result<Vec<_>, _>>()?;
         let state = Account::fold(envelopes.iter().map(|e| &e.event));
         Ok((state, envelopes))
     }
@@ -68,7 +71,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         command: Command,
         ctx: &Ctx,
         meta: &Meta,
-    ) -> Result<Vec<Event>, ExecuteError> {
+    ) -> Result<Vec<AccountEvent>, ExecuteError> {
         let key = self.keys.get(id).await?;
         self.decide_and_append(&id.stream(), key.as_ref(), ctx, meta, |events| {
             Ok(decide::decide(&Account::fold(events), command.clone(), ctx)?)
@@ -87,7 +90,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         version: Version,
         ctx: &Ctx,
         meta: &Meta,
-    ) -> Result<Vec<(uuid::Uuid, Event)>, ExecuteError> {
+    ) -> Result<Vec<(uuid::Uuid, AccountEvent)>, ExecuteError> {
         let key = self.keys.get(id).await?;
         let stream = id.stream();
         let recorded = self.store.read_stream(&stream, 1).await?;
@@ -96,7 +99,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         }
         let history = recorded
             .into_iter()
-            .map(|r| codec::decode(r, key.as_ref()).map(|e| e.event))
+            .map(|r| codec::decode_as(r, key.as_ref()).map(|e| e.event))
             .collect::<Result<Vec<_>, _>>()?;
         let events = decide::decide(&Account::fold(&history), command, ctx)?;
         if events.is_empty() {
@@ -141,7 +144,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         command: OrgCommand,
         ctx: &Ctx,
         meta: &Meta,
-    ) -> Result<Event, ExecuteError> {
+    ) -> Result<OrgEvent, ExecuteError> {
         let mut events = self
             .decide_and_append(&org_id.stream(), None, ctx, meta, |events| {
                 Ok(vec![decide_org(&Org::fold(events), org_id, command.clone(), ctx.now)?])
@@ -152,18 +155,20 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
 
     /// Reads `stream`, lets `decide` turn its history into new events and appends them with the
     /// stream's version as the expectation; after a conflict it reads and decides again.
-    async fn decide_and_append(
+    async fn decide_and_append<E: TryFrom<Event, Error = Event> + Catalogued>(
         &self,
         stream: &str,
         key: Option<&DataKey>,
         ctx: &Ctx,
         meta: &Meta,
-        decide: impl Fn(&[Event]) -> Result<Vec<Event>, ExecuteError>,
-    ) -> Result<Vec<Event>, ExecuteError> {
+        decide: impl Fn(&[E]) -> Result<Vec<E>, ExecuteError>,
+    ) -> Result<Vec<E>, ExecuteError> {
         for _ in 0..MAX_ATTEMPTS {
             let recorded = self.store.read_stream(stream, 1).await?;
-            let history =
-                recorded.into_iter().map(|r| codec::decode(r, key).map(|e| e.event)).collect::<Result<Vec<_>, _>>()?;
+            let history = recorded
+                .into_iter()
+                .map(|r| codec::decode_as(r, key).map(|e| e.event))
+                .collect::<Result<Vec<_>, _>>()?;
             let events = decide(&history)?;
             if events.is_empty() {
                 return Ok(events);
@@ -181,7 +186,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
 
     /// Invites a new account and claims its username in one atomic append, so that a name is
     /// never claimed without its account nor an account created without its name.
-    pub async fn invite(&self, invite: Invite, ctx: &Ctx, meta: &Meta) -> Result<Event, ExecuteError> {
+    pub async fn invite(&self, invite: Invite, ctx: &Ctx, meta: &Meta) -> Result<AccountEvent, ExecuteError> {
         let id = invite.account_id;
         let username_stream = invite.username.stream();
         let invited = decide::decide(&Account::default(), Command::Invite(invite), ctx)?;
@@ -202,7 +207,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         &self,
         id: AccountId,
         username_stream: &str,
-        invited: &[Event],
+        invited: &[AccountEvent],
         key: &DataKey,
         ctx: &Ctx,
         meta: &Meta,
@@ -239,20 +244,22 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
 
     async fn username_claim(&self, stream: &str) -> Result<UsernameClaim, ExecuteError> {
         let recorded = self.store.read_stream(stream, 1).await?;
-        let events =
-            recorded.into_iter().map(|r| codec::decode(r, None).map(|e| e.event)).collect::<Result<Vec<_>, _>>()?;
+        let events = recorded
+            .into_iter()
+            .map(|r| codec::decode_as::<UsernameClaimEvent>(r, None).map(|e| e.event))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(UsernameClaim::fold(&events))
     }
 
     /// The account's event at `position`, opened with its key: how read models, which keep only
     /// positions, reach personal data. `None` when that position holds no event of the account.
-    pub async fn event_at(&self, id: AccountId, position: Position) -> Result<Option<Event>, ExecuteError> {
+    pub async fn event_at(&self, id: AccountId, position: Position) -> Result<Option<AccountEvent>, ExecuteError> {
         let Some(recorded) = self.store.read_all(position, 1).await?.pop() else { return Ok(None) };
         if recorded.position != position || recorded.stream != id.stream() {
             return Ok(None);
         }
         let key = self.keys.get(id).await?;
-        Ok(Some(codec::decode(recorded, key.as_ref())?.event))
+        Ok(Some(codec::decode_as(recorded, key.as_ref())?.event))
     }
 
     /// The account a username or account id names: the current holder of the username, or the
@@ -269,7 +276,9 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         // A released name still resolves to its last holder, for auditors.
         let recorded = self.store.read_stream(&username.stream(), 1).await?;
         let last_holder = recorded.into_iter().rev().find_map(|r| match codec::decode(r, None) {
-            Ok(Envelope { event: Event::UsernameClaimed(claimed), .. }) => Some(claimed.account_id),
+            Ok(Envelope { event: Event::UsernameClaim(UsernameClaimEvent::UsernameClaimed(claimed)), .. }) => {
+                Some(claimed.account_id)
+            }
             _ => None,
         });
         Ok(last_holder)

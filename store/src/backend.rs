@@ -85,26 +85,29 @@ pub enum Store {
     Postgres(PgStore),
 }
 
-macro_rules! each {
-    ($self:expr, $store:ident => $body:expr) => {
-        match $self {
-            Store::Sqlite($store) => $body,
-            Store::Postgres($store) => $body,
+/// Runs `$body` on whichever backend `$value` of `$enum` (an enum with a `Sqlite` and a
+/// `Postgres` variant) holds: how every two-backend type here and above dispatches, written once.
+#[macro_export]
+macro_rules! on_backend {
+    ($enum:ident, $value:expr, $backend:ident => $body:expr) => {
+        match $value {
+            $enum::Sqlite($backend) => $body,
+            $enum::Postgres($backend) => $body,
         }
     };
 }
 
 impl EventStore for Store {
     async fn append_atomic(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
-        each!(self, s => s.append_atomic(appends).await)
+        crate::on_backend!(Store, self, s => s.append_atomic(appends).await)
     }
 
     async fn read_stream(&self, stream: &str, from: Version) -> Result<Vec<RecordedEvent>, StoreError> {
-        each!(self, s => s.read_stream(stream, from).await)
+        crate::on_backend!(Store, self, s => s.read_stream(stream, from).await)
     }
 
     async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        each!(self, s => s.read_all(from, limit).await)
+        crate::on_backend!(Store, self, s => s.read_all(from, limit).await)
     }
 
     async fn read_all_of_types(
@@ -113,15 +116,15 @@ impl EventStore for Store {
         limit: usize,
         types: &'static [&'static str],
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        each!(self, s => s.read_all_of_types(from, limit, types).await)
+        crate::on_backend!(Store, self, s => s.read_all_of_types(from, limit, types).await)
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
-        each!(self, s => s.head().await)
+        crate::on_backend!(Store, self, s => s.head().await)
     }
 
     fn appended(&self) -> watch::Receiver<Position> {
-        each!(self, s => s.appended())
+        crate::on_backend!(Store, self, s => s.appended())
     }
 }
 
@@ -133,56 +136,35 @@ pub enum Keys {
 
 impl Keys {
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
-        match self {
-            Keys::Sqlite(k) => k.derive(purpose),
-            Keys::Postgres(k) => k.derive(purpose),
-        }
+        crate::on_backend!(Keys, self, k => k.derive(purpose))
     }
 
     pub async fn create_many(&self, accounts: Vec<AccountId>) -> Result<Vec<DataKey>, StoreError> {
-        match self {
-            Keys::Sqlite(k) => k.create_many(accounts).await,
-            Keys::Postgres(k) => k.create_many(accounts).await,
-        }
+        crate::on_backend!(Keys, self, k => k.create_many(accounts).await)
     }
 
     /// Every key as stored (wrapped by the master key), for copying to another backend.
     pub async fn export_wrapped(&self) -> Result<Vec<(AccountId, Vec<u8>)>, StoreError> {
-        match self {
-            Keys::Sqlite(k) => k.export_wrapped().await,
-            Keys::Postgres(k) => k.export_wrapped().await,
-        }
+        crate::on_backend!(Keys, self, k => k.export_wrapped().await)
     }
 
     /// Stores keys exported by `export_wrapped` (under the same master key); a key already
     /// present is kept as it is.
     pub async fn import_wrapped(&self, keys: Vec<(AccountId, Vec<u8>)>) -> Result<(), StoreError> {
-        match self {
-            Keys::Sqlite(k) => k.import_wrapped(keys).await,
-            Keys::Postgres(k) => k.import_wrapped(keys).await,
-        }
+        crate::on_backend!(Keys, self, k => k.import_wrapped(keys).await)
     }
 }
 
 impl KeyStore for Keys {
     async fn create(&self, account: AccountId) -> Result<DataKey, StoreError> {
-        match self {
-            Keys::Sqlite(k) => k.create(account).await,
-            Keys::Postgres(k) => k.create(account).await,
-        }
+        crate::on_backend!(Keys, self, k => k.create(account).await)
     }
 
     async fn get(&self, account: AccountId) -> Result<Option<DataKey>, StoreError> {
-        match self {
-            Keys::Sqlite(k) => k.get(account).await,
-            Keys::Postgres(k) => k.get(account).await,
-        }
+        crate::on_backend!(Keys, self, k => k.get(account).await)
     }
 
     async fn destroy(&self, account: AccountId) -> Result<(), StoreError> {
-        match self {
-            Keys::Sqlite(k) => k.destroy(account).await,
-            Keys::Postgres(k) => k.destroy(account).await,
-        }
+        crate::on_backend!(Keys, self, k => k.destroy(account).await)
     }
 }

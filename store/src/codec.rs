@@ -9,7 +9,7 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use tenure_domain::{AccountId, Event, EventError};
+use tenure_domain::{AccountId, Catalogued, Event, EventError};
 use uuid::Uuid;
 
 use crate::event_store::{NewEvent, RecordedEvent};
@@ -49,11 +49,29 @@ impl Meta {
     }
 }
 
-/// A stored event with its decoded payload.
+/// A stored event with its decoded payload: any event, or one of the kind its stream holds
+/// (`AccountEvent` on an account stream, …).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Envelope {
+pub struct Envelope<E = Event> {
     pub recorded: RecordedEvent,
-    pub event: Event,
+    pub event: E,
+}
+
+impl Envelope {
+    /// The event as one of the kind `E` its stream holds; one of another kind is corruption
+    /// (an event moved between streams by hand), never passed over.
+    pub fn into_kind<E: TryFrom<Event, Error = Event>>(self) -> Result<Envelope<E>, CodecError> {
+        let Envelope { recorded, event } = self;
+        match E::try_from(event) {
+            Ok(event) => Ok(Envelope { recorded, event }),
+            Err(event) => Err(CodecError::WrongStream {
+                event_id: recorded.id,
+                position: recorded.position,
+                event_type: event.type_name(),
+                stream: recorded.stream,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +80,8 @@ pub enum CodecError {
     Event { event_id: Uuid, position: u64, source: EventError },
     #[error("event {event_id} at position {position} is corrupt: {reason}")]
     Corrupt { event_id: Uuid, position: u64, reason: String },
+    #[error("event {event_id} at position {position}: {event_type} does not belong on stream {stream}")]
+    WrongStream { event_id: Uuid, position: u64, event_type: &'static str, stream: String },
     #[error("{0} has personal fields but no data key")]
     NoKey(String),
     #[error("sealing failed: {0}")]
@@ -76,7 +96,7 @@ fn context(event_id: Uuid, stream: &str) -> Vec<u8> {
 }
 
 pub fn encode(
-    event: &Event,
+    event: &impl Catalogued,
     stream: &str,
     key: Option<&DataKey>,
     meta: &Meta,
@@ -148,4 +168,12 @@ pub fn decode(recorded: RecordedEvent, key: Option<&DataKey>) -> Result<Envelope
     let mut envelope = decode_sealed(recorded)?;
     open_personal(&mut envelope, key)?;
     Ok(envelope)
+}
+
+/// Decodes an event of a stream of kind `E` and opens its personal member.
+pub fn decode_as<E: TryFrom<Event, Error = Event>>(
+    recorded: RecordedEvent,
+    key: Option<&DataKey>,
+) -> Result<Envelope<E>, CodecError> {
+    decode(recorded, key)?.into_kind()
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use tenure_domain::decide::{Command, Ctx, Factor, Invite};
 use tenure_domain::events::*;
 use tenure_domain::username_claim::ClaimError;
-use tenure_domain::{AccountError, AccountId, Event, OrgId, Personal, SecretDigest, Status, Username};
+use tenure_domain::{AccountError, AccountEvent, AccountId, Event, OrgId, Personal, SecretDigest, Status, Username};
 use tenure_store::keys::key_store_paths;
 use tenure_store::sqlite::{Open, SqliteStore};
 use tenure_store::{Accounts, Actor, EventStore, ExecuteError, Expected, KeyStore, Meta, SqliteKeyStore, codec};
@@ -157,8 +157,8 @@ async fn a_sign_in_racing_a_deactivation_never_both_succeed() {
             other => panic!("round {round}: {other:?}"),
         }
         let (state, events) = repo.load(id).await.unwrap();
-        let both = events.iter().any(|e| matches!(e.event, Event::SignedIn(_)))
-            && events.iter().any(|e| matches!(e.event, Event::Deactivated(_)));
+        let both = events.iter().any(|e| matches!(e.event, AccountEvent::SignedIn(_)))
+            && events.iter().any(|e| matches!(e.event, AccountEvent::Deactivated(_)));
         assert!(!both, "round {round}: {state:?}");
     }
     assert_eq!(signed_in + deactivated, 100);
@@ -177,7 +177,7 @@ async fn concurrent_commands_on_one_account_are_all_recorded_through_retries() {
         tokio::spawn(async move { repo.execute(id, sign_in(false), &ctx(t0()), &meta()).await })
     });
     for result in futures_util::future::join_all(tasks).await {
-        assert!(matches!(result.unwrap().as_deref(), Ok([Event::SignInFailed(_)])));
+        assert!(matches!(result.unwrap().as_deref(), Ok([AccountEvent::SignInFailed(_)])));
     }
     let (state, _) = repo.load(id).await.unwrap();
     assert_eq!(state.throttle.consecutive_failures, 4);
@@ -230,7 +230,7 @@ async fn destroying_the_key_erases_personal_fields_from_every_file_but_keeps_the
     assert_eq!(state.status(), Status::Active);
     assert_eq!(state.invited.unwrap().invitee, Personal::Erased);
     match &events[3].event {
-        Event::SignedIn(signed) => assert_eq!(signed.personal, Personal::Erased),
+        AccountEvent::SignedIn(signed) => assert_eq!(signed.personal, Personal::Erased),
         other => panic!("{other:?}"),
     }
     assert!(state.last_sign_in.is_some(), "times survive erasure");
@@ -251,6 +251,25 @@ async fn personal_data_stored_in_plaintext_is_refused_as_corrupt() {
     repo.store.append(&id.stream(), Expected::NoStream, vec![new]).await.unwrap();
     let error = repo.load(id).await.unwrap_err().to_string();
     assert!(error.contains("stored unsealed"), "{error}");
+}
+
+/// An event of another kind of stream, moved onto an account's stream by hand, is corruption
+/// that names the event: folding it into the account as if it were not there would hide it.
+#[tokio::test]
+async fn an_event_of_another_kind_of_stream_on_an_account_stream_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = open(dir.path());
+    let id = AccountId(Uuid::now_v7());
+    let order = Event::from(tenure_domain::events::OrderOpened {
+        org_id: OrgId("acme".into()),
+        order_id: "O-1".into(),
+        title: "Fibre".into(),
+        at: t0(),
+    });
+    let moved = codec::encode(&order, &id.stream(), None, &meta(), t0()).unwrap();
+    repo.store.append(&id.stream(), Expected::NoStream, vec![moved]).await.unwrap();
+    let error = repo.load(id).await.unwrap_err().to_string();
+    assert!(error.contains("OrderOpened does not belong on stream account-"), "{error}");
 }
 
 #[tokio::test]

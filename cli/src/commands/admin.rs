@@ -96,7 +96,7 @@ async fn send_invitation(
     token: &str,
 ) -> anyhow::Result<()> {
     let url = format!("{}/invite/{token}", context.public_url);
-    let mail = tenure_gateway::service::invitation_mail(email, username, &url);
+    let mail = tenure_mail::texts::invitation(email, username, &url);
     // Printed first: should mailing fail, the operator still has the link to pass on.
     println!("account_id: {account_id}");
     println!("invitation_url: {url}");

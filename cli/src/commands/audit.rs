@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
-use tenure_domain::{Account, AccountId, Event};
+use tenure_domain::{Account, AccountEvent, AccountId};
 use tenure_store::sqlite::Open;
 use tenure_store::{EventStore, KeyStore, RecordedEvent, chain, codec};
 
@@ -45,7 +45,7 @@ pub async fn run(global: &Global, audit: Audit) -> anyhow::Result<ExitCode> {
         }
         let mut events = Vec::new();
         for r in recorded.iter().filter(|r| r.recorded_at <= as_of) {
-            events.push(codec::decode(r.clone(), key.as_ref())?.event);
+            events.push(codec::decode_as::<AccountEvent>(r.clone(), key.as_ref())?.event);
         }
         let state = state_json(id, as_of, &events);
         match audit.format {
@@ -189,7 +189,7 @@ fn cloud_event(r: &RecordedEvent, payload: &Value) -> Value {
     })
 }
 
-fn state_json(id: AccountId, as_of: DateTime<Utc>, events: &[Event]) -> Value {
+fn state_json(id: AccountId, as_of: DateTime<Utc>, events: &[AccountEvent]) -> Value {
     let state = Account::fold(events);
     let mut out = Map::new();
     let mut put = |name: &str, value: Value| {

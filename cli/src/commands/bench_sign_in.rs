@@ -66,7 +66,7 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
         address_quota: unlimited,
         session_lifetimes: Default::default(),
     };
-    let mailer = tenure_gateway::mail::Mailer::outbox(&scratch.path().join("outbox"), "bench@tenure.invalid")?;
+    let mailer = tenure_mail::Mailer::outbox(&scratch.path().join("outbox"), "bench@tenure.invalid")?;
     let location = tenure_store::Location::parse(None, scratch.path()).map_err(anyhow::Error::msg)?;
     let app = App::open(&location, config, mailer, Arc::new(SystemClock), HashCost::default()).await?;
     println!(

@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use chrono::{DateTime, Duration, Utc};
-use tenure_gateway::mail::{Mail, Mailer};
 use tenure_gateway::sessions::SessionStore;
-use tenure_scheduler::{Deliver, DeliveryLog, Scheduler, Step, Warning};
+use tenure_mail::Mailer;
+use tenure_scheduler::{Deliver, DeliveryLog, Scheduler, Warning};
 use tenure_store::sqlite::Open;
 
 use crate::args::{Global, Scheduler as SchedulerArgs};
@@ -21,33 +21,7 @@ pub struct WarningMails {
 
 impl Deliver for WarningMails {
     async fn deliver(&self, warning: &Warning) -> Result<(), String> {
-        let date = warning.deadline.format("%-d %B %Y");
-        let sign_in = format!("{}/sign-in", self.public_url);
-        let username = &warning.username;
-        let (subject, text) = match warning.step {
-            Step::WarnDeletion => (
-                "Your Tenure profile will be deleted",
-                format!(
-                    "Hello,\n\nYour Tenure profile {username} was deactivated after six months without a sign-in. It will be deleted on {date}.\n\nYour organisation's administrator can reactivate it before then.\n"
-                ),
-            ),
-            _ => (
-                "Your Tenure profile will be deactivated",
-                format!(
-                    "Hello,\n\nYour Tenure profile {username} has not been used for almost six months. It will be deactivated on {date}.\n\nTo keep it, sign in before then: {sign_in}\n"
-                ),
-            ),
-        };
-        let html = format!("<p>{}</p>", text.trim().replace("\n\n", "</p><p>").replace('\n', "<br>"));
-        let mail = Mail {
-            to: warning.to.clone(),
-            subject: subject.into(),
-            text,
-            html,
-            // The same warning always has the same Message-ID: a resent one can be recognised.
-            message_id: format!("warning-{}", warning.event_id),
-        };
-        self.mailer.send(&mail).await.map_err(|e| e.to_string())
+        self.mailer.send(&warning.mail(&self.public_url)).await.map_err(|e| e.to_string())
     }
 
     async fn end_sessions(&self, account: tenure_domain::AccountId) -> Result<(), String> {

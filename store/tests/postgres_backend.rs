@@ -1,46 +1,9 @@
-//! The conformance suite on the PostgreSQL backend, each check on a database of its own.
+//! What only the PostgreSQL backend has to show: notifications between processes, the master
+//! key shared by every host, and a request PostgreSQL cannot store.
 
 use tenure_store::EventStore;
 use tenure_store::conformance::{self, TestDatabase};
 use tenure_store::postgres::{Open, PgStore};
-
-macro_rules! conformance {
-    ($($check:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        async fn $check() {
-            let database = TestDatabase::create().await;
-            let store = PgStore::open(&database.url, Open::CreateIfMissing).await.expect("open");
-            conformance::$check(&store).await;
-        }
-    )*};
-}
-
-conformance! {
-    ordering,
-    expectations,
-    optimistic_concurrency,
-    concurrent_writers_leave_no_gaps,
-    atomic_multi_stream_append,
-    a_failed_append_does_not_sink_its_neighbours,
-    read_after_write,
-    reading_some_types_of_all,
-    subscription_catches_up_then_follows,
-    large_streams,
-    unknown_event_types_are_kept,
-    hash_chains_link_each_stream,
-}
-
-/// Four handles, each with its own pool and writer as four processes would have, append at
-/// once; readers on every handle never see a later position before an earlier one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn readers_never_see_a_gap_between_processes() {
-    let database = TestDatabase::create().await;
-    let mut stores = Vec::new();
-    for _ in 0..4 {
-        stores.push(PgStore::open(&database.url, Open::CreateIfMissing).await.expect("open"));
-    }
-    conformance::readers_never_see_a_gap(&stores).await;
-}
 
 /// An append through one handle (one process) wakes the subscribers of another at once, through
 /// `NOTIFY`, not only at their next poll.

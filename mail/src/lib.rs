@@ -3,6 +3,8 @@
 //! a plain-text and an HTML body, and a Message-ID the caller derives from the event it reports,
 //! so that a mail sent twice for one event is recognisably the same mail.
 
+pub mod texts;
+
 use std::path::Path;
 
 use lettre::message::{Mailbox, MultiPart};

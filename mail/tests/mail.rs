@@ -7,7 +7,7 @@ use std::path::Path;
 
 use smtp::smtp_sink;
 
-use tenure_gateway::mail::{Mail, Mailer};
+use tenure_mail::{Mail, Mailer};
 
 fn mail() -> Mail {
     Mail {

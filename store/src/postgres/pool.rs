@@ -1,0 +1,66 @@
+//! Connections to PostgreSQL: one pool per database and process, and how its errors read.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{Config, NoTls};
+
+use crate::event_store::StoreError;
+
+const POOL_SIZE: usize = 16;
+
+/// A database URL with the password left out, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    match url.parse::<Config>() {
+        Ok(config) => {
+            let host = config
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let port = config.get_ports().first().map_or(String::new(), |p| format!(":{p}"));
+            let user = config.get_user().map_or(String::new(), |u| format!("{u}@"));
+            format!("postgres://{user}{host}{port}/{}", config.get_dbname().unwrap_or(""))
+        }
+        Err(_) => "the PostgreSQL URL".into(),
+    }
+}
+
+pub fn pg_error(context: &str, error: &tokio_postgres::Error) -> StoreError {
+    // The display of a database error is only "db error"; its message is in the source.
+    let detail = match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => error.to_string(),
+    };
+    StoreError::Backend(format!("{context}: {detail}"))
+}
+
+pub fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => pg_error("cannot reach PostgreSQL", &e),
+        other => StoreError::Backend(format!("cannot reach PostgreSQL: {other}")),
+    }
+}
+
+/// The pool of connections to the database at `url`: one per database and process, shared by
+/// the store, keys, sessions, read models and delivery log, so that a process opens at most
+/// `POOL_SIZE` connections (plus the listener's and its locks') whatever it runs.
+pub fn pool(url: &str) -> Result<Pool, StoreError> {
+    static POOLS: std::sync::Mutex<Vec<(String, Pool)>> = std::sync::Mutex::new(Vec::new());
+    let mut pools = POOLS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, pool)) = pools.iter().find(|(known, _)| known == url) {
+        return Ok(pool.clone());
+    }
+    let config: Config =
+        url.parse().map_err(|e| StoreError::Backend(format!("{}: not a PostgreSQL URL: {e}", redacted(url))))?;
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let pool = Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Backend(format!("{}: {e}", redacted(url))))?;
+    pools.push((url.to_string(), pool.clone()));
+    Ok(pool)
+}
