@@ -219,6 +219,37 @@ fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     assert_one_line_error(&tenure(d, &["frobnicate"]), "frobnicate");
 }
 
+/// `tenure admin invite` and the admin page are one use case: the same rules, the same words,
+/// and nothing recorded when a rule refuses.
+#[test]
+fn an_invitation_from_the_command_line_is_held_to_the_admin_pages_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let long = "x".repeat(500);
+    let profile = tenure_domain::events::Profile { display_name: Some(long.clone()), ..Default::default() };
+    let rule = tenure_domain::profile::check(&profile).expect_err("500 characters are refused");
+    let refused = tenure(
+        d,
+        &[
+            "admin",
+            "invite",
+            "--username",
+            "longname",
+            "--email",
+            "l@example.com",
+            "--org",
+            "acme",
+            "--display-name",
+            &long,
+        ],
+    );
+    assert_one_line_error(&refused, &format!("--display-name: {}", rule.message));
+    assert!(!stdout(&refused).contains("invitation_url"), "nothing was invited");
+    assert_one_line_error(&tenure(d, &["audit", "longname"]), "no account named");
+    // A blank display name is no display name, as on the page.
+    invite(d, "blankname", &["--display-name", "   "]);
+}
+
 #[test]
 fn a_corrupt_or_foreign_store_is_refused_without_damage() {
     let dir = tempfile::tempdir().unwrap();

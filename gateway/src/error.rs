@@ -1,15 +1,133 @@
-//! One mapping from what went wrong to what the client sees: `{"error", "message"}` with a
-//! fitting status, and no internal detail in a 500.
+//! What can go wrong in a use case, as one typed enum that every use case returns, and the one
+//! mapping from it to what a client sees: `{"error", "message"}` with a fitting status, `field`
+//! and `Retry-After` where they apply, and no internal detail in a 500. The JSON API answers
+//! with it; pages show its message on the form it belongs to, and choose by variant.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tenure_domain::AccountError;
+use tenure_domain::{AccountError, AccountId, Confidential, Username};
 use tenure_store::ExecuteError;
 
+#[derive(Debug)]
+pub enum Error {
+    /// The sign-in flow expired or never existed.
+    FlowGone,
+    /// A wrong password, or a username nobody holds: one answer for both.
+    InvalidCredentials,
+    /// A wrong second-factor code at sign-in or first sign-in.
+    WrongCode,
+    /// A wrong code on a form of several codes: which field, and what to say.
+    WrongCodeFor {
+        field: &'static str,
+        message: &'static str,
+    },
+    /// Too many failed attempts; `now` is when that was found.
+    Throttled {
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    /// The org requires an authenticator app the account can only get from an administrator.
+    AuthenticatorRequired,
+    /// Every password hasher is busy.
+    Busy,
+    /// A domain rule refused the command; `now` is when.
+    Rejected {
+        rule: AccountError,
+        now: DateTime<Utc>,
+    },
+    UsernameUnavailable(Username),
+    /// Concurrent writers kept changing the account.
+    Contended,
+    InvitationNotFound,
+    InvitationExpired,
+    /// The two new passwords differ; `field` where the form has one for it.
+    PasswordMismatch {
+        field: Option<&'static str>,
+    },
+    /// The new password breaks the policy: why, and the field where the form has one.
+    WeakPassword {
+        reason: String,
+        field: Option<&'static str>,
+    },
+    /// The current password given to change it is wrong.
+    WrongCurrentPassword,
+    /// A field of a form breaks its rule.
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    NoMfa,
+    /// A code was sent for an authenticator setup that was never started.
+    MfaNotStarted,
+    NoAuthenticator,
+    /// A code was sent for a new authenticator that was never offered.
+    ReenrollmentNotStarted,
+    TermsNotAccepted,
+    StaleTerms {
+        current: u32,
+    },
+    Unauthenticated,
+    Csrf,
+    AdminsOnly,
+    NoSuchMember,
+    /// The invitation is recorded but its mail could not be sent: the link, for whoever invited.
+    InvitationNotMailed {
+        account_id: AccountId,
+        url: Confidential,
+        reason: String,
+    },
+    /// Anything else: logged, never shown.
+    Internal(String),
+}
+
+impl Error {
+    pub fn internal(what: impl std::fmt::Display) -> Error {
+        Error::Internal(what.to_string())
+    }
+
+    /// A command the store refused or failed, as of `now`.
+    pub fn refused(error: ExecuteError, now: DateTime<Utc>) -> Error {
+        match error {
+            ExecuteError::Rejected(rule) => Error::Rejected { rule, now },
+            ExecuteError::Contended => Error::Contended,
+            other => Error::internal(other),
+        }
+    }
+}
+
+macro_rules! internal_from {
+    ($($source:ty),* $(,)?) => {$(
+        impl From<$source> for Error {
+            fn from(error: $source) -> Self {
+                Error::internal(error)
+            }
+        }
+    )*};
+}
+
+internal_from!(
+    tenure_projections::ProjectionError,
+    tenure_store::StoreError,
+    tenure_store::CodecError,
+    crate::sessions::SessionError,
+    crate::totp::TotpError,
+    tenure_mail::MailError,
+    askama::Error,
+);
+
+impl From<crate::passwords::HashError> for Error {
+    fn from(error: crate::passwords::HashError) -> Self {
+        match error {
+            crate::passwords::HashError::Busy => Error::Busy,
+            other => Error::internal(other),
+        }
+    }
+}
+
+/// An error as the client sees it.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -25,31 +143,148 @@ impl ApiError {
         ApiError { status, code, message: message.into(), retry_after: None, field: None }
     }
 
-    pub fn internal(what: impl std::fmt::Display) -> ApiError {
-        tracing::error!("{what}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Something went wrong on our side. Please try again.",
-        )
-    }
-
-    pub fn invalid_credentials() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "The username or password is not correct.")
+    fn on(self, field: Option<&'static str>) -> ApiError {
+        ApiError { field, ..self }
     }
 
     /// 429 until `until`; Retry-After rounds up to whole seconds.
-    pub fn throttled(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
+    fn until(self, until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
         let seconds = ((until - now).num_milliseconds() + 999) / 1000;
-        ApiError {
-            retry_after: Some(seconds.max(1) as u64),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "throttled",
-                "Too many attempts. Please wait before trying again.",
+        ApiError { retry_after: Some(seconds.max(1) as u64), ..self }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> ApiError {
+        use StatusCode as S;
+        match error {
+            Error::FlowGone => ApiError::new(
+                S::NOT_FOUND,
+                "flow_not_found",
+                "This sign-in has expired or does not exist; please start again.",
+            ),
+            Error::InvalidCredentials => {
+                ApiError::new(S::UNAUTHORIZED, "invalid_credentials", "The username or password is not correct.")
+            }
+            Error::WrongCode => ApiError::new(S::UNAUTHORIZED, "invalid_code", "That code is not correct."),
+            Error::WrongCodeFor { field, message } => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_code", message).on(Some(field))
+            }
+            Error::Throttled { until, now } => {
+                ApiError::new(S::TOO_MANY_REQUESTS, "throttled", "Too many attempts. Please wait before trying again.")
+                    .until(until, now)
+            }
+            Error::AuthenticatorRequired => ApiError::new(
+                S::FORBIDDEN,
+                "authenticator_required",
+                "Your organisation now requires an authenticator app. Ask your administrator for a new setup link.",
+            ),
+            Error::Busy => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "busy",
+                "Too many sign-ins at once; please try again in a moment.",
+            ),
+            Error::Rejected { rule, now } => rejected(rule, now),
+            Error::UsernameUnavailable(username) => ApiError::new(
+                S::CONFLICT,
+                "username_unavailable",
+                format!("The username {username} is taken or was recently used; please choose another."),
             )
+            .on(Some("username")),
+            Error::Contended => {
+                ApiError::new(S::CONFLICT, "conflict", "The account changed at the same moment; please try again.")
+            }
+            Error::InvitationNotFound => ApiError::new(
+                S::NOT_FOUND,
+                "not_found",
+                "This invitation link is not valid (it may have been used or replaced).",
+            ),
+            Error::InvitationExpired => ApiError::new(
+                S::GONE,
+                "invitation_expired",
+                "This invitation link has expired; ask your administrator to send a new one.",
+            ),
+            Error::PasswordMismatch { field } => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "password_mismatch", "The two passwords are not the same.")
+                    .on(field)
+            }
+            Error::WeakPassword { reason, field } => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "weak_password", reason).on(field)
+            }
+            Error::WrongCurrentPassword => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "wrong_password", "The current password is not correct.")
+                    .on(Some("current_password"))
+            }
+            Error::InvalidField { field, message } => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_field", message).on(Some(field))
+            }
+            Error::NoMfa => ApiError::new(S::CONFLICT, "no_mfa", "This profile needs no second factor."),
+            Error::MfaNotStarted => {
+                ApiError::new(S::CONFLICT, "mfa_not_started", "Start the authenticator setup first.")
+            }
+            Error::NoAuthenticator => ApiError::new(
+                S::CONFLICT,
+                "no_authenticator",
+                "Your profile does not use an authenticator app; your organisation's administrator sets the method.",
+            ),
+            Error::ReenrollmentNotStarted => {
+                ApiError::new(S::CONFLICT, "mfa_not_started", "Start setting up the new authenticator first.")
+            }
+            Error::TermsNotAccepted => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "terms_not_accepted", "Tick the box to agree to the terms.")
+                    .on(Some("accept"))
+            }
+            Error::StaleTerms { current } => ApiError::new(
+                S::CONFLICT,
+                "stale_terms",
+                format!("The terms have changed: version {current} is current."),
+            ),
+            Error::Unauthenticated => ApiError::new(S::UNAUTHORIZED, "unauthenticated", "Please sign in."),
+            Error::Csrf => ApiError::new(S::FORBIDDEN, "csrf", "The request lacks a valid X-CSRF-Token header."),
+            Error::AdminsOnly => {
+                ApiError::new(S::FORBIDDEN, "forbidden", "Only your organisation's administrators can do this.")
+            }
+            Error::NoSuchMember => ApiError::new(S::NOT_FOUND, "not_found", "No such user in your organisation."),
+            Error::InvitationNotMailed { account_id, reason, .. } => {
+                Error::internal(format!("the invitation of {account_id} could not be mailed: {reason}")).into()
+            }
+            Error::Internal(what) => {
+                tracing::error!("{what}");
+                ApiError::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Something went wrong on our side. Please try again.",
+                )
+            }
         }
     }
+}
+
+/// A domain rule's refusal: its own words, with the status its kind calls for.
+fn rejected(rule: AccountError, now: DateTime<Utc>) -> ApiError {
+    use StatusCode as S;
+    let (status, code) = match &rule {
+        AccountError::Throttled { until } | AccountError::ResendTooSoon { retry_at: until } => {
+            return ApiError::new(S::TOO_MANY_REQUESTS, "throttled", rule.to_string()).until(*until, now);
+        }
+        AccountError::InvalidProfile(problem) => {
+            return ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_field", problem.message.clone())
+                .on(Some(problem.field));
+        }
+        AccountError::Deactivated => (S::FORBIDDEN, "profile_deactivated"),
+        AccountError::OnboardingIncomplete => (S::FORBIDDEN, "first_sign_in_incomplete"),
+        AccountError::InvalidInvitation | AccountError::UnknownAccount | AccountError::Deleted => {
+            (S::NOT_FOUND, "not_found")
+        }
+        AccountError::InvitationExpired => (S::GONE, "invitation_expired"),
+        AccountError::EmailCodeExpired | AccountError::EmailCodeExhausted | AccountError::NoEmailCode => {
+            (S::GONE, "code_expired")
+        }
+        AccountError::StaleTermsVersion { .. } => (S::CONFLICT, "stale_terms"),
+        AccountError::InvalidEmail(_) => (S::UNPROCESSABLE_ENTITY, "invalid_email"),
+        _ => (S::UNPROCESSABLE_ENTITY, "not_allowed"),
+    };
+    ApiError::new(status, code, rule.to_string())
 }
 
 impl IntoResponse for ApiError {
@@ -68,52 +303,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let status = match rejection {
-            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, "bad_request", rejection.body_text())
-    }
-}
-
-impl ApiError {
-    /// A refused or failed command, as of `now` (for Retry-After).
-    pub fn from_execute(error: ExecuteError, now: DateTime<Utc>) -> ApiError {
-        match error {
-            ExecuteError::Rejected(rule) => ApiError::from_rule(rule, now),
-            ExecuteError::Username(claim) => {
-                ApiError::new(StatusCode::CONFLICT, "username_unavailable", claim.to_string())
-            }
-            ExecuteError::Contended => ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "The account changed at the same moment; please try again.",
-            ),
-            other => ApiError::internal(other),
-        }
-    }
-
-    pub fn from_rule(rule: AccountError, now: DateTime<Utc>) -> ApiError {
-        let (status, code) = match &rule {
-            AccountError::Throttled { until } | AccountError::ResendTooSoon { retry_at: until } => {
-                return ApiError { message: rule.to_string(), ..ApiError::throttled(*until, now) };
-            }
-            AccountError::Deactivated => (StatusCode::FORBIDDEN, "profile_deactivated"),
-            AccountError::OnboardingIncomplete => (StatusCode::FORBIDDEN, "first_sign_in_incomplete"),
-            AccountError::InvalidInvitation | AccountError::UnknownAccount | AccountError::Deleted => {
-                (StatusCode::NOT_FOUND, "not_found")
-            }
-            AccountError::InvitationExpired => (StatusCode::GONE, "invitation_expired"),
-            AccountError::EmailCodeExpired | AccountError::EmailCodeExhausted | AccountError::NoEmailCode => {
-                (StatusCode::GONE, "code_expired")
-            }
-            AccountError::StaleTermsVersion { .. } => (StatusCode::CONFLICT, "stale_terms"),
-            AccountError::InvalidEmail(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_email"),
-            _ => (StatusCode::UNPROCESSABLE_ENTITY, "not_allowed"),
-        };
-        ApiError::new(status, code, rule.to_string())
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
     }
 }

@@ -1,16 +1,24 @@
-//! The web gateway of Tenure. So far: the credentials it checks — passwords (argon2id on a
-//! bounded pool), authenticator codes (TOTP, RFC 6238) and emailed codes (keyed digests) —,
-//! outbound mail, and server-side sessions with their CSRF tokens.
+//! The web gateway of Tenure: the HTML pages and the JSON API of SPEC §8, by feature. Each
+//! feature holds its use cases (`flow`, free of HTTP, answering typed `Error`s) and its two thin
+//! front ends (`api` and `pages`); `http` holds what they share; `routes` names every handler.
+//! Credentials (argon2id on a bounded pool, TOTP, keyed digests of emailed codes), sessions with
+//! their CSRF tokens, and metrics live beside them.
 
-pub mod api;
-pub mod app;
+pub mod admin;
 pub mod codes;
+pub mod dashboard;
 pub mod error;
-pub mod flows;
+pub mod first_sign_in;
+pub mod http;
 pub mod metrics;
-pub mod pages;
+pub mod mfa;
+pub mod ops;
 pub mod passwords;
-pub mod portal;
-pub mod service;
+pub mod personal;
+pub mod profile;
+pub mod routes;
 pub mod sessions;
+pub mod sign_in;
+pub mod state;
+pub mod terms;
 pub mod totp;

@@ -11,7 +11,7 @@ use support::{Harness, now_secs};
 use tenure_domain::decide::Ctx;
 use tenure_domain::events::{MfaRequirement, Role};
 use tenure_domain::{AccountId, Clock, OrgId};
-use tenure_gateway::app::router;
+use tenure_gateway::routes::router;
 use tenure_gateway::totp::Authenticator;
 use tenure_store::{Actor, EventStore, Meta};
 use tower::ServiceExt;

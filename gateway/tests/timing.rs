@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use tenure_domain::decide::{Command, Ctx, Invite, PasswordVia};
 use tenure_domain::events::{MfaRequirement, Org, Role};
 use tenure_domain::{AccountId, Clock, OrgId, Username};
-use tenure_gateway::app::{App, Config, router};
 use tenure_gateway::passwords::HashCost;
+use tenure_gateway::routes::router;
+use tenure_gateway::state::{App, Config};
 use tenure_mail::Mailer;
 use tenure_store::{Actor, EventStore, Meta, secrets};
 use tower::ServiceExt;
@@ -49,7 +50,7 @@ async fn unknown_and_known_usernames_take_the_same_time() {
         insecure_cookies: false,
         terms_version: 1,
         issuer: "Tenure".into(),
-        address_quota: tenure_gateway::app::address_quota(),
+        address_quota: tenure_gateway::state::address_quota(),
         session_lifetimes: Default::default(),
     };
     let mailer = Mailer::outbox(&dir.path().join("outbox"), "t@tenure.invalid").unwrap();

@@ -2,13 +2,15 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, anyhow};
-use tenure_domain::decide::{Command, Ctx, Invite};
+use anyhow::{Context as _, anyhow, bail};
+use tenure_domain::decide::{Command, Ctx};
 use tenure_domain::events::{MfaRequirement, Org, Role};
-use tenure_domain::{AccountId, OrgId, Username};
+use tenure_domain::username_claim::ClaimError;
+use tenure_domain::{AccountError, AccountId, OrgId};
+use tenure_gateway::admin::flow::{self, NewMember};
+use tenure_gateway::error::{ApiError, Error};
 use tenure_store::sqlite::Open;
 use tenure_store::{Meta, secrets};
-use uuid::Uuid;
 
 use crate::args::{self, Admin, Global};
 use crate::context::{self, Context};
@@ -19,28 +21,32 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
     let meta = Meta::new(context::operator());
     match admin {
         Admin::Invite(invite) => {
-            let username =
-                Username::parse(&invite.username).map_err(|e| anyhow!("--username {:?}: {e}", invite.username))?;
-            let (token, token_digest) = secrets::new_token()?;
-            let account_id = AccountId(Uuid::now_v7());
             let org_id = OrgId::parse(&invite.org).map_err(|e| anyhow!("--org {:?}: {e}", invite.org))?;
             let org_name = invite.org_name.unwrap_or_else(|| invite.org.clone());
-            let email = invite.email.clone();
-            let command = Invite {
-                account_id,
-                username: username.clone(),
-                org: Org { id: org_id, name: org_name, wholesale: invite.wholesale },
-                role: match invite.role {
-                    args::Role::User => Role::User,
-                    args::Role::Admin => Role::Admin,
-                },
-                mfa: mfa(invite.mfa),
-                email: invite.email,
-                display_name: invite.display_name,
-                token_digest,
+            let org = Org { id: org_id, name: org_name, wholesale: invite.wholesale };
+            let role = match invite.role {
+                args::Role::User => Role::User,
+                args::Role::Admin => Role::Admin,
             };
-            context.accounts.invite(command, &ctx, &meta).await.with_context(|| format!("cannot invite {username}"))?;
-            send_invitation(&context, global, account_id, username.as_str(), &email, &token).await?;
+            let member = NewMember {
+                username: invite.username.clone(),
+                email: invite.email,
+                role,
+                mfa: mfa(invite.mfa),
+                display_name: invite.display_name,
+            };
+            let mailer = crate::context::mailer(global)?;
+            let invited =
+                flow::invite(&context.accounts, &mailer, &context.public_url, &ctx, meta.actor, org, member).await;
+            match invited {
+                Ok(invitation) => print_invitation(invitation.account_id, &invitation.url),
+                Err(Error::InvitationNotMailed { account_id, url, reason }) => {
+                    // The invitation stands: the operator passes the link on.
+                    print_invitation(account_id, &url.0);
+                    bail!("the invitation could not be mailed (the link above works): {reason}");
+                }
+                Err(error) => return Err(refusal(&invite.username, error)),
+            }
         }
         Admin::Resend { username } => {
             let account_id = resolve(&context, &username).await?;
@@ -86,6 +92,25 @@ async fn resolve(context: &Context, who: &str) -> anyhow::Result<AccountId> {
     context.accounts.resolve(who).await?.ok_or_else(|| anyhow!("no account named {who:?}"))
 }
 
+fn print_invitation(account_id: AccountId, url: &str) {
+    println!("account_id: {account_id}");
+    println!("invitation_url: {url}");
+}
+
+/// Why an invitation was refused, in the words the admin page uses, tied to the option.
+fn refusal(username: &str, error: Error) -> anyhow::Error {
+    let option = |field: &str| format!("--{}", field.replace('_', "-"));
+    match error {
+        Error::InvalidField { field, message } => anyhow!("{}: {message}", option(field)),
+        Error::Rejected { rule: AccountError::InvalidProfile(problem), .. } => {
+            anyhow!("{}: {}", option(problem.field), problem.message)
+        }
+        Error::UsernameUnavailable(_) => anyhow!("cannot invite {username}: {}", ClaimError::Unavailable),
+        Error::Internal(what) => anyhow!("cannot invite {username}: {what}"),
+        other => anyhow!("cannot invite {username}: {}", ApiError::from(other).message),
+    }
+}
+
 /// Mails the invitation link (over SMTP, or into the outbox) and prints it for the operator.
 async fn send_invitation(
     context: &Context,
@@ -98,8 +123,7 @@ async fn send_invitation(
     let url = format!("{}/invite/{token}", context.public_url);
     let mail = tenure_mail::texts::invitation(email, username, &url);
     // Printed first: should mailing fail, the operator still has the link to pass on.
-    println!("account_id: {account_id}");
-    println!("invitation_url: {url}");
+    print_invitation(account_id, &url);
     crate::context::mailer(global)?
         .send(&mail)
         .await

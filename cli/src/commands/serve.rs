@@ -8,8 +8,9 @@ use anyhow::Context as _;
 use tenure_domain::decide::{Ctx, Invite};
 use tenure_domain::events::{MfaRequirement, Org, Role};
 use tenure_domain::{AccountId, OrgId, Username};
-use tenure_gateway::app::{App, Config, router};
 use tenure_gateway::passwords::HashCost;
+use tenure_gateway::routes::router;
+use tenure_gateway::state::{App, Config};
 use tenure_store::{Actor, EventStore, Meta, secrets};
 use uuid::Uuid;
 
@@ -28,7 +29,7 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         insecure_cookies: serve.insecure_cookies,
         terms_version: serve.terms_version,
         issuer: serve.issuer,
-        address_quota: tenure_gateway::app::address_quota(),
+        address_quota: tenure_gateway::state::address_quota(),
         session_lifetimes: tenure_gateway::sessions::Lifetimes {
             idle: chrono::Duration::minutes(i64::from(serve.session_idle_minutes)),
             absolute: chrono::Duration::hours(i64::from(serve.session_max_hours)),

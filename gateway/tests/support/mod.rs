@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 use tenure_domain::decide::{Ctx, Invite};
 use tenure_domain::events::{MfaRequirement, Org, Role};
 use tenure_domain::{AccountId, Clock, OrgId, Username};
-use tenure_gateway::app::{App, Config, router};
 use tenure_gateway::passwords::HashCost;
+use tenure_gateway::routes::router;
+use tenure_gateway::state::{App, Config};
 use tenure_gateway::totp::Authenticator;
 use tenure_mail::Mailer;
 use tenure_store::{Actor, EventStore, Meta, secrets};
@@ -51,7 +52,7 @@ impl Harness {
             insecure_cookies: false,
             terms_version: 3,
             issuer: "Tenure".into(),
-            address_quota: tenure_gateway::app::address_quota(),
+            address_quota: tenure_gateway::state::address_quota(),
             session_lifetimes: Default::default(),
         };
         let mailer = Mailer::outbox(&place.dir.path().join("outbox"), "Tenure <no-reply@tenure.example>").unwrap();

@@ -1,0 +1,137 @@
+//! What an administrator (or an operator at the command line) does, free of HTTP.
+
+use tenure_domain::decide::{Command, Ctx, Invite};
+use tenure_domain::events::{MfaRequirement, Org, Role};
+use tenure_domain::{AccountId, Confidential, OrgId, Username};
+use tenure_mail::Mailer;
+use tenure_projections::AccountRow;
+use tenure_store::{Accounts, Actor, ExecuteError, Keys, Meta, Store, secrets};
+
+use crate::error::Error;
+use crate::personal;
+use crate::state::App;
+
+/// Someone to invite, as typed.
+pub struct NewMember {
+    pub username: String,
+    pub email: String,
+    pub role: Role,
+    pub mfa: MfaRequirement,
+    pub display_name: Option<String>,
+}
+
+/// An invitation made and mailed: the new account, and the link (to show only where mail goes
+/// to the outbox, or to the operator who made it).
+pub struct Invitation {
+    pub account_id: AccountId,
+    pub url: String,
+}
+
+/// A domain message as a sentence for a form: "a username has…" becomes "A username has….".
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut out: String = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
+/// Invites `member` into `org` and mails the link: the one way in, for the admin page, the API
+/// and `tenure admin invite`. A mail that cannot be sent leaves the invitation recorded; the
+/// error then carries the link, so that whoever invited can pass it on.
+pub async fn invite(
+    accounts: &Accounts<Store, Keys>,
+    mailer: &Mailer,
+    public_url: &str,
+    ctx: &Ctx,
+    actor: Actor,
+    org: Org,
+    member: NewMember,
+) -> Result<Invitation, Error> {
+    let invalid = |field: &'static str, message: String| Error::InvalidField { field, message };
+    let username = Username::parse(&member.username).map_err(|e| invalid("username", sentence(&e.to_string())))?;
+    let email = member.email.trim();
+    tenure_domain::ids::check_email(email)
+        .map_err(|_| invalid("email", "Enter an email address such as name@example.com.".into()))?;
+    let display_name = member.display_name.map(|name| name.trim().to_string()).filter(|name| !name.is_empty());
+    let (token, token_digest) = secrets::new_token().map_err(Error::internal)?;
+    let account_id = AccountId(uuid::Uuid::now_v7());
+    let invite = Invite {
+        account_id,
+        username: username.clone(),
+        org,
+        role: member.role,
+        mfa: member.mfa,
+        email: email.to_string(),
+        display_name,
+        token_digest,
+    };
+    match accounts.invite(invite, ctx, &Meta::new(actor)).await {
+        Ok(_) => {}
+        Err(ExecuteError::Username(_)) => return Err(Error::UsernameUnavailable(username)),
+        Err(error) => return Err(Error::refused(error, ctx.now)),
+    }
+    let url = format!("{public_url}/invite/{token}");
+    if let Err(error) = mailer.send(&tenure_mail::texts::invitation(email, username.as_str(), &url)).await {
+        return Err(Error::InvitationNotMailed { account_id, url: Confidential(url), reason: error.to_string() });
+    }
+    tracing::info!(account = %account_id, "invited");
+    Ok(Invitation { account_id, url })
+}
+
+/// Invites `member` into the administrator's org.
+pub async fn invite_member(app: &App, admin: &AccountRow, member: NewMember) -> Result<Invitation, Error> {
+    let org = Org { id: OrgId(admin.org_id.clone()), name: admin.org_name.clone(), wholesale: admin.wholesale };
+    let actor = Actor::Admin(admin.account_id);
+    invite(&app.accounts, &app.mailer, &app.config.public_url, &app.ctx(), actor, org, member).await
+}
+
+/// The role or MFA requirement a form names.
+pub fn parse_role(text: &str) -> Result<Role, Error> {
+    Role::parse(text).ok_or(Error::InvalidField { field: "role", message: "Use user or admin.".into() })
+}
+
+pub fn parse_mfa(text: &str) -> Result<MfaRequirement, Error> {
+    MfaRequirement::parse(text).ok_or(Error::InvalidField { field: "mfa", message: "Use none, app or email.".into() })
+}
+
+/// An account of the administrator's org; another org's account is "not found".
+pub async fn member(app: &App, admin: &AccountRow, id: &str) -> Result<AccountRow, Error> {
+    let id = id.parse::<AccountId>().map_err(|_| Error::NoSuchMember)?;
+    match app.read_models.account_view(id).await? {
+        Some(row) if row.org_id == admin.org_id => Ok(row),
+        _ => Err(Error::NoSuchMember),
+    }
+}
+
+fn admin_meta(admin: &AccountRow) -> Meta {
+    Meta::new(Actor::Admin(admin.account_id))
+}
+
+/// A new invitation link for a member who has not finished first sign-in; the old one stops
+/// working. Returns the link.
+pub async fn resend_invitation(app: &App, admin: &AccountRow, member: &AccountRow) -> Result<String, Error> {
+    let (token, token_digest) = secrets::new_token().map_err(Error::internal)?;
+    let command = Command::ResendInvitation { token_digest };
+    app.accounts
+        .execute(member.account_id, command, &app.ctx(), &admin_meta(admin))
+        .await
+        .map_err(|e| app.refused(e))?;
+    let email = personal::email(app, member)
+        .await?
+        .ok_or_else(|| Error::internal("no email address to send the invitation to"))?;
+    let url = format!("{}/invite/{token}", app.config.public_url);
+    app.mailer.send(&tenure_mail::texts::invitation(&email, &member.username, &url)).await?;
+    Ok(url)
+}
+
+/// A command on a member: reactivation, a new MFA requirement.
+pub async fn command(app: &App, admin: &AccountRow, member: &AccountRow, command: Command) -> Result<(), Error> {
+    app.accounts
+        .execute(member.account_id, command, &app.ctx(), &admin_meta(admin))
+        .await
+        .map_err(|e| app.refused(e))?;
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! Server-rendered pages: rendering a template, redirects, the stylesheet, and what the sign-in
+//! and first-sign-in pages share.
+
+use askama::Template;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+
+use crate::error::Error;
+use crate::http::session::session_cookie;
+use crate::state::App;
+
+pub fn page(status: StatusCode, template: impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(error) => Error::from(error).into_response(),
+    }
+}
+
+/// A redirect the browser follows with a GET.
+pub fn see(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// Signed in: the session cookie, and on to the dashboard.
+pub fn enter(app: &App, jar: CookieJar, cookie: String) -> Response {
+    (jar.add(session_cookie(app, cookie)), see("/dashboard")).into_response()
+}
+
+pub async fn stylesheet() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/style.css")).into_response()
+}
+
+/// The terms, at first sign-in and at a sign-in after they changed.
+#[derive(Template)]
+#[template(path = "terms.html")]
+pub struct TermsPage {
+    /// Where the form goes: the invitation's terms step, or a sign-in's.
+    pub action: String,
+    pub version: u32,
+    pub error: Option<String>,
+    pub notice: Option<String>,
+}

@@ -1,0 +1,106 @@
+//! My Profile in the JSON API.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tenure_domain::events::MfaMethod;
+use tenure_projections::AccountRow;
+
+use super::flow::{self, ProfileView};
+use crate::error::Error;
+use crate::http::json::ApiJson;
+use crate::http::session::{SignedIn, SignedInWithCsrf};
+use crate::mfa::MfaSetup;
+use crate::state::App;
+
+type Shared = State<Arc<App>>;
+
+fn profile_json(row: &AccountRow, view: &ProfileView) -> serde_json::Value {
+    json!({
+        "username": row.username,
+        "email": view.email,
+        "display_name": view.profile.display_name,
+        "phone": view.profile.phone,
+        "address": view.profile.address,
+        "org": {"id": row.org_id, "name": row.org_name},
+        "role": row.role.as_str(),
+        "mfa": row.mfa_method.map_or("none", MfaMethod::as_str),
+        "recent_sign_ins": view.recent_sign_ins.iter().map(|(at, method, client)| json!({
+            "at": at,
+            "method": method,
+            "client_address": client.as_ref().map(|c| &c.address),
+            "user_agent": client.as_ref().map(|c| &c.user_agent),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn get(State(app): Shared, signed_in: SignedIn) -> Result<Response, Error> {
+    let view = flow::view(&app, &signed_in.account).await?;
+    Ok(Json(profile_json(&signed_in.account, &view)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    display_name: Option<String>,
+    phone: Option<String>,
+    address: Option<String>,
+}
+
+pub async fn patch(
+    State(app): Shared,
+    SignedInWithCsrf(signed_in): SignedInWithCsrf,
+    ApiJson(body): ApiJson<ProfilePatch>,
+) -> Result<Response, Error> {
+    let row = &signed_in.account;
+    let view = flow::update(&app, row, body.display_name, body.phone, body.address).await?;
+    Ok(Json(profile_json(row, &view)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ChangePasswordBody {
+    current_password: String,
+    new_password: String,
+    confirm_password: String,
+}
+
+pub async fn change_password(
+    State(app): Shared,
+    SignedInWithCsrf(signed_in): SignedInWithCsrf,
+    ApiJson(body): ApiJson<ChangePasswordBody>,
+) -> Result<Response, Error> {
+    let ChangePasswordBody { current_password, new_password, confirm_password } = body;
+    let (row, cookie) = (&signed_in.account, &signed_in.cookie);
+    flow::change_password(&app, row, cookie, current_password, new_password, &confirm_password).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn mfa_start(State(app): Shared, SignedInWithCsrf(signed_in): SignedInWithCsrf) -> Result<Response, Error> {
+    match flow::start_reenrollment(&app, &signed_in.account).await? {
+        MfaSetup::App { otpauth_uri, secret, qr_png_base64 } => {
+            Ok(Json(json!({ "otpauth_uri": otpauth_uri, "secret": secret, "qr_png_base64": qr_png_base64 }))
+                .into_response())
+        }
+        MfaSetup::EmailSent => Err(Error::internal("re-enrollment offers an authenticator key only")),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReenrollBody {
+    current_code: String,
+    code: String,
+}
+
+pub async fn mfa_verify(
+    State(app): Shared,
+    SignedInWithCsrf(signed_in): SignedInWithCsrf,
+    ApiJson(body): ApiJson<ReenrollBody>,
+) -> Result<Response, Error> {
+    flow::finish_reenrollment(&app, &signed_in.account, &body.current_code, &body.code).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,168 @@
+//! What a signed-in user does with their own profile, free of HTTP.
+
+use chrono::{DateTime, Utc};
+use tenure_domain::decide::{Command, EnrollmentProof, PasswordVia};
+use tenure_domain::events::{Client, MfaMethod, MfaRequirement, Profile, SignInMethod};
+use tenure_domain::{AccountId, Username, password};
+use tenure_projections::{AccountRow, Projection};
+use tenure_store::{Actor, EventStore, Meta};
+
+use crate::error::Error;
+use crate::mfa::{self, MfaSetup};
+use crate::personal;
+use crate::state::App;
+
+fn meta(account: AccountId) -> Meta {
+    Meta::new(Actor::User(account))
+}
+
+/// A signed-in user's profile, opened with the account's key.
+pub struct ProfileView {
+    pub email: Option<String>,
+    pub profile: Profile,
+    /// Newest first: time, method, and the client address and user agent when known.
+    pub recent_sign_ins: Vec<(DateTime<Utc>, SignInMethod, Option<Client>)>,
+}
+
+pub async fn view(app: &App, row: &AccountRow) -> Result<ProfileView, Error> {
+    let invitee = personal::invitee(app, row).await?;
+    let profile = personal::profile(app, row, invitee.as_ref()).await?;
+    let mut recent_sign_ins = Vec::with_capacity(row.recent_sign_ins.len());
+    for entry in &row.recent_sign_ins {
+        let client = personal::sign_in_client(app, row, entry.event).await?;
+        recent_sign_ins.push((entry.at, entry.method, client));
+    }
+    Ok(ProfileView { email: invitee.map(|i| i.email), profile, recent_sign_ins })
+}
+
+/// Changes the fields given (an empty string clears one); the others stay. The decider checks
+/// every field.
+pub async fn update(
+    app: &App,
+    row: &AccountRow,
+    display_name: Option<String>,
+    phone: Option<String>,
+    address: Option<String>,
+) -> Result<ProfileView, Error> {
+    let mut profile = view(app, row).await?.profile;
+    let blank_is_none = |value: String| if value.trim().is_empty() { None } else { Some(value.trim().to_string()) };
+    if let Some(value) = display_name {
+        profile.display_name = blank_is_none(value);
+    }
+    if let Some(value) = phone {
+        profile.phone = blank_is_none(value);
+    }
+    if let Some(value) = address {
+        // Browsers send a textarea's line breaks as CRLF; the profile keeps plain line breaks.
+        profile.address = blank_is_none(value.replace("\r\n", "\n"));
+    }
+    let command = Command::UpdateProfile { profile };
+    app.accounts
+        .execute(row.account_id, command, &app.ctx(), &meta(row.account_id))
+        .await
+        .map_err(|e| app.refused(e))?;
+    let head = app.accounts.store.head().await?;
+    app.read_models.wait_for(Projection::Accounts, head, std::time::Duration::from_secs(5)).await?;
+    let row =
+        app.read_models.account_view(row.account_id).await?.ok_or_else(|| Error::internal("the account vanished"))?;
+    view(app, &row).await
+}
+
+/// Changes the password of a signed-in user, who proves it with the current one; every other
+/// session of the account ends.
+pub async fn change_password(
+    app: &App,
+    row: &AccountRow,
+    session_cookie: &str,
+    current: String,
+    new_password: String,
+    confirm_password: &str,
+) -> Result<(), Error> {
+    let phc = personal::password_hash(app, row).await?;
+    if !app.hasher.verify(current, phc).await? {
+        return Err(Error::WrongCurrentPassword);
+    }
+    if new_password != confirm_password {
+        return Err(Error::PasswordMismatch { field: Some("confirm_password") });
+    }
+    let username = Username::parse(&row.username).map_err(Error::internal)?;
+    password::check(&new_password, &username)
+        .map_err(|rule| Error::WeakPassword { reason: rule.to_string(), field: Some("new_password") })?;
+    let password_hash = app.hasher.hash(new_password).await?;
+    let command = Command::SetPassword { password_hash: password_hash.into(), via: PasswordVia::Change };
+    app.accounts
+        .execute(row.account_id, command, &app.ctx(), &meta(row.account_id))
+        .await
+        .map_err(|e| app.refused(e))?;
+    let ended = app.sessions.revoke_all(row.account_id, Some(session_cookie)).await?;
+    tracing::info!(account = %row.account_id, other_sessions_ended = ended, "password changed");
+    Ok(())
+}
+
+/// Where the authenticator key offered to a signed-in user waits until a code confirms it.
+fn reenrollment_key(account: AccountId) -> String {
+    format!("account:{account}")
+}
+
+fn uses_authenticator(row: &AccountRow) -> bool {
+    row.mfa_requirement == MfaRequirement::App && row.mfa_method == Some(MfaMethod::App)
+}
+
+/// Offers a new authenticator key to a signed-in user whose profile uses an authenticator app
+/// (a new phone, say). Nothing changes until `finish_reenrollment` confirms it.
+pub async fn start_reenrollment(app: &App, row: &AccountRow) -> Result<MfaSetup, Error> {
+    if !uses_authenticator(row) {
+        return Err(Error::NoAuthenticator);
+    }
+    // Showing the page again shows the same key: a reload must not undo a key just scanned.
+    if let Some(setup) = pending_reenrollment(app, row) {
+        return Ok(setup);
+    }
+    let setup = mfa::setup_for(app, &row.username, None)?;
+    if let MfaSetup::App { secret, .. } = &setup {
+        app.pending_secrets.lock().map_err(Error::internal)?.insert(reenrollment_key(row.account_id), secret.clone());
+    }
+    Ok(setup)
+}
+
+/// The offered key, if one is waiting for this account.
+pub fn pending_reenrollment(app: &App, row: &AccountRow) -> Option<MfaSetup> {
+    let secret = app.pending_secrets.lock().ok()?.get(&reenrollment_key(row.account_id)).cloned()?;
+    mfa::setup_for(app, &row.username, Some(&secret)).ok()
+}
+
+/// Replaces the authenticator: a code from the current one proves the user still holds it (a
+/// stolen session alone cannot move the second factor), and a code from the new key proves it
+/// was added. A wrong code of either kind counts towards throttling like a wrong sign-in code.
+pub async fn finish_reenrollment(app: &App, row: &AccountRow, current_code: &str, new_code: &str) -> Result<(), Error> {
+    if !uses_authenticator(row) {
+        return Err(Error::NoAuthenticator);
+    }
+    let new_secret =
+        app.pending_secrets.lock().map_err(Error::internal)?.get(&reenrollment_key(row.account_id)).cloned();
+    let new_secret = new_secret.ok_or(Error::ReenrollmentNotStarted)?;
+    let old_secret = personal::totp_secret(app, row).await?;
+    // The last step used, from the stream itself: the read model may lag behind a sign-in that
+    // just used the code now presented.
+    let (state, _) = app.accounts.load(row.account_id).await.map_err(Error::internal)?;
+    let current_ok = mfa::matching_step(app, &old_secret, &row.username, current_code)?
+        .is_some_and(|step| state.last_totp_step.is_none_or(|last| step > last));
+    let new_step = mfa::matching_step(app, &new_secret, &row.username, new_code)?;
+    let (step, refusal) = match (current_ok, new_step) {
+        (true, Some(step)) => (Some(step), None),
+        (false, _) => (None, Some(("current_code", "The code from your current authenticator is not correct."))),
+        (true, None) => (None, Some(("code", "The code from the new authenticator is not correct."))),
+    };
+    let proof = EnrollmentProof::App { secret: new_secret.into(), step };
+    let command = Command::EnrollMfa { proof, invitation: None };
+    app.accounts
+        .execute(row.account_id, command, &app.ctx(), &meta(row.account_id))
+        .await
+        .map_err(|e| app.refused(e))?;
+    if let Some((field, message)) = refusal {
+        return Err(Error::WrongCodeFor { field, message });
+    }
+    app.pending_secrets.lock().map_err(Error::internal)?.remove(&reenrollment_key(row.account_id));
+    tracing::info!(account = %row.account_id, "authenticator replaced");
+    Ok(())
+}

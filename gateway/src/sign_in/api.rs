@@ -1,0 +1,120 @@
+//! The sign-in steps of the JSON API, the session and signing out.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::flow::{self, Next};
+use crate::error::Error;
+use crate::http::client::ClientInfo;
+use crate::http::json::{ApiJson, done, next};
+use crate::http::session::{SignedIn, SignedInWithCsrf, removal};
+use crate::mfa::MfaSetup;
+use crate::state::App;
+
+type Shared = State<Arc<App>>;
+
+#[derive(Deserialize)]
+pub struct UsernameBody {
+    pub(crate) username: String,
+}
+
+#[derive(Deserialize)]
+pub struct PasswordBody {
+    pub(crate) password: String,
+}
+
+#[derive(Deserialize)]
+pub struct CodeBody {
+    pub(crate) code: String,
+}
+
+#[derive(Deserialize)]
+pub struct TermsBody {
+    pub(crate) accept: bool,
+    pub(crate) version: u32,
+}
+
+pub async fn start(State(app): Shared, ApiJson(body): ApiJson<UsernameBody>) -> Result<Response, Error> {
+    let flow = flow::begin(&app, &body.username).await?;
+    Ok(Json(json!({ "flow": flow, "next": "password" })).into_response())
+}
+
+pub async fn password(
+    State(app): Shared,
+    Path(flow_id): Path<String>,
+    ClientInfo(client): ClientInfo,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> Result<Response, Error> {
+    let next = flow::password(&app, &flow_id, body.password, client).await?;
+    Ok(answer(&app, jar, next))
+}
+
+pub async fn code(
+    State(app): Shared,
+    Path(flow_id): Path<String>,
+    ClientInfo(client): ClientInfo,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<CodeBody>,
+) -> Result<Response, Error> {
+    let next = flow::code(&app, &flow_id, &body.code, client).await?;
+    Ok(answer(&app, jar, next))
+}
+
+/// What follows a sign-in step: the session cookie when done, otherwise the next step's name and
+/// what the client needs for it.
+fn answer(app: &App, jar: CookieJar, step: Next) -> Response {
+    match step {
+        Next::Done(cookie) => done(app, jar, cookie),
+        Next::TotpSetup(MfaSetup::App { otpauth_uri, secret, qr_png_base64 }) => Json(json!({
+            "next": "totp_setup",
+            "otpauth_uri": otpauth_uri,
+            "secret": secret,
+            "qr_png_base64": qr_png_base64,
+        }))
+        .into_response(),
+        Next::Terms => Json(json!({ "next": "terms", "terms_version": app.config.terms_version })).into_response(),
+        other => next(other.name()),
+    }
+}
+
+pub async fn terms(
+    State(app): Shared,
+    Path(flow_id): Path<String>,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<TermsBody>,
+) -> Result<Response, Error> {
+    let cookie = flow::accept_terms(&app, &flow_id, body.accept, body.version).await?;
+    Ok(done(&app, jar, cookie))
+}
+
+pub async fn resend(State(app): Shared, Path(flow_id): Path<String>) -> Result<Response, Error> {
+    flow::resend_code(&app, &flow_id).await?;
+    Ok(Json(json!({ "sent": true })).into_response())
+}
+
+pub async fn session(State(app): Shared, signed_in: SignedIn) -> Response {
+    Json(json!({
+        "account_id": signed_in.account.account_id,
+        "username": signed_in.account.username,
+        "csrf_token": app.sessions.csrf_token(&signed_in.cookie),
+    }))
+    .into_response()
+}
+
+pub async fn sign_out(
+    State(app): Shared,
+    SignedInWithCsrf(signed_in): SignedInWithCsrf,
+    jar: CookieJar,
+) -> Result<Response, Error> {
+    app.sessions.revoke(&signed_in.cookie).await?;
+    tracing::info!(account = %signed_in.account.account_id, "signed out");
+    Ok((jar.remove(removal()), StatusCode::NO_CONTENT).into_response())
+}

@@ -1,0 +1,238 @@
+//! The steps of a sign-in, free of HTTP: each takes what the user sent and answers what comes
+//! next, or an `Error` that the API and the pages both render.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tenure_domain::decide::{Command, Factor};
+use tenure_domain::events::{Client, CodePurpose, MfaMethod, MfaRequirement};
+use tenure_domain::{AccountError, AccountEvent, AccountId, Username};
+use tenure_projections::AccountRow;
+use tenure_store::{Actor, ExecuteError, Meta};
+
+use super::flows::{Flow, Step};
+use crate::error::Error;
+use crate::mfa::{self, MfaSetup};
+use crate::state::App;
+use crate::{personal, terms};
+
+/// The slowest recent refusal of a known account's password, in microseconds: a maximum that
+/// decays by 1/64 with every refusal, so it tracks the machine's current speed.
+pub struct RefusalTimes {
+    slowest: AtomicU64,
+}
+
+impl RefusalTimes {
+    /// Starts from an estimate until known accounts' refusals have been timed.
+    pub fn starting_at(estimate: Duration) -> RefusalTimes {
+        RefusalTimes { slowest: AtomicU64::new(estimate.as_micros() as u64) }
+    }
+
+    pub fn floor(&self) -> Duration {
+        Duration::from_micros(self.slowest.load(Ordering::Relaxed))
+    }
+
+    /// Records a refusal that took `took`; returns the floor to hold it to.
+    pub fn note(&self, took: Duration) -> Duration {
+        let took = took.as_micros() as u64;
+        let updated = self
+            .slowest
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| Some(took.max(old - old / 64)))
+            .map_or(took, |old| took.max(old - old / 64));
+        Duration::from_micros(updated)
+    }
+}
+
+/// What follows a step of sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Signed in: the session cookie's value.
+    Done(String),
+    Totp,
+    EmailCode,
+    /// An authenticator to add first: its key, then a code from it.
+    TotpSetup(MfaSetup),
+    /// The terms changed since the account accepted them: the new version first.
+    Terms,
+}
+
+impl Next {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Next::Done(_) => "done",
+            Next::Totp => "totp",
+            Next::EmailCode => "email_code",
+            Next::TotpSetup(_) => "totp_setup",
+            Next::Terms => "terms",
+        }
+    }
+}
+
+fn meta(account: AccountId) -> Meta {
+    Meta::new(Actor::User(account))
+}
+
+/// The username step: it always proceeds to the password, whether or not the name is held.
+pub async fn begin(app: &App, username: &str) -> Result<String, Error> {
+    let now = app.clock.now();
+    let row = match Username::parse(username) {
+        Ok(username) => app.read_models.login_lookup(&username).await?,
+        Err(_) => None,
+    };
+    Ok(app.flows.start(Flow {
+        username: username.trim().to_ascii_lowercase(),
+        account: row.map(|r| r.account_id),
+        step: Step::Password,
+        started: now,
+    }))
+}
+
+/// The live flow `flow_id`.
+pub fn flow(app: &App, flow_id: &str) -> Result<Flow, Error> {
+    app.flows.get(flow_id, app.clock.now()).ok_or(Error::FlowGone)
+}
+
+/// A refused password takes as long whichever path refused it, so that an unknown username (one
+/// dummy verification) cannot be told by its speed from a known one (a verification, reads and
+/// an appended `SignInFailed`): every refusal is held until the slowest recent refusal of a known
+/// account would have ended. That mark decays slowly, so it follows the machine's load.
+pub async fn password(app: &App, flow_id: &str, password: String, client: Client) -> Result<Next, Error> {
+    let started = tokio::time::Instant::now();
+    let known = app.flows.get(flow_id, app.clock.now()).is_some_and(|f| f.account.is_some());
+    let result = password_step(app, flow_id, password, client).await;
+    if let Err(Error::InvalidCredentials) = &result {
+        let floor = if known { app.refusals.note(started.elapsed()) } else { app.refusals.floor() };
+        tokio::time::sleep_until(started + floor).await;
+    }
+    result
+}
+
+async fn password_step(app: &App, flow_id: &str, password: String, client: Client) -> Result<Next, Error> {
+    let now = app.clock.now();
+    let flow = app.flows.get(flow_id, now).filter(|f| f.step == Step::Password).ok_or(Error::FlowGone)?;
+    let row = match flow.account {
+        Some(account) => app.read_models.account_view(account).await?,
+        None => None,
+    };
+    let Some(row) = row else {
+        // Nobody holds this username: the same work and the same answers as a wrong password.
+        let locked =
+            app.ghost_throttles.lock().map_err(Error::internal)?.get(&flow.username).and_then(|t| t.is_locked(now));
+        if let Some(until) = locked {
+            return Err(Error::Throttled { until, now });
+        }
+        app.hasher.verify(password, None).await?;
+        app.metrics.sign_in("wrong_password");
+        let mut throttles = app.ghost_throttles.lock().map_err(Error::internal)?;
+        let throttle = throttles.entry(flow.username.clone()).or_default();
+        *throttle = throttle.after_failure(now);
+        return Err(Error::InvalidCredentials);
+    };
+    if let Some(until) = row.throttle.is_locked(now) {
+        return Err(Error::Throttled { until, now });
+    }
+    let phc = personal::password_hash(app, &row).await?;
+    let correct = app.hasher.verify(password, phc).await?;
+    let command = Command::SignIn { factor: Factor::Password { correct }, client };
+    match app.accounts.execute(row.account_id, command, &app.ctx(), &meta(row.account_id)).await {
+        Ok(events) if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) => {
+            app.metrics.sign_in("success");
+            signed_in(app, flow_id, &row).await
+        }
+        Ok(_) => {
+            app.metrics.sign_in("wrong_password");
+            Err(Error::InvalidCredentials)
+        }
+        Err(ExecuteError::Rejected(AccountError::SecondFactorRequired { required })) => {
+            let (method, next) = match required {
+                MfaRequirement::Email => {
+                    mfa::send_code(app, &row, CodePurpose::SignIn, None).await?;
+                    (MfaMethod::Email, Next::EmailCode)
+                }
+                // An account that proves itself with emailed codes must not lose that factor to
+                // whoever holds its password: only an account with no second factor yet adds one here.
+                _ if row.mfa_method == Some(MfaMethod::Email) => {
+                    app.metrics.sign_in("refused");
+                    return Err(Error::AuthenticatorRequired);
+                }
+                _ if row.mfa_method.is_none() => {
+                    let setup = mfa::setup_for(app, &row.username, None)?;
+                    let MfaSetup::App { secret, .. } = &setup else { unreachable!("an authenticator setup") };
+                    app.flows.advance(flow_id, Step::EnrollApp { secret: secret.clone() });
+                    return Ok(Next::TotpSetup(setup));
+                }
+                _ => (MfaMethod::App, Next::Totp),
+            };
+            app.flows.advance(flow_id, Step::Code(method));
+            Ok(next)
+        }
+        Err(error) => {
+            app.metrics.sign_in("refused");
+            Err(app.refused(error))
+        }
+    }
+}
+
+/// After the `SignedIn` event: the session, or first the current terms when the account
+/// accepted older ones (SPEC §3: users accept a new version at their next sign-in). The sign-in
+/// stands either way, since the user proved who they are; only the session waits.
+async fn signed_in(app: &App, flow_id: &str, row: &AccountRow) -> Result<Next, Error> {
+    if row.terms_version.is_none_or(|accepted| accepted < app.config.terms_version) {
+        app.flows.advance(flow_id, Step::Terms);
+        return Ok(Next::Terms);
+    }
+    app.flows.finish(flow_id);
+    Ok(Next::Done(app.start_session(row.account_id).await?))
+}
+
+/// The terms step of a sign-in; returns the session cookie's value.
+pub async fn accept_terms(app: &App, flow_id: &str, accept: bool, version: u32) -> Result<String, Error> {
+    let flow = flow(app, flow_id)?;
+    let (Step::Terms, Some(account)) = (flow.step, flow.account) else { return Err(Error::FlowGone) };
+    terms::check(app, accept, version)?;
+    let command = Command::AcceptTerms { version, invitation: None };
+    app.accounts.execute(account, command, &app.ctx(), &meta(account)).await.map_err(|e| app.refused(e))?;
+    app.flows.finish(flow_id);
+    app.start_session(account).await
+}
+
+/// The code step: a code from the authenticator, from the mail, or from a new authenticator
+/// being added.
+pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Result<Next, Error> {
+    let flow = flow(app, flow_id)?;
+    let Some(account) = flow.account else { return Err(Error::FlowGone) };
+    let row = app.read_models.account_view(account).await?.ok_or(Error::FlowGone)?;
+    let command = match flow.step {
+        Step::Code(MfaMethod::App) => {
+            let secret = personal::totp_secret(app, &row).await?;
+            let step = mfa::matching_step(app, &secret, &row.username, code)?;
+            Command::SignIn { factor: Factor::Totp { step }, client }
+        }
+        Step::Code(MfaMethod::Email) => {
+            let presented = app.code_key.digest(account.0.as_bytes(), code);
+            Command::SignIn { factor: Factor::EmailCode { presented }, client }
+        }
+        Step::EnrollApp { secret } => {
+            let step = mfa::matching_step(app, &secret, &row.username, code)?;
+            Command::SignInEnrolling { secret: secret.into(), step, client }
+        }
+        Step::Password | Step::Terms => return Err(Error::FlowGone),
+    };
+    let events =
+        app.accounts.execute(account, command, &app.ctx(), &meta(account)).await.map_err(|e| app.refused(e))?;
+    if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) {
+        app.metrics.sign_in("success");
+        signed_in(app, flow_id, &row).await
+    } else {
+        app.metrics.sign_in("wrong_code");
+        Err(Error::WrongCode)
+    }
+}
+
+/// Another emailed code, as the decider allows.
+pub async fn resend_code(app: &App, flow_id: &str) -> Result<(), Error> {
+    let flow = flow(app, flow_id)?;
+    let (Step::Code(MfaMethod::Email), Some(account)) = (flow.step, flow.account) else { return Err(Error::FlowGone) };
+    let row = app.read_models.account_view(account).await?.ok_or(Error::FlowGone)?;
+    mfa::send_code(app, &row, CodePurpose::SignIn, None).await
+}

@@ -1,0 +1,228 @@
+//! The sign-in pages: server-rendered forms that work without JavaScript, over the same steps as
+//! the JSON API.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+use tenure_domain::events::MfaMethod;
+
+use super::api::{CodeBody, PasswordBody, UsernameBody};
+use super::flow::{self, Next};
+use super::flows::{Flow, Step};
+use crate::error::{ApiError, Error};
+use crate::http::client::ClientInfo;
+use crate::http::layout::refuse_form;
+use crate::http::render::{TermsPage, enter, page, see};
+use crate::http::session::{SignedIn, SignedInPage, removal};
+use crate::mfa::{self, MfaSetup};
+use crate::state::App;
+
+type Shared = State<Arc<App>>;
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage {
+    flow: String,
+    username: String,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "code.html")]
+struct CodePage {
+    flow: String,
+    email: bool,
+    /// A new authenticator to add before its first code.
+    setup: Option<AppSetup>,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+struct AppSetup {
+    otpauth_uri: String,
+    secret: String,
+    qr_png_base64: String,
+}
+
+#[derive(Deserialize)]
+pub struct TermsForm {
+    pub(crate) accept: Option<String>,
+    pub(crate) version: u32,
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn root(signed_in: Result<SignedIn, Error>) -> Response {
+    match signed_in {
+        Ok(_) => see("/dashboard"),
+        Err(_) => see("/sign-in"),
+    }
+}
+
+pub async fn form() -> Response {
+    page(StatusCode::OK, SignInPage { error: None, notice: None })
+}
+
+pub async fn start(State(app): Shared, Form(form): Form<UsernameBody>) -> Response {
+    match flow::begin(&app, &form.username).await {
+        Ok(flow) => see(&format!("/sign-in/{flow}")),
+        Err(error) => {
+            let error = ApiError::from(error);
+            page(error.status, SignInPage { error: Some(error.message), notice: None })
+        }
+    }
+}
+
+fn expired() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        SignInPage { error: None, notice: Some("Your sign-in expired; please start again.".into()) },
+    )
+}
+
+fn terms_page(app: &App, flow_id: &str, error: Option<String>, notice: Option<String>) -> TermsPage {
+    TermsPage { action: format!("/sign-in/{flow_id}/terms"), version: app.config.terms_version, error, notice }
+}
+
+pub async fn step(State(app): Shared, Path(flow_id): Path<String>) -> Response {
+    let Ok(flow) = flow::flow(&app, &flow_id) else { return expired() };
+    match flow.step {
+        Step::Password => {
+            page(StatusCode::OK, PasswordPage { flow: flow_id, username: flow.username, error: None, notice: None })
+        }
+        Step::Code(_) | Step::EnrollApp { .. } => page(StatusCode::OK, code_page(&app, flow_id, &flow, None, None)),
+        Step::Terms => {
+            let notice = "The terms and conditions have changed since you last agreed to them.";
+            page(StatusCode::OK, terms_page(&app, &flow_id, None, Some(notice.into())))
+        }
+    }
+}
+
+pub async fn password(
+    State(app): Shared,
+    Path(flow_id): Path<String>,
+    ClientInfo(client): ClientInfo,
+    jar: CookieJar,
+    Form(form): Form<PasswordBody>,
+) -> Response {
+    let Ok(flow) = flow::flow(&app, &flow_id) else { return expired() };
+    match flow::password(&app, &flow_id, form.password, client).await {
+        Ok(Next::Done(cookie)) => enter(&app, jar, cookie),
+        Ok(_) => see(&format!("/sign-in/{flow_id}")),
+        Err(Error::FlowGone) => expired(),
+        Err(error) => {
+            let error = ApiError::from(error);
+            let again = PasswordPage {
+                flow: flow_id,
+                username: flow.username,
+                error: Some(error.message.clone()),
+                notice: None,
+            };
+            let mut response = page(error.status, again);
+            if let Some(seconds) = error.retry_after
+                && let Ok(value) = seconds.to_string().parse()
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
+}
+
+pub async fn code(
+    State(app): Shared,
+    Path(flow_id): Path<String>,
+    ClientInfo(client): ClientInfo,
+    jar: CookieJar,
+    Form(form): Form<CodeBody>,
+) -> Response {
+    let Ok(flow) = flow::flow(&app, &flow_id) else { return expired() };
+    match flow::code(&app, &flow_id, &form.code, client).await {
+        Ok(Next::Done(cookie)) => enter(&app, jar, cookie),
+        Ok(_) => see(&format!("/sign-in/{flow_id}")),
+        Err(Error::FlowGone) => expired(),
+        Err(error) => {
+            let error = ApiError::from(error);
+            page(error.status, code_page(&app, flow_id, &flow, Some(error.message), None))
+        }
+    }
+}
+
+pub async fn terms(
+    State(app): Shared,
+    Path(flow_id): Path<String>,
+    jar: CookieJar,
+    Form(form): Form<TermsForm>,
+) -> Response {
+    match flow::accept_terms(&app, &flow_id, form.accept.is_some(), form.version).await {
+        Ok(cookie) => enter(&app, jar, cookie),
+        Err(Error::FlowGone) => expired(),
+        Err(error) => {
+            let error = ApiError::from(error);
+            page(error.status, terms_page(&app, &flow_id, Some(error.message), None))
+        }
+    }
+}
+
+pub async fn resend(State(app): Shared, Path(flow_id): Path<String>) -> Response {
+    let code_page = |error, notice| CodePage { flow: flow_id.clone(), email: true, setup: None, error, notice };
+    match flow::resend_code(&app, &flow_id).await {
+        Ok(()) => page(StatusCode::OK, code_page(None, Some("We sent you a new code.".into()))),
+        Err(Error::FlowGone) => expired(),
+        Err(error) => {
+            let error = ApiError::from(error);
+            page(error.status, code_page(Some(error.message), None))
+        }
+    }
+}
+
+/// The code page of a sign-in flow at `step`.
+fn code_page(app: &App, flow_id: String, flow: &Flow, error: Option<String>, notice: Option<String>) -> CodePage {
+    let setup = match &flow.step {
+        Step::EnrollApp { secret } => match mfa::setup_for(app, &flow.username, Some(secret)) {
+            Ok(MfaSetup::App { otpauth_uri, secret, qr_png_base64 }) => {
+                Some(AppSetup { otpauth_uri, secret, qr_png_base64 })
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    CodePage { flow: flow_id, email: flow.step == Step::Code(MfaMethod::Email), setup, error, notice }
+}
+
+pub async fn sign_out(
+    State(app): Shared,
+    SignedInPage(signed_in): SignedInPage,
+    jar: CookieJar,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = refuse_form(&app, &signed_in, &form.csrf) {
+        return refused;
+    }
+    if let Err(error) = app.sessions.revoke(&signed_in.cookie).await {
+        return Error::from(error).into_response();
+    }
+    (
+        jar.remove(removal()),
+        page(StatusCode::OK, SignInPage { error: None, notice: Some("You have signed out.".into()) }),
+    )
+        .into_response()
+}
