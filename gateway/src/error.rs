@@ -88,6 +88,14 @@ impl Error {
         Error::Internal(what.to_string())
     }
 
+    /// Logs an internal error that is answered with something else (a redirect, a fallback),
+    /// as the mapping to HTTP would have.
+    pub fn log_if_internal(&self) {
+        if let Error::Internal(what) = self {
+            tracing::error!("{what}");
+        }
+    }
+
     /// A command the store refused or failed, as of `now`.
     pub fn refused(error: ExecuteError, now: DateTime<Utc>) -> Error {
         match error {

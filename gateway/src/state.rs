@@ -64,6 +64,11 @@ pub fn address_quota() -> Quota {
     Quota::per_minute(NonZeroU32::new(30).expect("non-zero")).allow_burst(NonZeroU32::new(20).expect("non-zero"))
 }
 
+/// What a user's own action records as its cause.
+pub fn as_user(account: AccountId) -> tenure_store::Meta {
+    tenure_store::Meta::new(tenure_store::Actor::User(account))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(transparent)]
@@ -113,6 +118,16 @@ impl App {
     /// What `decide` knows besides the state and the command: now.
     pub fn ctx(&self) -> Ctx {
         Ctx { now: self.clock.now() }
+    }
+
+    /// Waits (up to five seconds) until the accounts read model holds everything the store held
+    /// a moment ago: what a page shows after an action must include it.
+    pub async fn caught_up(&self) -> Result<(), Error> {
+        let head = tenure_store::EventStore::head(&self.accounts.store).await?;
+        self.read_models
+            .wait_for(tenure_projections::Projection::Accounts, head, std::time::Duration::from_secs(5))
+            .await?;
+        Ok(())
     }
 
     /// A command the store refused or failed, as of now.

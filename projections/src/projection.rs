@@ -63,10 +63,6 @@ impl<D: Definition> Rows<D> {
         Rows { rows: HashMap::new(), changed: None }
     }
 
-    pub fn get(&self, key: &D::Key) -> Option<&D::Row> {
-        self.rows.get(key)
-    }
-
     pub fn insert(&mut self, row: D::Row) {
         let key = D::key(&row);
         self.mark(&key);
@@ -109,12 +105,31 @@ impl<D: Definition> Rows<D> {
 /// An event as `D` reads it: one of another kind on its streams is a poison event.
 pub(crate) fn typed<D: Definition>(envelope: Envelope) -> Result<Envelope<D::Event>, crate::ProjectionError> {
     let (event_id, position) = (envelope.recorded.id, envelope.recorded.position);
-    envelope.into_kind().map_err(|error| crate::ProjectionError::Poison {
-        projection: D::NAME,
-        event_id,
-        position,
-        reason: error.to_string(),
+    envelope.into_kind().map_err(|error| {
+        let reason = match error {
+            tenure_store::CodecError::WrongStream { event_type, stream, .. } => {
+                ApplyError::WrongStream { event_type, stream }.to_string()
+            }
+            other => other.to_string(),
+        };
+        crate::ProjectionError::Poison { projection: D::NAME, event_id, position, reason }
     })
+}
+
+/// A live batch as `D` reads it, in position order, up to the first event of another kind (the
+/// error, returned beside): an event before it that cannot be applied must be named first, since
+/// the runner applies everything before the event an error names, and records that event.
+pub(crate) fn typed_in_order<D: Definition>(
+    events: Vec<Envelope>,
+) -> (Vec<Envelope<D::Event>>, Option<crate::ProjectionError>) {
+    let mut typed_events = Vec::with_capacity(events.len());
+    for envelope in events {
+        match typed::<D>(envelope) {
+            Ok(event) => typed_events.push(event),
+            Err(error) => return (typed_events, Some(error)),
+        }
+    }
+    (typed_events, None)
 }
 
 /// Applies `envelopes` to `rows`; the first that cannot be applied is named in the error.
@@ -168,6 +183,8 @@ macro_rules! registry {
     };
 }
 
+// New projections go at the end: a projection's place names its PostgreSQL lock keys, which
+// processes of two versions must agree on.
 registry! {
     $
     /// Accounts: the login lookup, the account view and the org directory, from `account-*`.

@@ -207,6 +207,38 @@ async fn a_poison_event_stops_only_its_projection_and_names_the_event(w: World) 
     assert_eq!(dump(&db).await, before);
 }
 
+/// Two events that cannot be applied in one batch: the earlier is named and recorded, whatever
+/// makes each of them poison (here an account never invited, then an event of another kind of
+/// stream moved onto an account's stream).
+async fn of_two_poison_events_in_a_batch_the_earlier_stops_the_projection(w: World) {
+    let repo = &w.repo;
+    let db = w.db("projections.db").await;
+    let known = invite(repo, "known", "acme", Role::User, t0()).await;
+    let stray = tenure_domain::AccountId(uuid::Uuid::now_v7());
+    let never_invited = tenure_domain::Event::from(tenure_domain::events::Reactivated { at: t0() });
+    let event = tenure_store::codec::encode(&never_invited, &stray.stream(), None, &meta(), t0()).unwrap();
+    let first = repo.store.append(&stray.stream(), Expected::NoStream, vec![event]).await.unwrap().position;
+    let order = tenure_domain::Event::from(tenure_domain::events::OrderOpened {
+        org_id: OrgId("acme".into()),
+        order_id: "O-1".into(),
+        title: "Moved".into(),
+        at: t0(),
+    });
+    let moved = tenure_store::codec::encode(&order, &known.stream(), None, &meta(), t0()).unwrap();
+    repo.store.append(&known.stream(), Expected::Exact(1), vec![moved]).await.unwrap();
+
+    let error = catch_up(&repo.store, &db, Projection::Accounts).await.unwrap_err();
+    assert!(matches!(&error, ProjectionError::Poison { position, .. } if *position == first), "{error:?}");
+    let statuses = db.status(&repo.store).await.unwrap();
+    let accounts = statuses.iter().find(|s| s.name == "accounts").unwrap();
+    assert_eq!(accounts.checkpoint, first - 1);
+    assert!(
+        matches!(&accounts.state, ProjectionState::Failed { position, reason } if *position == first && reason.contains("never invited")),
+        "{:?}",
+        accounts.state
+    );
+}
+
 async fn the_runner_follows_live_appends_for_read_your_writes(w: World) {
     let repo = &w.repo;
     let db = w.db("projections.db").await;
@@ -253,6 +285,7 @@ tenure_store::on_both_backends! {
     read_models_answer_the_login_and_dashboard_queries,
     erasure_reaches_the_read_models,
     a_poison_event_stops_only_its_projection_and_names_the_event,
+    of_two_poison_events_in_a_batch_the_earlier_stops_the_projection,
     the_runner_follows_live_appends_for_read_your_writes,
     one_projection_can_be_rebuilt_alone,
 }

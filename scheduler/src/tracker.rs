@@ -8,8 +8,8 @@ use std::collections::{BinaryHeap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use tenure_domain::{AccountEvent, AccountId, Lifecycle};
 
-/// Nanoseconds since the epoch: the queue's order. Events keep the clock's full precision, and
-/// a deadline computed from a truncated time would not match the one the decider recorded.
+/// Nanoseconds since the epoch: the queue's order, to the clock's full precision, so that an
+/// entry is recognised as current by comparing it with the account's next due time.
 fn nanos(at: DateTime<Utc>) -> i64 {
     at.timestamp_nanos_opt().expect("account times fall between 1677 and 2262")
 }

@@ -1,5 +1,5 @@
 //! The conformance suite every event-store backend must pass. Each check takes a fresh, empty
-//! store; a backend's test file runs them all (see `tests/conformance_sqlite.rs`).
+//! store; `tests/conformance.rs` lists them once and runs each on every backend.
 
 use std::collections::HashSet;
 

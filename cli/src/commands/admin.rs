@@ -105,7 +105,7 @@ fn refusal(username: &str, error: Error) -> anyhow::Error {
         Error::Rejected { rule: AccountError::InvalidProfile(problem), .. } => {
             anyhow!("{}: {}", option(problem.field), problem.message)
         }
-        Error::UsernameUnavailable(_) => anyhow!("cannot invite {username}: {}", ClaimError::Unavailable),
+        Error::UsernameUnavailable(taken) => anyhow!("cannot invite {taken}: {}", ClaimError::Unavailable),
         Error::Internal(what) => anyhow!("cannot invite {username}: {what}"),
         other => anyhow!("cannot invite {username}: {}", ApiError::from(other).message),
     }

@@ -68,7 +68,7 @@ pub async fn invite(
         display_name,
         token_digest,
     };
-    match accounts.invite(invite, ctx, &Meta::new(actor)).await {
+    match accounts.invite(invite, ctx, &Meta::new(actor.clone())).await {
         Ok(_) => {}
         Err(ExecuteError::Username(_)) => return Err(Error::UsernameUnavailable(username)),
         Err(error) => return Err(Error::refused(error, ctx.now)),
@@ -77,7 +77,7 @@ pub async fn invite(
     if let Err(error) = mailer.send(&tenure_mail::texts::invitation(email, username.as_str(), &url)).await {
         return Err(Error::InvitationNotMailed { account_id, url: Confidential(url), reason: error.to_string() });
     }
-    tracing::info!(account = %account_id, "invited");
+    tracing::info!(account = %account_id, by = %actor, "invited");
     Ok(Invitation { account_id, url })
 }
 

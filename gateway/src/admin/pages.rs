@@ -10,9 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tenure_domain::OrgId;
 use tenure_domain::decide::Command;
-use tenure_domain::events::{MfaRequirement, Role};
-use tenure_projections::Projection;
-use tenure_store::EventStore;
+use tenure_domain::events::MfaRequirement;
 
 use super::flow::{self, NewMember};
 use crate::error::{ApiError, Error};
@@ -86,8 +84,7 @@ async fn admin_page(
 
 /// The org's members, once the read models have caught up with the action just taken.
 async fn members(app: &App, admin: &SignedIn) -> Result<Vec<Member>, Error> {
-    let head = app.accounts.store.head().await?;
-    app.read_models.wait_for(Projection::Accounts, head, std::time::Duration::from_secs(5)).await?;
+    app.caught_up().await?;
     let directory = app.read_models.org_directory(&OrgId(admin.account.org_id.clone())).await?;
     Ok(directory
         .into_iter()
@@ -107,7 +104,7 @@ fn refuse_non_admin(app: &App, signed_in: &SignedIn, csrf: Option<&str>) -> Opti
     if let Some(refused) = csrf.and_then(|csrf| refuse_form(app, signed_in, csrf)) {
         return Some(refused);
     }
-    if signed_in.account.role != Role::Admin {
+    if !signed_in.is_admin() {
         let message = ApiError::from(Error::AdminsOnly).message;
         return Some(problem(app, signed_in, StatusCode::FORBIDDEN, "Administrators only", &message));
     }

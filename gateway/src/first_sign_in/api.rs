@@ -12,9 +12,8 @@ use serde_json::json;
 use super::flow;
 use crate::error::Error;
 use crate::http::client::ClientInfo;
-use crate::http::json::{ApiJson, done, next};
+use crate::http::json::{ApiJson, CodeBody, TermsBody, done, next};
 use crate::mfa::MfaSetup;
-use crate::sign_in::api::{CodeBody, TermsBody};
 use crate::state::App;
 
 type Shared = State<Arc<App>>;

@@ -3,17 +3,13 @@
 use tenure_domain::decide::{Command, EnrollmentProof, Factor, PasswordVia};
 use tenure_domain::events::{Client, CodePurpose, MfaRequirement};
 use tenure_domain::{AccountEvent, AccountId, SecretDigest, Username, password};
-use tenure_projections::{AccountRow, Projection};
-use tenure_store::{Actor, EventStore, Meta, secrets};
+use tenure_projections::AccountRow;
+use tenure_store::secrets;
 
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
-use crate::state::App;
+use crate::state::{App, as_user};
 use crate::terms;
-
-fn meta(account: AccountId) -> Meta {
-    Meta::new(Actor::User(account))
-}
 
 /// The account an invitation token opens, and the token's digest.
 pub async fn invited(app: &App, token: &str) -> Result<(AccountRow, SecretDigest), Error> {
@@ -41,11 +37,14 @@ pub fn next_step(row: &AccountRow) -> &'static str {
 
 /// After a step: the next one, read once the read model has caught up with it.
 async fn step_done(app: &App, account: AccountId, token: &str) -> Result<&'static str, Error> {
-    let head = app.accounts.store.head().await?;
-    app.read_models.wait_for(Projection::Accounts, head, std::time::Duration::from_secs(5)).await?;
+    app.caught_up().await?;
     let next = match invited(app, token).await {
         Ok((row, _)) => next_step(&row),
-        Err(_) => "done",
+        // The link no longer opens the account: its last step is done.
+        Err(error) => {
+            error.log_if_internal();
+            "done"
+        }
     };
     tracing::info!(account = %account, next, "first sign-in step done");
     Ok(next)
@@ -68,7 +67,7 @@ pub async fn set_password(
     let command =
         Command::SetPassword { password_hash: password_hash.into(), via: PasswordVia::Invitation { token_digest } };
     app.accounts
-        .execute(row.account_id, command, &app.ctx(), &meta(row.account_id))
+        .execute(row.account_id, command, &app.ctx(), &as_user(row.account_id))
         .await
         .map_err(|e| app.refused(e))?;
     step_done(app, row.account_id, token).await
@@ -100,11 +99,12 @@ pub fn pending_key(app: &App, token: &str) -> Option<String> {
 
 pub async fn verify_mfa(app: &App, token: &str, code: &str) -> Result<&'static str, Error> {
     let (row, digest) = invited(app, token).await?;
+    let now = app.clock.now();
     let proof = match row.mfa_requirement {
         MfaRequirement::App => {
             let secret = app.pending_secrets.lock().map_err(Error::internal)?.get(token).cloned();
             let secret = secret.ok_or(Error::MfaNotStarted)?;
-            let step = mfa::matching_step(app, &secret, &row.username, code)?;
+            let step = mfa::matching_step(app, &secret, &row.username, code, now)?;
             EnrollmentProof::App { secret: secret.into(), step }
         }
         MfaRequirement::Email => {
@@ -115,7 +115,7 @@ pub async fn verify_mfa(app: &App, token: &str, code: &str) -> Result<&'static s
     let command = Command::EnrollMfa { proof, invitation: Some(digest) };
     let events = app
         .accounts
-        .execute(row.account_id, command, &app.ctx(), &meta(row.account_id))
+        .execute(row.account_id, command, &app.ctx(), &as_user(row.account_id))
         .await
         .map_err(|e| app.refused(e))?;
     if !events.iter().any(|e| matches!(e, AccountEvent::MfaEnrolled(_))) {
@@ -131,8 +131,8 @@ pub async fn accept_terms(app: &App, token: &str, accept: bool, version: u32, cl
     terms::check(app, accept, version)?;
     let account = row.account_id;
     let accept = Command::AcceptTerms { version, invitation: Some(digest) };
-    app.accounts.execute(account, accept, &app.ctx(), &meta(account)).await.map_err(|e| app.refused(e))?;
+    app.accounts.execute(account, accept, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?;
     let first = Command::SignIn { factor: Factor::Invitation, client };
-    app.accounts.execute(account, first, &app.ctx(), &meta(account)).await.map_err(|e| app.refused(e))?;
+    app.accounts.execute(account, first, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?;
     app.start_session(account).await
 }

@@ -16,10 +16,9 @@ use super::api::NewPasswordBody;
 use super::flow;
 use crate::error::{ApiError, Error};
 use crate::http::client::ClientInfo;
-use crate::http::render::{TermsPage, enter, page, see};
-use crate::mfa::{self, MfaSetup};
-use crate::sign_in::api::CodeBody;
-use crate::sign_in::pages::TermsForm;
+use crate::http::json::CodeBody;
+use crate::http::render::{TermsForm, TermsPage, enter, page, see};
+use crate::mfa::{self, AppSetup, MfaSetup};
 use crate::state::App;
 
 type Shared = State<Arc<App>>;
@@ -31,12 +30,6 @@ struct InvitePasswordPage {
     username: String,
     error: Option<String>,
     notice: Option<String>,
-}
-
-struct AppSetup {
-    otpauth_uri: String,
-    secret: String,
-    qr_png_base64: String,
 }
 
 #[derive(Template)]
@@ -118,15 +111,6 @@ pub async fn password(State(app): Shared, Path(token): Path<String>, Form(form):
     }
 }
 
-fn app_setup(app: &App, username: &str, secret: &str) -> Option<AppSetup> {
-    match mfa::setup_for(app, username, Some(secret)) {
-        Ok(MfaSetup::App { otpauth_uri, secret, qr_png_base64 }) => {
-            Some(AppSetup { otpauth_uri, secret, qr_png_base64 })
-        }
-        _ => None,
-    }
-}
-
 pub async fn mfa_form(State(app): Shared, Path(token): Path<String>) -> Response {
     let row = match flow::invited(&app, &token).await {
         Ok((row, _)) => row,
@@ -172,7 +156,8 @@ pub async fn mfa(State(app): Shared, Path(token): Path<String>, Form(form): Form
         Ok(_) => see(&format!("/invite/{token}")),
         Err(error) => {
             let error = ApiError::from(error);
-            let setup = flow::pending_key(&app, &token).and_then(|secret| app_setup(&app, &row.username, &secret));
+            let setup = flow::pending_key(&app, &token)
+                .and_then(|secret| AppSetup::of(mfa::setup_for(&app, &row.username, Some(&secret))));
             let sent = setup.is_none();
             page(error.status, InviteMfaPage { token, app: setup, sent, error: Some(error.message), notice: None })
         }

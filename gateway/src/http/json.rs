@@ -7,6 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -27,6 +28,19 @@ impl From<JsonRejection> for ApiError {
         };
         ApiError::new(status, "bad_request", rejection.body_text())
     }
+}
+
+/// A code typed at a second-factor step.
+#[derive(Deserialize)]
+pub struct CodeBody {
+    pub code: String,
+}
+
+/// The terms step: the box, and the version agreed to.
+#[derive(Deserialize)]
+pub struct TermsBody {
+    pub accept: bool,
+    pub version: u32,
 }
 
 /// `{"next": step}`.

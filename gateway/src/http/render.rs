@@ -5,6 +5,7 @@ use askama::Template;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
+use serde::Deserialize;
 
 use crate::error::Error;
 use crate::http::session::session_cookie;
@@ -29,6 +30,13 @@ pub fn enter(app: &App, jar: CookieJar, cookie: String) -> Response {
 
 pub async fn stylesheet() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../static/style.css")).into_response()
+}
+
+/// The terms form as a browser posts it: the box is absent when not ticked.
+#[derive(Deserialize)]
+pub struct TermsForm {
+    pub accept: Option<String>,
+    pub version: u32,
 }
 
 /// The terms, at first sign-in and at a sign-in after they changed.

@@ -66,6 +66,11 @@ impl SignedIn {
         Ok(SignedIn { cookie, account })
     }
 
+    /// Whether the account administers its org.
+    pub fn is_admin(&self) -> bool {
+        self.account.role == Role::Admin
+    }
+
     /// Whether `presented` is this session's CSRF token.
     pub fn csrf_matches(&self, app: &App, presented: &str) -> bool {
         app.sessions.csrf_matches(&self.cookie, presented)
@@ -108,7 +113,7 @@ impl FromRequestParts<Arc<App>> for OrgAdmin {
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             signed_in = signed_in.with_csrf_header(app, &parts.headers)?;
         }
-        if signed_in.account.role != Role::Admin {
+        if !signed_in.is_admin() {
             return Err(Error::AdminsOnly);
         }
         Ok(OrgAdmin(signed_in))
@@ -125,7 +130,10 @@ impl FromRequestParts<Arc<App>> for SignedInPage {
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
         match SignedIn::from_request_parts(parts, app).await {
             Ok(signed_in) => Ok(SignedInPage(signed_in)),
-            Err(_) => Err(Redirect::to("/sign-in").into_response()),
+            Err(error) => {
+                error.log_if_internal();
+                Err(Redirect::to("/sign-in").into_response())
+            }
         }
     }
 }

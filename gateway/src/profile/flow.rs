@@ -4,17 +4,12 @@ use chrono::{DateTime, Utc};
 use tenure_domain::decide::{Command, EnrollmentProof, PasswordVia};
 use tenure_domain::events::{Client, MfaMethod, MfaRequirement, Profile, SignInMethod};
 use tenure_domain::{AccountId, Username, password};
-use tenure_projections::{AccountRow, Projection};
-use tenure_store::{Actor, EventStore, Meta};
+use tenure_projections::AccountRow;
 
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
 use crate::personal;
-use crate::state::App;
-
-fn meta(account: AccountId) -> Meta {
-    Meta::new(Actor::User(account))
-}
+use crate::state::{App, as_user};
 
 /// A signed-in user's profile, opened with the account's key.
 pub struct ProfileView {
@@ -58,11 +53,10 @@ pub async fn update(
     }
     let command = Command::UpdateProfile { profile };
     app.accounts
-        .execute(row.account_id, command, &app.ctx(), &meta(row.account_id))
+        .execute(row.account_id, command, &app.ctx(), &as_user(row.account_id))
         .await
         .map_err(|e| app.refused(e))?;
-    let head = app.accounts.store.head().await?;
-    app.read_models.wait_for(Projection::Accounts, head, std::time::Duration::from_secs(5)).await?;
+    app.caught_up().await?;
     let row =
         app.read_models.account_view(row.account_id).await?.ok_or_else(|| Error::internal("the account vanished"))?;
     view(app, &row).await
@@ -91,7 +85,7 @@ pub async fn change_password(
     let password_hash = app.hasher.hash(new_password).await?;
     let command = Command::SetPassword { password_hash: password_hash.into(), via: PasswordVia::Change };
     app.accounts
-        .execute(row.account_id, command, &app.ctx(), &meta(row.account_id))
+        .execute(row.account_id, command, &app.ctx(), &as_user(row.account_id))
         .await
         .map_err(|e| app.refused(e))?;
     let ended = app.sessions.revoke_all(row.account_id, Some(session_cookie)).await?;
@@ -104,7 +98,8 @@ fn reenrollment_key(account: AccountId) -> String {
     format!("account:{account}")
 }
 
-fn uses_authenticator(row: &AccountRow) -> bool {
+/// Whether the profile uses an authenticator app, the one second factor a user may move.
+pub fn uses_authenticator(row: &AccountRow) -> bool {
     row.mfa_requirement == MfaRequirement::App && row.mfa_method == Some(MfaMethod::App)
 }
 
@@ -128,7 +123,7 @@ pub async fn start_reenrollment(app: &App, row: &AccountRow) -> Result<MfaSetup,
 /// The offered key, if one is waiting for this account.
 pub fn pending_reenrollment(app: &App, row: &AccountRow) -> Option<MfaSetup> {
     let secret = app.pending_secrets.lock().ok()?.get(&reenrollment_key(row.account_id)).cloned()?;
-    mfa::setup_for(app, &row.username, Some(&secret)).ok()
+    mfa::setup_for(app, &row.username, Some(&secret)).inspect_err(Error::log_if_internal).ok()
 }
 
 /// Replaces the authenticator: a code from the current one proves the user still holds it (a
@@ -145,9 +140,10 @@ pub async fn finish_reenrollment(app: &App, row: &AccountRow, current_code: &str
     // The last step used, from the stream itself: the read model may lag behind a sign-in that
     // just used the code now presented.
     let (state, _) = app.accounts.load(row.account_id).await.map_err(Error::internal)?;
-    let current_ok = mfa::matching_step(app, &old_secret, &row.username, current_code)?
+    let now = app.clock.now();
+    let current_ok = mfa::matching_step(app, &old_secret, &row.username, current_code, now)?
         .is_some_and(|step| state.last_totp_step.is_none_or(|last| step > last));
-    let new_step = mfa::matching_step(app, &new_secret, &row.username, new_code)?;
+    let new_step = mfa::matching_step(app, &new_secret, &row.username, new_code, now)?;
     let (step, refusal) = match (current_ok, new_step) {
         (true, Some(step)) => (Some(step), None),
         (false, _) => (None, Some(("current_code", "The code from your current authenticator is not correct."))),
@@ -156,7 +152,7 @@ pub async fn finish_reenrollment(app: &App, row: &AccountRow, current_code: &str
     let proof = EnrollmentProof::App { secret: new_secret.into(), step };
     let command = Command::EnrollMfa { proof, invitation: None };
     app.accounts
-        .execute(row.account_id, command, &app.ctx(), &meta(row.account_id))
+        .execute(row.account_id, command, &app.ctx(), &as_user(row.account_id))
         .await
         .map_err(|e| app.refused(e))?;
     if let Some((field, message)) = refusal {

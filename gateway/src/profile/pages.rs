@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tenure_domain::events::{MfaMethod, MfaRequirement, SignInMethod};
+use tenure_domain::events::SignInMethod;
 
 use super::flow;
 use crate::error::{ApiError, Error};
@@ -101,8 +101,7 @@ async fn profile_page(
             phone: typed.phone,
             address: typed.address,
             mfa: mfa_label(row.mfa_method),
-            can_replace_authenticator: row.mfa_requirement == MfaRequirement::App
-                && row.mfa_method == Some(MfaMethod::App),
+            can_replace_authenticator: flow::uses_authenticator(&row),
             recent,
             feedback,
         },

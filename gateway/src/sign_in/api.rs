@@ -13,7 +13,7 @@ use serde_json::json;
 use super::flow::{self, Next};
 use crate::error::Error;
 use crate::http::client::ClientInfo;
-use crate::http::json::{ApiJson, done, next};
+use crate::http::json::{ApiJson, CodeBody, TermsBody, done, next};
 use crate::http::session::{SignedIn, SignedInWithCsrf, removal};
 use crate::mfa::MfaSetup;
 use crate::state::App;
@@ -28,17 +28,6 @@ pub struct UsernameBody {
 #[derive(Deserialize)]
 pub struct PasswordBody {
     pub(crate) password: String,
-}
-
-#[derive(Deserialize)]
-pub struct CodeBody {
-    pub(crate) code: String,
-}
-
-#[derive(Deserialize)]
-pub struct TermsBody {
-    pub(crate) accept: bool,
-    pub(crate) version: u32,
 }
 
 pub async fn start(State(app): Shared, ApiJson(body): ApiJson<UsernameBody>) -> Result<Response, Error> {

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use tenure_domain::decide::{Command, Factor};
 use tenure_domain::events::{Client, CodePurpose, MfaMethod, MfaRequirement};
-use tenure_domain::{AccountError, AccountEvent, AccountId, Username};
+use tenure_domain::{AccountError, AccountEvent, Username};
 use tenure_projections::AccountRow;
-use tenure_store::{Actor, ExecuteError, Meta};
+use tenure_store::ExecuteError;
 
 use super::flows::{Flow, Step};
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
-use crate::state::App;
+use crate::state::{App, as_user};
 use crate::{personal, terms};
 
 /// The slowest recent refusal of a known account's password, in microseconds: a maximum that
@@ -66,10 +66,6 @@ impl Next {
             Next::Terms => "terms",
         }
     }
-}
-
-fn meta(account: AccountId) -> Meta {
-    Meta::new(Actor::User(account))
 }
 
 /// The username step: it always proceeds to the password, whether or not the name is held.
@@ -134,7 +130,7 @@ async fn password_step(app: &App, flow_id: &str, password: String, client: Clien
     let phc = personal::password_hash(app, &row).await?;
     let correct = app.hasher.verify(password, phc).await?;
     let command = Command::SignIn { factor: Factor::Password { correct }, client };
-    match app.accounts.execute(row.account_id, command, &app.ctx(), &meta(row.account_id)).await {
+    match app.accounts.execute(row.account_id, command, &app.ctx(), &as_user(row.account_id)).await {
         Ok(events) if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) => {
             app.metrics.sign_in("success");
             signed_in(app, flow_id, &row).await
@@ -191,7 +187,7 @@ pub async fn accept_terms(app: &App, flow_id: &str, accept: bool, version: u32) 
     let (Step::Terms, Some(account)) = (flow.step, flow.account) else { return Err(Error::FlowGone) };
     terms::check(app, accept, version)?;
     let command = Command::AcceptTerms { version, invitation: None };
-    app.accounts.execute(account, command, &app.ctx(), &meta(account)).await.map_err(|e| app.refused(e))?;
+    app.accounts.execute(account, command, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?;
     app.flows.finish(flow_id);
     app.start_session(account).await
 }
@@ -199,13 +195,14 @@ pub async fn accept_terms(app: &App, flow_id: &str, accept: bool, version: u32) 
 /// The code step: a code from the authenticator, from the mail, or from a new authenticator
 /// being added.
 pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Result<Next, Error> {
-    let flow = flow(app, flow_id)?;
+    let now = app.clock.now();
+    let flow = app.flows.get(flow_id, now).ok_or(Error::FlowGone)?;
     let Some(account) = flow.account else { return Err(Error::FlowGone) };
     let row = app.read_models.account_view(account).await?.ok_or(Error::FlowGone)?;
     let command = match flow.step {
         Step::Code(MfaMethod::App) => {
             let secret = personal::totp_secret(app, &row).await?;
-            let step = mfa::matching_step(app, &secret, &row.username, code)?;
+            let step = mfa::matching_step(app, &secret, &row.username, code, now)?;
             Command::SignIn { factor: Factor::Totp { step }, client }
         }
         Step::Code(MfaMethod::Email) => {
@@ -213,13 +210,13 @@ pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Resul
             Command::SignIn { factor: Factor::EmailCode { presented }, client }
         }
         Step::EnrollApp { secret } => {
-            let step = mfa::matching_step(app, &secret, &row.username, code)?;
+            let step = mfa::matching_step(app, &secret, &row.username, code, now)?;
             Command::SignInEnrolling { secret: secret.into(), step, client }
         }
         Step::Password | Step::Terms => return Err(Error::FlowGone),
     };
     let events =
-        app.accounts.execute(account, command, &app.ctx(), &meta(account)).await.map_err(|e| app.refused(e))?;
+        app.accounts.execute(account, command, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?;
     if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) {
         app.metrics.sign_in("success");
         signed_in(app, flow_id, &row).await

@@ -12,15 +12,16 @@ use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 use tenure_domain::events::MfaMethod;
 
-use super::api::{CodeBody, PasswordBody, UsernameBody};
+use super::api::{PasswordBody, UsernameBody};
 use super::flow::{self, Next};
 use super::flows::{Flow, Step};
 use crate::error::{ApiError, Error};
 use crate::http::client::ClientInfo;
+use crate::http::json::CodeBody;
 use crate::http::layout::refuse_form;
-use crate::http::render::{TermsPage, enter, page, see};
+use crate::http::render::{TermsForm, TermsPage, enter, page, see};
 use crate::http::session::{SignedIn, SignedInPage, removal};
-use crate::mfa::{self, MfaSetup};
+use crate::mfa::{self, AppSetup};
 use crate::state::App;
 
 type Shared = State<Arc<App>>;
@@ -52,18 +53,6 @@ struct CodePage {
     notice: Option<String>,
 }
 
-struct AppSetup {
-    otpauth_uri: String,
-    secret: String,
-    qr_png_base64: String,
-}
-
-#[derive(Deserialize)]
-pub struct TermsForm {
-    pub(crate) accept: Option<String>,
-    pub(crate) version: u32,
-}
-
 #[derive(Deserialize)]
 pub struct CsrfForm {
     #[serde(default)]
@@ -73,7 +62,10 @@ pub struct CsrfForm {
 pub async fn root(signed_in: Result<SignedIn, Error>) -> Response {
     match signed_in {
         Ok(_) => see("/dashboard"),
-        Err(_) => see("/sign-in"),
+        Err(error) => {
+            error.log_if_internal();
+            see("/sign-in")
+        }
     }
 }
 
@@ -197,12 +189,7 @@ pub async fn resend(State(app): Shared, Path(flow_id): Path<String>) -> Response
 /// The code page of a sign-in flow at `step`.
 fn code_page(app: &App, flow_id: String, flow: &Flow, error: Option<String>, notice: Option<String>) -> CodePage {
     let setup = match &flow.step {
-        Step::EnrollApp { secret } => match mfa::setup_for(app, &flow.username, Some(secret)) {
-            Ok(MfaSetup::App { otpauth_uri, secret, qr_png_base64 }) => {
-                Some(AppSetup { otpauth_uri, secret, qr_png_base64 })
-            }
-            _ => None,
-        },
+        Step::EnrollApp { secret } => AppSetup::of(mfa::setup_for(app, &flow.username, Some(secret))),
         _ => None,
     };
     CodePage { flow: flow_id, email: flow.step == Step::Code(MfaMethod::Email), setup, error, notice }

@@ -14,7 +14,9 @@ use tenure_store::{Envelope, EventStore, Position};
 use tokio_postgres::{Client, Transaction};
 
 use super::{Checkpoint, Guarded, Lock, ProjectionError, Storage};
-use crate::projection::{ALL, Definition, Projection, Rows, Stored, apply_all, each_projection, keys_read, typed};
+use crate::projection::{
+    ALL, Definition, Projection, Rows, Stored, apply_all, each_projection, keys_read, typed_in_order,
+};
 use crate::rebuild::{NEXT, Replayed};
 
 /// A projection's table in PostgreSQL, and how its rows are read and written there.
@@ -155,9 +157,12 @@ async fn apply<D: Stored>(tx: &Transaction<'_>, suffix: &str, events: Vec<Envelo
     if events.is_empty() {
         return Ok(());
     }
-    let events = events.into_iter().map(typed::<D>).collect::<Result<Vec<_>, _>>()?;
+    let (events, unreadable) = typed_in_order::<D>(events);
     let mut rows = Rows::<D>::loaded(<D as PgTables>::load(tx, suffix, &keys_read::<D>(&events)).await?);
     apply_all(&mut rows, &events)?;
+    if let Some(error) = unreadable {
+        return Err(error);
+    }
     let mut puts = Vec::new();
     for (key, row) in rows.changes() {
         match row {

@@ -15,7 +15,9 @@ use tenure_store::{Envelope, EventStore, Position};
 use tokio::runtime::Handle;
 
 use super::{Checkpoint, Guarded, Lock, ProjectionError, Storage};
-use crate::projection::{ALL, Definition, Projection, Rows, Stored, apply_all, each_projection, keys_read, typed};
+use crate::projection::{
+    ALL, Definition, Projection, Rows, Stored, apply_all, each_projection, keys_read, typed_in_order,
+};
 use crate::rebuild::{NEXT, PAGE, Replayed};
 
 /// A projection's tables in SQLite, and how its rows are read and written there.
@@ -147,9 +149,12 @@ fn read_checkpoint(c: &Connection, projection: Projection) -> rusqlite::Result<C
 /// Applies `events` to the copy of `D`'s tables with `suffix`: the rows they read are loaded,
 /// changed in memory by the definition, and the changed ones written back.
 fn apply<D: Stored>(c: &Connection, suffix: &str, events: Vec<Envelope>) -> Result<(), ProjectionError> {
-    let events = events.into_iter().map(typed::<D>).collect::<Result<Vec<_>, _>>()?;
+    let (events, unreadable) = typed_in_order::<D>(events);
     let mut rows = Rows::<D>::loaded(<D as SqliteTables>::load(c, suffix, &keys_read::<D>(&events))?);
     apply_all(&mut rows, &events)?;
+    if let Some(error) = unreadable {
+        return Err(error);
+    }
     for (key, row) in rows.changes() {
         match row {
             Some(row) => <D as SqliteTables>::put(c, suffix, row)?,
