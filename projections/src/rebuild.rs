@@ -41,15 +41,30 @@ impl Replayed {
             .expect("a rebuild writes only the projections it replayed")
     }
 
-    fn apply(&mut self, projection: Projection, envelope: Envelope) -> Result<(), ProjectionError> {
+    /// Applies a page's events of one projection, as `typed_batch` made them.
+    fn apply(&mut self, projection: Projection, batch: Batch) -> Result<(), ProjectionError> {
         let (_, rows) = self.rows.iter_mut().find(|(p, _)| *p == projection).expect("replayed");
-        each_projection!(projection, D => apply_one::<D>(rows, envelope))
+        each_projection!(projection, D => apply_batch::<D>(rows, batch))
     }
 }
 
-fn apply_one<D: Stored>(rows: &mut Box<dyn Any + Send + Sync>, envelope: Envelope) -> Result<(), ProjectionError> {
+/// A page's events of one projection, typed as its definition reads them.
+type Batch = Box<dyn Any + Send>;
+
+/// Decodes the events of a page that `D` reads into a batch of its own kind of event: done on
+/// the reading threads, so that the replay's one applying thread only applies.
+fn typed_batch<D: Stored>(projection: Projection, page: Vec<RecordedEvent>) -> Result<Batch, ProjectionError> {
+    let mut events = Vec::with_capacity(page.len());
+    for recorded in page {
+        events.push(typed::<D>(decode(projection, recorded)?)?);
+    }
+    Ok(Box::new(events))
+}
+
+fn apply_batch<D: Stored>(rows: &mut Box<dyn Any + Send + Sync>, batch: Batch) -> Result<(), ProjectionError> {
     let rows = rows.downcast_mut::<Rows<D>>().expect("rows of their own projection");
-    apply_all(rows, &[typed::<D>(envelope)?])
+    let events = batch.downcast::<Vec<Envelope<D::Event>>>().expect("a batch of its own projection's events");
+    apply_all(rows, &events)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,8 +143,8 @@ pub async fn rebuild<S: EventStore>(
         events += page.seen;
         let Some(last) = page.last else { continue };
         memory = tokio::task::spawn_blocking(move || {
-            for (projection, envelope) in page.envelopes {
-                memory.apply(projection, envelope)?;
+            for (projection, batch) in page.batches {
+                memory.apply(projection, batch)?;
             }
             Ok::<_, ProjectionError>(memory)
         })
@@ -169,9 +184,10 @@ pub(crate) fn decode(projection: Projection, recorded: RecordedEvent) -> Result<
     })
 }
 
-/// One page of the replay, decoded: the events of its range that concern `projections`.
+/// One page of the replay, decoded: the events of its range that concern `projections`, a batch
+/// for each.
 struct DecodedPage {
-    envelopes: Vec<(Projection, Envelope)>,
+    batches: Vec<(Projection, Batch)>,
     /// Events in the page's range, relevant or not.
     seen: u64,
     last: Option<Position>,
@@ -189,16 +205,21 @@ fn decode_page(
     // The range is fully known when the read was full or reached past it; otherwise the page
     // met the head, and later pages may have been read after more events arrived.
     let complete = page.len() == PAGE || page.last().is_some_and(|r| r.position >= end);
-    let mut decoded = DecodedPage { envelopes: Vec::new(), seen: 0, last: None, complete };
-    for recorded in page.into_iter().take_while(|r| r.position < from + PAGE as Position) {
-        decoded.seen += 1;
-        decoded.last = Some(recorded.position);
+    let mut relevant: Vec<(Projection, Vec<RecordedEvent>)> = projections.iter().map(|p| (*p, Vec::new())).collect();
+    let (mut seen, mut last) = (0, None);
+    for recorded in page.into_iter().take_while(|r| r.position < end) {
+        seen += 1;
+        last = Some(recorded.position);
         // The projections read disjoint kinds of stream.
-        if let Some(projection) = projections.iter().copied().find(|p| p.handles(&recorded.stream)) {
-            decoded.envelopes.push((projection, decode(projection, recorded)?));
+        if let Some((_, events)) = relevant.iter_mut().find(|(p, _)| p.handles(&recorded.stream)) {
+            events.push(recorded);
         }
     }
-    Ok(decoded)
+    let mut batches = Vec::with_capacity(relevant.len());
+    for (projection, events) in relevant {
+        batches.push((projection, each_projection!(projection, D => typed_batch::<D>(projection, events))?));
+    }
+    Ok(DecodedPage { batches, seen, last, complete })
 }
 
 /// The events of `page` that `projection` reads, decoded.

@@ -1,7 +1,7 @@
 //! The accounts table in `projections.db`, and the queries on it.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 use tenure_domain::events::{Invitation, MfaMethod, MfaRequirement, Role};
 use tenure_domain::throttle::Throttle;
 use tenure_domain::{AccountId, OrgId, SecretDigest, Username};
@@ -77,15 +77,18 @@ impl SqliteTables for Accounts {
         Ok(rows)
     }
 
-    fn put(c: &Connection, suffix: &str, row: &AccountRow) -> rusqlite::Result<()> {
-        let sql = format!(
+    fn insert_sql(suffix: &str) -> String {
+        format!(
             "INSERT OR REPLACE INTO accounts{suffix} ({COLUMNS}) VALUES \
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"
-        );
+        )
+    }
+
+    fn bind(insert: &mut CachedStatement<'_>, row: &AccountRow) -> rusqlite::Result<()> {
         let at = |position: Option<u64>| position.map(|p| p as i64);
         // Plain data with string keys always serialises.
         let recent = serde_json::to_string(&row.recent_sign_ins).expect("row data serialises");
-        c.prepare_cached(&sql)?.execute(params![
+        insert.execute(params![
             row.account_id.0.as_bytes(),
             row.username,
             row.org_id,

@@ -1,6 +1,6 @@
 //! The org items table in `projections.db`, and the query on it.
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::{CachedStatement, Connection, Row, params};
 use tenure_domain::OrgId;
 
 use super::{ItemKey, ItemKind, OrgItem, OrgItems};
@@ -36,9 +36,12 @@ impl SqliteTables for OrgItems {
         Ok(Vec::new())
     }
 
-    fn put(c: &Connection, suffix: &str, item: &OrgItem) -> rusqlite::Result<()> {
-        let sql = format!("INSERT OR REPLACE INTO org_items{suffix} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-        c.prepare_cached(&sql)?.execute(params![
+    fn insert_sql(suffix: &str) -> String {
+        format!("INSERT OR REPLACE INTO org_items{suffix} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+    }
+
+    fn bind(insert: &mut CachedStatement<'_>, item: &OrgItem) -> rusqlite::Result<()> {
+        insert.execute(params![
             item.org_id,
             item.kind.as_str(),
             item.item_id,

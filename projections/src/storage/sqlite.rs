@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{CachedStatement, Connection, TransactionBehavior, params};
 use tenure_store::sqlite::ReadPool;
 use tenure_store::{Envelope, EventStore, Position};
 use tokio::runtime::Handle;
@@ -30,7 +30,12 @@ pub trait SqliteTables: Definition {
     /// is far cheaper than keeping them up to date row by row.
     fn create_indexes(suffix: &str, generation: u64) -> String;
     fn load(c: &Connection, suffix: &str, keys: &[Self::Key]) -> rusqlite::Result<Vec<Self::Row>>;
-    fn put(c: &Connection, suffix: &str, row: &Self::Row) -> rusqlite::Result<()>;
+    /// The statement that puts a row, whether or not its key is there.
+    fn insert_sql(suffix: &str) -> String;
+    fn bind(insert: &mut CachedStatement<'_>, row: &Self::Row) -> rusqlite::Result<()>;
+    fn put(c: &Connection, suffix: &str, row: &Self::Row) -> rusqlite::Result<()> {
+        Self::bind(&mut c.prepare_cached(&Self::insert_sql(suffix))?, row)
+    }
     fn remove(c: &Connection, suffix: &str, key: &Self::Key) -> rusqlite::Result<()>;
     /// Every row of the serving copy, in key order.
     fn all(c: &Connection) -> rusqlite::Result<Vec<Self::Row>>;
@@ -169,8 +174,9 @@ fn write_copy_of<D: Stored>(tx: &Connection, replayed: &Replayed) -> Result<(), 
         tx.execute_batch(&format!("DROP TABLE IF EXISTS {table}{NEXT};"))?;
     }
     tx.execute_batch(&<D as SqliteTables>::create_tables(NEXT))?;
+    let mut insert = tx.prepare_cached(&<D as SqliteTables>::insert_sql(NEXT))?;
     for row in replayed.rows::<D>().sorted() {
-        <D as SqliteTables>::put(tx, NEXT, row)?;
+        <D as SqliteTables>::bind(&mut insert, row)?;
     }
     Ok(())
 }
