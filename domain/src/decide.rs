@@ -468,13 +468,12 @@ fn lifecycle(state: &Account) -> Lifecycle {
 /// due and, for a warning, not yet given for that deadline.
 fn scheduled(state: &Account, step: Step, now: DateTime<Utc>) -> Result<DateTime<Utc>, AccountError> {
     let lifecycle = lifecycle(state);
-    // Only the username's release has a quarantine, and it is not an account command.
-    let quarantine = chrono::Duration::zero();
-    let deadline = lifecycle.deadline(step, quarantine);
+    let deadline = lifecycle.deadline(step);
     if matches!(step, Step::WarnDeactivation | Step::WarnDeletion) && lifecycle.warned {
         return Err(AccountError::AlreadyWarned { deadline });
     }
-    let due = lifecycle.due_at(step, quarantine);
+    // The release, the only step with a quarantine, is not an account command.
+    let due = lifecycle.due_at(step, Duration::zero());
     if now < due { Err(AccountError::NotDue { due }) } else { Ok(deadline) }
 }
 

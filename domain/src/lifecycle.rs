@@ -210,22 +210,25 @@ impl Lifecycle {
     }
 
     /// The deadline `step` is about: the deactivation's for its warning and itself, the
-    /// deletion's for its warning and itself, the end of the quarantine for the release.
-    pub fn deadline(&self, step: Step, quarantine: Duration) -> DateTime<Utc> {
+    /// deletion's for its warning and itself; for the release, the deletion, which the username's
+    /// quarantine follows.
+    pub fn deadline(&self, step: Step) -> DateTime<Utc> {
         let d = self.deadlines();
         match step {
             Step::WarnDeactivation | Step::Deactivate => d.deactivation,
             Step::WarnDeletion | Step::Delete => d.deletion,
-            Step::ReleaseUsername => self.since + quarantine,
+            Step::ReleaseUsername => self.since,
         }
     }
 
-    /// When `step` comes due: a warning ahead of its deadline, anything else at it.
+    /// When `step` comes due: a warning ahead of its deadline, anything else at it, and the
+    /// release once the username's `quarantine` after the deletion is over.
     pub fn due_at(&self, step: Step, quarantine: Duration) -> DateTime<Utc> {
-        let deadline = self.deadline(step, quarantine);
+        let deadline = self.deadline(step);
         match step {
             Step::WarnDeactivation | Step::WarnDeletion => deadline - calendar::WARNING_LEAD,
-            Step::Deactivate | Step::Delete | Step::ReleaseUsername => deadline,
+            Step::Deactivate | Step::Delete => deadline,
+            Step::ReleaseUsername => deadline + quarantine,
         }
     }
 
