@@ -1,103 +1,16 @@
 //! `tenure serve` as a user meets it: a real process on a real port, driven over HTTP.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod support {
+    pub mod gateway;
     pub mod smtp;
 }
+use support::gateway::{agent, get, post, rand_byte, serve, serve_with, start};
 use support::smtp::{code_in, smtp_sink};
-
-struct Server {
-    child: Child,
-    base: String,
-    invitation: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data_dir: &std::path::Path) -> Server {
-    serve_with(data_dir, &[])
-}
-
-fn serve_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
-    let server = start(data_dir, extra);
-    assert!(!server.invitation.is_empty(), "the bootstrap invitation link");
-    server
-}
-
-/// `tenure serve`, once it listens; `invitation` is empty when it printed no link.
-fn start(data_dir: &std::path::Path, extra: &[&str]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure-cookies"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The link, if any, is printed before the server listens.
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (found, link) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("invitation_url: ") {
-                let _ = found.send(url.to_string());
-            }
-        }
-    });
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "tenure serve did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let invitation = link.recv_timeout(Duration::from_millis(200)).unwrap_or_default();
-    Server { child, base: format!("http://127.0.0.1:{port}"), invitation }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
-}
-
-fn post(
-    agent: &ureq::Agent,
-    url: &str,
-    body: Value,
-    cookie: Option<&str>,
-    csrf: Option<&str>,
-) -> (u16, Option<String>, Value) {
-    let mut request = agent.post(url);
-    if let Some(cookie) = cookie {
-        request = request.header("Cookie", &format!("tenure_session={cookie}"));
-    }
-    if let Some(csrf) = csrf {
-        request = request.header("X-CSRF-Token", csrf);
-    }
-    let mut response = request.send_json(body).unwrap();
-    let status = response.status().as_u16();
-    let cookie = response.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_string());
-    let json = response.body_mut().read_json::<Value>().unwrap_or(Value::Null);
-    (status, cookie, json)
-}
-
-fn get(agent: &ureq::Agent, url: &str, cookie: Option<&str>) -> (u16, Value) {
-    let mut request = agent.get(url);
-    if let Some(cookie) = cookie {
-        request = request.header("Cookie", &format!("tenure_session={cookie}"));
-    }
-    let mut response = request.call().unwrap();
-    (response.status().as_u16(), response.body_mut().read_json::<Value>().unwrap_or(Value::Null))
-}
 
 #[test]
 fn the_first_administrator_signs_in_through_the_bootstrap_link_then_signs_in_again() {
@@ -174,26 +87,37 @@ fn a_second_start_on_the_same_store_prints_no_new_link() {
     assert!(!printed.contains("invitation_url"), "{printed}");
 }
 
+/// Failures, not requests, count per address (SPEC §11): many username steps pass, and the
+/// 31st wrong password from one address within a minute is refused with `Retry-After`.
 #[test]
-fn one_address_is_rate_limited_across_usernames() {
+fn one_address_is_limited_by_its_failures_across_usernames() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path());
+    let server = serve_with(dir.path(), &["--argon2-memory-kib", "1024", "--argon2-iterations", "1"]);
     let http = agent();
     let mut limited = None;
     for n in 0..40 {
+        // Once the address is over its quota, every sign-in step is refused, the username step too.
         let mut response = http
             .post(&format!("{}/api/v1/sign-in", server.base))
             .send_json(json!({"username": format!("user{n}")}))
             .unwrap();
+        if response.status().as_u16() == 200 {
+            let flow = response.body_mut().read_json::<Value>().unwrap()["flow"].as_str().unwrap().to_string();
+            response = http
+                .post(&format!("{}/api/v1/sign-in/{flow}/password", server.base))
+                .send_json(json!({"password": "wrong"}))
+                .unwrap();
+        }
         if response.status().as_u16() == 429 {
             let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
             let body = response.body_mut().read_json::<Value>().unwrap();
             limited = Some((n, retry_after, body));
             break;
         }
+        assert_eq!(response.status().as_u16(), 401, "failure {n}");
     }
     let (n, retry_after, body) = limited.expect("the address is limited");
-    assert!(n >= 20, "a burst of 20 is allowed, limited after {n}");
+    assert_eq!(n, 30, "30 failures are allowed, the 31st refused");
     assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
     assert_eq!(body["error"], "rate_limited");
 }
@@ -408,10 +332,4 @@ fn two_gateways_on_one_postgres_database_share_sessions_and_read_models() {
     assert_eq!(post(&http, &format!("{api_b}/sign-out"), json!({}), Some(&cookie), Some(&csrf)).0, 204);
     assert_eq!(get(&http, &format!("{api_a}/session"), Some(&cookie)).0, 401, "signed out on A too");
     drop((a, b));
-}
-
-fn rand_byte() -> u8 {
-    let mut byte = [0u8; 1];
-    getrandom::fill(&mut byte).unwrap();
-    byte[0]
 }

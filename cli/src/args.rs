@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tenure_gateway::http::client::TrustedProxies;
 
 #[derive(Debug, Parser)]
 #[command(name = "tenure", version, about = "Tenure: event-sourced account lifecycle for a business customer portal")]
@@ -206,6 +207,21 @@ pub struct Serve {
     pub with_scheduler: bool,
     #[command(flatten)]
     pub quarantine: Quarantine,
+    /// Proxies believed for Forwarded / X-Forwarded-For / X-Forwarded-Proto: CIDR[,CIDR…].
+    /// The client is the right-most address in the chain that is not one of them.
+    #[arg(long, env = "TENURE_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
+    pub trusted_proxies: TrustedProxies,
+    /// Failed sign-in steps (wrong password or code, unknown token, refused form) a client
+    /// address may make per minute, and at once, before it is answered 429.
+    #[arg(long, env = "TENURE_ADDRESS_FAILURES_PER_MINUTE", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub address_failures_per_minute: u32,
+    /// Serve HTTPS with this certificate chain (PEM), reloaded on SIGHUP.
+    #[arg(long, env = "TENURE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "TENURE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -294,6 +310,21 @@ pub enum Bench {
     /// The scheduler's cold replay (time, memory per account) and the cost of one tick with few
     /// accounts due, over generated stores, beside a raw scan of their events.
     Scheduler(BenchScheduler),
+    /// The database work of a sign-in step (shared flow state) with few and many flows pending.
+    Flows(BenchFlows),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFlows {
+    /// Flows pending while the steps are timed, comma separated; the first is the baseline.
+    #[arg(long, value_delimiter = ',', default_values_t = [10usize, 1_000_000])]
+    pub pending: Vec<usize>,
+    /// Flows timed per case.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(100..))]
+    pub samples: u32,
+    /// Also on PostgreSQL: a scratch database on the server this URL reaches, dropped afterwards.
+    #[arg(long)]
+    pub postgres: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 mod admin;
 mod audit;
 mod bench;
+mod bench_flows;
 mod bench_scheduler;
 mod bench_sign_in;
 mod migrate;

@@ -120,7 +120,7 @@ internal_from!(
     tenure_projections::ProjectionError,
     tenure_store::StoreError,
     tenure_store::CodecError,
-    crate::sessions::SessionError,
+    crate::gateway_db::DbError,
     crate::totp::TotpError,
     tenure_mail::MailError,
     askama::Error,

@@ -71,6 +71,7 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(middleware::from_fn_with_state(app.clone(), layers::limit_addresses))
         .layer(middleware::from_fn(layers::refuse_cross_site))
         .layer(middleware::from_fn_with_state(app.clone(), layers::observe))
+        .layer(middleware::from_fn_with_state(app.clone(), layers::front_door))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
 }

@@ -5,31 +5,19 @@
 //! id under a server key: it needs no storage and is checked in constant time.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tenure_domain::{AccountId, Clock};
 use uuid::Uuid;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("sessions: {0}")]
-    Db(String),
-    #[error("no randomness: {0}")]
-    Random(String),
-}
-
-impl From<rusqlite::Error> for SessionError {
-    fn from(error: rusqlite::Error) -> Self {
-        SessionError::Db(error.to_string())
-    }
-}
+use crate::gateway_db::{Db, DbError};
 
 /// How stale `last_seen` may get before a request refreshes it.
 const TOUCH_INTERVAL: Duration = Duration::seconds(60);
@@ -55,26 +43,14 @@ pub struct Session {
 
 #[derive(Clone)]
 pub struct SessionStore {
-    rows: Rows,
+    rows: Db,
     clock: Arc<dyn Clock>,
     lifetimes: Lifetimes,
     csrf_key: [u8; 32],
 }
 
-/// Where the sessions are: beside the embedded store, or in the shared PostgreSQL database so
-/// that every gateway knows every session.
-#[derive(Clone)]
-enum Rows {
-    Sqlite(Arc<Mutex<Connection>>),
-    Postgres(deadpool_postgres::Pool),
-}
-
 fn id_digest(cookie: &str) -> [u8; 32] {
     Sha256::digest(cookie.as_bytes()).into()
-}
-
-fn pg(error: tokio_postgres::Error) -> SessionError {
-    SessionError::Db(tenure_store::postgres::pg_error("sessions", &error).to_string())
 }
 
 impl SessionStore {
@@ -83,22 +59,13 @@ impl SessionStore {
         clock: Arc<dyn Clock>,
         lifetimes: Lifetimes,
         csrf_key: [u8; 32],
-    ) -> Result<SessionStore, SessionError> {
-        let connection = Connection::open(path)?;
-        connection.busy_timeout(std::time::Duration::from_secs(10))?;
-        connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
-        connection.execute_batch(
-            "PRAGMA synchronous = NORMAL;
-             CREATE TABLE IF NOT EXISTS sessions (
-                 id_digest  BLOB PRIMARY KEY,
-                 account_id BLOB NOT NULL,
-                 created_at INTEGER NOT NULL,
-                 last_seen  INTEGER NOT NULL
-             ) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS sessions_account ON sessions (account_id);",
-        )?;
-        let rows = Rows::Sqlite(Arc::new(Mutex::new(connection)));
-        Ok(SessionStore { rows, clock, lifetimes, csrf_key })
+    ) -> Result<SessionStore, DbError> {
+        Ok(SessionStore { rows: Db::open_sqlite(path)?, clock, lifetimes, csrf_key })
+    }
+
+    /// The sessions in the gateway's tables `rows`.
+    pub fn new(rows: Db, clock: Arc<dyn Clock>, lifetimes: Lifetimes, csrf_key: [u8; 32]) -> SessionStore {
+        SessionStore { rows, clock, lifetimes, csrf_key }
     }
 
     /// The sessions beside the store `location` names.
@@ -107,47 +74,21 @@ impl SessionStore {
         clock: Arc<dyn Clock>,
         lifetimes: Lifetimes,
         csrf_key: [u8; 32],
-    ) -> Result<SessionStore, SessionError> {
-        match location {
-            tenure_store::Location::Embedded { data_dir, .. } => {
-                SessionStore::open(&data_dir.join("sessions.db"), clock, lifetimes, csrf_key)
-            }
-            // The table comes with the store's migrations, which have run by now.
-            tenure_store::Location::Postgres { url, .. } => {
-                let pool = tenure_store::postgres::pool(url).map_err(|e| SessionError::Db(e.to_string()))?;
-                Ok(SessionStore { rows: Rows::Postgres(pool), clock, lifetimes, csrf_key })
-            }
-        }
-    }
-
-    async fn with<T: Send + 'static>(
-        connection: &Arc<Mutex<Connection>>,
-        work: impl FnOnce(&Connection) -> Result<T, SessionError> + Send + 'static,
-    ) -> Result<T, SessionError> {
-        let connection = connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let connection = connection.lock().map_err(|_| SessionError::Db("poisoned".into()))?;
-            work(&connection)
-        })
-        .await
-        .map_err(|e| SessionError::Db(e.to_string()))?
-    }
-
-    async fn client(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Object, SessionError> {
-        pool.get().await.map_err(|e| SessionError::Db(format!("sessions: {e}")))
+    ) -> Result<SessionStore, DbError> {
+        Ok(SessionStore { rows: Db::open_at(location)?, clock, lifetimes, csrf_key })
     }
 
     /// Starts a session: a fresh id every time, so no id chosen before sign-in survives it.
     /// Returns the cookie value.
-    pub async fn create(&self, account_id: AccountId) -> Result<String, SessionError> {
+    pub async fn create(&self, account_id: AccountId) -> Result<String, DbError> {
         let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| SessionError::Random(e.to_string()))?;
+        getrandom::fill(&mut bytes).map_err(|e| DbError::Random(e.to_string()))?;
         let cookie = URL_SAFE_NO_PAD.encode(bytes);
         let digest = id_digest(&cookie);
         let now = self.clock.now().timestamp_micros();
         match &self.rows {
-            Rows::Sqlite(connection) => {
-                Self::with(connection, move |c| {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
                     c.execute(
                         "INSERT INTO sessions (id_digest, account_id, created_at, last_seen) VALUES (?1, ?2, ?3, ?3)",
                         params![digest, account_id.0.as_bytes(), now],
@@ -156,27 +97,25 @@ impl SessionStore {
                 })
                 .await?;
             }
-            Rows::Postgres(pool) => {
-                Self::client(pool)
-                    .await?
-                    .execute(
-                        "INSERT INTO sessions (id_digest, account_id, created_at, last_seen) VALUES ($1, $2, $3, $3)",
-                        &[&digest.as_slice(), &account_id.0, &now],
-                    )
-                    .await
-                    .map_err(pg)?;
+            Db::Postgres(pool) => {
+                Db::execute(
+                    pool,
+                    "INSERT INTO sessions (id_digest, account_id, created_at, last_seen) VALUES ($1, $2, $3, $3)",
+                    &[&digest.as_slice(), &account_id.0, &now],
+                )
+                .await?;
             }
         }
         Ok(cookie)
     }
 
     /// The live session behind a cookie, refreshed; an expired one is removed.
-    pub async fn get(&self, cookie: &str) -> Result<Option<Session>, SessionError> {
+    pub async fn get(&self, cookie: &str) -> Result<Option<Session>, DbError> {
         let digest = id_digest(cookie);
         let now = self.clock.now();
         let found: Option<(Uuid, i64, i64)> = match &self.rows {
-            Rows::Sqlite(connection) => {
-                Self::with(connection, move |c| {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
                     let row: Option<(Vec<u8>, i64, i64)> = c
                         .query_row(
                             "SELECT account_id, created_at, last_seen FROM sessions WHERE id_digest = ?1",
@@ -185,24 +124,22 @@ impl SessionStore {
                         )
                         .optional()?;
                     row.map(|(account, created, seen)| {
-                        Ok((Uuid::from_slice(&account).map_err(|e| SessionError::Db(e.to_string()))?, created, seen))
+                        Ok((Uuid::from_slice(&account).map_err(|e| DbError::Db(e.to_string()))?, created, seen))
                     })
                     .transpose()
                 })
                 .await?
             }
-            Rows::Postgres(pool) => Self::client(pool)
-                .await?
-                .query_opt(
-                    "SELECT account_id, created_at, last_seen FROM sessions WHERE id_digest = $1",
-                    &[&digest.as_slice()],
-                )
-                .await
-                .map_err(pg)?
-                .map(|r| (r.get(0), r.get(1), r.get(2))),
+            Db::Postgres(pool) => Db::query_opt(
+                pool,
+                "SELECT account_id, created_at, last_seen FROM sessions WHERE id_digest = $1",
+                &[&digest.as_slice()],
+            )
+            .await?
+            .map(|r| (r.get(0), r.get(1), r.get(2))),
         };
         let Some((account, created, seen)) = found else { return Ok(None) };
-        let time = |micros| DateTime::from_timestamp_micros(micros).ok_or_else(|| SessionError::Db("bad time".into()));
+        let time = |micros| DateTime::from_timestamp_micros(micros).ok_or_else(|| DbError::Db("bad time".into()));
         let (created_at, last_seen) = (time(created)?, time(seen)?);
         if now - last_seen >= self.lifetimes.idle || now - created_at >= self.lifetimes.absolute {
             self.revoke(cookie).await?;
@@ -213,19 +150,20 @@ impl SessionStore {
         if touched {
             let at = now.timestamp_micros();
             match &self.rows {
-                Rows::Sqlite(connection) => {
-                    Self::with(connection, move |c| {
+                Db::Sqlite(connection) => {
+                    Db::with(connection, move |c| {
                         c.execute("UPDATE sessions SET last_seen = ?2 WHERE id_digest = ?1", params![digest, at])?;
                         Ok(())
                     })
                     .await?;
                 }
-                Rows::Postgres(pool) => {
-                    Self::client(pool)
-                        .await?
-                        .execute("UPDATE sessions SET last_seen = $2 WHERE id_digest = $1", &[&digest.as_slice(), &at])
-                        .await
-                        .map_err(pg)?;
+                Db::Postgres(pool) => {
+                    Db::execute(
+                        pool,
+                        "UPDATE sessions SET last_seen = $2 WHERE id_digest = $1",
+                        &[&digest.as_slice(), &at],
+                    )
+                    .await?;
                 }
             }
         }
@@ -237,33 +175,29 @@ impl SessionStore {
     }
 
     /// Sign-out.
-    pub async fn revoke(&self, cookie: &str) -> Result<(), SessionError> {
+    pub async fn revoke(&self, cookie: &str) -> Result<(), DbError> {
         let digest = id_digest(cookie);
         match &self.rows {
-            Rows::Sqlite(connection) => {
-                Self::with(connection, move |c| {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
                     c.execute("DELETE FROM sessions WHERE id_digest = ?1", [digest])?;
                     Ok(())
                 })
                 .await
             }
-            Rows::Postgres(pool) => {
-                Self::client(pool)
-                    .await?
-                    .execute("DELETE FROM sessions WHERE id_digest = $1", &[&digest.as_slice()])
-                    .await
-                    .map_err(pg)?;
+            Db::Postgres(pool) => {
+                Db::execute(pool, "DELETE FROM sessions WHERE id_digest = $1", &[&digest.as_slice()]).await?;
                 Ok(())
             }
         }
     }
 
     /// Ends every session of an account, except `keep` (the session changing the password).
-    pub async fn revoke_all(&self, account_id: AccountId, keep: Option<&str>) -> Result<u64, SessionError> {
+    pub async fn revoke_all(&self, account_id: AccountId, keep: Option<&str>) -> Result<u64, DbError> {
         let keep = keep.map(id_digest).unwrap_or([0; 32]);
         match &self.rows {
-            Rows::Sqlite(connection) => {
-                Self::with(connection, move |c| {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
                     let removed = c.execute(
                         "DELETE FROM sessions WHERE account_id = ?1 AND id_digest != ?2",
                         params![account_id.0.as_bytes(), keep],
@@ -272,14 +206,14 @@ impl SessionStore {
                 })
                 .await
             }
-            Rows::Postgres(pool) => Self::client(pool)
-                .await?
-                .execute(
+            Db::Postgres(pool) => {
+                Db::execute(
+                    pool,
                     "DELETE FROM sessions WHERE account_id = $1 AND id_digest != $2",
                     &[&account_id.0, &keep.as_slice()],
                 )
                 .await
-                .map_err(pg),
+            }
         }
     }
 

@@ -1,14 +1,9 @@
 //! The gateway's shared state: the stores, credentials, mail and limits every feature uses, and
 //! the configuration they run with.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tenure_domain::decide::Ctx;
-use tenure_domain::throttle::Throttle;
 use tenure_domain::{AccountId, Clock};
 use tenure_mail::Mailer;
 use tenure_projections::ProjectionDb;
@@ -16,7 +11,11 @@ use tenure_store::{Accounts, Keys, Location, Store};
 
 use crate::codes::CodeKey;
 use crate::error::Error;
+use crate::gateway_db::Db;
+use crate::http::client::TrustedProxies;
+use crate::limits::{AddressQuota, Limits};
 use crate::metrics::Metrics;
+use crate::offered_keys::OfferedKeys;
 use crate::passwords::PasswordHasherPool;
 use crate::sessions::SessionStore;
 use crate::sign_in::{Flows, RefusalTimes};
@@ -31,8 +30,10 @@ pub struct Config {
     pub insecure_cookies: bool,
     pub terms_version: u32,
     pub issuer: String,
-    /// Sign-in and first-sign-in requests per client address.
-    pub address_quota: Quota,
+    /// Failures (wrong password or code, unknown token, refused form) per client address.
+    pub address_quota: AddressQuota,
+    /// Peers believed for `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto`.
+    pub trusted_proxies: TrustedProxies,
     pub session_lifetimes: crate::sessions::Lifetimes,
 }
 
@@ -44,29 +45,28 @@ pub struct App {
     pub mailer: Mailer,
     pub code_key: CodeKey,
     pub clock: Arc<dyn Clock>,
+    /// The gateway's own tables, which every gateway on the store shares.
+    pub db: Db,
     pub flows: Flows,
-    /// Authenticator secrets shown during enrollment and not yet confirmed, by invitation.
-    pub pending_secrets: Mutex<HashMap<String, String>>,
-    /// Failures against usernames nobody holds, throttled like real accounts so that throttling
-    /// tells nothing about which usernames exist.
-    pub ghost_throttles: Mutex<HashMap<String, Throttle>>,
+    pub offered_keys: OfferedKeys,
+    pub limits: Limits,
     pub metrics: Metrics,
     pub refusals: RefusalTimes,
-    /// Attempts per client address, in memory: what per-account throttling cannot see (one
-    /// address trying many usernames).
-    pub address_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub config: Config,
-}
-
-/// Sign-in and first-sign-in requests a client address may make: a burst of 20, then one every
-/// two seconds.
-pub fn address_quota() -> Quota {
-    Quota::per_minute(NonZeroU32::new(30).expect("non-zero")).allow_burst(NonZeroU32::new(20).expect("non-zero"))
 }
 
 /// What a user's own action records as its cause.
 pub fn as_user(account: AccountId) -> tenure_store::Meta {
-    tenure_store::Meta::new(tenure_store::Actor::User(account))
+    meta(tenure_store::Actor::User(account))
+}
+
+/// What an action records as its cause: `actor`, correlated with the request being answered.
+pub fn meta(actor: tenure_store::Actor) -> tenure_store::Meta {
+    let mut meta = tenure_store::Meta::new(actor);
+    if let Ok(request) = crate::http::client::CURRENT_REQUEST.try_with(|id| *id) {
+        meta.correlation_id = request.0;
+    }
+    meta
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +76,7 @@ pub enum OpenError {
     #[error(transparent)]
     ReadModels(#[from] tenure_projections::ProjectionError),
     #[error(transparent)]
-    Sessions(#[from] crate::sessions::SessionError),
+    Sessions(#[from] crate::gateway_db::DbError),
     #[error(transparent)]
     Hashing(#[from] crate::passwords::HashError),
 }
@@ -93,7 +93,9 @@ impl App {
         let (store, keys) = location.open(tenure_store::sqlite::Open::CreateIfMissing).await?;
         let code_key = CodeKey::new(keys.derive("email codes"));
         let csrf_key = keys.derive("csrf tokens");
-        let sessions = SessionStore::open_at(location, clock.clone(), config.session_lifetimes, csrf_key)?;
+        let db = Db::open_at(location)?;
+        let sessions = SessionStore::new(db.clone(), clock.clone(), config.session_lifetimes, csrf_key);
+        let seal = tenure_store::DataKey::derived(keys.derive("gateway flow state"));
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hasher = PasswordHasherPool::new(hash_cost, workers, 64)?;
         let refusals = RefusalTimes::starting_at(hasher.typical_verify() * 2);
@@ -105,12 +107,12 @@ impl App {
             mailer,
             code_key,
             clock,
-            flows: Flows::default(),
-            pending_secrets: Mutex::default(),
-            ghost_throttles: Mutex::default(),
+            flows: Flows::new(db.clone(), seal.clone()),
+            offered_keys: OfferedKeys::new(db.clone(), seal),
+            limits: Limits::new(db.clone(), config.address_quota),
+            db,
             metrics: Metrics::default(),
             refusals,
-            address_limiter: RateLimiter::keyed(config.address_quota),
             config,
         }))
     }

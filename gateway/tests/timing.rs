@@ -50,7 +50,8 @@ async fn unknown_and_known_usernames_take_the_same_time() {
         insecure_cookies: false,
         terms_version: 1,
         issuer: "Tenure".into(),
-        address_quota: tenure_gateway::state::address_quota(),
+        address_quota: Default::default(),
+        trusted_proxies: Default::default(),
         session_lifetimes: Default::default(),
     };
     let mailer = Mailer::outbox(&dir.path().join("outbox"), "t@tenure.invalid").unwrap();

@@ -30,6 +30,11 @@ impl fmt::Debug for DataKey {
 }
 
 impl DataKey {
+    /// A key made by `Keys::derive` for one purpose (sealing what a gateway keeps for a while).
+    pub fn derived(key: [u8; 32]) -> DataKey {
+        DataKey(key)
+    }
+
     pub fn generate() -> Result<DataKey, StoreError> {
         Ok(DataKey(random_bytes()?))
     }

@@ -18,6 +18,7 @@ mod lock;
 mod migrations;
 mod pool;
 mod scratch;
+mod tls;
 
 pub use crate::sqlite::Open;
 pub use events::PgStore;
@@ -25,3 +26,4 @@ pub use lock::{AdvisoryLock, try_advisory_lock};
 pub use migrations::{SCHEMA_VERSION, ensure_schema, migrate};
 pub use pool::{pg_error, pool, pool_error, redacted};
 pub use scratch::ScratchDatabase;
+pub use tls::Connector;

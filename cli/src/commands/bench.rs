@@ -26,6 +26,7 @@ pub async fn run(global: &Global, bench: Bench) -> anyhow::Result<ExitCode> {
         Bench::Rebuild(args) => rebuild(global, args).await,
         Bench::SignIn(args) => super::bench_sign_in::run(global, args).await,
         Bench::Scheduler(args) => super::bench_scheduler::run(global, args).await,
+        Bench::Flows(args) => super::bench_flows::run(global, args).await,
     }
 }
 
@@ -291,7 +292,7 @@ async fn raw_pg_insert_loop(
     duration: Duration,
     position: &mut i64,
 ) -> anyhow::Result<(u64, f64)> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let (client, connection) = tenure_store::postgres::Connector::parse(url)?.connect().await?;
     let connection = tokio::spawn(connection);
     let insert = client
         .prepare(
@@ -347,7 +348,7 @@ async fn rebuild_postgres(server: &str, args: &BenchRebuild, scratch: &Path) -> 
         args.accounts,
         started.elapsed().as_secs_f64(),
     );
-    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await?;
+    let (client, connection) = tenure_store::postgres::Connector::parse(&database.url)?.connect().await?;
     tokio::spawn(connection);
     client.batch_execute("VACUUM ANALYZE events").await?;
     // The first scan warms the caches for both sides; the second is the baseline.

@@ -58,13 +58,13 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
     // Accounts that can each sign in once in the run (a TOTP time step is accepted once).
     let users = ((raw * args.seconds * 1.5) as usize).max(100);
     // Every client comes from 127.0.0.1: the per-address limit would measure itself.
-    let unlimited = governor::Quota::per_second(std::num::NonZeroU32::MAX);
     let config = Config {
         public_url: "http://bench".into(),
         insecure_cookies: true,
         terms_version: 1,
         issuer: "Tenure".into(),
-        address_quota: unlimited,
+        address_quota: tenure_gateway::limits::AddressQuota::unlimited(),
+        trusted_proxies: Default::default(),
         session_lifetimes: Default::default(),
     };
     let mailer = tenure_mail::Mailer::outbox(&scratch.path().join("outbox"), "bench@tenure.invalid")?;

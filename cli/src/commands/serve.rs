@@ -1,6 +1,5 @@
 //! `tenure serve`: the gateway with its projections.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -8,6 +7,7 @@ use anyhow::Context as _;
 use tenure_domain::decide::{Ctx, Invite};
 use tenure_domain::events::{MfaRequirement, Org, Role};
 use tenure_domain::{AccountId, OrgId, Username};
+use tenure_gateway::limits::AddressQuota;
 use tenure_gateway::passwords::HashCost;
 use tenure_gateway::routes::router;
 use tenure_gateway::state::{App, Config};
@@ -21,7 +21,16 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
     crate::logging::init(serve.log_format);
     let data_dir = &global.data_dir;
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let public_url = global.public_url.clone().unwrap_or_else(|| format!("http://{}", serve.listen));
+    // A bad certificate is one clear error before anything else starts.
+    let tls = match (&serve.tls_cert, &serve.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = tenure_gateway::server::tls::PemFiles { cert: cert.clone(), key: key.clone() };
+            Some(tenure_gateway::server::tls::acceptor(files)?)
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_url = global.public_url.clone().unwrap_or_else(|| format!("{scheme}://{}", serve.listen));
     let public_url = public_url.trim_end_matches('/').to_string();
     let mailer = crate::context::mailer(global)?;
     let config = Config {
@@ -29,7 +38,11 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         insecure_cookies: serve.insecure_cookies,
         terms_version: serve.terms_version,
         issuer: serve.issuer,
-        address_quota: tenure_gateway::state::address_quota(),
+        address_quota: AddressQuota {
+            per_minute: serve.address_failures_per_minute,
+            burst: serve.address_failures_per_minute,
+        },
+        trusted_proxies: serve.trusted_proxies.clone(),
         session_lifetimes: tenure_gateway::sessions::Lifetimes {
             idle: chrono::Duration::minutes(i64::from(serve.session_idle_minutes)),
             absolute: chrono::Duration::hours(i64::from(serve.session_max_hours)),
@@ -44,6 +57,18 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
     tokio::spawn(async move {
         if let Err(error) = tenure_projections::runner::run_or_stand_by(store, read_models).await {
             tracing::error!("the projections stopped: {error}");
+        }
+    });
+
+    // Expired flows, offered keys and counters go, whichever gateway sweeps first.
+    let swept = app.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            if let Err(error) = swept.db.sweep(swept.clock.now()).await {
+                tracing::warn!("sweeping expired flows: {error}");
+            }
         }
     });
 
@@ -78,13 +103,15 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(serve.listen)
         .await
         .with_context(|| format!("cannot listen on {}", serve.listen))?;
-    tracing::info!(listen = %serve.listen, public_url = %public_url, "serving");
-    axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("the server stopped")?;
+    tracing::info!(listen = %serve.listen, public_url = %public_url, tls = tls.is_some(), "serving");
+    let drained =
+        tenure_gateway::server::serve(listener, router(app), tls, tenure_gateway::server::stop_signal()).await;
+    if !drained {
+        tracing::warn!("requests still in flight after {:?} were cut off", tenure_gateway::server::DRAIN);
+    }
+    // Returning drops the store's connections, which releases the projection and scheduler
+    // locks at once for another process to take.
+    tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 

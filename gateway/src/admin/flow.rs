@@ -68,7 +68,7 @@ pub async fn invite(
         display_name,
         token_digest,
     };
-    match accounts.invite(invite, ctx, &Meta::new(actor.clone())).await {
+    match accounts.invite(invite, ctx, &crate::state::meta(actor.clone())).await {
         Ok(_) => {}
         Err(ExecuteError::Username(_)) => return Err(Error::UsernameUnavailable(username)),
         Err(error) => return Err(Error::refused(error, ctx.now)),
@@ -107,7 +107,7 @@ pub async fn member(app: &App, admin: &AccountRow, id: &str) -> Result<AccountRo
 }
 
 fn admin_meta(admin: &AccountRow) -> Meta {
-    Meta::new(Actor::Admin(admin.account_id))
+    crate::state::meta(Actor::Admin(admin.account_id))
 }
 
 /// A new invitation link for a member who has not finished first sign-in; the old one stops

@@ -8,13 +8,21 @@ use tenure_store::secrets;
 
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
+use crate::offered_keys::Slot;
 use crate::state::{App, as_user};
 use crate::terms;
 
 /// The account an invitation token opens, and the token's digest.
 pub async fn invited(app: &App, token: &str) -> Result<(AccountRow, SecretDigest), Error> {
     let digest = secrets::token_digest(token);
-    let row = app.read_models.account_by_invitation(digest).await?.ok_or(Error::InvitationNotFound)?;
+    let row = match app.read_models.account_by_invitation(digest).await? {
+        Some(row) => row,
+        // An invitation made a moment ago, on any gateway, may not be in the read model yet.
+        None => {
+            app.caught_up().await?;
+            app.read_models.account_by_invitation(digest).await?.ok_or(Error::InvitationNotFound)?
+        }
+    };
     match &row.invitation {
         Some(invitation) if invitation.expires_at <= app.clock.now() => Err(Error::InvitationExpired),
         Some(_) => Ok((row, digest)),
@@ -80,7 +88,7 @@ pub async fn start_mfa(app: &App, token: &str) -> Result<MfaSetup, Error> {
         MfaRequirement::App => {
             let setup = mfa::setup_for(app, &row.username, None)?;
             if let MfaSetup::App { secret, .. } = &setup {
-                app.pending_secrets.lock().map_err(Error::internal)?.insert(token.to_string(), secret.clone());
+                app.offered_keys.offer(Slot::Invitation(token), secret, app.clock.now()).await?;
             }
             Ok(setup)
         }
@@ -93,8 +101,9 @@ pub async fn start_mfa(app: &App, token: &str) -> Result<MfaSetup, Error> {
 }
 
 /// The authenticator key offered by `start_mfa` and not yet confirmed, if any.
-pub fn pending_key(app: &App, token: &str) -> Option<String> {
-    app.pending_secrets.lock().ok().and_then(|secrets| secrets.get(token).cloned())
+pub async fn pending_key(app: &App, token: &str) -> Option<String> {
+    let offered = app.offered_keys.offered(Slot::Invitation(token), app.clock.now()).await;
+    offered.map_err(Error::from).inspect_err(Error::log_if_internal).ok().flatten()
 }
 
 pub async fn verify_mfa(app: &App, token: &str, code: &str) -> Result<&'static str, Error> {
@@ -102,7 +111,7 @@ pub async fn verify_mfa(app: &App, token: &str, code: &str) -> Result<&'static s
     let now = app.clock.now();
     let proof = match row.mfa_requirement {
         MfaRequirement::App => {
-            let secret = app.pending_secrets.lock().map_err(Error::internal)?.get(token).cloned();
+            let secret = app.offered_keys.offered(Slot::Invitation(token), now).await?;
             let secret = secret.ok_or(Error::MfaNotStarted)?;
             let step = mfa::matching_step(app, &secret, &row.username, code, now)?;
             EnrollmentProof::App { secret: secret.into(), step }
@@ -121,7 +130,7 @@ pub async fn verify_mfa(app: &App, token: &str, code: &str) -> Result<&'static s
     if !events.iter().any(|e| matches!(e, AccountEvent::MfaEnrolled(_))) {
         return Err(Error::WrongCode);
     }
-    app.pending_secrets.lock().map_err(Error::internal)?.remove(token);
+    app.offered_keys.withdraw(Slot::Invitation(token)).await?;
     step_done(app, row.account_id, token).await
 }
 

@@ -17,7 +17,7 @@ use super::flow;
 use crate::error::{ApiError, Error};
 use crate::http::client::ClientInfo;
 use crate::http::json::CodeBody;
-use crate::http::render::{TermsForm, TermsPage, enter, page, see};
+use crate::http::render::{ProblemPage, TermsForm, TermsPage, enter, page, see};
 use crate::mfa::{self, AppSetup, MfaSetup};
 use crate::state::App;
 
@@ -40,13 +40,6 @@ struct InviteMfaPage {
     sent: bool,
     error: Option<String>,
     notice: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "problem.html")]
-struct ProblemPage {
-    heading: &'static str,
-    message: String,
 }
 
 #[derive(Template)]
@@ -157,6 +150,7 @@ pub async fn mfa(State(app): Shared, Path(token): Path<String>, Form(form): Form
         Err(error) => {
             let error = ApiError::from(error);
             let setup = flow::pending_key(&app, &token)
+                .await
                 .and_then(|secret| AppSetup::of(mfa::setup_for(&app, &row.username, Some(&secret))));
             let sent = setup.is_none();
             page(error.status, InviteMfaPage { token, app: setup, sent, error: Some(error.message), notice: None })

@@ -1,14 +1,17 @@
-//! What every request passes through: latency metrics and security headers, the per-address
-//! limit on sign-in steps, and the refusal of cross-site posts.
+//! What every request passes through: the client address and request id, latency metrics and
+//! security headers, the per-address limit on sign-in steps, and the refusal of cross-site posts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Error};
+use crate::http::client::{CURRENT_REQUEST, ClientAddress, RequestId, client_address};
+use crate::http::render::{ProblemPage, page};
 use crate::state::App;
 
 type Shared = State<Arc<App>>;
@@ -44,58 +47,131 @@ pub async fn observe(State(app): Shared, request: axum::extract::Request, next: 
     response
 }
 
-/// Per-address limits on the sign-in and first-sign-in steps.
+/// Settles where a request came from (the client address behind trusted proxies) and its id,
+/// before anything else sees it: every log line of the request carries both, the answer echoes
+/// the id, and events appended while answering take it as their correlation id.
+pub async fn front_door(
+    State(app): Shared,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let trusted = &app.config.trusted_proxies;
+    let client = peer.map(|peer| client_address(peer, request.headers(), trusted));
+    let id = RequestId::of(request.headers(), peer.is_some_and(|peer| trusted.trusts(peer)));
+    if let Some(client) = client {
+        request.extensions_mut().insert(ClientAddress(client));
+    }
+    let span = tracing::info_span!(
+        "request",
+        id = %id.0,
+        client = %client.map_or_else(|| "unknown".to_string(), |c| c.to_string()),
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let mut response = CURRENT_REQUEST.scope(id, next.run(request)).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&id.0.to_string()) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// Whether a request is a step of signing in, first sign-in or recovery: what per-address
+/// limits guard (SPEC §11), on the JSON API and the HTML forms alike.
+fn is_sign_in_step(request: &axum::extract::Request) -> bool {
+    let path = request.uri().path();
+    request.method() == Method::POST
+        && ["/api/v1/sign-in", "/api/v1/invitations/", "/sign-in", "/invite/"].iter().any(|p| path.starts_with(p))
+}
+
+/// Per-address limits on sign-in steps, counting failures only (SPEC §11): a wrong password or
+/// code, an unknown flow or invitation, a refused cross-site form. An address over its quota is
+/// refused with `429` and `Retry-After` before its request is read; successes cost nothing, so
+/// an office behind one address signs in unhindered.
 pub async fn limit_addresses(
     State(app): Shared,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let limited = request.method() == axum::http::Method::POST
-        && (request.uri().path().starts_with("/api/v1/sign-in")
-            || request.uri().path().starts_with("/api/v1/invitations/"));
-    if limited
-        && let Some(ConnectInfo(address)) = request.extensions().get::<ConnectInfo<SocketAddr>>()
-        && let Err(not_until) = app.address_limiter.check_key(&address.ip())
-    {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-        app.metrics.sign_in("rate_limited");
-        let mut error = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "Too many requests from your address. Please wait a moment.",
-        );
-        error.retry_after = Some(wait.as_secs().max(1));
-        return error.into_response();
+    if !is_sign_in_step(&request) {
+        return next.run(request).await;
     }
-    next.run(request).await
+    let Some(address) = request.extensions().get::<ClientAddress>().map(|c| c.0) else {
+        return next.run(request).await;
+    };
+    let api = request.uri().path().starts_with("/api/");
+    let now = app.clock.now();
+    match app.limits.address_wait(address, now).await {
+        Ok(Some(wait)) => {
+            app.metrics.sign_in("rate_limited");
+            let micros = u64::try_from(wait.num_microseconds().unwrap_or(i64::MAX)).unwrap_or(0);
+            let seconds = micros.div_ceil(1_000_000).max(1);
+            return too_many(api, seconds);
+        }
+        Ok(None) => {}
+        Err(error) => return Error::from(error).into_response(),
+    }
+    // A refused cross-site form counts; other 403s (a deactivated profile, say) follow a correct
+    // password and prove nothing against the client.
+    let refused = is_cross_site(request.headers());
+    let response = if refused { cross_site(api) } else { next.run(request).await };
+    let failed =
+        refused || matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND | StatusCode::GONE);
+    if failed && let Err(error) = app.limits.address_failed(address, now).await {
+        Error::from(error).log_if_internal();
+    }
+    response
+}
+
+fn too_many(api: bool, seconds: u64) -> Response {
+    let message = "Too many failed attempts from your address. Please wait a moment.";
+    let mut response = if api {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response()
+    } else {
+        page(StatusCode::TOO_MANY_REQUESTS, ProblemPage { heading: "Please wait", message: message.into() })
+    };
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+fn cross_site(api: bool) -> Response {
+    if api {
+        ApiError::new(StatusCode::FORBIDDEN, "cross_site", "Requests from other sites are not accepted.")
+            .into_response()
+    } else {
+        let message = "The form was sent from another site. Please open the sign-in page and try again.";
+        page(StatusCode::FORBIDDEN, ProblemPage { heading: "Request refused", message: message.into() })
+    }
 }
 
 /// Refuses state-changing requests that a browser says come from another site: the forms of
 /// sign-in and first sign-in carry no session yet, so no CSRF token can protect them, and a
 /// cross-site form could otherwise sign a victim into an attacker's account.
 pub async fn refuse_cross_site(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD {
-        let headers = request.headers();
-        let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-        let origin_host = headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(|origin| origin.split_once("://").map_or(origin, |(_, host)| host).trim_end_matches('/'));
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        // Browsers that send Sec-Fetch-Site say where a request comes from; "none" is a request
-        // the user made directly. Older ones are judged by Origin against Host.
-        let cross_site = match fetch_site {
-            Some(site) => !matches!(site, "same-origin" | "none"),
-            None => match (origin_host, host) {
-                (Some("null"), _) => true,
-                (Some(origin), Some(host)) => origin != host,
-                _ => false,
-            },
-        };
-        if cross_site {
-            return ApiError::new(StatusCode::FORBIDDEN, "cross_site", "Requests from other sites are not accepted.")
-                .into_response();
-        }
+    if request.method() != Method::GET && request.method() != Method::HEAD && is_cross_site(request.headers()) {
+        return cross_site(request.uri().path().starts_with("/api/"));
     }
     next.run(request).await
+}
+
+/// Whether a browser says the request comes from another site. Browsers that send
+/// Sec-Fetch-Site say where a request comes from; "none" is a request the user made directly.
+/// Older ones are judged by Origin against Host.
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let origin_host = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(|origin| origin.split_once("://").map_or(origin, |(_, host)| host).trim_end_matches('/'));
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match fetch_site {
+        Some(site) => !matches!(site, "same-origin" | "none"),
+        None => match (origin_host, host) {
+            (Some("null"), _) => true,
+            (Some(origin), Some(host)) => origin != host,
+            _ => false,
+        },
+    }
 }

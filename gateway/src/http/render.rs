@@ -49,3 +49,11 @@ pub struct TermsPage {
     pub error: Option<String>,
     pub notice: Option<String>,
 }
+
+/// A refusal shown to someone not signed in, with the way back to sign-in.
+#[derive(Template)]
+#[template(path = "problem.html")]
+pub struct ProblemPage {
+    pub heading: &'static str,
+    pub message: String,
+}

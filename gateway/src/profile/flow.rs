@@ -3,11 +3,12 @@
 use chrono::{DateTime, Utc};
 use tenure_domain::decide::{Command, EnrollmentProof, PasswordVia};
 use tenure_domain::events::{Client, MfaMethod, MfaRequirement, Profile, SignInMethod};
-use tenure_domain::{AccountId, Username, password};
+use tenure_domain::{Username, password};
 use tenure_projections::AccountRow;
 
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
+use crate::offered_keys::Slot;
 use crate::personal;
 use crate::state::{App, as_user};
 
@@ -94,10 +95,6 @@ pub async fn change_password(
 }
 
 /// Where the authenticator key offered to a signed-in user waits until a code confirms it.
-fn reenrollment_key(account: AccountId) -> String {
-    format!("account:{account}")
-}
-
 /// Whether the profile uses an authenticator app, the one second factor a user may move.
 pub fn uses_authenticator(row: &AccountRow) -> bool {
     row.mfa_requirement == MfaRequirement::App && row.mfa_method == Some(MfaMethod::App)
@@ -110,19 +107,20 @@ pub async fn start_reenrollment(app: &App, row: &AccountRow) -> Result<MfaSetup,
         return Err(Error::NoAuthenticator);
     }
     // Showing the page again shows the same key: a reload must not undo a key just scanned.
-    if let Some(setup) = pending_reenrollment(app, row) {
+    if let Some(setup) = pending_reenrollment(app, row).await {
         return Ok(setup);
     }
     let setup = mfa::setup_for(app, &row.username, None)?;
     if let MfaSetup::App { secret, .. } = &setup {
-        app.pending_secrets.lock().map_err(Error::internal)?.insert(reenrollment_key(row.account_id), secret.clone());
+        app.offered_keys.offer(Slot::Account(row.account_id), secret, app.clock.now()).await?;
     }
     Ok(setup)
 }
 
 /// The offered key, if one is waiting for this account.
-pub fn pending_reenrollment(app: &App, row: &AccountRow) -> Option<MfaSetup> {
-    let secret = app.pending_secrets.lock().ok()?.get(&reenrollment_key(row.account_id)).cloned()?;
+pub async fn pending_reenrollment(app: &App, row: &AccountRow) -> Option<MfaSetup> {
+    let offered = app.offered_keys.offered(Slot::Account(row.account_id), app.clock.now()).await;
+    let secret = offered.map_err(Error::from).inspect_err(Error::log_if_internal).ok()??;
     mfa::setup_for(app, &row.username, Some(&secret)).inspect_err(Error::log_if_internal).ok()
 }
 
@@ -133,8 +131,7 @@ pub async fn finish_reenrollment(app: &App, row: &AccountRow, current_code: &str
     if !uses_authenticator(row) {
         return Err(Error::NoAuthenticator);
     }
-    let new_secret =
-        app.pending_secrets.lock().map_err(Error::internal)?.get(&reenrollment_key(row.account_id)).cloned();
+    let new_secret = app.offered_keys.offered(Slot::Account(row.account_id), app.clock.now()).await?;
     let new_secret = new_secret.ok_or(Error::ReenrollmentNotStarted)?;
     let old_secret = personal::totp_secret(app, row).await?;
     // The last step used, from the stream itself: the read model may lag behind a sign-in that
@@ -158,7 +155,7 @@ pub async fn finish_reenrollment(app: &App, row: &AccountRow, current_code: &str
     if let Some((field, message)) = refusal {
         return Err(Error::WrongCodeFor { field, message });
     }
-    app.pending_secrets.lock().map_err(Error::internal)?.remove(&reenrollment_key(row.account_id));
+    app.offered_keys.withdraw(Slot::Account(row.account_id)).await?;
     tracing::info!(account = %row.account_id, "authenticator replaced");
     Ok(())
 }

@@ -248,7 +248,7 @@ pub async fn replace_authenticator(
         Err(error) => {
             let error = ApiError::from(error);
             let status = error.status;
-            match flow::pending_reenrollment(&app, &signed_in.account) {
+            match flow::pending_reenrollment(&app, &signed_in.account).await {
                 Some(setup) => authenticator_page(&app, &signed_in, setup, status, Feedback::error("mfa", error)),
                 None => profile_page(&app, &signed_in, None, status, Feedback::error("mfa", error)).await,
             }

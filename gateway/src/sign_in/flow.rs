@@ -75,17 +75,18 @@ pub async fn begin(app: &App, username: &str) -> Result<String, Error> {
         Ok(username) => app.read_models.login_lookup(&username).await?,
         Err(_) => None,
     };
-    Ok(app.flows.start(Flow {
+    let flow = Flow {
         username: username.trim().to_ascii_lowercase(),
         account: row.map(|r| r.account_id),
         step: Step::Password,
         started: now,
-    }))
+    };
+    Ok(app.flows.start(flow).await?)
 }
 
 /// The live flow `flow_id`.
-pub fn flow(app: &App, flow_id: &str) -> Result<Flow, Error> {
-    app.flows.get(flow_id, app.clock.now()).ok_or(Error::FlowGone)
+pub async fn flow(app: &App, flow_id: &str) -> Result<Flow, Error> {
+    app.flows.get(flow_id, app.clock.now()).await?.ok_or(Error::FlowGone)
 }
 
 /// A refused password takes as long whichever path refused it, so that an unknown username (one
@@ -94,8 +95,9 @@ pub fn flow(app: &App, flow_id: &str) -> Result<Flow, Error> {
 /// account would have ended. That mark decays slowly, so it follows the machine's load.
 pub async fn password(app: &App, flow_id: &str, password: String, client: Client) -> Result<Next, Error> {
     let started = tokio::time::Instant::now();
-    let known = app.flows.get(flow_id, app.clock.now()).is_some_and(|f| f.account.is_some());
-    let result = password_step(app, flow_id, password, client).await;
+    let flow = flow(app, flow_id).await?;
+    let known = flow.account.is_some();
+    let result = password_step(app, flow_id, flow, password, client).await;
     if let Err(Error::InvalidCredentials) = &result {
         let floor = if known { app.refusals.note(started.elapsed()) } else { app.refusals.floor() };
         tokio::time::sleep_until(started + floor).await;
@@ -103,25 +105,31 @@ pub async fn password(app: &App, flow_id: &str, password: String, client: Client
     result
 }
 
-async fn password_step(app: &App, flow_id: &str, password: String, client: Client) -> Result<Next, Error> {
+async fn password_step(app: &App, flow_id: &str, flow: Flow, password: String, client: Client) -> Result<Next, Error> {
     let now = app.clock.now();
-    let flow = app.flows.get(flow_id, now).filter(|f| f.step == Step::Password).ok_or(Error::FlowGone)?;
+    if flow.step != Step::Password {
+        return Err(Error::FlowGone);
+    }
     let row = match flow.account {
         Some(account) => app.read_models.account_view(account).await?,
-        None => None,
+        // A name invited a moment ago may not have been in the read model at the username
+        // step; looking again costs the time every refusal is held to anyway.
+        None => match Username::parse(&flow.username) {
+            Ok(username) => {
+                app.caught_up().await?;
+                app.read_models.login_lookup(&username).await?
+            }
+            Err(_) => None,
+        },
     };
     let Some(row) = row else {
         // Nobody holds this username: the same work and the same answers as a wrong password.
-        let locked =
-            app.ghost_throttles.lock().map_err(Error::internal)?.get(&flow.username).and_then(|t| t.is_locked(now));
-        if let Some(until) = locked {
+        if let Some(until) = app.limits.ghost_locked(&flow.username, now).await? {
             return Err(Error::Throttled { until, now });
         }
         app.hasher.verify(password, None).await?;
         app.metrics.sign_in("wrong_password");
-        let mut throttles = app.ghost_throttles.lock().map_err(Error::internal)?;
-        let throttle = throttles.entry(flow.username.clone()).or_default();
-        *throttle = throttle.after_failure(now);
+        app.limits.ghost_failed(&flow.username, now).await?;
         return Err(Error::InvalidCredentials);
     };
     if let Some(until) = row.throttle.is_locked(now) {
@@ -133,7 +141,7 @@ async fn password_step(app: &App, flow_id: &str, password: String, client: Clien
     match app.accounts.execute(row.account_id, command, &app.ctx(), &as_user(row.account_id)).await {
         Ok(events) if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) => {
             app.metrics.sign_in("success");
-            signed_in(app, flow_id, &row).await
+            signed_in(app, flow_id, &Step::Password, &row).await
         }
         Ok(_) => {
             app.metrics.sign_in("wrong_password");
@@ -154,12 +162,14 @@ async fn password_step(app: &App, flow_id: &str, password: String, client: Clien
                 _ if row.mfa_method.is_none() => {
                     let setup = mfa::setup_for(app, &row.username, None)?;
                     let MfaSetup::App { secret, .. } = &setup else { unreachable!("an authenticator setup") };
-                    app.flows.advance(flow_id, Step::EnrollApp { secret: secret.clone() });
+                    moved(
+                        app.flows.advance(flow_id, &Step::Password, Step::EnrollApp { secret: secret.clone() }).await?,
+                    )?;
                     return Ok(Next::TotpSetup(setup));
                 }
                 _ => (MfaMethod::App, Next::Totp),
             };
-            app.flows.advance(flow_id, Step::Code(method));
+            moved(app.flows.advance(flow_id, &Step::Password, Step::Code(method)).await?)?;
             Ok(next)
         }
         Err(error) => {
@@ -172,23 +182,29 @@ async fn password_step(app: &App, flow_id: &str, password: String, client: Clien
 /// After the `SignedIn` event: the session, or first the current terms when the account
 /// accepted older ones (SPEC §3: users accept a new version at their next sign-in). The sign-in
 /// stands either way, since the user proved who they are; only the session waits.
-async fn signed_in(app: &App, flow_id: &str, row: &AccountRow) -> Result<Next, Error> {
+async fn signed_in(app: &App, flow_id: &str, at: &Step, row: &AccountRow) -> Result<Next, Error> {
     if row.terms_version.is_none_or(|accepted| accepted < app.config.terms_version) {
-        app.flows.advance(flow_id, Step::Terms);
+        moved(app.flows.advance(flow_id, at, Step::Terms).await?)?;
         return Ok(Next::Terms);
     }
-    app.flows.finish(flow_id);
+    moved(app.flows.finish(flow_id, at).await?)?;
     Ok(Next::Done(app.start_session(row.account_id).await?))
+}
+
+/// A step another request (on any gateway) took first leaves nothing for this one.
+fn moved(changed: bool) -> Result<(), Error> {
+    if changed { Ok(()) } else { Err(Error::FlowGone) }
 }
 
 /// The terms step of a sign-in; returns the session cookie's value.
 pub async fn accept_terms(app: &App, flow_id: &str, accept: bool, version: u32) -> Result<String, Error> {
-    let flow = flow(app, flow_id)?;
+    let flow = flow(app, flow_id).await?;
     let (Step::Terms, Some(account)) = (flow.step, flow.account) else { return Err(Error::FlowGone) };
     terms::check(app, accept, version)?;
+    // Taken before anything is recorded: of two requests with this flow, one gets a session.
+    moved(app.flows.finish(flow_id, &Step::Terms).await?)?;
     let command = Command::AcceptTerms { version, invitation: None };
     app.accounts.execute(account, command, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?;
-    app.flows.finish(flow_id);
     app.start_session(account).await
 }
 
@@ -196,10 +212,10 @@ pub async fn accept_terms(app: &App, flow_id: &str, accept: bool, version: u32) 
 /// being added.
 pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Result<Next, Error> {
     let now = app.clock.now();
-    let flow = app.flows.get(flow_id, now).ok_or(Error::FlowGone)?;
+    let flow = flow(app, flow_id).await?;
     let Some(account) = flow.account else { return Err(Error::FlowGone) };
     let row = app.read_models.account_view(account).await?.ok_or(Error::FlowGone)?;
-    let command = match flow.step {
+    let command = match &flow.step {
         Step::Code(MfaMethod::App) => {
             let secret = personal::totp_secret(app, &row).await?;
             let step = mfa::matching_step(app, &secret, &row.username, code, now)?;
@@ -210,8 +226,8 @@ pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Resul
             Command::SignIn { factor: Factor::EmailCode { presented }, client }
         }
         Step::EnrollApp { secret } => {
-            let step = mfa::matching_step(app, &secret, &row.username, code, now)?;
-            Command::SignInEnrolling { secret: secret.into(), step, client }
+            let step = mfa::matching_step(app, secret, &row.username, code, now)?;
+            Command::SignInEnrolling { secret: secret.clone().into(), step, client }
         }
         Step::Password | Step::Terms => return Err(Error::FlowGone),
     };
@@ -219,7 +235,7 @@ pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Resul
         app.accounts.execute(account, command, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?;
     if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) {
         app.metrics.sign_in("success");
-        signed_in(app, flow_id, &row).await
+        signed_in(app, flow_id, &flow.step, &row).await
     } else {
         app.metrics.sign_in("wrong_code");
         Err(Error::WrongCode)
@@ -228,7 +244,7 @@ pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Resul
 
 /// Another emailed code, as the decider allows.
 pub async fn resend_code(app: &App, flow_id: &str) -> Result<(), Error> {
-    let flow = flow(app, flow_id)?;
+    let flow = flow(app, flow_id).await?;
     let (Step::Code(MfaMethod::Email), Some(account)) = (flow.step, flow.account) else { return Err(Error::FlowGone) };
     let row = app.read_models.account_view(account).await?.ok_or(Error::FlowGone)?;
     mfa::send_code(app, &row, CodePurpose::SignIn, None).await

@@ -1,19 +1,24 @@
 //! Sign-in flows in progress: what the username step started and the later steps continue. They
-//! live in memory for ten minutes; a restart asks users to start again, which costs them a
-//! username. Unknown usernames get flows too, indistinguishable from the outside.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! are rows in the gateway's tables (SQLite beside the embedded store, or the shared PostgreSQL
+//! database), so that any gateway serves any step and a restart loses none. A flow lives ten
+//! minutes; its id is kept only as a SHA-256 digest, an authenticator key offered in it only
+//! sealed. Unknown usernames get flows too, indistinguishable from the outside.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
+use rusqlite::{OptionalExtension, params};
+use sha2::{Digest, Sha256};
 use tenure_domain::AccountId;
 use tenure_domain::events::MfaMethod;
+use tenure_store::DataKey;
+use uuid::Uuid;
+
+use crate::gateway_db::{Db, DbError};
 
 pub const FLOW_LIFETIME: Duration = Duration::minutes(10);
-/// Flows kept at most; the oldest are dropped beyond it.
-const MAX_FLOWS: usize = 100_000;
+/// The longest username there is: a longer one typed in is kept only this far.
+const USERNAME_KEPT: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -29,6 +34,18 @@ pub enum Step {
     Terms,
 }
 
+impl Step {
+    fn tag(&self) -> &'static str {
+        match self {
+            Step::Password => "password",
+            Step::Code(MfaMethod::App) => "code_app",
+            Step::Code(MfaMethod::Email) => "code_email",
+            Step::EnrollApp { .. } => "enroll_app",
+            Step::Terms => "terms",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flow {
     pub username: String,
@@ -38,46 +55,176 @@ pub struct Flow {
     pub started: DateTime<Utc>,
 }
 
-#[derive(Default)]
 pub struct Flows {
-    flows: Mutex<HashMap<String, Flow>>,
+    db: Db,
+    /// Seals the authenticator key of an `EnrollApp` step, bound to the flow.
+    seal: DataKey,
+}
+
+/// A row as stored: (username, account, step tag, sealed secret, started).
+type Row = (String, Option<Uuid>, String, Option<Vec<u8>>, i64);
+/// The same in SQLite, which keeps the account id as bytes.
+type SqliteRow = (String, Option<Vec<u8>>, String, Option<Vec<u8>>, i64);
+
+fn digest(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
 }
 
 impl Flows {
-    pub fn start(&self, flow: Flow) -> String {
+    pub fn new(db: Db, seal: DataKey) -> Flows {
+        Flows { db, seal }
+    }
+
+    /// Records a new flow; returns its id (128 random bits).
+    pub async fn start(&self, mut flow: Flow) -> Result<String, DbError> {
         let mut bytes = [0u8; 16];
-        // The OS's randomness is always there on the platforms Tenure runs on.
-        getrandom::fill(&mut bytes).expect("the OS provides randomness");
+        getrandom::fill(&mut bytes).map_err(|e| DbError::Random(e.to_string()))?;
         let id = URL_SAFE_NO_PAD.encode(bytes);
-        let mut flows = self.flows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if flows.len() >= MAX_FLOWS {
-            let now = flow.started;
-            flows.retain(|_, f| now - f.started < FLOW_LIFETIME);
+        if let Some((cut, _)) = flow.username.char_indices().nth(USERNAME_KEPT) {
+            flow.username.truncate(cut);
         }
-        flows.insert(id.clone(), flow);
-        id
+        let key = digest(&id);
+        let sealed = self.sealed(&key, &flow.step)?;
+        let (started, expires) = (flow.started.timestamp_micros(), (flow.started + FLOW_LIFETIME).timestamp_micros());
+        let account = flow.account.map(|a| a.0);
+        let tag = flow.step.tag();
+        match &self.db {
+            Db::Sqlite(connection) => {
+                let username = flow.username;
+                Db::with(connection, move |c| {
+                    c.execute(
+                        "INSERT INTO sign_in_flows (id_digest, username, account_id, step, sealed_secret, started, expires)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![key, username, account.map(|a| a.into_bytes()), tag, sealed, started, expires],
+                    )?;
+                    Ok(())
+                })
+                .await?
+            }
+            Db::Postgres(pool) => {
+                Db::execute(
+                    pool,
+                    "INSERT INTO sign_in_flows (id_digest, username, account_id, step, sealed_secret, started, expires)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &[&key.as_slice(), &flow.username, &account, &tag, &sealed, &started, &expires],
+                )
+                .await?;
+            }
+        }
+        Ok(id)
     }
 
     /// The live flow `id`, if it has not expired at `now`.
-    pub fn get(&self, id: &str, now: DateTime<Utc>) -> Option<Flow> {
-        let mut flows = self.flows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match flows.get(id) {
-            Some(flow) if now - flow.started < FLOW_LIFETIME => Some(flow.clone()),
-            Some(_) => {
-                flows.remove(id);
-                None
+    pub async fn get(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Flow>, DbError> {
+        let key = digest(id);
+        let at = now.timestamp_micros();
+        let row: Option<Row> = match &self.db {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
+                    let row: Option<SqliteRow> = c
+                        .query_row(
+                            "SELECT username, account_id, step, sealed_secret, started FROM sign_in_flows
+                             WHERE id_digest = ?1 AND expires > ?2",
+                            params![key, at],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                        )
+                        .optional()?;
+                    row.map(|(username, account, step, sealed, started)| {
+                        let account = account
+                            .map(|bytes| Uuid::from_slice(&bytes).map_err(|e| DbError::Db(e.to_string())))
+                            .transpose()?;
+                        Ok((username, account, step, sealed, started))
+                    })
+                    .transpose()
+                })
+                .await?
             }
-            None => None,
-        }
+            Db::Postgres(pool) => Db::query_opt(
+                pool,
+                "SELECT username, account_id, step, sealed_secret, started FROM sign_in_flows
+                     WHERE id_digest = $1 AND expires > $2",
+                &[&key.as_slice(), &at],
+            )
+            .await?
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))),
+        };
+        let Some((username, account, tag, sealed, started)) = row else { return Ok(None) };
+        let step = match tag.as_str() {
+            "password" => Step::Password,
+            "code_app" => Step::Code(MfaMethod::App),
+            "code_email" => Step::Code(MfaMethod::Email),
+            "terms" => Step::Terms,
+            "enroll_app" => {
+                let opened = sealed.and_then(|sealed| self.seal.open(&key, &sealed));
+                let secret = opened.and_then(|bytes| String::from_utf8(bytes).ok());
+                Step::EnrollApp {
+                    secret: secret.ok_or_else(|| DbError::Db("a flow's sealed key does not open".into()))?,
+                }
+            }
+            other => return Err(DbError::Db(format!("a flow at an unknown step {other:?}"))),
+        };
+        let started = DateTime::from_timestamp_micros(started).ok_or_else(|| DbError::Db("bad time".into()))?;
+        Ok(Some(Flow { username, account: account.map(AccountId), step, started }))
     }
 
-    pub fn advance(&self, id: &str, step: Step) {
-        if let Some(flow) = self.flows.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(id) {
-            flow.step = step;
-        }
+    /// Moves the flow from step `from` to `to`; false when it was no longer at `from` (another
+    /// request, on any gateway, moved it first).
+    pub async fn advance(&self, id: &str, from: &Step, to: Step) -> Result<bool, DbError> {
+        let key = digest(id);
+        let sealed = self.sealed(&key, &to)?;
+        let (from, to) = (from.tag(), to.tag());
+        let changed = match &self.db {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
+                    Ok(c.execute(
+                        "UPDATE sign_in_flows SET step = ?3, sealed_secret = ?4 WHERE id_digest = ?1 AND step = ?2",
+                        params![key, from, to, sealed],
+                    )?)
+                })
+                .await? as u64
+            }
+            Db::Postgres(pool) => {
+                Db::execute(
+                    pool,
+                    "UPDATE sign_in_flows SET step = $3, sealed_secret = $4 WHERE id_digest = $1 AND step = $2",
+                    &[&key.as_slice(), &from, &to, &sealed],
+                )
+                .await?
+            }
+        };
+        Ok(changed == 1)
     }
 
-    pub fn finish(&self, id: &str) {
-        self.flows.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
+    /// Ends the flow if it is still at `at`; true for exactly one caller, so a step that
+    /// finishes a sign-in cannot be replayed or raced into two sessions.
+    pub async fn finish(&self, id: &str, at: &Step) -> Result<bool, DbError> {
+        let key = digest(id);
+        let tag = at.tag();
+        let removed = match &self.db {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
+                    Ok(c.execute("DELETE FROM sign_in_flows WHERE id_digest = ?1 AND step = ?2", params![key, tag])?)
+                })
+                .await? as u64
+            }
+            Db::Postgres(pool) => {
+                Db::execute(
+                    pool,
+                    "DELETE FROM sign_in_flows WHERE id_digest = $1 AND step = $2",
+                    &[&key.as_slice(), &tag],
+                )
+                .await?
+            }
+        };
+        Ok(removed == 1)
+    }
+
+    fn sealed(&self, key: &[u8; 32], step: &Step) -> Result<Option<Vec<u8>>, DbError> {
+        match step {
+            Step::EnrollApp { secret } => {
+                self.seal.seal(key, secret.as_bytes()).map(Some).map_err(|e| DbError::Random(e.to_string()))
+            }
+            _ => Ok(None),
+        }
     }
 }

@@ -83,6 +83,15 @@ pub async fn start(State(app): Shared, Form(form): Form<UsernameBody>) -> Respon
     }
 }
 
+/// The live flow, or the page that says it has gone.
+async fn live(app: &App, flow_id: &str) -> Result<Flow, Response> {
+    match flow::flow(app, flow_id).await {
+        Ok(flow) => Ok(flow),
+        Err(Error::FlowGone) => Err(expired()),
+        Err(error) => Err(error.into_response()),
+    }
+}
+
 fn expired() -> Response {
     page(
         StatusCode::NOT_FOUND,
@@ -95,7 +104,10 @@ fn terms_page(app: &App, flow_id: &str, error: Option<String>, notice: Option<St
 }
 
 pub async fn step(State(app): Shared, Path(flow_id): Path<String>) -> Response {
-    let Ok(flow) = flow::flow(&app, &flow_id) else { return expired() };
+    let flow = match live(&app, &flow_id).await {
+        Ok(flow) => flow,
+        Err(response) => return response,
+    };
     match flow.step {
         Step::Password => {
             page(StatusCode::OK, PasswordPage { flow: flow_id, username: flow.username, error: None, notice: None })
@@ -115,7 +127,10 @@ pub async fn password(
     jar: CookieJar,
     Form(form): Form<PasswordBody>,
 ) -> Response {
-    let Ok(flow) = flow::flow(&app, &flow_id) else { return expired() };
+    let flow = match live(&app, &flow_id).await {
+        Ok(flow) => flow,
+        Err(response) => return response,
+    };
     match flow::password(&app, &flow_id, form.password, client).await {
         Ok(Next::Done(cookie)) => enter(&app, jar, cookie),
         Ok(_) => see(&format!("/sign-in/{flow_id}")),
@@ -146,7 +161,10 @@ pub async fn code(
     jar: CookieJar,
     Form(form): Form<CodeBody>,
 ) -> Response {
-    let Ok(flow) = flow::flow(&app, &flow_id) else { return expired() };
+    let flow = match live(&app, &flow_id).await {
+        Ok(flow) => flow,
+        Err(response) => return response,
+    };
     match flow::code(&app, &flow_id, &form.code, client).await {
         Ok(Next::Done(cookie)) => enter(&app, jar, cookie),
         Ok(_) => see(&format!("/sign-in/{flow_id}")),

@@ -42,22 +42,33 @@ pub struct Harness {
     _runners: tokio::task::JoinHandle<()>,
 }
 
+/// A gateway over `place`: the harness's own, or another beside it on the same store.
+async fn gateway(place: &TestLocation, clock: Arc<ManualClock>) -> Arc<App> {
+    let config = Config {
+        public_url: "http://127.0.0.1:8080".into(),
+        insecure_cookies: false,
+        terms_version: 3,
+        issuer: "Tenure".into(),
+        address_quota: Default::default(),
+        trusted_proxies: tenure_gateway::http::client::TrustedProxies::parse("10.0.0.0/8").unwrap(),
+        session_lifetimes: Default::default(),
+    };
+    let mailer = Mailer::outbox(&place.dir.path().join("outbox"), "Tenure <no-reply@tenure.example>").unwrap();
+    let cheap = HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 };
+    App::open(&place.location, config, mailer, clock, cheap).await.unwrap()
+}
+
 impl Harness {
+    /// A second gateway on the same store and database, as on another host.
+    pub async fn second_gateway(&self) -> Arc<App> {
+        gateway(&self.place, self.clock.clone()).await
+    }
+
     /// The gateway over the embedded store, or over a fresh PostgreSQL database.
     pub async fn on(backend: Backend) -> Harness {
         let place = TestLocation::create(backend).await;
         let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
-        let config = Config {
-            public_url: "http://127.0.0.1:8080".into(),
-            insecure_cookies: false,
-            terms_version: 3,
-            issuer: "Tenure".into(),
-            address_quota: tenure_gateway::state::address_quota(),
-            session_lifetimes: Default::default(),
-        };
-        let mailer = Mailer::outbox(&place.dir.path().join("outbox"), "Tenure <no-reply@tenure.example>").unwrap();
-        let cheap = HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 };
-        let app = App::open(&place.location, config, mailer, clock.clone(), cheap).await.unwrap();
+        let app = gateway(&place, clock.clone()).await;
         let runners = tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())
             .await
             .unwrap()
@@ -180,6 +191,21 @@ impl Harness {
         cookie: Option<&str>,
         csrf: Option<&str>,
     ) -> Reply {
+        self.call_via(&self.app, None, method, uri, body, cookie, csrf).await
+    }
+
+    /// An API call to the gateway `app`, from the TCP peer `peer` when given.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_via(
+        &self,
+        app: &Arc<App>,
+        peer: Option<std::net::SocketAddr>,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+        cookie: Option<&str>,
+        csrf: Option<&str>,
+    ) -> Reply {
         let mut request = Request::builder().method(method).uri(uri);
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
@@ -187,7 +213,11 @@ impl Harness {
         if let Some(csrf) = csrf {
             request = request.header("x-csrf-token", csrf);
         }
-        self.send(request, cookie, body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).await
+        if let Some(peer) = peer {
+            request = request.extension(axum::extract::ConnectInfo(peer));
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.send_to(app, request, cookie, body).await
     }
 
     /// A page's form, posted as a browser posts it.
@@ -205,19 +235,30 @@ impl Harness {
     }
 
     async fn send(&self, request: axum::http::request::Builder, cookie: Option<&str>, body: Body) -> Reply {
+        self.send_to(&self.app, request, cookie, body).await
+    }
+
+    pub async fn send_to(
+        &self,
+        app: &Arc<App>,
+        request: axum::http::request::Builder,
+        cookie: Option<&str>,
+        body: Body,
+    ) -> Reply {
         let mut request = request.header(header::USER_AGENT, "api-test");
         if let Some(cookie) = cookie {
             request = request.header(header::COOKIE, format!("tenure_session={cookie}"));
         }
-        let response = router(self.app.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
+        let response = router(app.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
         let status = response.status();
         let set_cookie = response.headers().get(header::SET_COOKIE).map(|v| v.to_str().unwrap().to_string());
         let retry_after = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
         let location = response.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string());
+        let request_id = response.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        Reply { status, json, set_cookie, retry_after, location, text }
+        Reply { status, json, set_cookie, retry_after, location, request_id, text }
     }
 }
 
@@ -228,6 +269,7 @@ pub struct Reply {
     pub set_cookie: Option<String>,
     pub retry_after: Option<String>,
     pub location: Option<String>,
+    pub request_id: Option<String>,
     /// The body as text: the HTML of a page.
     pub text: String,
 }

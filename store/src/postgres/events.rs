@@ -9,7 +9,7 @@ use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
+use tokio_postgres::{AsyncMessage, GenericClient, Row};
 use uuid::Uuid;
 
 use super::{Open, ensure_schema, pg_error, pool, pool_error};
@@ -88,9 +88,13 @@ impl PgStore {
 /// reopened every second; meanwhile subscriptions still find new events by polling. It ends
 /// when the store and every subscription to it are gone.
 fn listen(url: String, head: watch::Sender<Position>) {
+    let connect = async |url: &str| match super::Connector::parse(url) {
+        Ok(connector) => connector.connect().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     tokio::spawn(async move {
         loop {
-            if let Ok((client, mut connection)) = tokio_postgres::connect(&url, NoTls).await {
+            if let Ok((client, mut connection)) = connect(&url).await {
                 let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 // LISTEN goes out once the connection is polled, which the loop below does.
                 let command = format!("LISTEN {NOTIFY_CHANNEL}");

@@ -1,8 +1,6 @@
 //! Session advisory locks, each on a connection of its own: the scheduler's lease, the
 //! projections' runner and rebuilds.
 
-use tokio_postgres::NoTls;
-
 use super::pg_error;
 use crate::event_store::StoreError;
 
@@ -11,7 +9,7 @@ use crate::event_store::StoreError;
 /// when the connection ends, however the process ends.
 pub async fn try_advisory_lock(url: &str, key: i64) -> Result<Option<AdvisoryLock>, StoreError> {
     let failed = |e: tokio_postgres::Error| pg_error("an advisory lock", &e);
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(failed)?;
+    let (client, connection) = super::Connector::parse(url)?.connect().await.map_err(failed)?;
     let connection = tokio::spawn(async move {
         let _ = connection.await;
     });

@@ -1,7 +1,7 @@
 //! Connections to PostgreSQL: one pool per database and process, and how its errors read.
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::Config;
 
 use crate::event_store::StoreError;
 
@@ -9,7 +9,8 @@ const POOL_SIZE: usize = 16;
 
 /// A database URL with the password left out, for messages and logs.
 pub fn redacted(url: &str) -> String {
-    match url.parse::<Config>() {
+    let without_query = url.split_once('?').map_or(url, |(base, _)| base);
+    match without_query.parse::<Config>() {
         Ok(config) => {
             let host = config
                 .get_hosts()
@@ -32,7 +33,16 @@ pub fn pg_error(context: &str, error: &tokio_postgres::Error) -> StoreError {
     // The display of a database error is only "db error"; its message is in the source.
     let detail = match error.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => error.to_string(),
+        // A failed handshake says why only in its sources ("invalid peer certificate: …").
+        None => {
+            let mut detail = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                detail = format!("{detail}: {cause}");
+                source = cause.source();
+            }
+            detail
+        }
     };
     StoreError::Backend(format!("{context}: {detail}"))
 }
@@ -53,9 +63,12 @@ pub fn pool(url: &str) -> Result<Pool, StoreError> {
     if let Some((_, pool)) = pools.iter().find(|(known, _)| known == url) {
         return Ok(pool.clone());
     }
-    let config: Config =
-        url.parse().map_err(|e| StoreError::Backend(format!("{}: not a PostgreSQL URL: {e}", redacted(url))))?;
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let connector = super::Connector::parse(url)?;
+    let manager = Manager::from_config(
+        connector.config,
+        connector.tls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
     let pool = Pool::builder(manager)
         .max_size(POOL_SIZE)
         .runtime(deadpool_postgres::Runtime::Tokio1)

@@ -1,6 +1,6 @@
 //! Scratch databases for benchmarks and tests.
 
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::Config;
 use uuid::Uuid;
 
 use super::{pg_error, redacted};
@@ -17,20 +17,27 @@ pub struct ScratchDatabase {
 
 impl ScratchDatabase {
     pub async fn create(admin_url: &str, prefix: &str) -> Result<ScratchDatabase, StoreError> {
-        let mut config: Config = admin_url
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("{}: not a PostgreSQL URL: {e}", redacted(admin_url))))?;
+        let connector = super::Connector::parse(admin_url)?;
+        let mut config = connector.config.clone();
         let name = format!("{prefix}_{}", Uuid::now_v7().simple());
         let unreachable =
             |e: tokio_postgres::Error| pg_error(&format!("cannot reach PostgreSQL at {}", redacted(admin_url)), &e);
-        let (client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
+        let (client, connection) = connector.connect().await.map_err(unreachable)?;
         tokio::spawn(connection);
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .map_err(|e| pg_error("cannot create a scratch database", &e))?;
         config.dbname(&name);
-        Ok(ScratchDatabase { url: to_url(&config), admin_url: admin_url.to_string(), name })
+        // The TLS parameters go along: tokio-postgres's Config does not hold them all.
+        let tls: Vec<&str> = admin_url
+            .split_once('?')
+            .map(|(_, query)| {
+                query.split('&').filter(|p| p.starts_with("sslmode=") || p.starts_with("sslrootcert=")).collect()
+            })
+            .unwrap_or_default();
+        let url = if tls.is_empty() { to_url(&config) } else { format!("{}?{}", to_url(&config), tls.join("&")) };
+        Ok(ScratchDatabase { url, admin_url: admin_url.to_string(), name })
     }
 }
 
@@ -53,7 +60,8 @@ impl Drop for ScratchDatabase {
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             runtime.block_on(async {
-                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url, NoTls).await {
+                let Ok(connector) = super::Connector::parse(&admin_url) else { return };
+                if let Ok((client, connection)) = connector.connect().await {
                     tokio::spawn(connection);
                     let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                 }

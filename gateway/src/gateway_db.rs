@@ -1,0 +1,180 @@
+//! The gateway's own tables: sessions, sign-in flows, offered authenticator keys, throttles of
+//! unknown usernames and failures per address. Beside the embedded store they are in
+//! `sessions.db`; on PostgreSQL they are in the shared database (created by the store's
+//! migrations), so that every gateway sees every session and every step of every flow.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio_postgres::types::ToSql;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("gateway tables: {0}")]
+    Db(String),
+    #[error("no randomness: {0}")]
+    Random(String),
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(error: rusqlite::Error) -> Self {
+        DbError::Db(error.to_string())
+    }
+}
+
+pub fn pg(error: tokio_postgres::Error) -> DbError {
+    DbError::Db(tenure_store::postgres::pg_error("gateway tables", &error).to_string())
+}
+
+#[derive(Clone)]
+pub enum Db {
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(deadpool_postgres::Pool),
+}
+
+const SQLITE_SCHEMA: &str = "
+    PRAGMA synchronous = NORMAL;
+    CREATE TABLE IF NOT EXISTS sessions (
+        id_digest  BLOB PRIMARY KEY,
+        account_id BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS sessions_account ON sessions (account_id);
+    CREATE TABLE IF NOT EXISTS sign_in_flows (
+        id_digest     BLOB PRIMARY KEY,
+        username      TEXT NOT NULL,
+        account_id    BLOB,
+        step          TEXT NOT NULL,
+        sealed_secret BLOB,
+        started       INTEGER NOT NULL,
+        expires       INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS sign_in_flows_expires ON sign_in_flows (expires);
+    CREATE TABLE IF NOT EXISTS offered_keys (
+        slot          BLOB PRIMARY KEY,
+        sealed_secret BLOB NOT NULL,
+        expires       INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS offered_keys_expires ON offered_keys (expires);
+    CREATE TABLE IF NOT EXISTS ghost_throttles (
+        username     TEXT PRIMARY KEY,
+        failures     INTEGER NOT NULL,
+        locked_until INTEGER,
+        expires      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS ghost_throttles_expires ON ghost_throttles (expires);
+    CREATE TABLE IF NOT EXISTS address_failures (
+        address TEXT PRIMARY KEY,
+        tat     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS address_failures_tat ON address_failures (tat);";
+
+impl Db {
+    /// `sessions.db` at `path`, created or brought up to date.
+    pub fn open_sqlite(path: &Path) -> Result<Db, DbError> {
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        connection.execute_batch(SQLITE_SCHEMA)?;
+        Ok(Db::Sqlite(Arc::new(Mutex::new(connection))))
+    }
+
+    /// The tables beside the store `location` names.
+    pub fn open_at(location: &tenure_store::Location) -> Result<Db, DbError> {
+        match location {
+            tenure_store::Location::Embedded { data_dir, .. } => Db::open_sqlite(&data_dir.join("sessions.db")),
+            // The tables come with the store's migrations, which have run by now.
+            tenure_store::Location::Postgres { url, .. } => {
+                Ok(Db::Postgres(tenure_store::postgres::pool(url).map_err(|e| DbError::Db(e.to_string()))?))
+            }
+        }
+    }
+
+    /// Runs `work` on the SQLite connection, off the async threads.
+    pub async fn with<T: Send + 'static>(
+        connection: &Arc<Mutex<Connection>>,
+        work: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let connection = connection.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = connection.lock().map_err(|_| DbError::Db("poisoned".into()))?;
+            work(&connection)
+        })
+        .await
+        .map_err(|e| DbError::Db(e.to_string()))?
+    }
+
+    pub async fn client(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Object, DbError> {
+        pool.get().await.map_err(|e| DbError::Db(e.to_string()))
+    }
+
+    // Statements are prepared once per connection: an unprepared one costs a second round trip.
+
+    pub async fn execute(
+        pool: &deadpool_postgres::Pool,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, DbError> {
+        let client = Db::client(pool).await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg)?;
+        client.execute(&statement, params).await.map_err(pg)
+    }
+
+    pub async fn query_opt(
+        pool: &deadpool_postgres::Pool,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, DbError> {
+        let client = Db::client(pool).await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg)?;
+        client.query_opt(&statement, params).await.map_err(pg)
+    }
+
+    pub async fn query_one(
+        pool: &deadpool_postgres::Pool,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, DbError> {
+        let client = Db::client(pool).await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg)?;
+        client.query_one(&statement, params).await.map_err(pg)
+    }
+}
+
+/// What `sweep` deletes: rows whose time has passed.
+const SWEEPS: [&str; 4] = [
+    "DELETE FROM sign_in_flows WHERE expires <= $1",
+    "DELETE FROM offered_keys WHERE expires <= $1",
+    "DELETE FROM ghost_throttles WHERE expires <= $1",
+    "DELETE FROM address_failures WHERE tat <= $1",
+];
+
+impl Db {
+    /// Deletes what has expired by `now`; returns how many rows. Every gateway may sweep: it
+    /// only ever removes what no gateway would use any more.
+    pub async fn sweep(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, DbError> {
+        let at = now.timestamp_micros();
+        match self {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
+                    let mut removed = 0;
+                    for sql in SWEEPS {
+                        removed += c.execute(&sql.replace('$', "?"), [at])? as u64;
+                    }
+                    Ok(removed)
+                })
+                .await
+            }
+            Db::Postgres(pool) => {
+                let client = Db::client(pool).await?;
+                let mut removed = 0;
+                for sql in SWEEPS {
+                    removed += client.execute(sql, &[&at]).await.map_err(pg)?;
+                }
+                Ok(removed)
+            }
+        }
+    }
+}
