@@ -9,7 +9,7 @@ mod support {
     pub mod gateway;
     pub mod smtp;
 }
-use support::gateway::{agent, get, post, rand_byte, serve, serve_with, start};
+use support::gateway::{agent, get, post, rand_byte, serve, serve_with, start, start_logging};
 use support::smtp::{code_in, smtp_sink};
 
 #[test]
@@ -120,6 +120,50 @@ fn one_address_is_limited_by_its_failures_across_usernames() {
     assert_eq!(n, 30, "30 failures are allowed, the 31st refused");
     assert!(retry_after.is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
     assert_eq!(body["error"], "rate_limited");
+}
+
+/// Every log line of a request names its id (the one a trusted proxy sent, echoed in the
+/// answer) and its route, never the path that holds an invitation token or a flow id; SIGTERM
+/// ends the gateway with 0.
+#[test]
+fn logs_carry_the_request_id_and_no_token_flow_or_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let mut server = start_logging(&dir.path().join("data"), &["--trusted-proxies", "127.0.0.1"], &log);
+    let token = server.invitation.rsplit('/').next().unwrap().to_string();
+    assert!(!token.is_empty(), "the bootstrap link");
+    let http = agent();
+    let api = format!("{}/api/v1", server.base);
+    let password = "plum-harbour-violin-4417";
+    let set = json!({"new_password": password, "confirm_password": password});
+    assert_eq!(post(&http, &format!("{api}/invitations/{token}/password"), set, None, None).0, 200);
+    let request_id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let mut accepted = http
+        .post(&format!("{api}/invitations/{token}/terms"))
+        .header("X-Request-Id", request_id)
+        .send_json(json!({"accept": true, "version": 1}))
+        .unwrap();
+    assert_eq!(accepted.headers().get("x-request-id").unwrap().to_str().unwrap(), request_id);
+    let cookie = accepted.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    let cookie = cookie.trim_start_matches("tenure_session=").split(';').next().unwrap().to_string();
+    let _ = accepted.body_mut().read_to_string();
+    let (_, _, flow) = post(&http, &format!("{api}/sign-in"), json!({"username": "admin"}), None, None);
+    let flow = flow["flow"].as_str().unwrap().to_string();
+    assert_eq!(
+        post(&http, &format!("{api}/sign-in/{flow}/password"), json!({"password": password}), None, None).0,
+        200
+    );
+
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+    let log = std::fs::read_to_string(&log).unwrap();
+    let signed_in =
+        log.lines().find(|l| l.contains(request_id)).unwrap_or_else(|| panic!("no line with the id: {log}"));
+    assert!(signed_in.contains("signed in") && signed_in.contains("/api/v1/invitations/{token}/terms"), "{signed_in}");
+    for secret in [token.as_str(), flow.as_str(), password, cookie.as_str()] {
+        assert!(!log.contains(secret), "the log holds a secret: {log}");
+    }
 }
 
 /// The email-code variant: codes travel over real SMTP to aiosmtpd and are read from there.

@@ -42,13 +42,22 @@ pub fn free_port() -> u16 {
 
 /// `tenure serve` on `port` (a gateway restarted where the proxy expects it).
 pub fn start_on(data_dir: &std::path::Path, port: u16, extra: &[&str]) -> Server {
+    launch(data_dir, port, extra, Stdio::null())
+}
+
+/// `tenure serve` with its log (stderr) written to `log`.
+pub fn start_logging(data_dir: &std::path::Path, extra: &[&str], log: &std::path::Path) -> Server {
+    launch(data_dir, free_port(), extra, std::fs::File::create(log).unwrap().into())
+}
+
+fn launch(data_dir: &std::path::Path, port: u16, extra: &[&str], stderr: Stdio) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--insecure-cookies"])
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     // The link, if any, is printed before the server listens.

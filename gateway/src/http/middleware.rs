@@ -67,7 +67,8 @@ pub async fn front_door(
         id = %id.0,
         client = %client.map_or_else(|| "unknown".to_string(), |c| c.to_string()),
         method = %request.method(),
-        path = %request.uri().path(),
+        // The route, not the path: a path may hold an invitation token or a flow id.
+        route = request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()),
     );
     let mut response = CURRENT_REQUEST.scope(id, next.run(request)).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id.0.to_string()) {
