@@ -61,6 +61,17 @@ pub enum Command {
     MigrateStore(MigrateStore),
 }
 
+impl Command {
+    /// Whether the command runs as a server or talks to sockets at length (the gateway, the
+    /// scheduler's mail, the projections' runner, benchmarks with their own HTTP server).
+    pub fn serves(&self) -> bool {
+        matches!(
+            self,
+            Command::Serve(_) | Command::Scheduler(_) | Command::Bench(_) | Command::Projections(Projections::Run)
+        )
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct MigrateStore {
     /// The store to copy from: sqlite://PATH or postgres://USER@HOST:PORT/DATABASE.

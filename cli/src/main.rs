@@ -11,13 +11,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // Rust ignores SIGPIPE, which turns `tenure audit … | head` into a write error; restore the
-    // default so that a closed pipe ends the command quietly, as it does for other tools.
-    #[cfg(unix)]
-    // SAFETY: called first thing in main, before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     // Errors are reported as one line; a panic is a bug, but even then the user gets one line
     // rather than a backtrace.
     std::panic::set_hook(Box::new(|info| {
@@ -36,6 +29,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Rust ignores SIGPIPE, which turns `tenure audit … | head` into a write error; commands that
+    // print get the default back, so that a closed pipe ends them quietly, as it does for other
+    // tools. A server keeps ignoring it: a client that goes away while the gateway writes to it
+    // (a vectored write, as TLS and HTTP/1 make, raises SIGPIPE) must not end the process.
+    #[cfg(unix)]
+    if !cli.command.serves() {
+        // SAFETY: no other thread exists yet.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -68,8 +68,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .layer(middleware::from_fn_with_state(app.clone(), layers::limit_addresses))
+        // The limit sees a cross-site sign-in form before the general refusal does: it counts.
         .layer(middleware::from_fn(layers::refuse_cross_site))
+        .layer(middleware::from_fn_with_state(app.clone(), layers::limit_addresses))
         .layer(middleware::from_fn_with_state(app.clone(), layers::observe))
         .layer(middleware::from_fn_with_state(app.clone(), layers::front_door))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

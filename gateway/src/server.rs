@@ -5,19 +5,25 @@
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 
 /// How long requests in flight may take once a stop is asked for.
 pub const DRAIN: Duration = Duration::from_secs(10);
 /// A client that has not sent its request's headers by then is disconnected.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection that has sent nothing yet may still do so once a stop is asked for.
+/// hyper closes such a connection at once, and one accepted a moment before the stop may hold
+/// a request it has not read: a proxy would see it closed unanswered, and not retry a POST.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 
 /// Serves `router` on `listener` (over TLS when `tls` is given) until `stop` resolves, then
 /// drains. Returns whether every connection finished within `DRAIN`.
@@ -27,59 +33,114 @@ pub async fn serve(
     tls: Option<tls::Acceptor>,
     stop: impl Future<Output = ()>,
 ) -> bool {
-    let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    let (stopping, stopped) = watch::channel(false);
+    // Every connection holds a sender; the receiver learns when the last one has ended.
+    let (alive, mut all_ended) = mpsc::channel::<()>(1);
+    let protocols = Protocols::new();
+    let start = |stream, peer| {
+        let connection = Connection { stream, peer, router: router.clone(), protocols: protocols.clone() };
+        tokio::spawn(connection.serve(tls.clone(), stopped.clone(), alive.clone()));
+    };
     tokio::pin!(stop);
     loop {
-        let (stream, peer) = tokio::select! {
+        tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok((stream, peer)) => start(stream, peer),
                 Err(error) => {
                     // Out of file descriptors, say: accepting again at once would spin.
                     tracing::warn!("cannot accept a connection: {error}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
                 }
             },
             () = &mut stop => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = with_peer(router.clone(), peer);
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        match &tls {
-            None => {
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                tokio::spawn(async move {
-                    let _ = watcher.watch(connection).await;
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    // A handshake that stalls must not hold a task for ever.
-                    let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;
-                    let Ok(Ok(stream)) = handshake else { return };
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    let _ = watcher.watch(connection).await;
-                });
+        }
+    }
+    // Connections the kernel completed before the stop but nobody accepted yet: a proxy has
+    // sent a request on them, which closing the socket would answer with a reset.
+    if let Ok(backlog) = listener.into_std() {
+        while let Ok((stream, peer)) = backlog.accept() {
+            if let Ok(stream) = stream.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(stream)) {
+                start(stream, peer);
             }
         }
     }
-    drop(listener);
     tracing::info!("stopping: no new connections; finishing requests in flight");
-    tokio::select! {
-        () = graceful.shutdown() => true,
-        () = tokio::time::sleep(DRAIN) => false,
+    let _ = stopping.send(true);
+    drop(alive);
+    tokio::time::timeout(DRAIN, all_ended.recv()).await.is_ok()
+}
+
+/// HTTP/1.1, and HTTP/2 where TLS negotiated it. The protocol is chosen, never sniffed: a
+/// connection still sniffing when a stop begins would be closed with its request unread.
+#[derive(Clone)]
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new() -> Protocols {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new());
+        Protocols { http1, http2 }
     }
 }
 
-/// The router as one connection's service, with the TCP peer where `ConnectInfo` finds it.
+/// One accepted connection, to serve.
+struct Connection {
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    protocols: Protocols,
+}
+
+impl Connection {
+    async fn serve(self, tls: Option<tls::Acceptor>, stopped: watch::Receiver<bool>, _alive: mpsc::Sender<()>) {
+        let Connection { stream, peer, router, protocols } = self;
+        let _ = stream.set_nodelay(true);
+        let asked = Arc::new(AtomicBool::new(false));
+        let service = with_peer(router, peer, asked.clone());
+        let Some(acceptor) = tls else {
+            return run(protocols.http1.serve_connection(TokioIo::new(stream), service), stopped, asked).await;
+        };
+        // A handshake that stalls must not hold a task for ever.
+        let handshake = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;
+        let Ok(Ok(stream)) = handshake else { return };
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            run(protocols.http2.serve_connection(TokioIo::new(stream), service), stopped, asked).await;
+        } else {
+            run(protocols.http1.serve_connection(TokioIo::new(stream), service), stopped, asked).await;
+        }
+    }
+}
+
+/// Runs a connection to its end; once a stop is asked for, lets it finish what it was asked
+/// (keep-alive ends with the answer), after giving a connection that has asked nothing yet a
+/// moment to do so.
+async fn run<C: GracefulConnection>(connection: C, mut stopped: watch::Receiver<bool>, asked: Arc<AtomicBool>) {
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = &mut connection => return,
+        _ = stopped.wait_for(|stopping| *stopping) => {}
+    }
+    if !asked.load(Ordering::Relaxed) {
+        tokio::select! {
+            _ = &mut connection => return,
+            () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+        }
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// The router as one connection's service, with the TCP peer where `ConnectInfo` finds it;
+/// `asked` is set at the connection's first request.
 fn with_peer(
     router: Router,
     peer: SocketAddr,
+    asked: Arc<AtomicBool>,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = axum::response::Response,
@@ -87,6 +148,7 @@ fn with_peer(
     Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        asked.store(true, Ordering::Relaxed);
         request.extensions_mut().insert(ConnectInfo(peer));
         let mut router = router.clone();
         async move { tower::Service::call(&mut router, request).await }

@@ -64,7 +64,7 @@ pub fn as_user(account: AccountId) -> tenure_store::Meta {
 pub fn meta(actor: tenure_store::Actor) -> tenure_store::Meta {
     let mut meta = tenure_store::Meta::new(actor);
     if let Ok(request) = crate::http::client::CURRENT_REQUEST.try_with(|id| *id) {
-        meta.correlation_id = request.0;
+        meta.correlation_id = request.uuid;
     }
     meta
 }

@@ -206,6 +206,8 @@ async fn forwarding_headers_are_believed_from_trusted_proxies_only(h: Harness) {
         .uri(format!("/api/v1/sign-in/{flow}/password"))
         .header("content-type", "application/json")
         .header("x-forwarded-for", "198.51.100.77")
+        // nginx passes a client's Forwarded through untouched: it must not be believed.
+        .header("forwarded", "for=9.9.9.9")
         .header("x-request-id", request_id.to_string())
         .extension(axum::extract::ConnectInfo(peer("10.0.0.1").unwrap()));
     let done =
@@ -225,10 +227,42 @@ async fn forwarding_headers_are_believed_from_trusted_proxies_only(h: Harness) {
     assert_eq!(made.get_version_num(), 7);
 }
 
+async fn refused_cross_site_forms_and_guessed_invitations_count_as_failures(h: Harness) {
+    let from = peer("192.0.2.60");
+    for n in 0..15 {
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri("/sign-in")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", "https://evil.example")
+            .header("host", "portal.example.com")
+            .extension(axum::extract::ConnectInfo(from.unwrap()));
+        let refused = h.send_to(&h.app, request, None, axum::body::Body::from("username=victim")).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "form {n}");
+        let guess = h.call_via(&h.app, from, "GET", &format!("/api/v1/invitations/guess{n}"), None, None, None).await;
+        guess.error(StatusCode::NOT_FOUND, "not_found");
+    }
+    let limited = h.call_via(&h.app, from, "GET", "/api/v1/invitations/guess", None, None, None).await;
+    limited.error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let page = h
+        .send_to(
+            &h.app,
+            axum::http::Request::builder()
+                .method("GET")
+                .uri("/invite/guess")
+                .extension(axum::extract::ConnectInfo(from.unwrap())),
+            None,
+            axum::body::Body::empty(),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "the pages are limited as the API is");
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
     every_step_of_every_flow_is_served_by_either_gateway,
     a_flow_lasts_ten_minutes_and_keeps_no_more_of_a_username_than_one_can_have,
     failures_per_address_are_limited_on_every_gateway_successes_are_not,
     forwarding_headers_are_believed_from_trusted_proxies_only,
+    refused_cross_site_forms_and_guessed_invitations_count_as_failures,
 }

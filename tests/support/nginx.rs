@@ -66,6 +66,11 @@ http {{
 }
 
 impl Nginx {
+    /// What nginx logged (warnings and errors): why a request failed, when one did.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("error.log")).unwrap_or_default()
+    }
+
     pub fn start(upstreams: &[u16]) -> Nginx {
         assert!(std::path::Path::new(NGINX).exists(), "{NGINX} is missing: scripts/test installs nginx");
         let dir = tempfile::tempdir().unwrap();

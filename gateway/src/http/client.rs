@@ -67,27 +67,29 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxie
     client
 }
 
-/// The `for=` addresses of `Forwarded` (RFC 7239), or else `X-Forwarded-For`, left to right.
+/// The addresses of `X-Forwarded-For`, or, only where no proxy wrote that, the `for=` of
+/// `Forwarded` (RFC 7239), left to right. One header is read, never both: a proxy appends to the
+/// one it writes and passes the other through as the client sent it, so believing the other
+/// would let a client choose its address. Every common proxy (nginx, HAProxy, Traefik, Caddy,
+/// cloud load balancers) writes `X-Forwarded-For`; one that writes only `Forwarded` must drop a
+/// client's `X-Forwarded-For` (docs/operations.md).
 fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> = headers.get_all("forwarded").iter().filter_map(|v| v.to_str().ok()).collect();
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
-            .flat_map(|value| value.split(','))
-            .filter_map(|element| {
-                element.split(';').find_map(|pair| {
-                    let (name, value) = pair.trim().split_once('=')?;
-                    name.trim().eq_ignore_ascii_case("for").then(|| node_address(value.trim().trim_matches('"')))
-                })
-            })
-            .collect();
+    let x_forwarded_for: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    if !x_forwarded_for.is_empty() {
+        return x_forwarded_for.iter().flat_map(|value| value.split(',')).map(|hop| node_address(hop.trim())).collect();
     }
     headers
-        .get_all("x-forwarded-for")
+        .get_all("forwarded")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|value| value.split(','))
-        .map(|hop| node_address(hop.trim()))
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                name.trim().eq_ignore_ascii_case("for").then(|| node_address(value.trim().trim_matches('"')))
+            })
+        })
         .collect()
 }
 
@@ -104,15 +106,34 @@ fn node_address(node: &str) -> Option<IpAddr> {
 }
 
 /// The id of one request: from a trusted proxy when it sent a UUID (nginx's `$request_id` is
-/// one), else made here (UUIDv7). Logs, the `X-Request-Id` answer and the events' correlation id
-/// all carry it.
+/// one, in 32 hex digits), else made here (UUIDv7). Logs, the `X-Request-Id` answer and the
+/// events' correlation id all carry it; logs and the answer write it as the proxy did, so that
+/// it matches the proxy's own log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestId(pub Uuid);
+pub struct RequestId {
+    pub uuid: Uuid,
+    /// Written as 32 hex digits, as the proxy sent it.
+    simple: bool,
+}
 
 impl RequestId {
     pub fn of(headers: &HeaderMap, peer_trusted: bool) -> RequestId {
-        let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|_| peer_trusted);
-        RequestId(given.and_then(|id| Uuid::parse_str(id.trim()).ok()).unwrap_or_else(Uuid::now_v7))
+        let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|_| peer_trusted).map(str::trim);
+        // Only the two plain spellings, and never the nil UUID, which every client could send.
+        let parsed = given
+            .filter(|id| id.len() == 32 || id.len() == 36)
+            .and_then(|id| Some((Uuid::try_parse(id).ok()?, id.len() == 32)))
+            .filter(|(uuid, _)| !uuid.is_nil());
+        match parsed {
+            Some((uuid, simple)) => RequestId { uuid, simple },
+            None => RequestId { uuid: Uuid::now_v7(), simple: false },
+        }
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.simple { write!(f, "{}", self.uuid.simple()) } else { write!(f, "{}", self.uuid.hyphenated()) }
     }
 }
 
@@ -195,13 +216,13 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_is_read_as_rfc_7239_writes_it_and_wins_over_x_forwarded_for() {
+    fn forwarded_is_read_as_rfc_7239_writes_it_only_where_no_x_forwarded_for_is() {
         let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
-        let rfc = headers(&[
-            ("forwarded", r#"for="[2001:db8:cafe::17]:4711";proto=https, for=10.0.0.3"#),
-            ("x-forwarded-for", "198.51.100.1"),
-        ]);
+        let rfc = headers(&[("forwarded", r#"for="[2001:db8:cafe::17]:4711";proto=https, for=10.0.0.3"#)]);
         assert_eq!(client_address(ip("10.0.0.1"), &rfc, &trusted), ip("2001:db8:cafe::17"));
+        // nginx appends to X-Forwarded-For and passes a client's Forwarded through untouched.
+        let passed_through = headers(&[("forwarded", "for=9.9.9.9"), ("x-forwarded-for", "198.51.100.1")]);
+        assert_eq!(client_address(ip("10.0.0.1"), &passed_through, &trusted), ip("198.51.100.1"));
         let with_port = headers(&[("forwarded", r#"For="192.0.2.43:47011""#)]);
         assert_eq!(client_address(ip("10.0.0.1"), &with_port, &trusted), ip("192.0.2.43"));
         // An obfuscated or unknown hop: the client is the trusted proxy that reported it.
@@ -221,9 +242,15 @@ mod tests {
     #[test]
     fn request_ids_are_believed_only_from_trusted_peers_and_only_as_uuids() {
         let nginx = headers(&[("x-request-id", "0f8fad5bd9cb469fa16570867728950e")]);
-        assert_eq!(RequestId::of(&nginx, true).0, Uuid::parse_str("0f8fad5b-d9cb-469f-a165-70867728950e").unwrap());
-        assert_ne!(RequestId::of(&nginx, false).0, RequestId::of(&nginx, true).0);
-        let junk = headers(&[("x-request-id", "<script>")]);
-        assert_eq!(RequestId::of(&junk, true).0.get_version_num(), 7);
+        let id = RequestId::of(&nginx, true);
+        assert_eq!(id.uuid, Uuid::parse_str("0f8fad5b-d9cb-469f-a165-70867728950e").unwrap());
+        assert_eq!(id.to_string(), "0f8fad5bd9cb469fa16570867728950e", "written back as the proxy wrote it");
+        assert_ne!(RequestId::of(&nginx, false).uuid, id.uuid);
+        for junk in
+            ["<script>", "00000000-0000-0000-0000-000000000000", "urn:uuid:0f8fad5b-d9cb-469f-a165-70867728950e"]
+        {
+            let made = RequestId::of(&headers(&[("x-request-id", junk)]), true);
+            assert_eq!(made.uuid.get_version_num(), 7, "{junk}");
+        }
     }
 }

@@ -64,25 +64,32 @@ pub async fn front_door(
     }
     let span = tracing::info_span!(
         "request",
-        id = %id.0,
+        id = %id,
         client = %client.map_or_else(|| "unknown".to_string(), |c| c.to_string()),
         method = %request.method(),
         // The route, not the path: a path may hold an invitation token or a flow id.
         route = request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()),
     );
     let mut response = CURRENT_REQUEST.scope(id, next.run(request)).instrument(span).await;
-    if let Ok(value) = HeaderValue::from_str(&id.0.to_string()) {
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
 }
 
-/// Whether a request is a step of signing in, first sign-in or recovery: what per-address
-/// limits guard (SPEC §11), on the JSON API and the HTML forms alike.
+/// Whether a request is a step of signing in, first sign-in or recovery, or a look at a flow or
+/// an invitation by its id: what per-address limits guard (SPEC §11), on the JSON API and the
+/// HTML forms alike. Looking up ids is counted too, or guessing them would cost nothing.
 fn is_sign_in_step(request: &axum::extract::Request) -> bool {
     let path = request.uri().path();
-    request.method() == Method::POST
-        && ["/api/v1/sign-in", "/api/v1/invitations/", "/sign-in", "/invite/"].iter().any(|p| path.starts_with(p))
+    let steps = ["/api/v1/sign-in", "/api/v1/invitations/", "/sign-in", "/invite/"];
+    match *request.method() {
+        Method::POST => steps.iter().any(|p| path.starts_with(p)),
+        Method::GET | Method::HEAD => {
+            ["/api/v1/invitations/", "/sign-in/", "/invite/"].iter().any(|p| path.starts_with(p))
+        }
+        _ => false,
+    }
 }
 
 /// Per-address limits on sign-in steps, counting failures only (SPEC §11): a wrong password or
