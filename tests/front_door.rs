@@ -375,7 +375,8 @@ fn tls_connect(port: u16, ca: &str, alpn: &[&[u8]]) -> rustls::StreamOwned<rustl
     stream
 }
 
-/// One keep-alive `GET /healthz` on an open HTTP/1.1 connection; returns the status line.
+/// One keep-alive `GET /healthz` on an open HTTP/1.1 connection; returns the status line, and
+/// checks that the answer tells the browser to keep to HTTPS.
 fn healthz(stream: &mut impl ReadWrite) -> String {
     stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut answer = Vec::new();
@@ -387,7 +388,9 @@ fn healthz(stream: &mut impl ReadWrite) -> String {
     }
     let mut body = [0u8; 2];
     stream.read_exact(&mut body).unwrap();
-    String::from_utf8_lossy(&answer).lines().next().unwrap().to_string()
+    let head = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(head.contains("strict-transport-security: max-age=31536000"), "{head}");
+    head.lines().next().unwrap().to_uppercase()
 }
 
 trait ReadWrite: Read + Write {}

@@ -101,7 +101,7 @@ impl Connection {
         let Connection { stream, peer, router, protocols } = self;
         let _ = stream.set_nodelay(true);
         let asked = Arc::new(AtomicBool::new(false));
-        let service = with_peer(router, peer, asked.clone());
+        let service = with_peer(router, peer, tls.is_some(), asked.clone());
         let Some(acceptor) = tls else {
             return run(protocols.http1.serve_connection(TokioIo::new(stream), service), stopped, asked).await;
         };
@@ -135,11 +135,12 @@ async fn run<C: GracefulConnection>(connection: C, mut stopped: watch::Receiver<
     let _ = connection.await;
 }
 
-/// The router as one connection's service, with the TCP peer where `ConnectInfo` finds it;
-/// `asked` is set at the connection's first request.
+/// The router as one connection's service, with the TCP peer where `ConnectInfo` finds it and
+/// whether it came over TLS; `asked` is set at the connection's first request.
 fn with_peer(
     router: Router,
     peer: SocketAddr,
+    tls: bool,
     asked: Arc<AtomicBool>,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
@@ -150,6 +151,9 @@ fn with_peer(
     hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         asked.store(true, Ordering::Relaxed);
         request.extensions_mut().insert(ConnectInfo(peer));
+        if tls {
+            request.extensions_mut().insert(crate::http::client::OverTls);
+        }
         let mut router = router.clone();
         async move { tower::Service::call(&mut router, request).await }
     })

@@ -221,6 +221,25 @@ async fn forwarding_headers_are_believed_from_trusted_proxies_only(h: Harness) {
     assert_eq!(profile.json["recent_sign_ins"][0]["client_address"], "198.51.100.77", "{profile:?}");
     assert_eq!(signed_in.recorded.correlation_id, request_id, "the event carries the request id");
 
+    // HSTS when the browser came over HTTPS: a trusted proxy that ended TLS says so.
+    let hsts = |from: &'static str, proto: Option<&'static str>| {
+        let h = &h;
+        async move {
+            let mut request = axum::http::Request::builder()
+                .method("GET")
+                .uri("/healthz")
+                .extension(axum::extract::ConnectInfo(peer(from).unwrap()));
+            if let Some(proto) = proto {
+                request = request.header("x-forwarded-proto", proto);
+            }
+            let reply = h.send_to(&h.app, request, None, axum::body::Body::empty()).await;
+            reply.headers.get("strict-transport-security").map(|v| v.to_str().unwrap().to_string())
+        }
+    };
+    assert_eq!(hsts("10.0.0.1", Some("https")).await.as_deref(), Some("max-age=31536000"));
+    assert_eq!(hsts("10.0.0.1", Some("http")).await, None);
+    assert_eq!(hsts("192.0.2.99", Some("https")).await, None, "only a trusted proxy is believed");
+
     // A request id from an untrusted peer is not believed; one is made instead.
     let own = h.call_via(&h.app, peer("192.0.2.99"), "GET", "/healthz", None, None, None).await;
     let made = Uuid::parse_str(own.request_id.as_deref().unwrap()).unwrap();

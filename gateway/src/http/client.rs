@@ -142,6 +142,22 @@ tokio::task_local! {
     pub static CURRENT_REQUEST: RequestId;
 }
 
+/// Marks a request that arrived over TLS at this gateway (set by the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverTls;
+
+/// Whether the browser reached the service over HTTPS: TLS here, or `X-Forwarded-Proto: https`
+/// from a trusted proxy that ended TLS.
+pub fn over_https(request: &axum::extract::Request, peer_trusted: bool) -> bool {
+    request.extensions().get::<OverTls>().is_some()
+        || (peer_trusted
+            && request
+                .headers()
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|proto| proto.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))))
+}
+
 /// The client address the `front_door` settled for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub IpAddr);

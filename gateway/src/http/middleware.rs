@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::error::{ApiError, Error};
-use crate::http::client::{CURRENT_REQUEST, ClientAddress, RequestId, client_address};
+use crate::http::client::{CURRENT_REQUEST, ClientAddress, RequestId, client_address, over_https};
 use crate::http::render::{ProblemPage, page};
 use crate::state::App;
 
@@ -58,7 +58,9 @@ pub async fn front_door(
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     let trusted = &app.config.trusted_proxies;
     let client = peer.map(|peer| client_address(peer, request.headers(), trusted));
-    let id = RequestId::of(request.headers(), peer.is_some_and(|peer| trusted.trusts(peer)));
+    let peer_trusted = peer.is_some_and(|peer| trusted.trusts(peer));
+    let id = RequestId::of(request.headers(), peer_trusted);
+    let https = over_https(&request, peer_trusted);
     if let Some(client) = client {
         request.extensions_mut().insert(ClientAddress(client));
     }
@@ -73,6 +75,10 @@ pub async fn front_door(
     let mut response = CURRENT_REQUEST.scope(id, next.run(request)).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert("x-request-id", value);
+    }
+    // Over HTTPS, browsers are told to use nothing else for a year.
+    if https {
+        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
     }
     response
 }

@@ -255,10 +255,11 @@ impl Harness {
         let retry_after = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
         let location = response.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_string());
         let request_id = response.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
+        let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        Reply { status, json, set_cookie, retry_after, location, request_id, text }
+        Reply { status, json, set_cookie, retry_after, location, request_id, headers, text }
     }
 }
 
@@ -270,6 +271,7 @@ pub struct Reply {
     pub retry_after: Option<String>,
     pub location: Option<String>,
     pub request_id: Option<String>,
+    pub headers: axum::http::HeaderMap,
     /// The body as text: the HTML of a page.
     pub text: String,
 }
