@@ -2,6 +2,7 @@
 //! address, JSON bodies, page rendering, the signed-in layout and the middleware.
 
 pub mod client;
+pub mod fallback;
 pub mod json;
 pub mod layout;
 pub mod middleware;

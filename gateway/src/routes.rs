@@ -6,7 +6,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{Router, middleware};
 
-use crate::http::{middleware as layers, render};
+use crate::http::{fallback, middleware as layers, render};
 use crate::state::{App, BODY_LIMIT};
 use crate::{admin, dashboard, first_sign_in, ops, profile, sign_in};
 
@@ -68,6 +68,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .fallback(fallback::not_found)
+        .method_not_allowed_fallback(fallback::method_not_allowed)
         // The limit sees a cross-site sign-in form before the general refusal does: it counts.
         .layer(middleware::from_fn(layers::refuse_cross_site))
         .layer(middleware::from_fn_with_state(app.clone(), layers::limit_addresses))

@@ -165,9 +165,30 @@ async fn bad_input_gets_the_error_shape(h: Harness) {
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
     let body: Value =
         serde_json::from_slice(&axum::body::to_bytes(malformed.into_body(), 1 << 16).await.unwrap()).unwrap();
-    assert_eq!(body["error"], "bad_request");
+    assert_eq!(body["error"], "malformed_json");
     let huge = json!({"username": "x".repeat(64 * 1024)});
-    h.call("POST", "/api/v1/sign-in", Some(huge), None, None).await.error(StatusCode::PAYLOAD_TOO_LARGE, "bad_request");
+    h.call("POST", "/api/v1/sign-in", Some(huge), None, None)
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let as_form = Request::post("/api/v1/sign-in").header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    h.send_to(&h.app, as_form, None, Body::from("username=x"))
+        .await
+        .error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    h.call("GET", "/api/v1/no-such-thing", None, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
+    let wrong_method = h.call("DELETE", "/api/v1/sign-in", None, None, None).await;
+    wrong_method.error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(wrong_method.headers.get(header::ALLOW).map(|v| v.to_str().unwrap()), Some("POST"));
+    // The pages answer with a page of the site, not the framework's plain text.
+    let page = h.page("/no-such-page", None).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.text.contains("Page not found") && page.text.contains("<html"), "{}", page.text);
+    let unreadable = h.form("/sign-in", &[("name", "not the field")], None).await;
+    assert_eq!(unreadable.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unreadable.text.contains("The form could not be read") && unreadable.text.contains("<html"),
+        "{}",
+        unreadable.text
+    );
     h.call("POST", "/api/v1/sign-in/nope/password", Some(json!({"password": "x"})), None, None)
         .await
         .error(StatusCode::NOT_FOUND, "flow_not_found");

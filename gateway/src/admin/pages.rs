@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +13,7 @@ use tenure_domain::events::MfaRequirement;
 
 use super::flow::{self, NewMember};
 use crate::error::{ApiError, Error};
+use crate::http::fallback::PageForm;
 use crate::http::layout::{Chrome, Feedback, chrome, problem, refuse_form, when};
 use crate::http::render::page;
 use crate::http::session::{SignedIn, SignedInPage};
@@ -136,7 +136,11 @@ pub async fn admin(State(app): Shared, SignedInPage(admin): SignedInPage, Query(
     admin_page(&app, &admin, invite, None, StatusCode::OK, feedback).await
 }
 
-pub async fn invite(State(app): Shared, SignedInPage(admin): SignedInPage, Form(form): Form<InviteForm>) -> Response {
+pub async fn invite(
+    State(app): Shared,
+    SignedInPage(admin): SignedInPage,
+    PageForm(form): PageForm<InviteForm>,
+) -> Response {
     if let Some(refused) = refuse_non_admin(&app, &admin, Some(&form.csrf)) {
         return refused;
     }
@@ -191,7 +195,7 @@ pub async fn action(
     State(app): Shared,
     SignedInPage(admin): SignedInPage,
     Path((id, action)): Path<(String, String)>,
-    Form(form): Form<MemberForm>,
+    PageForm(form): PageForm<MemberForm>,
 ) -> Response {
     if let Some(refused) = refuse_non_admin(&app, &admin, Some(&form.csrf)) {
         return refused;

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -16,6 +15,7 @@ use super::api::NewPasswordBody;
 use super::flow;
 use crate::error::{ApiError, Error};
 use crate::http::client::ClientInfo;
+use crate::http::fallback::PageForm;
 use crate::http::json::CodeBody;
 use crate::http::render::{ProblemPage, TermsForm, TermsPage, enter, page, see};
 use crate::mfa::{self, AppSetup, MfaSetup};
@@ -90,7 +90,11 @@ pub async fn password_form(State(app): Shared, Path(token): Path<String>) -> Res
     }
 }
 
-pub async fn password(State(app): Shared, Path(token): Path<String>, Form(form): Form<NewPasswordBody>) -> Response {
+pub async fn password(
+    State(app): Shared,
+    Path(token): Path<String>,
+    PageForm(form): PageForm<NewPasswordBody>,
+) -> Response {
     let username = match flow::invited(&app, &token).await {
         Ok((row, _)) => row.username,
         Err(error) => return problem(error),
@@ -140,7 +144,7 @@ pub async fn mfa_send(State(app): Shared, Path(token): Path<String>) -> Response
     }
 }
 
-pub async fn mfa(State(app): Shared, Path(token): Path<String>, Form(form): Form<CodeBody>) -> Response {
+pub async fn mfa(State(app): Shared, Path(token): Path<String>, PageForm(form): PageForm<CodeBody>) -> Response {
     let row = match flow::invited(&app, &token).await {
         Ok((row, _)) => row,
         Err(error) => return problem(error),
@@ -170,7 +174,7 @@ pub async fn terms(
     Path(token): Path<String>,
     ClientInfo(client): ClientInfo,
     jar: CookieJar,
-    Form(form): Form<TermsForm>,
+    PageForm(form): PageForm<TermsForm>,
 ) -> Response {
     match flow::accept_terms(&app, &token, form.accept.is_some(), form.version, client).await {
         Ok(cookie) => enter(&app, jar, cookie),

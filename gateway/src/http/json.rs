@@ -14,19 +14,30 @@ use crate::error::ApiError;
 use crate::http::session::session_cookie;
 use crate::state::App;
 
-/// `Json` whose rejections answer `{"error": "bad_request", …}` with 415, 413 or 400.
+/// `Json` whose rejections answer in the API's shape: `415 unsupported_media_type`,
+/// `413 payload_too_large`, `400 malformed_json`, or `400 bad_request` for JSON of the wrong shape.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let status = match rejection {
-            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, "bad_request", rejection.body_text())
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send the body as JSON, with Content-Type: application/json.",
+            ),
+            JsonRejection::BytesRejection(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("The request body is larger than {} KiB.", crate::state::BODY_LIMIT / 1024),
+            ),
+            JsonRejection::JsonSyntaxError(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", rejection.body_text())
+            }
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", rejection.body_text()),
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +12,7 @@ use tenure_domain::events::SignInMethod;
 
 use super::flow;
 use crate::error::{ApiError, Error};
+use crate::http::fallback::PageForm;
 use crate::http::layout::{Chrome, Feedback, chrome, mfa_label, refuse_form, when};
 use crate::http::render::{page, see};
 use crate::http::session::{SignedIn, SignedInPage};
@@ -127,7 +127,7 @@ pub struct DetailsForm {
 pub async fn save(
     State(app): Shared,
     SignedInPage(signed_in): SignedInPage,
-    Form(form): Form<DetailsForm>,
+    PageForm(form): PageForm<DetailsForm>,
 ) -> Response {
     if let Some(refused) = refuse_form(&app, &signed_in, &form.csrf) {
         return refused;
@@ -164,7 +164,7 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(app): Shared,
     SignedInPage(signed_in): SignedInPage,
-    Form(form): Form<PasswordForm>,
+    PageForm(form): PageForm<PasswordForm>,
 ) -> Response {
     if let Some(refused) = refuse_form(&app, &signed_in, &form.csrf) {
         return refused;
@@ -235,7 +235,7 @@ pub struct ReenrollForm {
 pub async fn replace_authenticator(
     State(app): Shared,
     SignedInPage(signed_in): SignedInPage,
-    Form(form): Form<ReenrollForm>,
+    PageForm(form): PageForm<ReenrollForm>,
 ) -> Response {
     if let Some(refused) = refuse_form(&app, &signed_in, &form.csrf) {
         return refused;

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +16,7 @@ use super::flow::{self, Next};
 use super::flows::{Flow, Step};
 use crate::error::{ApiError, Error};
 use crate::http::client::ClientInfo;
+use crate::http::fallback::PageForm;
 use crate::http::json::CodeBody;
 use crate::http::layout::refuse_form;
 use crate::http::render::{TermsForm, TermsPage, enter, page, see};
@@ -73,7 +73,7 @@ pub async fn form() -> Response {
     page(StatusCode::OK, SignInPage { error: None, notice: None })
 }
 
-pub async fn start(State(app): Shared, Form(form): Form<UsernameBody>) -> Response {
+pub async fn start(State(app): Shared, PageForm(form): PageForm<UsernameBody>) -> Response {
     match flow::begin(&app, &form.username).await {
         Ok(flow) => see(&format!("/sign-in/{flow}")),
         Err(error) => {
@@ -125,7 +125,7 @@ pub async fn password(
     Path(flow_id): Path<String>,
     ClientInfo(client): ClientInfo,
     jar: CookieJar,
-    Form(form): Form<PasswordBody>,
+    PageForm(form): PageForm<PasswordBody>,
 ) -> Response {
     let flow = match live(&app, &flow_id).await {
         Ok(flow) => flow,
@@ -159,7 +159,7 @@ pub async fn code(
     Path(flow_id): Path<String>,
     ClientInfo(client): ClientInfo,
     jar: CookieJar,
-    Form(form): Form<CodeBody>,
+    PageForm(form): PageForm<CodeBody>,
 ) -> Response {
     let flow = match live(&app, &flow_id).await {
         Ok(flow) => flow,
@@ -180,7 +180,7 @@ pub async fn terms(
     State(app): Shared,
     Path(flow_id): Path<String>,
     jar: CookieJar,
-    Form(form): Form<TermsForm>,
+    PageForm(form): PageForm<TermsForm>,
 ) -> Response {
     match flow::accept_terms(&app, &flow_id, form.accept.is_some(), form.version).await {
         Ok(cookie) => enter(&app, jar, cookie),
@@ -217,7 +217,7 @@ pub async fn sign_out(
     State(app): Shared,
     SignedInPage(signed_in): SignedInPage,
     jar: CookieJar,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> Response {
     if let Some(refused) = refuse_form(&app, &signed_in, &form.csrf) {
         return refused;

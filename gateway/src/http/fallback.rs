@@ -1,0 +1,63 @@
+//! Answers for what no route serves: an unknown path, a method a path does not take, and a form
+//! the pages cannot read. Under `/api/` they are in the API's error shape; elsewhere they are
+//! the site's own page, never the framework's plain text.
+
+use axum::extract::FromRequest;
+use axum::extract::rejection::FormRejection;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::http::render::{ProblemPage, page};
+
+fn is_api(uri: &Uri) -> bool {
+    uri.path().starts_with("/api/")
+}
+
+pub async fn not_found(uri: Uri) -> Response {
+    if is_api(&uri) {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "There is no such path in this API.").into_response();
+    }
+    page(
+        StatusCode::NOT_FOUND,
+        ProblemPage { heading: "Page not found", message: "There is no page at this address.".into() },
+    )
+}
+
+/// A path that exists, asked with another method; axum adds the `Allow` header.
+pub async fn method_not_allowed(uri: Uri) -> Response {
+    if is_api(&uri) {
+        let message = "This path does not take that method; the Allow header lists those it takes.";
+        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message).into_response();
+    }
+    let message = "This page cannot be used that way. Please go back and try again.".into();
+    page(StatusCode::METHOD_NOT_ALLOWED, ProblemPage { heading: "Not possible", message })
+}
+
+/// A form as the pages post it; one that cannot be read gets the site's error page.
+#[derive(FromRequest)]
+#[from_request(via(axum::Form), rejection(FormProblem))]
+pub struct PageForm<T>(pub T);
+
+pub struct FormProblem(FormRejection);
+
+impl From<FormRejection> for FormProblem {
+    fn from(rejection: FormRejection) -> Self {
+        FormProblem(rejection)
+    }
+}
+
+impl IntoResponse for FormProblem {
+    fn into_response(self) -> Response {
+        let (status, message) = match self.0 {
+            FormRejection::BytesRejection(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "The form sent more than this page takes.")
+            }
+            FormRejection::InvalidFormContentType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "The form was not sent as a web form.")
+            }
+            _ => (StatusCode::BAD_REQUEST, "The form could not be read. Please go back and try again."),
+        };
+        page(status, ProblemPage { heading: "The form could not be read", message: message.into() })
+    }
+}
