@@ -71,7 +71,7 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(fallback::not_found)
         .method_not_allowed_fallback(fallback::method_not_allowed)
         // The limit sees a cross-site sign-in form before the general refusal does: it counts.
-        .layer(middleware::from_fn(layers::refuse_cross_site))
+        .layer(middleware::from_fn_with_state(app.clone(), layers::refuse_cross_site))
         .layer(middleware::from_fn_with_state(app.clone(), layers::limit_addresses))
         .layer(middleware::from_fn_with_state(app.clone(), layers::observe))
         .layer(middleware::from_fn_with_state(app.clone(), layers::front_door))

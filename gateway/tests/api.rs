@@ -298,6 +298,16 @@ async fn cross_site_posts_are_refused_same_site_ones_pass(h: Harness) {
     assert_eq!(post(Some("null"), Some("same-origin")).await, StatusCode::OK, "the browser's own word wins");
     assert_eq!(post(Some("https://portal.example.com"), Some("same-origin")).await, StatusCode::OK);
     assert_eq!(post(None, None).await, StatusCode::OK, "scripts send no Origin");
+    // DNS rebinding: a page on the attacker's name, resolved to this server, is same-origin to
+    // the browser and sends a matching Host; its Origin is not the public URL's.
+    let rebound = Request::post("/api/v1/sign-in")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::HOST, "rebound.evil.example:8080")
+        .header(header::ORIGIN, "http://rebound.evil.example:8080")
+        .header("sec-fetch-site", "same-origin");
+    let refused =
+        router(h.app.clone()).oneshot(rebound.body(Body::from(r#"{"username":"x"}"#)).unwrap()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "the Origin is held against --public-url");
 }
 
 async fn a_replayed_authenticator_code_is_refused(h: Harness) {
@@ -468,7 +478,7 @@ async fn org_administration_is_for_admins_of_the_same_org_only(h: Harness) {
         h.call("POST", "/api/v1/admin/users", Some(invite.clone()), Some(&admin_cookie), Some(&admin_csrf)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
     assert!(
-        created.json["invitation_url"].as_str().unwrap().starts_with("http://127.0.0.1:8080/invite/"),
+        created.json["invitation_url"].as_str().unwrap().starts_with("https://portal.example.com/invite/"),
         "outbox mode shows the link"
     );
     let member = created.json["account_id"].as_str().unwrap().to_string();

@@ -127,7 +127,7 @@ pub async fn limit_addresses(
     }
     // A refused cross-site form counts; other 403s (a deactivated profile, say) follow a correct
     // password and prove nothing against the client.
-    let refused = is_cross_site(request.headers());
+    let refused = is_cross_site(request.headers(), &app.config.public_url);
     let response = if refused { cross_site(api) } else { next.run(request).await };
     let failed =
         refused || matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND | StatusCode::GONE);
@@ -163,29 +163,41 @@ fn cross_site(api: bool) -> Response {
 /// Refuses state-changing requests that a browser says come from another site: the forms of
 /// sign-in and first sign-in carry no session yet, so no CSRF token can protect them, and a
 /// cross-site form could otherwise sign a victim into an attacker's account.
-pub async fn refuse_cross_site(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if request.method() != Method::GET && request.method() != Method::HEAD && is_cross_site(request.headers()) {
+pub async fn refuse_cross_site(
+    State(app): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let changes = request.method() != Method::GET && request.method() != Method::HEAD;
+    if changes && is_cross_site(request.headers(), &app.config.public_url) {
         return cross_site(request.uri().path().starts_with("/api/"));
     }
     next.run(request).await
 }
 
-/// Whether a browser says the request comes from another site. Browsers that send
-/// Sec-Fetch-Site say where a request comes from; "none" is a request the user made directly.
-/// Older ones are judged by Origin against Host.
-fn is_cross_site(headers: &HeaderMap) -> bool {
+/// Whether a browser says the request comes from another site than `public_url`'s. Browsers
+/// that send Sec-Fetch-Site say where a request comes from ("none" is a request the user made
+/// directly); an Origin is also held against the public URL's origin, not against Host, which a
+/// page on a rebound DNS name controls. Scripts send neither and are not browsers' victims.
+fn is_cross_site(headers: &HeaderMap, public_url: &str) -> bool {
     let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    let origin_host = headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(|origin| origin.split_once("://").map_or(origin, |(_, host)| host).trim_end_matches('/'));
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match fetch_site {
-        Some(site) => !matches!(site, "same-origin" | "none"),
-        None => match (origin_host, host) {
-            (Some("null"), _) => true,
-            (Some(origin), Some(host)) => origin != host,
-            _ => false,
-        },
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(|o| o.trim_end_matches('/'));
+    let ours = public_origin(public_url);
+    let foreign_origin = match origin {
+        // A browser hides the origin ("null") in some same-site cases; its Sec-Fetch-Site decides.
+        Some("null") => fetch_site.is_none(),
+        Some(origin) => !origin.eq_ignore_ascii_case(ours),
+        None => false,
+    };
+    let foreign_site = fetch_site.is_some_and(|site| !matches!(site, "same-origin" | "none"));
+    foreign_site || foreign_origin
+}
+
+/// `scheme://host[:port]` of the public URL.
+fn public_origin(public_url: &str) -> &str {
+    let after_scheme = public_url.find("://").map_or(0, |i| i + 3);
+    match public_url[after_scheme..].find('/') {
+        Some(path) => &public_url[..after_scheme + path],
+        None => public_url,
     }
 }

@@ -45,7 +45,7 @@ pub struct Harness {
 /// A gateway over `place`: the harness's own, or another beside it on the same store.
 async fn gateway(place: &TestLocation, clock: Arc<ManualClock>) -> Arc<App> {
     let config = Config {
-        public_url: "http://127.0.0.1:8080".into(),
+        public_url: "https://portal.example.com".into(),
         insecure_cookies: false,
         terms_version: 3,
         issuer: "Tenure".into(),
