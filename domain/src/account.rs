@@ -41,6 +41,8 @@ pub struct Account {
     pub email_code: Option<IssuedCode>,
     pub last_totp_step: Option<u64>,
     pub throttle: Throttle,
+    /// When the invitation was last sent again, oldest first: the newest `RESENDS_PER_DAY`.
+    pub recent_resends: Vec<DateTime<Utc>>,
     pub last_sign_in: Option<DateTime<Utc>>,
     pub last_activity: Option<DateTime<Utc>>,
     pub deactivation_warned_for: Option<DateTime<Utc>>,
@@ -124,7 +126,13 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
                 e.personal.map(|invitee| Profile { display_name: invitee.display_name.clone(), ..Profile::default() });
             state.invitation = Some(e.invitation.clone());
         }
-        AccountEvent::InvitationResent(e) => state.invitation = Some(e.invitation.clone()),
+        AccountEvent::InvitationResent(e) => {
+            state.invitation = Some(e.invitation.clone());
+            state.recent_resends.push(e.at);
+            if state.recent_resends.len() > crate::decide::RESENDS_PER_DAY {
+                state.recent_resends.remove(0);
+            }
+        }
         AccountEvent::PasswordSet(e) => state.password = Some(e.personal.clone()),
         AccountEvent::MfaRequirementChanged(e) => state.mfa_requirement = e.mfa,
         AccountEvent::MfaEnrolled(e) => {

@@ -17,6 +17,8 @@ pub const EMAIL_CODE_VALIDITY: Duration = Duration::minutes(10);
 pub const EMAIL_CODE_MAX_WRONG: u32 = 5;
 /// The shortest interval between two emailed codes.
 pub const EMAIL_CODE_RESEND_INTERVAL: Duration = Duration::seconds(60);
+/// Times an invitation may be sent again within any 24 hours.
+pub const RESENDS_PER_DAY: usize = 5;
 
 /// What `decide` may know besides the state and the command.
 #[derive(Debug, Clone, Copy)]
@@ -173,6 +175,8 @@ pub enum AccountError {
     EmailCodeExhausted,
     #[error("a code was sent moments ago; you can request another at {retry_at}")]
     ResendTooSoon { retry_at: DateTime<Utc> },
+    #[error("the invitation has been sent again 5 times in a day; it can be sent again at {retry_at}")]
+    TooManyResends { retry_at: DateTime<Utc> },
     #[error("not due before {due}")]
     NotDue { due: DateTime<Utc> },
     #[error("the warning for the deadline {deadline} has already been sent")]
@@ -201,6 +205,14 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
         Command::Invite(_) => unreachable!("handled above"),
         Command::ResendInvitation { token_digest } => {
             require_onboarding(state)?;
+            // Each resend mails a new link: a day's worth is bounded, so that neither a careless
+            // administrator nor a stolen admin session can flood an inbox.
+            if let [oldest, ..] = state.recent_resends[..]
+                && state.recent_resends.len() >= RESENDS_PER_DAY
+                && now - oldest < Duration::days(1)
+            {
+                return Err(AccountError::TooManyResends { retry_at: oldest + Duration::days(1) });
+            }
             InvitationResent { invitation: invitation(token_digest, now), at: now }.into()
         }
         Command::SetPassword { password_hash, via } => {

@@ -215,6 +215,30 @@ fn resending_an_invitation_replaces_the_link() {
 }
 
 #[test]
+fn an_invitation_is_sent_again_at_most_five_times_in_a_day() {
+    let resent = |hours: i64| -> AccountEvent {
+        InvitationResent {
+            invitation: Invitation { token_digest: OTHER_TOKEN, expires_at: t0() + chrono::Duration::days(7) },
+            at: t0() + chrono::Duration::hours(hours),
+        }
+        .into()
+    };
+    let mut events = vec![invited(MfaRequirement::None)];
+    events.extend([1, 2, 3, 4, 5].map(resent));
+    given(events.clone())
+        .at(t0() + chrono::Duration::hours(20))
+        .when(Command::ResendInvitation { token_digest: TOKEN })
+        .then_err(AccountError::TooManyResends { retry_at: t0() + chrono::Duration::hours(25) });
+    // A day after the oldest of the five, one more may go.
+    let later = t0() + chrono::Duration::hours(25);
+    given(events).at(later).when(Command::ResendInvitation { token_digest: TOKEN }).then([InvitationResent {
+        invitation: Invitation { token_digest: TOKEN, expires_at: later + chrono::Duration::days(7) },
+        at: later,
+    }
+    .into()]);
+}
+
+#[test]
 fn resending_after_onboarding_is_refused() {
     given(active())
         .when(Command::ResendInvitation { token_digest: OTHER_TOKEN })

@@ -272,7 +272,9 @@ impl From<Error> for ApiError {
 fn rejected(rule: AccountError, now: DateTime<Utc>) -> ApiError {
     use StatusCode as S;
     let (status, code) = match &rule {
-        AccountError::Throttled { until } | AccountError::ResendTooSoon { retry_at: until } => {
+        AccountError::Throttled { until }
+        | AccountError::ResendTooSoon { retry_at: until }
+        | AccountError::TooManyResends { retry_at: until } => {
             return ApiError::new(S::TOO_MANY_REQUESTS, "throttled", rule.to_string()).until(*until, now);
         }
         AccountError::InvalidProfile(problem) => {

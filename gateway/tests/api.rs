@@ -524,6 +524,16 @@ async fn org_administration_is_for_admins_of_the_same_org_only(h: Harness) {
         )
         .await;
     assert!(resent.json["invitation_url"].is_string(), "{resent:?}");
+    // Five resends a day; the sixth waits for the first to be a day old.
+    let resend = format!("/api/v1/admin/users/{member}/resend-invitation");
+    for n in 2..=5 {
+        let again = h.call("POST", &resend, None, Some(&admin_cookie), Some(&admin_csrf)).await;
+        assert!(again.json["invitation_url"].is_string(), "resend {n}: {again:?}");
+    }
+    let refused = h.call("POST", &resend, None, Some(&admin_cookie), Some(&admin_csrf)).await;
+    refused.error(StatusCode::TOO_MANY_REQUESTS, "throttled");
+    let wait: i64 = refused.retry_after.as_deref().unwrap().parse().unwrap();
+    assert!((86_000..=86_400).contains(&wait), "a day after the first resend: {wait}");
 
     // Reactivation: refused while active, done once the scheduler has deactivated the profile.
     let reactivate = format!("/api/v1/admin/users/{member}/reactivate");
