@@ -451,7 +451,11 @@ async fn my_profile_is_read_edited_with_validation_and_the_password_changed(h: H
         .await;
     assert_eq!(changed.status, StatusCode::NO_CONTENT, "{changed:?}");
     assert_eq!(h.call("GET", "/api/v1/session", None, Some(&elsewhere), None).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::OK);
+    // The changing session goes on under a fresh id; the id it had before is over too.
+    let fresh = changed.session();
+    assert_ne!(fresh, cookie);
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&fresh), None).await.status, StatusCode::OK);
     h.caught_up().await;
     h.clock.advance(Duration::minutes(1));
     let flow = h.start_sign_in("prof").await;

@@ -196,10 +196,16 @@ async fn every_profile_field_refuses_bad_values_next_to_the_field_and_changes_no
     let reply = post(password("mauve-otter-gravel-1987", "violet-anchor-meadow-52", "violet-anchor-meadow-52")).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert!(reply.text.contains("Your password is changed."));
+    // The page goes on in a fresh session: its cookie is set, the old one is over, and the page's
+    // forms carry the fresh session's CSRF token.
+    let fresh = reply.session();
+    assert_ne!(fresh, cookie);
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(csrf_in(&reply), csrf_in(&h.page("/profile", Some(&fresh)).await));
 
-    let forged = h.form("/profile", &[("display_name", "Mallory")], Some(&cookie)).await;
+    let forged = h.form("/profile", &[("display_name", "Mallory")], Some(&fresh)).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "no CSRF token");
-    assert_eq!(h.call("GET", "/api/v1/profile", None, Some(&cookie), None).await.json["display_name"], "Jane Doe");
+    assert_eq!(h.call("GET", "/api/v1/profile", None, Some(&fresh), None).await.json["display_name"], "Jane Doe");
 }
 
 async fn every_invitation_field_refuses_bad_values_next_to_the_field_and_invites_nobody(h: Harness) {

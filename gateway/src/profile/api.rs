@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 use serde_json::json;
 use tenure_domain::events::MfaMethod;
@@ -14,7 +15,7 @@ use tenure_projections::AccountRow;
 use super::flow::{self, ProfileView};
 use crate::error::Error;
 use crate::http::json::ApiJson;
-use crate::http::session::{SignedIn, SignedInWithCsrf};
+use crate::http::session::{SignedIn, SignedInWithCsrf, session_cookie};
 use crate::mfa::MfaSetup;
 use crate::state::App;
 
@@ -72,12 +73,14 @@ pub struct ChangePasswordBody {
 pub async fn change_password(
     State(app): Shared,
     SignedInWithCsrf(signed_in): SignedInWithCsrf,
+    jar: CookieJar,
     ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> Result<Response, Error> {
     let ChangePasswordBody { current_password, new_password, confirm_password } = body;
-    let (row, cookie) = (&signed_in.account, &signed_in.cookie);
-    flow::change_password(&app, row, cookie, current_password, new_password, &confirm_password).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let fresh =
+        flow::change_password(&app, &signed_in.account, current_password, new_password, &confirm_password).await?;
+    // The session id changes: the answer sets the new cookie; its CSRF token is new too.
+    Ok((jar.add(session_cookie(&app, fresh)), StatusCode::NO_CONTENT).into_response())
 }
 
 pub async fn mfa_start(State(app): Shared, SignedInWithCsrf(signed_in): SignedInWithCsrf) -> Result<Response, Error> {

@@ -63,16 +63,16 @@ pub async fn update(
     view(app, &row).await
 }
 
-/// Changes the password of a signed-in user, who proves it with the current one; every other
-/// session of the account ends.
+/// Changes the password of a signed-in user, who proves it with the current one. Every session
+/// of the account ends, this one included: the user goes on in a fresh session, whose cookie
+/// value is returned, so that no session id known before the change outlives it.
 pub async fn change_password(
     app: &App,
     row: &AccountRow,
-    session_cookie: &str,
     current: String,
     new_password: String,
     confirm_password: &str,
-) -> Result<(), Error> {
+) -> Result<String, Error> {
     let phc = personal::password_hash(app, row).await?;
     if !app.hasher.verify(current, phc).await? {
         return Err(Error::WrongCurrentPassword);
@@ -89,9 +89,10 @@ pub async fn change_password(
         .execute(row.account_id, command, &app.ctx(), &as_user(row.account_id))
         .await
         .map_err(|e| app.refused(e))?;
-    let ended = app.sessions.revoke_all(row.account_id, Some(session_cookie)).await?;
-    tracing::info!(account = %row.account_id, other_sessions_ended = ended, "password changed");
-    Ok(())
+    let ended = app.sessions.revoke_all(row.account_id, None).await?;
+    let fresh = app.sessions.create(row.account_id).await?;
+    tracing::info!(account = %row.account_id, sessions_ended = ended, "password changed; a fresh session goes on");
+    Ok(fresh)
 }
 
 /// Where the authenticator key offered to a signed-in user waits until a code confirms it.

@@ -7,6 +7,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 use tenure_domain::events::SignInMethod;
 
@@ -15,7 +16,7 @@ use crate::error::{ApiError, Error};
 use crate::http::fallback::PageForm;
 use crate::http::layout::{Chrome, Feedback, chrome, mfa_label, refuse_form, when};
 use crate::http::render::{page, see};
-use crate::http::session::{SignedIn, SignedInPage};
+use crate::http::session::{SignedIn, SignedInPage, session_cookie};
 use crate::mfa::MfaSetup;
 use crate::state::App;
 
@@ -164,26 +165,35 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(app): Shared,
     SignedInPage(signed_in): SignedInPage,
+    jar: CookieJar,
     PageForm(form): PageForm<PasswordForm>,
 ) -> Response {
     if let Some(refused) = refuse_form(&app, &signed_in, &form.csrf) {
         return refused;
     }
-    let (row, cookie) = (&signed_in.account, &signed_in.cookie);
-    let changed =
-        flow::change_password(&app, row, cookie, form.current_password, form.new_password, &form.confirm_password)
-            .await;
-    let (status, feedback) = match changed {
-        Ok(()) => (
-            StatusCode::OK,
-            Feedback::notice("password", "Your password is changed. Your other sessions have been signed out."),
-        ),
+    let changed = flow::change_password(
+        &app,
+        &signed_in.account,
+        form.current_password,
+        form.new_password,
+        &form.confirm_password,
+    )
+    .await;
+    match changed {
+        // The page is drawn for the fresh session, whose cookie the answer sets.
+        Ok(fresh) => {
+            let signed_in = SignedIn { cookie: fresh.clone(), account: signed_in.account };
+            let notice =
+                Feedback::notice("password", "Your password is changed. Your other sessions have been signed out.");
+            let page = profile_page(&app, &signed_in, None, StatusCode::OK, notice).await;
+            (jar.add(session_cookie(&app, fresh)), page).into_response()
+        }
         Err(error) => {
             let error = ApiError::from(error);
-            (error.status, Feedback::error("password", error))
+            let status = error.status;
+            profile_page(&app, &signed_in, None, status, Feedback::error("password", error)).await
         }
-    };
-    profile_page(&app, &signed_in, None, status, feedback).await
+    }
 }
 
 #[derive(Template)]
