@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{OptionalExtension, params};
-use tenure_domain::throttle::{Throttle, lock_after};
+use tenure_domain::throttle::lock_after;
 
 use crate::gateway_db::{Db, DbError, pg};
 
@@ -133,8 +133,7 @@ impl Limits {
                     .map(|r| r.get(0))
             }
         };
-        let until = until.flatten().and_then(DateTime::from_timestamp_micros);
-        Ok(Throttle { consecutive_failures: 0, locked_until: until }.is_locked(now))
+        Ok(until.flatten().and_then(DateTime::from_timestamp_micros).filter(|until| *until > now))
     }
 
     /// Counts a failure against the unknown `username`, as a real account's throttle would.

@@ -127,15 +127,16 @@ pub async fn password(
     jar: CookieJar,
     PageForm(form): PageForm<PasswordBody>,
 ) -> Response {
-    let flow = match live(&app, &flow_id).await {
-        Ok(flow) => flow,
-        Err(response) => return response,
-    };
     match flow::password(&app, &flow_id, form.password, client).await {
         Ok(Next::Done(cookie)) => enter(&app, jar, cookie),
         Ok(_) => see(&format!("/sign-in/{flow_id}")),
         Err(Error::FlowGone) => expired(),
         Err(error) => {
+            // The flow is read again only to draw the page once more; a refusal leaves it as it was.
+            let flow = match live(&app, &flow_id).await {
+                Ok(flow) => flow,
+                Err(response) => return response,
+            };
             let error = ApiError::from(error);
             let again = PasswordPage {
                 flow: flow_id,
@@ -161,15 +162,15 @@ pub async fn code(
     jar: CookieJar,
     PageForm(form): PageForm<CodeBody>,
 ) -> Response {
-    let flow = match live(&app, &flow_id).await {
-        Ok(flow) => flow,
-        Err(response) => return response,
-    };
     match flow::code(&app, &flow_id, &form.code, client).await {
         Ok(Next::Done(cookie)) => enter(&app, jar, cookie),
         Ok(_) => see(&format!("/sign-in/{flow_id}")),
         Err(Error::FlowGone) => expired(),
         Err(error) => {
+            let flow = match live(&app, &flow_id).await {
+                Ok(flow) => flow,
+                Err(response) => return response,
+            };
             let error = ApiError::from(error);
             page(error.status, code_page(&app, flow_id, &flow, Some(error.message), None))
         }

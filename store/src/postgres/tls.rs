@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use percent_encoding::percent_decode_str;
 use tokio_postgres::Config;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -38,7 +39,7 @@ impl Connector {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("sslmode", value)) => mode = Some(value.to_string()),
-                Some(("sslrootcert", value)) => root = Some(percent_decoded(value)),
+                Some(("sslrootcert", value)) => root = Some(percent_decode_str(value).decode_utf8_lossy().into_owned()),
                 _ => kept.push(pair),
             }
         }
@@ -101,26 +102,6 @@ enum Check {
     Nothing,
     Chain,
     ChainAndName,
-}
-
-fn percent_decoded(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(high), Some(low)) => {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (byte, _, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The roots to check the server's chain against.
@@ -252,8 +233,9 @@ mod tests {
         assert!(no_roots.contains("sslrootcert") && !no_roots.contains("secret"), "{no_roots}");
         let missing = Connector::parse("postgres://u@h/d?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem");
         assert!(missing.err().unwrap().to_string().contains("/nonexistent/ca.pem"));
+        let encoded = Connector::parse("postgres://u@h/d?sslmode=verify-ca&sslrootcert=%2Fnonexistent%2Fca.pem");
+        assert!(encoded.err().unwrap().to_string().contains("/nonexistent/ca.pem"), "the path is percent-decoded");
         let unknown = Connector::parse("postgres://u@h/d?sslmode=sometimes").err().unwrap().to_string();
         assert!(unknown.contains("sslmode=sometimes"), "{unknown}");
-        assert_eq!(percent_decoded("%2Fetc%2Fca.pem"), "/etc/ca.pem");
     }
 }
