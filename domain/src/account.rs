@@ -9,7 +9,7 @@ use crate::ids::{AccountId, Username};
 pub use crate::lifecycle::Status;
 use crate::lifecycle::{self, Lifecycle, Progress, Stage};
 use crate::personal::Personal;
-use crate::throttle::Throttle;
+use crate::throttle::{ENROLLMENT, Guard};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedCode {
@@ -40,7 +40,8 @@ pub struct Account {
     pub invitation: Option<Invitation>,
     pub email_code: Option<IssuedCode>,
     pub last_totp_step: Option<u64>,
-    pub throttle: Throttle,
+    /// Failed sign-ins and codes, by client address, and the account-wide brake.
+    pub guard: Guard,
     /// When the invitation was last sent again, oldest first: the newest `RESENDS_PER_DAY`.
     pub recent_resends: Vec<DateTime<Utc>>,
     pub last_sign_in: Option<DateTime<Utc>>,
@@ -145,8 +146,9 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
             }
         }
         AccountEvent::MfaEnrollmentFailed(e) => {
-            // Enrollment codes are guessed like sign-in codes: they count towards throttling.
-            state.throttle = state.throttle.after_failure(e.at);
+            // Enrollment codes are guessed like sign-in codes: they are throttled too, though
+            // only whoever holds the link or a session can type them.
+            state.guard.failed(ENROLLMENT, e.at, false);
             if e.method == MfaMethod::Email {
                 count_wrong_code(&mut state);
             }
@@ -158,7 +160,7 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
         }
         AccountEvent::SignedIn(e) => {
             state.last_sign_in = Some(e.at);
-            state.throttle = Throttle::default();
+            state.guard.succeeded();
             if e.totp_step.is_some() {
                 state.last_totp_step = e.totp_step;
             }
@@ -167,7 +169,10 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
             }
         }
         AccountEvent::SignInFailed(e) => {
-            state.throttle = state.throttle.after_failure(e.at);
+            // Opened with the account's key when deciding; a failure whose address is sealed
+            // or erased counts against one unknown address.
+            let address = e.personal.known().map_or("", |client| client.address.as_str());
+            state.guard.failed(address, e.at, true);
             if e.reason == FailureReason::WrongEmailCode {
                 count_wrong_code(&mut state);
             }
@@ -186,7 +191,7 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
         AccountEvent::Deactivated(e) => state.deactivated_at = Some(e.at),
         AccountEvent::Reactivated(_) => {
             state.deactivated_at = None;
-            state.throttle = Throttle::default();
+            state.guard.succeeded();
         }
         AccountEvent::DeletionWarningSent(e) => state.deletion_warned_for = Some(e.deadline),
         AccountEvent::Deleted(e) => {
@@ -194,6 +199,7 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
             state.invitation = None;
             state.email_code = None;
         }
+        AccountEvent::SecurityNoticeSent(e) => state.guard.noticed(e.at),
     }
     state
 }

@@ -11,6 +11,7 @@ use crate::lifecycle::{Lifecycle, Step};
 use crate::personal::Personal;
 use crate::profile::{self, ProfileError};
 use crate::secret::{Confidential, SecretDigest};
+use crate::throttle::{Attempt, ENROLLMENT};
 
 pub const INVITATION_VALIDITY: Duration = Duration::days(7);
 pub const EMAIL_CODE_VALIDITY: Duration = Duration::minutes(10);
@@ -241,16 +242,16 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
         }
         Command::IssueEmailCode { purpose, code_digest, invitation } => {
             match purpose {
+                // The password step just passed for this client address: a code may follow.
                 CodePurpose::SignIn => {
                     require_active(state)?;
-                    require_not_throttled(state, now)?;
                     if state.mfa_requirement != MfaRequirement::Email {
                         return Err(AccountError::WrongFactor);
                     }
                 }
                 CodePurpose::Enrollment => {
                     require_step_authority(state, invitation, now)?;
-                    require_not_throttled(state, now)?;
+                    require_not_throttled(state, ENROLLMENT, Attempt::Code, now)?;
                     require_password(state)?;
                     allow_method(state, MfaMethod::Email)?;
                 }
@@ -265,7 +266,7 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
         }
         Command::EnrollMfa { proof, invitation } => {
             require_step_authority(state, invitation, now)?;
-            require_not_throttled(state, now)?;
+            require_not_throttled(state, ENROLLMENT, Attempt::Code, now)?;
             require_password(state)?;
             match proof {
                 EnrollmentProof::App { secret, step } => {
@@ -313,7 +314,7 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
             }
             TermsAccepted { version, at: now }.into()
         }
-        Command::SignIn { factor, client } => sign_in(state, factor, client, now)?,
+        Command::SignIn { factor, client } => return sign_in(state, factor, client, now),
         Command::SignInEnrolling { secret, step, client } => {
             return sign_in_enrolling(state, secret, step, client, now);
         }
@@ -374,8 +375,37 @@ fn invitation(token_digest: SecretDigest, now: DateTime<Utc>) -> Invitation {
     Invitation { token_digest, expires_at: now + INVITATION_VALIDITY }
 }
 
-fn sign_in(state: &Account, factor: Factor, client: Client, now: DateTime<Utc>) -> Result<AccountEvent, AccountError> {
-    require_not_throttled(state, now)?;
+/// A sign-in attempt; a failure that puts on the brake, or finds it on, also notices the owner
+/// (at most once a day).
+fn sign_in(
+    state: &Account,
+    factor: Factor,
+    client: Client,
+    now: DateTime<Utc>,
+) -> Result<Vec<AccountEvent>, AccountError> {
+    let event = sign_in_attempt(state, factor, &client, now)?;
+    if let AccountEvent::SignInFailed(failure) = &event {
+        let mut guard = state.guard.clone();
+        guard.failed(&client.address, failure.at, true);
+        if guard.notice_due(now) {
+            let notice = SecurityNoticeSent { reason: NoticeReason::FailedSignIns, at: now };
+            return Ok(vec![event, notice.into()]);
+        }
+    }
+    Ok(vec![event])
+}
+
+fn sign_in_attempt(
+    state: &Account,
+    factor: Factor,
+    client: &Client,
+    now: DateTime<Utc>,
+) -> Result<AccountEvent, AccountError> {
+    let attempt = match factor {
+        Factor::Password { .. } => Attempt::Password,
+        Factor::Invitation | Factor::Totp { .. } | Factor::EmailCode { .. } => Attempt::Code,
+    };
+    require_not_throttled(state, &client.address, attempt, now)?;
     let failed = |reason| SignInFailed { reason, at: now, personal: Personal::Known(client.clone()) };
     let signed_in =
         |method, totp_step| SignedIn { method, totp_step, at: now, personal: Personal::Known(client.clone()) };
@@ -447,10 +477,11 @@ fn sign_in_enrolling(
     }
     .into();
     let enrolled_state = crate::account::evolve(state.clone(), &enrolled);
-    Ok(match sign_in(&enrolled_state, Factor::Totp { step }, client, now)? {
-        signed_in @ AccountEvent::SignedIn(_) => vec![enrolled, signed_in],
-        failed => vec![failed],
-    })
+    let mut events = sign_in(&enrolled_state, Factor::Totp { step }, client, now)?;
+    if matches!(events.first(), Some(AccountEvent::SignedIn(_))) {
+        events.insert(0, enrolled);
+    }
+    Ok(events)
 }
 
 /// `Ok(true)` when the presented code is the live one, `Ok(false)` when it is wrong (an attempt
@@ -529,8 +560,13 @@ fn require_step_authority(
     }
 }
 
-fn require_not_throttled(state: &Account, now: DateTime<Utc>) -> Result<(), AccountError> {
-    match state.throttle.is_locked(now) {
+fn require_not_throttled(
+    state: &Account,
+    address: &str,
+    attempt: Attempt,
+    now: DateTime<Utc>,
+) -> Result<(), AccountError> {
+    match state.guard.refused_until(address, attempt, now) {
         Some(until) => Err(AccountError::Throttled { until }),
         None => Ok(()),
     }

@@ -275,6 +275,21 @@ pub struct Deleted {
     pub at: DateTime<Utc>,
 }
 
+/// What a security notice told the owner of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeReason {
+    /// More than 50 failed sign-ins in 24 hours put the brake on (SPEC §2).
+    FailedSignIns,
+}
+
+/// The owner was mailed a security notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityNoticeSent {
+    pub reason: NoticeReason,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsernameClaimed {
     pub account_id: AccountId,
@@ -523,6 +538,7 @@ catalogue! {
         Reactivated: 1,
         DeletionWarningSent: 1,
         Deleted: 1,
+        SecurityNoticeSent: 1,
     }
     UsernameClaim(UsernameClaimEvent) {
         UsernameClaimed: 1,
@@ -606,7 +622,8 @@ impl AccountEvent {
             | AccountEvent::Deactivated(_)
             | AccountEvent::Reactivated(_)
             | AccountEvent::DeletionWarningSent(_)
-            | AccountEvent::Deleted(_) => None,
+            | AccountEvent::Deleted(_)
+            | AccountEvent::SecurityNoticeSent(_) => None,
         }
     }
 }

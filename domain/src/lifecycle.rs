@@ -128,7 +128,8 @@ pub fn activity(event: &AccountEvent) -> Option<DateTime<Utc>> {
         | AccountEvent::DeactivationWarningSent(_)
         | AccountEvent::Deactivated(_)
         | AccountEvent::DeletionWarningSent(_)
-        | AccountEvent::Deleted(_) => None,
+        | AccountEvent::Deleted(_)
+        | AccountEvent::SecurityNoticeSent(_) => None,
     }
 }
 
@@ -190,7 +191,8 @@ impl Lifecycle {
             | AccountEvent::TermsAccepted(_)
             | AccountEvent::SignInFailed(_)
             | AccountEvent::EmailCodeIssued(_)
-            | AccountEvent::ProfileUpdated(_) => self,
+            | AccountEvent::ProfileUpdated(_)
+            | AccountEvent::SecurityNoticeSent(_) => self,
         }
     }
 

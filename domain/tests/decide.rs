@@ -78,6 +78,14 @@ fn failed(reason: FailureReason, at: DateTime<Utc>) -> AccountEvent {
     SignInFailed { reason, at, personal: Personal::Known(client()) }.into()
 }
 
+fn from(address: &str) -> Client {
+    Client { address: address.into(), user_agent: "curl".into() }
+}
+
+fn failed_from(address: &str, at: DateTime<Utc>) -> AccountEvent {
+    SignInFailed { reason: FailureReason::WrongPassword, at, personal: Personal::Known(from(address)) }.into()
+}
+
 fn code_issued(purpose: CodePurpose, at: DateTime<Utc>) -> AccountEvent {
     EmailCodeIssued { purpose, code_digest: CODE, expires_at: at + Duration::minutes(10), at }.into()
 }
@@ -586,7 +594,7 @@ fn five_failures_throttle_for_a_minute_and_a_sign_in_resets_the_count() {
         .when(sign_in(Factor::Password { correct: true }))
         .then_err(AccountError::Throttled { until: until + Duration::minutes(2) });
     events.push(signed_in(until + Duration::minutes(2)));
-    assert_eq!(given(events).state.throttle.consecutive_failures, 0);
+    assert_eq!(given(events).state.guard.recent_failures(), 0);
 }
 
 #[test]
@@ -612,6 +620,52 @@ fn wrong_enrollment_codes_throttle_like_sign_in_failures() {
             invitation: Some(TOKEN),
         })
         .then_err(AccountError::Throttled { until: t0() + Duration::minutes(1) });
+}
+
+#[test]
+fn an_attacker_elsewhere_does_not_lock_the_owner_out() {
+    let mut events = active();
+    for i in 0..100 {
+        events.push(failed_from("198.51.100.66", t0() + Duration::seconds(i)));
+    }
+    let last = t0() + Duration::seconds(99);
+    let attacker = Command::SignIn { factor: Factor::Password { correct: true }, client: from("198.51.100.66") };
+    given(events.clone())
+        .at(last)
+        .when(attacker)
+        .then_err(AccountError::Throttled { until: last + Duration::hours(1) });
+    // The owner's address has not failed: the brake paces only addresses that have.
+    given(events).at(last).when(sign_in(Factor::Password { correct: true })).then([signed_in(last)]);
+}
+
+#[test]
+fn the_fifty_first_failure_in_a_day_brakes_and_notices_the_owner_once_a_day() {
+    let mut events = active();
+    for i in 0..50 {
+        events.push(failed_from(&format!("198.51.100.{i}"), t0() + Duration::minutes(i)));
+    }
+    let at = t0() + Duration::hours(1);
+    let wrong = |address: &str| Command::SignIn { factor: Factor::Password { correct: false }, client: from(address) };
+    let notice: AccountEvent = SecurityNoticeSent { reason: NoticeReason::FailedSignIns, at }.into();
+    given(events.clone()).at(at).when(wrong("192.0.2.1")).then([failed_from("192.0.2.1", at), notice.clone()]);
+    events.extend([failed_from("192.0.2.1", at), notice]);
+    // The brake is on: one password per 10 s from an address that failed, and no second notice.
+    let later = at + Duration::seconds(5);
+    given(events.clone())
+        .at(later)
+        .when(Command::SignIn { factor: Factor::Password { correct: true }, client: from("192.0.2.1") })
+        .then_err(AccountError::Throttled { until: at + Duration::seconds(10) });
+    given(events.clone()).at(later).when(wrong("192.0.2.2")).then([failed_from("192.0.2.2", later)]);
+    // A day later, with the brake still on, the owner is told again.
+    let tomorrow = at + Duration::hours(24);
+    for i in 0..51 {
+        events.push(failed_from(&format!("203.0.113.{i}"), tomorrow - Duration::minutes(60 - i)));
+    }
+    let notice: AccountEvent = SecurityNoticeSent { reason: NoticeReason::FailedSignIns, at: tomorrow }.into();
+    given(events.clone()).at(tomorrow).when(wrong("192.0.2.3")).then([failed_from("192.0.2.3", tomorrow), notice]);
+    // A sign-in clears the brake.
+    events.push(signed_in(tomorrow));
+    given(events).at(tomorrow).when(wrong("192.0.2.3")).then([failed_from("192.0.2.3", tomorrow)]);
 }
 
 #[test]

@@ -99,6 +99,9 @@ impl Error {
     /// A command the store refused or failed, as of `now`.
     pub fn refused(error: ExecuteError, now: DateTime<Utc>) -> Error {
         match error {
+            // One message and one `Retry-After` rule for every throttled attempt, whether the
+            // decider or the gateway's guard of an unknown name refused it.
+            ExecuteError::Rejected(AccountError::Throttled { until }) => Error::Throttled { until, now },
             ExecuteError::Rejected(rule) => Error::Rejected { rule, now },
             ExecuteError::Contended => Error::Contended,
             other => Error::internal(other),

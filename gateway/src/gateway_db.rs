@@ -1,5 +1,5 @@
-//! The gateway's own tables: sessions, sign-in flows, offered authenticator keys, throttles of
-//! unknown usernames and failures per address. Beside the embedded store they are in
+//! The gateway's own tables: sessions, sign-in flows, offered authenticator keys, the throttling
+//! guards of unknown usernames and failures per address. Beside the embedded store they are in
 //! `sessions.db`; on PostgreSQL they are in the shared database (created by the store's
 //! migrations), so that every gateway sees every session and every step of every flow.
 
@@ -58,13 +58,14 @@ const SQLITE_SCHEMA: &str = "
         expires       INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS offered_keys_expires ON offered_keys (expires);
-    CREATE TABLE IF NOT EXISTS ghost_throttles (
-        username     TEXT PRIMARY KEY,
-        failures     INTEGER NOT NULL,
-        locked_until INTEGER,
-        expires      INTEGER NOT NULL
+    DROP TABLE IF EXISTS ghost_throttles;
+    CREATE TABLE IF NOT EXISTS ghost_guards (
+        username TEXT PRIMARY KEY,
+        guard    TEXT NOT NULL,
+        version  INTEGER NOT NULL,
+        expires  INTEGER NOT NULL
     ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS ghost_throttles_expires ON ghost_throttles (expires);
+    CREATE INDEX IF NOT EXISTS ghost_guards_expires ON ghost_guards (expires);
     CREATE TABLE IF NOT EXISTS address_failures (
         address TEXT PRIMARY KEY,
         tat     INTEGER NOT NULL
@@ -147,7 +148,7 @@ impl Db {
 const SWEEPS: [&str; 4] = [
     "DELETE FROM sign_in_flows WHERE expires <= $1",
     "DELETE FROM offered_keys WHERE expires <= $1",
-    "DELETE FROM ghost_throttles WHERE expires <= $1",
+    "DELETE FROM ghost_guards WHERE expires <= $1",
     "DELETE FROM address_failures WHERE tat <= $1",
 ];
 

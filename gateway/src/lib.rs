@@ -14,6 +14,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod mfa;
+pub mod notices;
 pub mod offered_keys;
 pub mod ops;
 pub mod passwords;

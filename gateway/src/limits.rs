@@ -1,4 +1,4 @@
-//! Limits every gateway shares through the gateway's tables: throttles of usernames nobody holds
+//! Limits every gateway shares through the gateway's tables: the guards of usernames nobody holds
 //! (so that throttling tells nothing about which names exist), and failures per client address
 //! (SPEC §11), which what per-account throttling cannot see: one address trying many names.
 
@@ -6,12 +6,14 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{OptionalExtension, params};
-use tenure_domain::throttle::lock_after;
+use tenure_domain::throttle::{Attempt, Guard};
 
-use crate::gateway_db::{Db, DbError, pg};
+use crate::gateway_db::{Db, DbError};
 
 /// How long an unknown username's failures are remembered after the last one.
 const GHOST_MEMORY: Duration = Duration::days(30);
+/// Compare-and-set rounds before a failure on an unknown name gives up (gateways racing).
+const GHOST_ATTEMPTS: usize = 10;
 
 /// Failures an address may have: `per_minute` on average, `burst` at once (SPEC §11: 30 and 30).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,16 +47,7 @@ impl AddressQuota {
 
 /// What an address is counted as: an IPv4 address, or an IPv6 /64 (what one subscriber gets).
 pub fn address_key(address: IpAddr) -> String {
-    match address {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
+    tenure_domain::throttle::address_key(&address.to_string())
 }
 
 pub struct Limits {
@@ -114,79 +107,120 @@ impl Limits {
         }
     }
 
-    /// Until when the unknown `username` is throttled, if it is at `now`.
-    pub async fn ghost_locked(&self, username: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, DbError> {
+    /// Until when a password for the unknown `username` from `address` is refused, if it is.
+    pub async fn ghost_refused(
+        &self,
+        username: &str,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, DbError> {
+        let (guard, _) = self.ghost_guard(username).await?;
+        Ok(guard.refused_until(address, Attempt::Password, now))
+    }
+
+    /// Counts a wrong password for the unknown `username` from `address`, as an account's
+    /// stream would: unless the guard refuses it by now (an attempt that ran at the same time
+    /// was counted first), in which case it answers until when. Compare-and-set, so that
+    /// attempts on any gateway see each other.
+    pub async fn ghost_failed(
+        &self,
+        username: &str,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, DbError> {
+        for _ in 0..GHOST_ATTEMPTS {
+            let (mut guard, version) = self.ghost_guard(username).await?;
+            if let Some(until) = guard.refused_until(address, Attempt::Password, now) {
+                return Ok(Some(until));
+            }
+            guard.failed(address, now, true);
+            if guard.notice_due(now) {
+                // Nobody to tell; kept so that the guard goes on exactly as an account's would.
+                guard.noticed(now);
+            }
+            if self.replace_ghost_guard(username, &guard, version, now + GHOST_MEMORY).await? {
+                return Ok(None);
+            }
+        }
+        Err(DbError::Db(format!("the throttle of an unknown name kept changing ({GHOST_ATTEMPTS} tries)")))
+    }
+
+    /// The guard of `username` and its version (0 when it has none).
+    async fn ghost_guard(&self, username: &str) -> Result<(Guard, i64), DbError> {
         let name = username.to_string();
-        let until: Option<Option<i64>> = match &self.db {
+        let found: Option<(String, i64)> = match &self.db {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
-                    Ok(c.query_row("SELECT locked_until FROM ghost_throttles WHERE username = ?1", [name], |r| {
-                        r.get(0)
+                    Ok(c.query_row("SELECT guard, version FROM ghost_guards WHERE username = ?1", [name], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
                     })
                     .optional()?)
                 })
                 .await?
             }
             Db::Postgres(pool) => {
-                Db::query_opt(pool, "SELECT locked_until FROM ghost_throttles WHERE username = $1", &[&name])
+                Db::query_opt(pool, "SELECT guard, version FROM ghost_guards WHERE username = $1", &[&name])
                     .await?
-                    .map(|r| r.get(0))
+                    .map(|r| (r.get(0), r.get(1)))
             }
         };
-        Ok(until.flatten().and_then(DateTime::from_timestamp_micros).filter(|until| *until > now))
+        match found {
+            None => Ok((Guard::default(), 0)),
+            Some((json, version)) => serde_json::from_str(&json)
+                .map(|guard| (guard, version))
+                .map_err(|e| DbError::Db(format!("an unreadable throttle of an unknown name: {e}"))),
+        }
     }
 
-    /// Counts a failure against the unknown `username`, as a real account's throttle would.
-    /// Concurrent failures each count, on any gateway: the count is raised in one statement.
-    pub async fn ghost_failed(&self, username: &str, now: DateTime<Utc>) -> Result<(), DbError> {
+    /// Writes `guard` if the row is still at `version`; false when another attempt came first.
+    async fn replace_ghost_guard(
+        &self,
+        username: &str,
+        guard: &Guard,
+        version: i64,
+        expires: DateTime<Utc>,
+    ) -> Result<bool, DbError> {
         let name = username.to_string();
-        let expires = (now + GHOST_MEMORY).timestamp_micros();
-        let lock = move |failures: i64| {
-            lock_after(u32::try_from(failures).unwrap_or(u32::MAX)).map(|lock| (now + lock).timestamp_micros())
-        };
-        match &self.db {
+        let json = serde_json::to_string(guard).map_err(|e| DbError::Db(e.to_string()))?;
+        let expires = expires.timestamp_micros();
+        let changed = match &self.db {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
-                    let failures: i64 = c.query_row(
-                        "INSERT INTO ghost_throttles (username, failures, expires) VALUES (?1, 1, ?2)
-                         ON CONFLICT (username) DO UPDATE SET failures = failures + 1, expires = ?2
-                         RETURNING failures",
-                        params![name, expires],
-                        |r| r.get(0),
-                    )?;
-                    if let Some(until) = lock(failures) {
+                    Ok(if version == 0 {
                         c.execute(
-                            "UPDATE ghost_throttles SET locked_until = MAX(COALESCE(locked_until, 0), ?2) WHERE username = ?1",
-                            params![name, until],
-                        )?;
-                    }
-                    Ok(())
+                            "INSERT INTO ghost_guards (username, guard, version, expires) VALUES (?1, ?2, 1, ?3)
+                             ON CONFLICT (username) DO NOTHING",
+                            params![name, json, expires],
+                        )?
+                    } else {
+                        c.execute(
+                            "UPDATE ghost_guards SET guard = ?2, version = version + 1, expires = ?3
+                             WHERE username = ?1 AND version = ?4",
+                            params![name, json, expires, version],
+                        )?
+                    } as u64)
                 })
-                .await
+                .await?
+            }
+            Db::Postgres(pool) if version == 0 => {
+                Db::execute(
+                    pool,
+                    "INSERT INTO ghost_guards (username, guard, version, expires) VALUES ($1, $2, 1, $3)
+                     ON CONFLICT (username) DO NOTHING",
+                    &[&name, &json, &expires],
+                )
+                .await?
             }
             Db::Postgres(pool) => {
-                let client = Db::client(pool).await?;
-                let failures: i64 = client
-                    .query_one(
-                        "INSERT INTO ghost_throttles (username, failures, expires) VALUES ($1, 1, $2)
-                         ON CONFLICT (username) DO UPDATE SET failures = ghost_throttles.failures + 1, expires = $2
-                         RETURNING failures",
-                        &[&name, &expires],
-                    )
-                    .await
-                    .map_err(pg)?
-                    .get(0);
-                if let Some(until) = lock(failures) {
-                    client
-                        .execute(
-                            "UPDATE ghost_throttles SET locked_until = GREATEST(COALESCE(locked_until, 0), $2) WHERE username = $1",
-                            &[&name, &until],
-                        )
-                        .await
-                        .map_err(pg)?;
-                }
-                Ok(())
+                Db::execute(
+                    pool,
+                    "UPDATE ghost_guards SET guard = $2, version = version + 1, expires = $3
+                     WHERE username = $1 AND version = $4",
+                    &[&name, &json, &expires, &version],
+                )
+                .await?
             }
-        }
+        };
+        Ok(changed == 1)
     }
 }

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::offered_keys::OfferedKeys;
 use crate::passwords::PasswordHasherPool;
 use crate::sessions::SessionStore;
-use crate::sign_in::{Flows, RefusalTimes};
+use crate::sign_in::{Flows, RefusalTimes, Turns};
 
 /// Request bodies are small forms; anything larger is refused before it is read.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -52,6 +52,7 @@ pub struct App {
     pub limits: Limits,
     pub metrics: Metrics,
     pub refusals: RefusalTimes,
+    pub turns: Turns,
     pub config: Config,
 }
 
@@ -113,6 +114,7 @@ impl App {
             db,
             metrics: Metrics::default(),
             refusals,
+            turns: Turns::default(),
             config,
         }))
     }

@@ -1,6 +1,6 @@
-//! What every mail of Tenure says: the invitation, the verification code and the inactivity
-//! warnings. The gateway, the command line and the scheduler all send these and write none of
-//! their own.
+//! What every mail of Tenure says: the invitation, the verification code, the inactivity
+//! warnings and security notices. The gateway, the command line and the scheduler all send
+//! these and write none of their own.
 
 use chrono::{DateTime, Utc};
 
@@ -31,6 +31,21 @@ pub fn verification_code(to: &str, code: &str) -> Mail {
         ),
         html: format!(
             "<p>Your verification code is <strong>{code}</strong>.</p><p>It is valid for 10 minutes. If you did not ask for it, ignore this mail.</p>"
+        ),
+        message_id: uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+/// The security notice of SPEC §2: many failed sign-ins, and the brake they put on.
+pub fn failed_sign_ins_notice(to: &str, username: &str) -> Mail {
+    Mail {
+        to: to.to_string(),
+        subject: "Failed sign-ins on your Tenure profile".into(),
+        text: format!(
+            "Hello,\n\nThere have been more than 50 failed attempts to sign in as {username} in the last 24 hours.\nNobody got in by them. Until you next sign in, each address may try a password only once every 10 seconds.\n\nIf these attempts were not yours, tell your organisation's administrator.\nWe send this notice at most once a day.\n"
+        ),
+        html: format!(
+            "<p>Hello,</p><p>There have been more than 50 failed attempts to sign in as <strong>{username}</strong> in the last 24 hours.</p><p>Nobody got in by them. Until you next sign in, each address may try a password only once every 10 seconds.</p><p>If these attempts were not yours, tell your organisation's administrator.</p><p>We send this notice at most once a day.</p>"
         ),
         message_id: uuid::Uuid::now_v7().to_string(),
     }

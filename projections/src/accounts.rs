@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenure_domain::events::*;
 use tenure_domain::lifecycle::{self, Lifecycle, Progress, Stage};
-use tenure_domain::throttle::Throttle;
 use tenure_domain::{AccountEvent, AccountId, OrgId, Personal, SecretDigest, Status, Username};
 use tenure_store::{Envelope, Position, on_backend};
 
@@ -58,7 +57,10 @@ pub struct AccountRow {
     pub terms_version: Option<u32>,
     pub last_sign_in: Option<DateTime<Utc>>,
     pub last_activity: DateTime<Utc>,
-    pub throttle: Throttle,
+    /// Failed sign-ins and codes since the last sign-in, from any address: to show. Throttling
+    /// is decided from the stream, where each failure's address is known.
+    #[serde(default)]
+    pub failures: u32,
     pub last_totp_step: Option<u64>,
     /// The invitation: email and display name.
     pub invitee: Option<PersonalAt>,
@@ -99,7 +101,7 @@ impl AccountRow {
             terms_version: None,
             last_sign_in: None,
             last_activity: e.at,
-            throttle: Throttle::default(),
+            failures: 0,
             last_totp_step: None,
             invitee: personal_at(envelope, &e.personal),
             password: None,
@@ -145,7 +147,9 @@ impl AccountRow {
                     self.last_totp_step = e.totp_step;
                 }
             }
-            AccountEvent::MfaEnrollmentFailed(e) => self.throttle = self.throttle.after_failure(e.at),
+            AccountEvent::MfaEnrollmentFailed(_) | AccountEvent::SignInFailed(_) => {
+                self.failures = self.failures.saturating_add(1)
+            }
             AccountEvent::TermsAccepted(e) => {
                 self.terms_version = Some(e.version);
                 self.onboarded = true;
@@ -153,7 +157,7 @@ impl AccountRow {
             }
             AccountEvent::SignedIn(e) => {
                 self.last_sign_in = Some(e.at);
-                self.throttle = Throttle::default();
+                self.failures = 0;
                 if e.totp_step.is_some() {
                     self.last_totp_step = e.totp_step;
                 }
@@ -161,12 +165,11 @@ impl AccountRow {
                 self.recent_sign_ins.insert(0, entry);
                 self.recent_sign_ins.truncate(RECENT_SIGN_INS);
             }
-            AccountEvent::SignInFailed(e) => self.throttle = self.throttle.after_failure(e.at),
             AccountEvent::ProfileUpdated(e) => self.profile = personal_at(envelope, &e.personal),
             AccountEvent::Deactivated(_) => self.deactivated = true,
             AccountEvent::Reactivated(_) => {
                 self.deactivated = false;
-                self.throttle = Throttle::default();
+                self.failures = 0;
             }
             AccountEvent::Deleted(_) => {
                 // Nothing is left to open: the key is destroyed along with the account.
@@ -178,12 +181,13 @@ impl AccountRow {
                 self.profile = None;
                 self.recent_sign_ins.clear();
             }
-            // The invitation makes the row (`Accounts::apply`); codes and warnings live in the
-            // stream alone: the row answers no question about them.
+            // The invitation makes the row (`Accounts::apply`); codes, warnings and notices live
+            // in the stream alone: the row answers no question about them.
             AccountEvent::AccountInvited(_)
             | AccountEvent::EmailCodeIssued(_)
             | AccountEvent::DeactivationWarningSent(_)
-            | AccountEvent::DeletionWarningSent(_) => {}
+            | AccountEvent::DeletionWarningSent(_)
+            | AccountEvent::SecurityNoticeSent(_) => {}
         }
     }
 }

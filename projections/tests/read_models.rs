@@ -76,7 +76,7 @@ async fn read_models_answer_the_login_and_dashboard_queries(w: World) {
     assert_eq!(login.account_id, jane);
     assert_eq!(login.status(), Status::Active);
     assert_eq!(login.terms_version, Some(1));
-    assert_eq!(login.throttle.consecutive_failures, 1);
+    assert_eq!(login.failures, 1);
     let password = repo.event_at(jane, login.password.expect("password position")).await.unwrap();
     assert!(
         matches!(password, Some(AccountEvent::PasswordSet(e)) if e.personal.known().is_some_and(|p| p.password_hash == "$argon2id$x"))

@@ -150,7 +150,8 @@ fn check_history(id: AccountId, history: &[(AccountEvent, String)], end: DateTim
             | AccountEvent::TermsAccepted(_)
             | AccountEvent::SignInFailed(_)
             | AccountEvent::EmailCodeIssued(_)
-            | AccountEvent::ProfileUpdated(_) => {}
+            | AccountEvent::ProfileUpdated(_)
+            | AccountEvent::SecurityNoticeSent(_) => {}
         }
         if matches!(
             event,

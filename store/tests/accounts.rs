@@ -180,7 +180,7 @@ async fn concurrent_commands_on_one_account_are_all_recorded_through_retries() {
         assert!(matches!(result.unwrap().as_deref(), Ok([AccountEvent::SignInFailed(_)])));
     }
     let (state, _) = repo.load(id).await.unwrap();
-    assert_eq!(state.throttle.consecutive_failures, 4);
+    assert_eq!(state.guard.recent_failures(), 4);
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -216,8 +216,9 @@ fn state_json(id: AccountId, as_of: DateTime<Utc>, events: &[AccountEvent]) -> V
     put("terms_version", json!(state.terms_version));
     put("last_sign_in", json!(state.last_sign_in.map(time)));
     put("last_activity", json!(state.last_activity.map(time)));
-    put("consecutive_failures", json!(state.throttle.consecutive_failures));
-    put("locked_until", json!(state.throttle.is_locked(as_of).map(time)));
+    put("recent_failures", json!(state.guard.recent_failures()));
+    put("locked_addresses", json!(state.guard.locked_addresses(as_of)));
+    put("braked", json!(state.guard.braked(as_of)));
     if let Some(d) = state.deadlines().filter(|_| state.deleted_at.is_none()) {
         put(
             "deadlines",

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use tenure_domain::decide::{Command, Factor};
 use tenure_domain::events::{Client, CodePurpose, MfaMethod, MfaRequirement};
+use tenure_domain::throttle::Attempt;
 use tenure_domain::{AccountError, AccountEvent, Username};
 use tenure_projections::AccountRow;
-use tenure_store::ExecuteError;
 
 use super::flows::{Flow, Step};
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
 use crate::state::{App, as_user};
-use crate::{personal, terms};
+use crate::{notices, personal, terms};
 
 /// The slowest recent refusal of a known account's password, in microseconds: a maximum that
 /// decays by 1/64 with every refusal, so it tracks the machine's current speed.
@@ -91,22 +91,27 @@ pub async fn flow(app: &App, flow_id: &str) -> Result<Flow, Error> {
 
 /// A refused password takes as long whichever path refused it, so that an unknown username (one
 /// dummy verification) cannot be told by its speed from a known one (a verification, reads and
-/// an appended `SignInFailed`): every refusal is held until the slowest recent refusal of a known
-/// account would have ended. That mark decays slowly, so it follows the machine's load.
+/// an appended `SignInFailed`): every refusal, throttled or not, is held until the slowest recent
+/// refusal of a known account would have ended. That mark decays slowly, so it follows the
+/// machine's load.
 pub async fn password(app: &App, flow_id: &str, password: String, client: Client) -> Result<Next, Error> {
     let started = tokio::time::Instant::now();
     let flow = flow(app, flow_id).await?;
     let known = flow.account.is_some();
     let result = password_step(app, flow_id, flow, password, client).await;
-    if let Err(Error::InvalidCredentials) = &result {
-        let floor = if known { app.refusals.note(started.elapsed()) } else { app.refusals.floor() };
-        tokio::time::sleep_until(started + floor).await;
+    match &result {
+        Err(Error::InvalidCredentials) if known => {
+            tokio::time::sleep_until(started + app.refusals.note(started.elapsed())).await
+        }
+        Err(Error::InvalidCredentials | Error::Throttled { .. }) => {
+            tokio::time::sleep_until(started + app.refusals.floor()).await
+        }
+        _ => {}
     }
     result
 }
 
 async fn password_step(app: &App, flow_id: &str, flow: Flow, password: String, client: Client) -> Result<Next, Error> {
-    let now = app.clock.now();
     if flow.step != Step::Password {
         return Err(Error::FlowGone);
     }
@@ -123,22 +128,19 @@ async fn password_step(app: &App, flow_id: &str, flow: Flow, password: String, c
         },
     };
     let Some(row) = row else {
-        // Nobody holds this username: the same work and the same answers as a wrong password.
-        if let Some(until) = app.limits.ghost_locked(&flow.username, now).await? {
-            return Err(Error::Throttled { until, now });
-        }
-        app.hasher.verify(password, None).await?;
-        app.metrics.sign_in("wrong_password");
-        app.limits.ghost_failed(&flow.username, now).await?;
-        return Err(Error::InvalidCredentials);
+        return unknown_password(app, &flow.username, password, &client).await;
     };
-    if let Some(until) = row.throttle.is_locked(now) {
+    // The account's stream, not the read model, says whether this address may try: attempts a
+    // moment ago, on any gateway, are in it.
+    let (state, _) = app.accounts.load(row.account_id).await.map_err(|e| app.refused(e))?;
+    let now = app.clock.now();
+    if let Some(until) = state.guard.refused_until(&client.address, Attempt::Password, now) {
         return Err(Error::Throttled { until, now });
     }
     let phc = personal::password_hash(app, &row).await?;
     let correct = app.hasher.verify(password, phc).await?;
     let command = Command::SignIn { factor: Factor::Password { correct }, client };
-    match app.accounts.execute(row.account_id, command, &app.ctx(), &as_user(row.account_id)).await {
+    match attempt(app, &row, command).await {
         Ok(events) if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) => {
             app.metrics.sign_in("success");
             signed_in(app, flow_id, &Step::Password, &row).await
@@ -147,7 +149,7 @@ async fn password_step(app: &App, flow_id: &str, flow: Flow, password: String, c
             app.metrics.sign_in("wrong_password");
             Err(Error::InvalidCredentials)
         }
-        Err(ExecuteError::Rejected(AccountError::SecondFactorRequired { required })) => {
+        Err(Error::Rejected { rule: AccountError::SecondFactorRequired { required }, .. }) => {
             let (method, next) = match required {
                 MfaRequirement::Email => {
                     mfa::send_code(app, &row, CodePurpose::SignIn, None).await?;
@@ -174,9 +176,43 @@ async fn password_step(app: &App, flow_id: &str, flow: Flow, password: String, c
         }
         Err(error) => {
             app.metrics.sign_in("refused");
-            Err(app.refused(error))
+            Err(error)
         }
     }
+}
+
+/// Nobody holds this username: the same work and the same answers as a wrong password, with a
+/// guard that counts and refuses exactly as an account's stream would.
+async fn unknown_password(app: &App, username: &str, password: String, client: &Client) -> Result<Next, Error> {
+    let now = app.clock.now();
+    if let Some(until) = app.limits.ghost_refused(username, &client.address, now).await? {
+        return Err(Error::Throttled { until, now });
+    }
+    app.hasher.verify(password, None).await?;
+    let _turn = app.turns.take(format!("name {username}")).await;
+    let now = app.clock.now();
+    match app.limits.ghost_failed(username, &client.address, now).await? {
+        Some(until) => {
+            app.metrics.sign_in("refused");
+            Err(Error::Throttled { until, now })
+        }
+        None => {
+            app.metrics.sign_in("wrong_password");
+            Err(Error::InvalidCredentials)
+        }
+    }
+}
+
+/// Decides and records a sign-in attempt on the account, one at a time per account in this
+/// gateway (see `Turns`), and mails any security notice it recorded.
+async fn attempt(app: &App, row: &AccountRow, command: Command) -> Result<Vec<AccountEvent>, Error> {
+    let account = row.account_id;
+    let events = {
+        let _turn = app.turns.take(format!("account {account}")).await;
+        app.accounts.execute(account, command, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?
+    };
+    notices::mail_recorded(app, row, &events).await?;
+    Ok(events)
 }
 
 /// After the `SignedIn` event: the session, or first the current terms when the account
@@ -231,8 +267,7 @@ pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Resul
         }
         Step::Password | Step::Terms => return Err(Error::FlowGone),
     };
-    let events =
-        app.accounts.execute(account, command, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?;
+    let events = attempt(app, &row, command).await?;
     if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) {
         app.metrics.sign_in("success");
         signed_in(app, flow_id, &flow.step, &row).await

@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
 use tenure_domain::events::{Invitation, MfaMethod, MfaRequirement, Role};
-use tenure_domain::throttle::Throttle;
 use tenure_domain::{AccountId, OrgId, SecretDigest, Username};
 use uuid::Uuid;
 
@@ -13,7 +12,7 @@ use crate::storage::sqlite::{SqliteStorage, SqliteTables, bad, optional_time, ti
 
 const COLUMNS: &str = "account_id, username, org_id, org_name, wholesale, role, state, invited_at, \
     invitation_digest, invitation_expires_at, mfa_requirement, mfa_method, onboarded, deactivated, deleted, \
-    terms_version, last_sign_in, last_activity, failures, locked_until, last_totp_step, invitee, password, \
+    terms_version, last_sign_in, last_activity, failures, last_totp_step, invitee, password, \
     totp_secret, profile, recent_sign_ins";
 
 fn select(suffix: &str, filter: &str) -> String {
@@ -49,7 +48,6 @@ impl SqliteTables for Accounts {
                 last_sign_in          INTEGER,
                 last_activity         INTEGER NOT NULL,
                 failures              INTEGER NOT NULL,
-                locked_until          INTEGER,
                 last_totp_step        INTEGER,
                 invitee               INTEGER,
                 password              INTEGER,
@@ -80,7 +78,7 @@ impl SqliteTables for Accounts {
     fn insert_sql(suffix: &str) -> String {
         format!(
             "INSERT OR REPLACE INTO accounts{suffix} ({COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"
         )
     }
 
@@ -107,8 +105,7 @@ impl SqliteTables for Accounts {
             row.terms_version,
             row.last_sign_in.map(micros),
             micros(row.last_activity),
-            row.throttle.consecutive_failures,
-            row.throttle.locked_until.map(micros),
+            row.failures,
             row.last_totp_step.map(|s| s as i64),
             at(row.invitee),
             at(row.password),
@@ -146,7 +143,7 @@ fn read(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
     let role: String = row.get(5)?;
     let requirement: String = row.get(10)?;
     let method: Option<String> = row.get(11)?;
-    let recent: String = row.get(25)?;
+    let recent: String = row.get(24)?;
     Ok(AccountRow {
         account_id,
         username: row.get(1)?,
@@ -164,14 +161,14 @@ fn read(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
         terms_version: row.get(15)?,
         last_sign_in: optional_time(row.get(16)?)?,
         last_activity: time(row.get(17)?)?,
-        throttle: Throttle { consecutive_failures: row.get(18)?, locked_until: optional_time(row.get(19)?)? },
-        last_totp_step: row.get::<_, Option<i64>>(20)?.map(|s| s as u64),
-        invitee: row.get::<_, Option<i64>>(21)?.map(|p| p as u64),
-        password: row.get::<_, Option<i64>>(22)?.map(|p| p as u64),
-        totp_secret: row.get::<_, Option<i64>>(23)?.map(|p| p as u64),
-        profile: row.get::<_, Option<i64>>(24)?.map(|p| p as u64),
+        failures: row.get(18)?,
+        last_totp_step: row.get::<_, Option<i64>>(19)?.map(|s| s as u64),
+        invitee: row.get::<_, Option<i64>>(20)?.map(|p| p as u64),
+        password: row.get::<_, Option<i64>>(21)?.map(|p| p as u64),
+        totp_secret: row.get::<_, Option<i64>>(22)?.map(|p| p as u64),
+        profile: row.get::<_, Option<i64>>(23)?.map(|p| p as u64),
         recent_sign_ins: serde_json::from_str(&recent)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(25, rusqlite::types::Type::Text, Box::new(e)))?,
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(24, rusqlite::types::Type::Text, Box::new(e)))?,
     })
 }
 
