@@ -233,6 +233,23 @@ pub struct Serve {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "TENURE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Seconds a client may take to send a request's headers (and a new connection its first).
+    #[arg(long, env = "TENURE_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may stay idle between requests.
+    #[arg(long, env = "TENURE_IDLE_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body, once its headers are in.
+    #[arg(long, env = "TENURE_BODY_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+    /// Connections one client address (an IPv6 /64) may hold open at once; trusted proxies
+    /// are not capped.
+    #[arg(long, env = "TENURE_CONNECTIONS_PER_ADDRESS", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub connections_per_address: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

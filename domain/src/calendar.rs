@@ -1,6 +1,6 @@
 //! The inactivity calendar of SPEC §5: every deadline follows from the last activity.
 
-use chrono::{DateTime, Duration, Months, Utc};
+use chrono::{DateTime, Datelike, Duration, Months, Utc};
 
 /// How long before a deactivation or deletion its warning goes out.
 pub const WARNING_LEAD: Duration = Duration::days(30);
@@ -16,11 +16,18 @@ pub struct Deadlines {
 }
 
 /// Calendar months are added in UTC; a day that does not exist in the target month is clamped to
-/// its last day (31 August + 6 months = 28 or 29 February), which is what chrono's month
-/// arithmetic does.
+/// its last day (31 August + 6 months = 28 or 29 February, SPEC §5), at the end of that day: an
+/// activity on the 29th, 30th or 31st is later than one on the 28th, and must not get an earlier
+/// deadline than it (keeping the time of day would give 29 August 00:00 a deadline before
+/// 28 August 03:00's).
 pub fn add_months(at: DateTime<Utc>, months: Months) -> DateTime<Utc> {
     // Only overflows near year 262,000: a true invariant for account activity.
-    at.checked_add_months(months).expect("deadline within chrono's range")
+    let same_time = at.checked_add_months(months).expect("deadline within chrono's range");
+    if same_time.day() == at.day() {
+        return same_time;
+    }
+    let end_of_day = chrono::NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("a valid time");
+    same_time.date_naive().and_time(end_of_day).and_utc()
 }
 
 pub fn deadlines(last_activity: DateTime<Utc>) -> Deadlines {
@@ -53,12 +60,19 @@ mod tests {
         assert_eq!(d.deletion_warning, utc(2026, 12, 16, 9));
     }
 
+    fn end_of(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, 23, 59, 59).unwrap() + Duration::nanoseconds(999_999_999)
+    }
+
     #[test]
     fn the_end_of_august_clamps_to_the_end_of_february() {
-        assert_eq!(deadlines(utc(2025, 8, 31, 12)).deactivation, utc(2026, 2, 28, 12));
-        assert_eq!(deadlines(utc(2027, 8, 31, 12)).deactivation, utc(2028, 2, 29, 12));
+        assert_eq!(deadlines(utc(2025, 8, 31, 12)).deactivation, end_of(2026, 2, 28));
+        assert_eq!(deadlines(utc(2027, 8, 31, 12)).deactivation, end_of(2028, 2, 29));
         assert_eq!(deadlines(utc(2027, 2, 28, 0)).deletion, utc(2028, 2, 28, 0));
-        assert_eq!(deadlines(utc(2028, 2, 29, 0)).deletion, utc(2029, 2, 28, 0));
+        assert_eq!(deadlines(utc(2028, 2, 29, 0)).deletion, end_of(2029, 2, 28));
+        // The case proptest found: a day later never deactivates sooner.
+        let (a, b) = (utc(2002, 8, 28, 3), utc(2002, 8, 29, 0));
+        assert!(deadlines(b).deactivation > deadlines(a).deactivation);
     }
 
     fn any_instant() -> impl Strategy<Value = DateTime<Utc>> {
@@ -90,13 +104,14 @@ mod tests {
 
         #[test]
         fn month_clamping_lands_on_the_same_day_or_the_last_day_of_the_month(a in any_instant()) {
-            use chrono::Datelike;
             let d = deadlines(a).deactivation;
-            prop_assert_eq!(d.time(), a.time());
             prop_assert_eq!((d.year() * 12 + d.month0() as i32) - (a.year() * 12 + a.month0() as i32), 6);
-            if d.day() != a.day() {
+            if d.day() == a.day() {
+                prop_assert_eq!(d.time(), a.time());
+            } else {
                 prop_assert!(d.day() < a.day());
                 prop_assert_eq!((d + Duration::days(1)).day(), 1, "clamped to the month's last day");
+                prop_assert_eq!(d + Duration::nanoseconds(1), (d + Duration::days(1)).date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc());
             }
         }
     }

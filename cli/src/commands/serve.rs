@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tenure_domain::decide::{Ctx, Invite};
@@ -10,6 +11,7 @@ use tenure_domain::{AccountId, OrgId, Username};
 use tenure_gateway::limits::AddressQuota;
 use tenure_gateway::passwords::HashCost;
 use tenure_gateway::routes::router;
+use tenure_gateway::server::{self, ConnectionCap, Serving, Timeouts};
 use tenure_gateway::state::{App, Config};
 use tenure_store::{Actor, EventStore, Meta, secrets};
 use uuid::Uuid;
@@ -24,8 +26,8 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
     // A bad certificate is one clear error before anything else starts.
     let tls = match (&serve.tls_cert, &serve.tls_key) {
         (Some(cert), Some(key)) => {
-            let files = tenure_gateway::server::tls::PemFiles { cert: cert.clone(), key: key.clone() };
-            Some(tenure_gateway::server::tls::acceptor(files)?)
+            let files = server::tls::PemFiles { cert: cert.clone(), key: key.clone() };
+            Some(server::tls::acceptor(files)?)
         }
         _ => None,
     };
@@ -63,7 +65,7 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
     // Expired flows, offered keys and counters go, whichever gateway sweeps first.
     let swept = app.clone();
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
             every.tick().await;
             if let Err(error) = swept.db.sweep(swept.clock.now()).await {
@@ -87,7 +89,7 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
                     // Waits for the lease again, behind whichever scheduler took it meanwhile.
                     Err(error) => tracing::error!("the scheduler stopped: {error:#}; starting it again"),
                 }
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         });
     }
@@ -96,7 +98,7 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
     // invitation included), so the first requests do not meet a stale login lookup.
     let head = app.accounts.store.head().await?;
     for projection in tenure_projections::ALL {
-        if !app.read_models.wait_for(projection, head, std::time::Duration::from_secs(60)).await? {
+        if !app.read_models.wait_for(projection, head, Duration::from_secs(60)).await? {
             tracing::warn!(projection = projection.name(), "still catching up with the store");
         }
     }
@@ -104,10 +106,18 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", serve.listen))?;
     tracing::info!(listen = %serve.listen, public_url = %public_url, tls = tls.is_some(), "serving");
-    let drained =
-        tenure_gateway::server::serve(listener, router(app), tls, tenure_gateway::server::stop_signal()).await;
+    let serving = Serving {
+        tls,
+        timeouts: Timeouts {
+            header: Duration::from_secs(serve.header_timeout_secs),
+            idle: Duration::from_secs(serve.idle_timeout_secs),
+            body: Duration::from_secs(serve.body_timeout_secs),
+        },
+        cap: ConnectionCap::new(serve.connections_per_address as usize, serve.trusted_proxies.clone()),
+    };
+    let drained = server::serve(listener, router(app), serving, server::stop_signal()).await;
     if !drained {
-        tracing::warn!("requests still in flight after {:?} were cut off", tenure_gateway::server::DRAIN);
+        tracing::warn!("requests still in flight after {:?} were cut off", server::DRAIN);
     }
     // Returning drops the store's connections, which releases the projection and scheduler
     // locks at once for another process to take.
