@@ -369,3 +369,56 @@ fn one_address_holds_only_its_share_of_connections_and_a_trusted_proxy_is_not_ca
     again.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"HTTP/1.1 200");
 }
+
+/// Where scripts/test installed schemathesis (PyPI), unless TENURE_SCHEMATHESIS names another.
+fn schemathesis() -> std::path::PathBuf {
+    let path = std::env::var_os("TENURE_SCHEMATHESIS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/schemathesis/bin/st"));
+    assert!(path.exists(), "{} is missing: scripts/test installs schemathesis", path.display());
+    path
+}
+
+#[test]
+fn the_api_answers_only_what_its_openapi_document_says() {
+    let portal = Portal::start(&["--address-failures-per-minute", "1000000"]);
+    // Ids that exist, so that cases reach past the 404s: a sign-in flow, an invitation, an account.
+    let http = agent();
+    let body = json!({"username": "fuzzed", "email": "fuzzed@example.com", "mfa": "email"});
+    let admin = (portal.admin.0.as_str(), portal.admin.1.as_str());
+    let created = send(&http, &portal.api("/admin/users"), "192.0.2.200", Body::Json(body), Some(admin));
+    let created: Value = serde_json::from_str(&created.body).unwrap();
+    let token = created["invitation_url"].as_str().unwrap().rsplit('/').next().unwrap();
+    let flow = portal.flow(&http, "admin", "192.0.2.200", false);
+    let config = tempfile::tempdir().unwrap();
+    let parameters = format!(
+        "[parameters]\n\"path.flow\" = \"{flow}\"\n\"path.token\" = \"{token}\"\n\"path.id\" = \"{}\"\n",
+        created["account_id"].as_str().unwrap()
+    );
+    std::fs::write(config.path().join("schemathesis.toml"), parameters).unwrap();
+    let base = &portal.server.base;
+    let output = std::process::Command::new(schemathesis())
+        .current_dir(config.path())
+        .args(["run", &format!("{base}/api/openapi.json"), "--url", base])
+        .args(["-H", &format!("Cookie: tenure_session={}", portal.admin.0)])
+        .args(["-H", &format!("X-CSRF-Token: {}", portal.admin.1)])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"])
+        // Both end the session every other case needs; their answers are tested on their own.
+        .args(["--exclude-path", "/api/v1/sign-out", "--exclude-path", "/api/v1/profile/password"])
+        .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "100", "--seed", "20261202"])
+        .args(["--no-color", "--workers", "2", "--continue-on-failure"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let generated: usize = report
+        .lines()
+        .find_map(|line| line.trim().strip_suffix(" passed")?.split_once(" generated, ").map(|(n, _)| n.parse().ok()))
+        .flatten()
+        .unwrap_or_else(|| panic!("no count of cases in:\n{report}"));
+    assert!(generated >= 2000, "only {generated} cases:\n{report}");
+}

@@ -194,6 +194,14 @@ async fn bad_input_gets_the_error_shape(h: Harness) {
         .error(StatusCode::NOT_FOUND, "flow_not_found");
     h.call("GET", "/api/v1/invitations/not-a-token", None, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
     h.call("GET", "/api/v1/session", None, None, None).await.error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    // An id that is not UTF-8 names nothing: the same 404, never the framework's plain text.
+    h.call("POST", "/api/v1/sign-in/%FF%FE/password", Some(json!({"password": "x"})), None, None)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    h.call("GET", "/api/v1/invitations/%C3%28", None, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
+    let page = h.page("/sign-in/%FF", None).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.text.contains("Page not found") && page.text.contains("<html"), "{}", page.text);
 }
 
 async fn health_readiness_metrics_and_security_headers(h: Harness) {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use tenure_domain::decide::Command;
 
 use super::flow::{self, NewMember};
 use crate::error::Error;
+use crate::http::fallback::ApiPath;
 use crate::http::json::ApiJson;
 use crate::http::session::OrgAdmin;
 use crate::state::App;
@@ -68,7 +69,7 @@ pub async fn invite(
 pub async fn reactivate(
     State(app): Shared,
     OrgAdmin(admin): OrgAdmin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, Error> {
     let member = flow::member(&app, &admin.account, &id).await?;
     flow::command(&app, &admin.account, &member, Command::Reactivate).await?;
@@ -83,7 +84,7 @@ pub struct MfaBody {
 pub async fn mfa(
     State(app): Shared,
     OrgAdmin(admin): OrgAdmin,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<MfaBody>,
 ) -> Result<Response, Error> {
     let member = flow::member(&app, &admin.account, &id).await?;
@@ -92,7 +93,11 @@ pub async fn mfa(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn resend(State(app): Shared, OrgAdmin(admin): OrgAdmin, Path(id): Path<String>) -> Result<Response, Error> {
+pub async fn resend(
+    State(app): Shared,
+    OrgAdmin(admin): OrgAdmin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, Error> {
     let member = flow::member(&app, &admin.account, &id).await?;
     let url = flow::resend_invitation(&app, &admin.account, &member).await?;
     let answer = if app.mailer.is_outbox() { json!({ "invitation_url": url }) } else { json!({ "sent": true }) };

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use tenure_domain::events::MfaRequirement;
 
 use super::flow::{self, NewMember};
 use crate::error::{ApiError, Error};
-use crate::http::fallback::PageForm;
+use crate::http::fallback::{PageForm, PagePath};
 use crate::http::layout::{Chrome, Feedback, chrome, problem, refuse_form, when};
 use crate::http::render::page;
 use crate::http::session::{SignedIn, SignedInPage};
@@ -194,7 +194,7 @@ fn requirement_label(mfa: MfaRequirement) -> &'static str {
 pub async fn action(
     State(app): Shared,
     SignedInPage(admin): SignedInPage,
-    Path((id, action)): Path<(String, String)>,
+    PagePath((id, action)): PagePath<(String, String)>,
     PageForm(form): PageForm<MemberForm>,
 ) -> Response {
     if let Some(refused) = refuse_non_admin(&app, &admin, Some(&form.csrf)) {

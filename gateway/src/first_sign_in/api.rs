@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
@@ -12,6 +12,7 @@ use serde_json::json;
 use super::flow;
 use crate::error::Error;
 use crate::http::client::ClientInfo;
+use crate::http::fallback::ApiPath;
 use crate::http::json::{ApiJson, CodeBody, TermsBody, done, next};
 use crate::mfa::MfaSetup;
 use crate::state::App;
@@ -24,7 +25,7 @@ pub struct NewPasswordBody {
     pub(crate) confirm_password: String,
 }
 
-pub async fn invitation(State(app): Shared, Path(token): Path<String>) -> Result<Response, Error> {
+pub async fn invitation(State(app): Shared, ApiPath(token): ApiPath<String>) -> Result<Response, Error> {
     let (row, _) = flow::invited(&app, &token).await?;
     Ok(Json(json!({
         "username": row.username,
@@ -37,13 +38,13 @@ pub async fn invitation(State(app): Shared, Path(token): Path<String>) -> Result
 
 pub async fn password(
     State(app): Shared,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
     ApiJson(body): ApiJson<NewPasswordBody>,
 ) -> Result<Response, Error> {
     Ok(next(flow::set_password(&app, &token, body.new_password, &body.confirm_password).await?))
 }
 
-pub async fn mfa_start(State(app): Shared, Path(token): Path<String>) -> Result<Response, Error> {
+pub async fn mfa_start(State(app): Shared, ApiPath(token): ApiPath<String>) -> Result<Response, Error> {
     Ok(match flow::start_mfa(&app, &token).await? {
         MfaSetup::App { otpauth_uri, secret, qr_png_base64 } => {
             Json(json!({ "otpauth_uri": otpauth_uri, "secret": secret, "qr_png_base64": qr_png_base64 }))
@@ -55,7 +56,7 @@ pub async fn mfa_start(State(app): Shared, Path(token): Path<String>) -> Result<
 
 pub async fn mfa_verify(
     State(app): Shared,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
     ApiJson(body): ApiJson<CodeBody>,
 ) -> Result<Response, Error> {
     Ok(next(flow::verify_mfa(&app, &token, &body.code).await?))
@@ -63,7 +64,7 @@ pub async fn mfa_verify(
 
 pub async fn terms(
     State(app): Shared,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
     ClientInfo(client): ClientInfo,
     jar: CookieJar,
     ApiJson(body): ApiJson<TermsBody>,

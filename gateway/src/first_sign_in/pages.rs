@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum_extra::extract::CookieJar;
@@ -15,7 +15,7 @@ use super::api::NewPasswordBody;
 use super::flow;
 use crate::error::{ApiError, Error};
 use crate::http::client::ClientInfo;
-use crate::http::fallback::PageForm;
+use crate::http::fallback::{PageForm, PagePath};
 use crate::http::json::CodeBody;
 use crate::http::render::{ProblemPage, TermsForm, TermsPage, enter, page, see};
 use crate::mfa::{self, AppSetup, MfaSetup};
@@ -71,7 +71,7 @@ pub async fn help_passwords() -> Response {
     page(StatusCode::OK, HelpPasswordsPage)
 }
 
-pub async fn invitation(State(app): Shared, Path(token): Path<String>) -> Response {
+pub async fn invitation(State(app): Shared, PagePath(token): PagePath<String>) -> Response {
     match flow::invited(&app, &token).await {
         Ok((row, _)) => match flow::next_step(&row) {
             "done" => see("/sign-in"),
@@ -81,7 +81,7 @@ pub async fn invitation(State(app): Shared, Path(token): Path<String>) -> Respon
     }
 }
 
-pub async fn password_form(State(app): Shared, Path(token): Path<String>) -> Response {
+pub async fn password_form(State(app): Shared, PagePath(token): PagePath<String>) -> Response {
     match flow::invited(&app, &token).await {
         Ok((row, _)) => {
             page(StatusCode::OK, InvitePasswordPage { token, username: row.username, error: None, notice: None })
@@ -92,7 +92,7 @@ pub async fn password_form(State(app): Shared, Path(token): Path<String>) -> Res
 
 pub async fn password(
     State(app): Shared,
-    Path(token): Path<String>,
+    PagePath(token): PagePath<String>,
     PageForm(form): PageForm<NewPasswordBody>,
 ) -> Response {
     let username = match flow::invited(&app, &token).await {
@@ -108,7 +108,7 @@ pub async fn password(
     }
 }
 
-pub async fn mfa_form(State(app): Shared, Path(token): Path<String>) -> Response {
+pub async fn mfa_form(State(app): Shared, PagePath(token): PagePath<String>) -> Response {
     let row = match flow::invited(&app, &token).await {
         Ok((row, _)) => row,
         Err(error) => return problem(error),
@@ -133,7 +133,7 @@ pub async fn mfa_form(State(app): Shared, Path(token): Path<String>) -> Response
     }
 }
 
-pub async fn mfa_send(State(app): Shared, Path(token): Path<String>) -> Response {
+pub async fn mfa_send(State(app): Shared, PagePath(token): PagePath<String>) -> Response {
     match flow::start_mfa(&app, &token).await {
         Ok(_) => page(StatusCode::OK, InviteMfaPage { token, app: None, sent: true, error: None, notice: None }),
         Err(error) => {
@@ -144,7 +144,11 @@ pub async fn mfa_send(State(app): Shared, Path(token): Path<String>) -> Response
     }
 }
 
-pub async fn mfa(State(app): Shared, Path(token): Path<String>, PageForm(form): PageForm<CodeBody>) -> Response {
+pub async fn mfa(
+    State(app): Shared,
+    PagePath(token): PagePath<String>,
+    PageForm(form): PageForm<CodeBody>,
+) -> Response {
     let row = match flow::invited(&app, &token).await {
         Ok((row, _)) => row,
         Err(error) => return problem(error),
@@ -162,7 +166,7 @@ pub async fn mfa(State(app): Shared, Path(token): Path<String>, PageForm(form): 
     }
 }
 
-pub async fn terms_form(State(app): Shared, Path(token): Path<String>) -> Response {
+pub async fn terms_form(State(app): Shared, PagePath(token): PagePath<String>) -> Response {
     match flow::invited(&app, &token).await {
         Ok(_) => page(StatusCode::OK, terms_page(&app, &token, None)),
         Err(error) => problem(error),
@@ -171,7 +175,7 @@ pub async fn terms_form(State(app): Shared, Path(token): Path<String>) -> Respon
 
 pub async fn terms(
     State(app): Shared,
-    Path(token): Path<String>,
+    PagePath(token): PagePath<String>,
     ClientInfo(client): ClientInfo,
     jar: CookieJar,
     PageForm(form): PageForm<TermsForm>,

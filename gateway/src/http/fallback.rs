@@ -2,8 +2,8 @@
 //! the pages cannot read. Under `/api/` they are in the API's error shape; elsewhere they are
 //! the site's own page, never the framework's plain text.
 
-use axum::extract::FromRequest;
-use axum::extract::rejection::FormRejection;
+use axum::extract::rejection::{FormRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
@@ -59,5 +59,47 @@ impl IntoResponse for FormProblem {
             _ => (StatusCode::BAD_REQUEST, "The form could not be read. Please go back and try again."),
         };
         page(status, ProblemPage { heading: "The form could not be read", message: message.into() })
+    }
+}
+
+/// A path parameter of the API. One that cannot be read (a flow id that is not UTF-8, say)
+/// names nothing here: `404 not_found`, in the API's shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiPathProblem))]
+pub struct ApiPath<T>(pub T);
+
+pub struct ApiPathProblem;
+
+impl From<PathRejection> for ApiPathProblem {
+    fn from(_: PathRejection) -> Self {
+        ApiPathProblem
+    }
+}
+
+impl IntoResponse for ApiPathProblem {
+    fn into_response(self) -> Response {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "There is nothing at this address.").into_response()
+    }
+}
+
+/// A path parameter of the pages; one that cannot be read gets the site's page-not-found.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(PagePathProblem))]
+pub struct PagePath<T>(pub T);
+
+pub struct PagePathProblem;
+
+impl From<PathRejection> for PagePathProblem {
+    fn from(_: PathRejection) -> Self {
+        PagePathProblem
+    }
+}
+
+impl IntoResponse for PagePathProblem {
+    fn into_response(self) -> Response {
+        page(
+            StatusCode::NOT_FOUND,
+            ProblemPage { heading: "Page not found", message: "There is no page at this address.".into() },
+        )
     }
 }

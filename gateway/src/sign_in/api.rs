@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
@@ -13,6 +13,7 @@ use serde_json::json;
 use super::flow::{self, Next};
 use crate::error::Error;
 use crate::http::client::ClientInfo;
+use crate::http::fallback::ApiPath;
 use crate::http::json::{ApiJson, CodeBody, TermsBody, done, next};
 use crate::http::session::{SignedIn, SignedInWithCsrf, removal};
 use crate::mfa::MfaSetup;
@@ -37,7 +38,7 @@ pub async fn start(State(app): Shared, ApiJson(body): ApiJson<UsernameBody>) -> 
 
 pub async fn password(
     State(app): Shared,
-    Path(flow_id): Path<String>,
+    ApiPath(flow_id): ApiPath<String>,
     ClientInfo(client): ClientInfo,
     jar: CookieJar,
     ApiJson(body): ApiJson<PasswordBody>,
@@ -48,7 +49,7 @@ pub async fn password(
 
 pub async fn code(
     State(app): Shared,
-    Path(flow_id): Path<String>,
+    ApiPath(flow_id): ApiPath<String>,
     ClientInfo(client): ClientInfo,
     jar: CookieJar,
     ApiJson(body): ApiJson<CodeBody>,
@@ -76,7 +77,7 @@ fn answer(app: &App, jar: CookieJar, step: Next) -> Response {
 
 pub async fn terms(
     State(app): Shared,
-    Path(flow_id): Path<String>,
+    ApiPath(flow_id): ApiPath<String>,
     jar: CookieJar,
     ApiJson(body): ApiJson<TermsBody>,
 ) -> Result<Response, Error> {
@@ -84,7 +85,7 @@ pub async fn terms(
     Ok(done(&app, jar, cookie))
 }
 
-pub async fn resend(State(app): Shared, Path(flow_id): Path<String>) -> Result<Response, Error> {
+pub async fn resend(State(app): Shared, ApiPath(flow_id): ApiPath<String>) -> Result<Response, Error> {
     flow::resend_code(&app, &flow_id).await?;
     Ok(Json(json!({ "sent": true })).into_response())
 }

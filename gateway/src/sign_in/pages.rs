@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
@@ -16,7 +16,7 @@ use super::flow::{self, Next};
 use super::flows::{Flow, Step};
 use crate::error::{ApiError, Error};
 use crate::http::client::ClientInfo;
-use crate::http::fallback::PageForm;
+use crate::http::fallback::{PageForm, PagePath};
 use crate::http::json::CodeBody;
 use crate::http::layout::refuse_form;
 use crate::http::render::{TermsForm, TermsPage, enter, page, see};
@@ -103,7 +103,7 @@ fn terms_page(app: &App, flow_id: &str, error: Option<String>, notice: Option<St
     TermsPage { action: format!("/sign-in/{flow_id}/terms"), version: app.config.terms_version, error, notice }
 }
 
-pub async fn step(State(app): Shared, Path(flow_id): Path<String>) -> Response {
+pub async fn step(State(app): Shared, PagePath(flow_id): PagePath<String>) -> Response {
     let flow = match live(&app, &flow_id).await {
         Ok(flow) => flow,
         Err(response) => return response,
@@ -122,7 +122,7 @@ pub async fn step(State(app): Shared, Path(flow_id): Path<String>) -> Response {
 
 pub async fn password(
     State(app): Shared,
-    Path(flow_id): Path<String>,
+    PagePath(flow_id): PagePath<String>,
     ClientInfo(client): ClientInfo,
     jar: CookieJar,
     PageForm(form): PageForm<PasswordBody>,
@@ -157,7 +157,7 @@ pub async fn password(
 
 pub async fn code(
     State(app): Shared,
-    Path(flow_id): Path<String>,
+    PagePath(flow_id): PagePath<String>,
     ClientInfo(client): ClientInfo,
     jar: CookieJar,
     PageForm(form): PageForm<CodeBody>,
@@ -179,7 +179,7 @@ pub async fn code(
 
 pub async fn terms(
     State(app): Shared,
-    Path(flow_id): Path<String>,
+    PagePath(flow_id): PagePath<String>,
     jar: CookieJar,
     PageForm(form): PageForm<TermsForm>,
 ) -> Response {
@@ -193,7 +193,7 @@ pub async fn terms(
     }
 }
 
-pub async fn resend(State(app): Shared, Path(flow_id): Path<String>) -> Response {
+pub async fn resend(State(app): Shared, PagePath(flow_id): PagePath<String>) -> Response {
     let code_page = |error, notice| CodePage { flow: flow_id.clone(), email: true, setup: None, error, notice };
     match flow::resend_code(&app, &flow_id).await {
         Ok(()) => page(StatusCode::OK, code_page(None, Some("We sent you a new code.".into()))),
