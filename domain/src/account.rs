@@ -160,7 +160,9 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
         }
         AccountEvent::SignedIn(e) => {
             state.last_sign_in = Some(e.at);
-            state.guard.succeeded();
+            if let Some(client) = e.personal.known() {
+                state.guard.succeeded(&client.address);
+            }
             if e.totp_step.is_some() {
                 state.last_totp_step = e.totp_step;
             }
@@ -191,7 +193,6 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
         AccountEvent::Deactivated(e) => state.deactivated_at = Some(e.at),
         AccountEvent::Reactivated(_) => {
             state.deactivated_at = None;
-            state.guard.succeeded();
         }
         AccountEvent::DeletionWarningSent(e) => state.deletion_warned_for = Some(e.deadline),
         AccountEvent::Deleted(e) => {

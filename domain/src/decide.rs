@@ -68,6 +68,10 @@ pub enum Command {
         step: Option<u64>,
         client: Client,
     },
+    /// A signed-in user gave a wrong current password to change it (checked by the caller).
+    WrongCurrentPassword {
+        client: Client,
+    },
     UpdateProfile {
         profile: Profile,
     },
@@ -318,6 +322,16 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
         Command::SignInEnrolling { secret, step, client } => {
             return sign_in_enrolling(state, secret, step, client, now);
         }
+        Command::WrongCurrentPassword { client } => {
+            require_active(state)?;
+            require_not_throttled(state, &client.address, Attempt::Password, now)?;
+            let failure = SignInFailed {
+                reason: FailureReason::WrongCurrentPassword,
+                at: now,
+                personal: Personal::Known(client),
+            };
+            return Ok(with_notice(state, failure));
+        }
         Command::UpdateProfile { profile } => {
             profile::check(&profile)?;
             require_active(state)?;
@@ -383,16 +397,23 @@ fn sign_in(
     client: Client,
     now: DateTime<Utc>,
 ) -> Result<Vec<AccountEvent>, AccountError> {
-    let event = sign_in_attempt(state, factor, &client, now)?;
-    if let AccountEvent::SignInFailed(failure) = &event {
-        let mut guard = state.guard.clone();
-        guard.failed(&client.address, failure.at, true);
-        if guard.notice_due(now) {
-            let notice = SecurityNoticeSent { reason: NoticeReason::FailedSignIns, at: now };
-            return Ok(vec![event, notice.into()]);
-        }
+    Ok(match sign_in_attempt(state, factor, &client, now)? {
+        AccountEvent::SignInFailed(failure) => with_notice(state, failure),
+        event => vec![event],
+    })
+}
+
+/// A failure, and the notice it calls for when it finds the brake on and the owner has not been
+/// told within a day.
+fn with_notice(state: &Account, failure: SignInFailed) -> Vec<AccountEvent> {
+    let mut guard = state.guard.clone();
+    let address = failure.personal.known().map_or("", |client| client.address.as_str());
+    guard.failed(address, failure.at, true);
+    if guard.notice_due(failure.at) {
+        let notice = SecurityNoticeSent { reason: NoticeReason::FailedSignIns, at: failure.at };
+        return vec![failure.into(), notice.into()];
     }
-    Ok(vec![event])
+    vec![failure.into()]
 }
 
 fn sign_in_attempt(

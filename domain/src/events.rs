@@ -155,6 +155,9 @@ pub enum FailureReason {
     WrongTotp,
     TotpReplayed,
     WrongEmailCode,
+    /// A signed-in user changing the password typed a wrong current one: guessed like a
+    /// password at sign-in (with a stolen session, say), so throttled like one.
+    WrongCurrentPassword,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,8 @@
 //! - more than 50 failures from all addresses together in 24 hours put on the brake: the password
 //!   step then takes one attempt per 10 seconds per address, and the owner gets a notice, at most
 //!   one a day;
-//! - a successful sign-in clears both.
+//! - a successful sign-in clears the throttle of the address it came from; the brake ends a day
+//!   after the failures that put it on (ADR 0012 says why a sign-in does not lift it).
 //!
 //! The same `Guard` throttles an account (folded from its stream) and a username nobody holds
 //! (kept by the gateway), so that neither the answers nor `Retry-After` tell the two apart.
@@ -105,11 +106,11 @@ impl Guard {
         self.noticed = Some(at);
     }
 
-    /// A successful sign-in: every address starts afresh and the brake is off. When the owner
-    /// was last told stays, so that notices stay at most one a day.
-    pub fn succeeded(&mut self) {
-        self.addresses.clear();
-        self.recent.clear();
+    /// A successful sign-in from `address`: that address starts afresh. Other addresses keep
+    /// their locks and the brake runs its course: lifting them would tell whoever holds one that
+    /// a real user just signed in, which a made-up name never does.
+    pub fn succeeded(&mut self, address: &str) {
+        self.addresses.remove(&address_key(address));
     }
 
     /// How many sign-in failures are remembered towards the brake (at most `BRAKE_FAILURES + 1`).
@@ -177,7 +178,10 @@ mod tests {
         assert_eq!(guard.refused_until("203.0.113.9", Attempt::Code, t(5)), Some(t(4) + FIRST_LOCK));
         assert_eq!(guard.refused_until("198.51.100.1", Attempt::Password, t(5)), None);
         assert_eq!(guard.refused_until("203.0.113.9", Attempt::Password, t(4) + FIRST_LOCK), None);
-        guard.succeeded();
+        // A sign-in elsewhere lifts nothing here; one from the address itself does.
+        guard.succeeded("198.51.100.1");
+        assert!(guard.refused_until("203.0.113.9", Attempt::Password, t(6)).is_some());
+        guard.succeeded("203.0.113.9");
         assert_eq!(guard.refused_until("203.0.113.9", Attempt::Password, t(6)), None);
     }
 
@@ -212,10 +216,10 @@ mod tests {
         assert_eq!(guard.refused_until("192.0.2.1", Attempt::Password, now), None);
         guard.noticed(now);
         assert!(!guard.notice_due(now + Duration::hours(23)));
-        // A day after the oldest of the 51, the brake is off by itself.
+        // A day after the oldest of the 51, the brake is off by itself; a sign-in does not lift it.
         assert!(!guard.braked(t(0) + BRAKE_WINDOW));
-        guard.succeeded();
-        assert!(!guard.braked(now));
+        guard.succeeded("192.0.2.99");
+        assert!(guard.braked(now));
         // Notices stay at most one a day, whatever happens in between.
         let again = now + Duration::hours(1);
         for i in 0..51 {

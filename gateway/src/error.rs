@@ -190,11 +190,14 @@ impl From<Error> for ApiError {
                 "authenticator_required",
                 "Your organisation now requires an authenticator app. Ask your administrator for a new setup link.",
             ),
-            Error::Busy => ApiError::new(
-                S::SERVICE_UNAVAILABLE,
-                "busy",
-                "Too many sign-ins at once; please try again in a moment.",
-            ),
+            Error::Busy => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "Too many sign-ins at once; please try again in a moment.",
+                )
+            },
             Error::Rejected { rule, now } => rejected(rule, now),
             Error::UsernameUnavailable(username) => ApiError::new(
                 S::CONFLICT,

@@ -5,6 +5,7 @@
 //! their CSRF tokens, and metrics live beside them.
 
 pub mod admin;
+pub mod attempts;
 pub mod codes;
 pub mod dashboard;
 pub mod error;

@@ -5,8 +5,6 @@ pub mod api;
 pub mod flow;
 mod flows;
 pub mod pages;
-mod turns;
 
 pub use flow::RefusalTimes;
 pub use flows::{Flow, Flows, Step};
-pub use turns::Turns;

@@ -9,6 +9,7 @@ use tenure_mail::Mailer;
 use tenure_projections::ProjectionDb;
 use tenure_store::{Accounts, Keys, Location, Store};
 
+use crate::attempts::Turns;
 use crate::codes::CodeKey;
 use crate::error::Error;
 use crate::gateway_db::Db;
@@ -18,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::offered_keys::OfferedKeys;
 use crate::passwords::PasswordHasherPool;
 use crate::sessions::SessionStore;
-use crate::sign_in::{Flows, RefusalTimes, Turns};
+use crate::sign_in::{Flows, RefusalTimes};
 
 /// Request bodies are small forms; anything larger is refused before it is read.
 pub const BODY_LIMIT: usize = 16 * 1024;

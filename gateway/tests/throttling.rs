@@ -65,9 +65,9 @@ async fn an_attacker_elsewhere_cannot_lock_the_owner_out(h: Harness) {
     // The owner, from home, at once: no wait, no refusal.
     let owner = attempt(&h, "192.0.2.10", "owner", PASSWORD).await;
     assert_eq!(owner.json, json!({"next": "done"}), "{owner:?}");
-    // The attacker's addresses start afresh after the owner's sign-in.
+    // The owner's sign-in lifts no attacker's wait: a made-up name's would never lift either.
     let again = attempt(&h, "198.51.100.4", "owner", "wrong guess").await;
-    again.error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    again.error(StatusCode::TOO_MANY_REQUESTS, "throttled");
 }
 
 async fn the_brake_paces_passwords_and_mails_one_notice_a_day(h: Harness) {
@@ -96,7 +96,7 @@ async fn the_brake_paces_passwords_and_mails_one_notice_a_day(h: Harness) {
     attempt(&h, "198.51.100.1", "target", "wrong").await.error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     assert_eq!(notices_after_a_moment(&h, 2).await.len(), 1, "still one notice");
 
-    // The owner's sign-in lifts the brake; failures the same day bring no second notice...
+    // The owner signs in, unhindered; failures the same day bring no second notice...
     assert_eq!(attempt(&h, "192.0.2.10", "target", PASSWORD).await.json, json!({"next": "done"}));
     h.clock.advance(Duration::hours(12));
     for n in 0..51 {
@@ -181,8 +181,40 @@ async fn concurrent_wrong_passwords_tell_no_name_apart(h: Harness) {
     }
 }
 
+/// A stolen session guesses the current password no faster than a sign-in could.
+async fn the_current_password_of_a_password_change_is_throttled_like_a_sign_in(h: Harness) {
+    let (_, cookie, csrf) = h.signed_in("changer", Role::User, "acme").await;
+    let change = |current: &str| json!({"current_password": current, "new_password": "quartz-lantern-meadow-5521", "confirm_password": "quartz-lantern-meadow-5521"});
+    let call = |address: &'static str, body| {
+        let (cookie, csrf) = (cookie.clone(), csrf.clone());
+        let h = &h;
+        async move {
+            h.call_via(
+                &h.app,
+                from(address),
+                "POST",
+                "/api/v1/profile/password",
+                Some(body),
+                Some(&cookie),
+                Some(&csrf),
+            )
+            .await
+        }
+    };
+    for _ in 0..5 {
+        call("198.51.100.9", change("not my password")).await.error(StatusCode::UNPROCESSABLE_ENTITY, "wrong_password");
+    }
+    let refused = call("198.51.100.9", change(PASSWORD)).await;
+    refused.error(StatusCode::TOO_MANY_REQUESTS, "throttled");
+    assert_eq!(seconds(&refused), Some(60));
+    // From another address the right password goes through.
+    let changed = call("192.0.2.10", change(PASSWORD)).await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{changed:?}");
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
+    the_current_password_of_a_password_change_is_throttled_like_a_sign_in,
     an_attacker_elsewhere_cannot_lock_the_owner_out,
     the_brake_paces_passwords_and_mails_one_notice_a_day,
     the_brake_on_an_unknown_name_answers_as_on_a_known_one,

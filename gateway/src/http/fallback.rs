@@ -50,7 +50,7 @@ impl From<FormRejection> for FormProblem {
 impl IntoResponse for FormProblem {
     fn into_response(self) -> Response {
         let (status, message) = match self.0 {
-            FormRejection::BytesRejection(_) => {
+            FormRejection::BytesRejection(ref too_large) if too_large.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "The form sent more than this page takes.")
             }
             FormRejection::InvalidFormContentType(_) => {

@@ -28,11 +28,15 @@ impl From<JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "Send the body as JSON, with Content-Type: application/json.",
             ),
-            JsonRejection::BytesRejection(_) => ApiError::new(
+            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("The request body is larger than {} KiB.", crate::state::BODY_LIMIT / 1024),
             ),
+            // A body cut short or badly chunked.
+            JsonRejection::BytesRejection(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "The request body could not be read.")
+            }
             JsonRejection::JsonSyntaxError(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", rejection.body_text())
             }

@@ -14,6 +14,7 @@ use tenure_projections::AccountRow;
 
 use super::flow::{self, ProfileView};
 use crate::error::Error;
+use crate::http::client::ClientInfo;
 use crate::http::json::ApiJson;
 use crate::http::session::{SignedIn, SignedInWithCsrf, session_cookie};
 use crate::mfa::MfaSetup;
@@ -73,12 +74,13 @@ pub struct ChangePasswordBody {
 pub async fn change_password(
     State(app): Shared,
     SignedInWithCsrf(signed_in): SignedInWithCsrf,
+    ClientInfo(client): ClientInfo,
     jar: CookieJar,
     ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> Result<Response, Error> {
     let ChangePasswordBody { current_password, new_password, confirm_password } = body;
-    let fresh =
-        flow::change_password(&app, &signed_in.account, current_password, new_password, &confirm_password).await?;
+    let account = &signed_in.account;
+    let fresh = flow::change_password(&app, account, current_password, new_password, &confirm_password, client).await?;
     // The session id changes: the answer sets the new cookie; its CSRF token is new too.
     Ok((jar.add(session_cookie(&app, fresh)), StatusCode::NO_CONTENT).into_response())
 }

@@ -13,6 +13,7 @@ use tenure_domain::events::SignInMethod;
 
 use super::flow;
 use crate::error::{ApiError, Error};
+use crate::http::client::ClientInfo;
 use crate::http::fallback::PageForm;
 use crate::http::layout::{Chrome, Feedback, chrome, mfa_label, refuse_form, when};
 use crate::http::render::{page, see};
@@ -165,20 +166,15 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(app): Shared,
     SignedInPage(signed_in): SignedInPage,
+    ClientInfo(client): ClientInfo,
     jar: CookieJar,
     PageForm(form): PageForm<PasswordForm>,
 ) -> Response {
     if let Some(refused) = refuse_form(&app, &signed_in, &form.csrf) {
         return refused;
     }
-    let changed = flow::change_password(
-        &app,
-        &signed_in.account,
-        form.current_password,
-        form.new_password,
-        &form.confirm_password,
-    )
-    .await;
+    let (current, new) = (form.current_password, form.new_password);
+    let changed = flow::change_password(&app, &signed_in.account, current, new, &form.confirm_password, client).await;
     match changed {
         // The page is drawn for the fresh session, whose cookie the answer sets.
         Ok(fresh) => {

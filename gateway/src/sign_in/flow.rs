@@ -11,10 +11,11 @@ use tenure_domain::{AccountError, AccountEvent, Username};
 use tenure_projections::AccountRow;
 
 use super::flows::{Flow, Step};
+use crate::attempts::attempt;
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
 use crate::state::{App, as_user};
-use crate::{notices, personal, terms};
+use crate::{personal, terms};
 
 /// The slowest recent refusal of a known account's password, in microseconds: a maximum that
 /// decays by 1/64 with every refusal, so it tracks the machine's current speed.
@@ -201,18 +202,6 @@ async fn unknown_password(app: &App, username: &str, password: String, client: &
             Err(Error::InvalidCredentials)
         }
     }
-}
-
-/// Decides and records a sign-in attempt on the account, one at a time per account in this
-/// gateway (see `Turns`), and mails any security notice it recorded.
-async fn attempt(app: &App, row: &AccountRow, command: Command) -> Result<Vec<AccountEvent>, Error> {
-    let account = row.account_id;
-    let events = {
-        let _turn = app.turns.take(format!("account {account}")).await;
-        app.accounts.execute(account, command, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?
-    };
-    notices::mail_recorded(app, row, &events).await?;
-    Ok(events)
 }
 
 /// After the `SignedIn` event: the session, or first the current terms when the account

@@ -1,12 +1,33 @@
-//! One sign-in attempt at a time per account (or unknown name) in this gateway. Concurrent
-//! attempts then see each other's failures without losing appends to each other, so a burst of
-//! guesses is never answered "try again" for a real account and not for a made-up one. Gateways
-//! on one database still race, and the store's expected-version retry settles that.
+//! Password and code attempts (at sign-in, and the current password of a password change):
+//! decided and recorded one at a time per account (or unknown name) in this gateway, with any
+//! security notice they record mailed. Concurrent attempts then see each other's failures
+//! without losing appends to each other, so a burst of guesses is never answered "try again" for
+//! a real account and not for a made-up one. Gateways on one database still race, and the
+//! store's expected-version retry settles that.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use tenure_domain::AccountEvent;
+use tenure_domain::decide::Command;
+use tenure_projections::AccountRow;
 use tokio::sync::{Mutex as TurnLock, OwnedMutexGuard};
+
+use crate::error::Error;
+use crate::notices;
+use crate::state::{App, as_user};
+
+/// Decides and records an attempt on `row`'s account, in its turn, and mails any security notice
+/// it recorded.
+pub async fn attempt(app: &App, row: &AccountRow, command: Command) -> Result<Vec<AccountEvent>, Error> {
+    let account = row.account_id;
+    let events = {
+        let _turn = app.turns.take(format!("account {account}")).await;
+        app.accounts.execute(account, command, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?
+    };
+    notices::mail_recorded(app, row, &events).await?;
+    Ok(events)
+}
 
 #[derive(Default)]
 pub struct Turns {
