@@ -1,6 +1,9 @@
 //! The write side for accounts: load an account's stream, fold it, decide, and append with the
 //! expected version, retrying on a conflict with the fresh state.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use tenure_domain::decide::{self, Command, Ctx, Invite};
 use tenure_domain::org::{Org, OrgCommand, OrgError, decide_org};
 use tenure_domain::username_claim::{ClaimError, UsernameClaim};
@@ -44,15 +47,63 @@ fn expected(version: Version) -> Expected {
     if version == 0 { Expected::NoStream } else { Expected::Exact(version) }
 }
 
+/// Accounts whose folded state is kept, so that a command reads only the events appended since:
+/// a stream that grows long (an attack leaves a failure per guess) then costs no more to decide
+/// on than a short one. Beyond this many, the cache starts again empty.
+const CACHED_STATES: usize = 10_000;
+
 #[derive(Clone)]
 pub struct Accounts<S, K> {
     pub store: S,
     pub keys: K,
+    /// Folded states by account, at the version they were folded to. They hold opened personal
+    /// data, as a state being decided on does; a deleted account's is never kept.
+    states: Arc<Mutex<HashMap<AccountId, Account>>>,
 }
 
 impl<S: EventStore, K: KeyStore> Accounts<S, K> {
     pub fn new(store: S, keys: K) -> Self {
-        Accounts { store, keys }
+        Accounts { store, keys, states: Arc::default() }
+    }
+
+    /// The account's state now: the kept state brought up to date with the events appended since
+    /// it was folded (all of them the first time).
+    pub async fn state(&self, id: AccountId) -> Result<Account, ExecuteError> {
+        let key = self.keys.get(id).await?;
+        self.state_with(id, key.as_ref()).await
+    }
+
+    async fn state_with(&self, id: AccountId, key: Option<&DataKey>) -> Result<Account, ExecuteError> {
+        let kept = self.states.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+        let mut state = kept.unwrap_or_default();
+        let recorded = self.store.read_stream(&id.stream(), state.version + 1).await?;
+        for (expected, event) in (state.version + 1..).zip(recorded) {
+            if event.version != expected {
+                // Not the stream the state was folded from (a store replaced under a running
+                // process): fold it all again.
+                self.forget(id);
+                return Box::pin(self.state_with(id, key)).await;
+            }
+            state = tenure_domain::account::evolve(state, &codec::decode_as(event, key)?.event);
+        }
+        self.keep(id, &state);
+        Ok(state)
+    }
+
+    fn keep(&self, id: AccountId, state: &Account) {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        if state.deleted_at.is_some() {
+            states.remove(&id);
+            return;
+        }
+        if states.len() >= CACHED_STATES && !states.contains_key(&id) {
+            states.clear();
+        }
+        states.insert(id, state.clone());
+    }
+
+    fn forget(&self, id: AccountId) {
+        self.states.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 
     /// The account's events, decoded, and its folded state.
@@ -65,6 +116,8 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         Ok((state, envelopes))
     }
 
+    /// Decides `command` on the account's current state and appends what it decides, deciding
+    /// again on the fresh state when another writer came first.
     pub async fn execute(
         &self,
         id: AccountId,
@@ -73,10 +126,24 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         meta: &Meta,
     ) -> Result<Vec<AccountEvent>, ExecuteError> {
         let key = self.keys.get(id).await?;
-        self.decide_and_append(&id.stream(), key.as_ref(), ctx, meta, |events| {
-            Ok(decide::decide(&Account::fold(events), command.clone(), ctx)?)
-        })
-        .await
+        let stream = id.stream();
+        for _ in 0..MAX_ATTEMPTS {
+            let state = self.state_with(id, key.as_ref()).await?;
+            let events = decide::decide(&state, command.clone(), ctx)?;
+            if events.is_empty() {
+                return Ok(events);
+            }
+            let encoded = events
+                .iter()
+                .map(|e| codec::encode(e, &stream, key.as_ref(), meta, ctx.now))
+                .collect::<Result<Vec<_>, _>>()?;
+            match self.store.append(&stream, expected(state.version), encoded).await {
+                Ok(_) => return Ok(events),
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(ExecuteError::Contended)
     }
 
     /// Decides `command` on the account as the caller last saw it, at stream version `version`,

@@ -183,6 +183,30 @@ async fn concurrent_commands_on_one_account_are_all_recorded_through_retries() {
     assert_eq!(state.guard.recent_failures(), 4);
 }
 
+#[tokio::test]
+async fn a_kept_state_follows_what_another_process_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (here, there) = (open(dir.path()), open(dir.path()));
+    let invitation = invite("kept", "k@example.com", "K");
+    let id = invitation.account_id;
+    here.invite(invitation, &ctx(t0()), &meta()).await.unwrap();
+    activate(&here, id).await;
+    assert_eq!(here.state(id).await.unwrap(), here.load(id).await.unwrap().0);
+    // Another gateway records failures; this one's kept state reads them on its next look.
+    for _ in 0..3 {
+        there.execute(id, sign_in(false), &ctx(t0()), &meta()).await.unwrap();
+    }
+    let (folded, _) = there.load(id).await.unwrap();
+    assert_eq!(here.state(id).await.unwrap(), folded);
+    assert_eq!(folded.guard.recent_failures(), 3);
+    // A command decided here on a stale kept state loses the race and decides again on the new.
+    here.execute(id, sign_in(false), &ctx(t0()), &meta()).await.unwrap();
+    there.execute(id, sign_in(false), &ctx(t0()), &meta()).await.unwrap();
+    let refused = here.execute(id, sign_in(true), &ctx(t0()), &meta()).await;
+    assert!(matches!(refused, Err(ExecuteError::Rejected(AccountError::Throttled { .. }))), "{refused:?}");
+    assert_eq!(here.state(id).await.unwrap(), there.load(id).await.unwrap().0);
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }

@@ -78,7 +78,7 @@ pub async fn change_password(
 ) -> Result<String, Error> {
     // Whoever holds a session (a stolen one, say) must not guess the password faster than at
     // sign-in: the same throttle, from the account's stream, keyed on the client address.
-    let (state, _) = app.accounts.load(row.account_id).await.map_err(|e| app.refused(e))?;
+    let state = app.accounts.state(row.account_id).await.map_err(|e| app.refused(e))?;
     let now = app.clock.now();
     if let Some(until) = state.guard.refused_until(&client.address, Attempt::Password, now) {
         return Err(Error::Throttled { until, now });
@@ -148,7 +148,7 @@ pub async fn finish_reenrollment(app: &App, row: &AccountRow, current_code: &str
     let old_secret = personal::totp_secret(app, row).await?;
     // The last step used, from the stream itself: the read model may lag behind a sign-in that
     // just used the code now presented.
-    let (state, _) = app.accounts.load(row.account_id).await.map_err(Error::internal)?;
+    let state = app.accounts.state(row.account_id).await.map_err(Error::internal)?;
     let now = app.clock.now();
     let current_ok = mfa::matching_step(app, &old_secret, &row.username, current_code, now)?
         .is_some_and(|step| state.last_totp_step.is_none_or(|last| step > last));

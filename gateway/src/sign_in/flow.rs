@@ -133,7 +133,7 @@ async fn password_step(app: &App, flow_id: &str, flow: Flow, password: String, c
     };
     // The account's stream, not the read model, says whether this address may try: attempts a
     // moment ago, on any gateway, are in it.
-    let (state, _) = app.accounts.load(row.account_id).await.map_err(|e| app.refused(e))?;
+    let state = app.accounts.state(row.account_id).await.map_err(|e| app.refused(e))?;
     let now = app.clock.now();
     if let Some(until) = state.guard.refused_until(&client.address, Attempt::Password, now) {
         return Err(Error::Throttled { until, now });
