@@ -116,8 +116,10 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         Ok((state, envelopes))
     }
 
-    /// Decides `command` on the account's current state and appends what it decides, deciding
-    /// again on the fresh state when another writer came first.
+    /// Decides `command` on the account's state and appends what it decides. The kept state is
+    /// tried first without reading the stream: appending expects its version, so a state that
+    /// fell behind (another gateway wrote) loses the race and is brought up to date, and a
+    /// refusal from it is checked again on the up-to-date state before it is believed.
     pub async fn execute(
         &self,
         id: AccountId,
@@ -127,19 +129,36 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
     ) -> Result<Vec<AccountEvent>, ExecuteError> {
         let key = self.keys.get(id).await?;
         let stream = id.stream();
+        let kept = self.states.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+        let (mut state, mut fresh) = match kept {
+            Some(state) => (state, false),
+            None => (self.state_with(id, key.as_ref()).await?, true),
+        };
         for _ in 0..MAX_ATTEMPTS {
-            let state = self.state_with(id, key.as_ref()).await?;
-            let events = decide::decide(&state, command.clone(), ctx)?;
-            if events.is_empty() {
-                return Ok(events);
-            }
+            let events = match decide::decide(&state, command.clone(), ctx) {
+                Ok(events) if !events.is_empty() => events,
+                Ok(_) | Err(_) if !fresh => {
+                    state = self.state_with(id, key.as_ref()).await?;
+                    fresh = true;
+                    continue;
+                }
+                Ok(nothing) => return Ok(nothing),
+                Err(rule) => return Err(rule.into()),
+            };
             let encoded = events
                 .iter()
                 .map(|e| codec::encode(e, &stream, key.as_ref(), meta, ctx.now))
                 .collect::<Result<Vec<_>, _>>()?;
             match self.store.append(&stream, expected(state.version), encoded).await {
-                Ok(_) => return Ok(events),
-                Err(AppendError::Conflict { .. }) => continue,
+                Ok(_) => {
+                    let appended = events.iter().fold(state, tenure_domain::account::evolve);
+                    self.keep(id, &appended);
+                    return Ok(events);
+                }
+                Err(AppendError::Conflict { .. }) => {
+                    state = self.state_with(id, key.as_ref()).await?;
+                    fresh = true;
+                }
                 Err(error) => return Err(error.into()),
             }
         }

@@ -190,7 +190,12 @@ async fn a_kept_state_follows_what_another_process_appended() {
     let invitation = invite("kept", "k@example.com", "K");
     let id = invitation.account_id;
     here.invite(invitation, &ctx(t0()), &meta()).await.unwrap();
-    activate(&here, id).await;
+    // Kept here while only invited; the first sign-in finishes on another gateway. A refusal the
+    // kept state would give ("not onboarded") is checked on the stream before it is believed.
+    here.state(id).await.unwrap();
+    activate(&there, id).await;
+    let signed_in = here.execute(id, sign_in(true), &ctx(t0()), &meta()).await.unwrap();
+    assert!(matches!(signed_in.as_slice(), [AccountEvent::SignedIn(_)]), "{signed_in:?}");
     assert_eq!(here.state(id).await.unwrap(), here.load(id).await.unwrap().0);
     // Another gateway records failures; this one's kept state reads them on its next look.
     for _ in 0..3 {
