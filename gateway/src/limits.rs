@@ -13,7 +13,7 @@ use crate::gateway_db::{Db, DbError};
 /// How long an unknown username's failures are remembered after the last one.
 const GHOST_MEMORY: Duration = Duration::days(30);
 /// Compare-and-set rounds before a failure on an unknown name gives up (gateways racing).
-const GHOST_ATTEMPTS: usize = 10;
+const GHOST_ATTEMPTS: usize = 32;
 
 /// Failures an address may have: `per_minute` on average, `burst` at once (SPEC §11: 30 and 30).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,8 +15,11 @@ use crate::codec::{self, CodecError, Envelope, Meta};
 use crate::event_store::{AppendError, EventStore, Expected, Position, StoreError, StreamAppend, Version};
 use crate::keys::{DataKey, KeyStore};
 
-/// How often `execute` re-decides after losing a race before giving up.
-pub const MAX_ATTEMPTS: usize = 5;
+/// How often `execute` re-decides after losing a race before giving up. Each round reads only
+/// what is new; gateways on one database that take turns on an account's attempts can make one
+/// of them lose several rounds in a row, and giving up would answer a real account with "try
+/// again" where a made-up name never gets it.
+pub const MAX_ATTEMPTS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {

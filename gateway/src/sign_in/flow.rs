@@ -185,17 +185,17 @@ async fn password_step(app: &App, flow_id: &str, flow: Flow, password: String, c
 /// Nobody holds this username: the same work and the same answers as a wrong password, with a
 /// guard that counts and refuses exactly as an account's stream would.
 async fn unknown_password(app: &App, username: &str, password: String, client: &Client) -> Result<Next, Error> {
-    let now = app.clock.now();
-    if let Some(until) = app.limits.ghost_refused(username, &client.address, now).await? {
-        return Err(Error::Throttled { until, now });
+    // `Retry-After` counts from a reading of the clock taken after the guard was read, as for a
+    // known name: a wait found a moment earlier would round up to one second more.
+    if let Some(until) = app.limits.ghost_refused(username, &client.address, app.clock.now()).await? {
+        return Err(Error::Throttled { until, now: app.clock.now() });
     }
     app.hasher.verify(password, None).await?;
     let _turn = app.turns.take(format!("name {username}")).await;
-    let now = app.clock.now();
-    match app.limits.ghost_failed(username, &client.address, now).await? {
+    match app.limits.ghost_failed(username, &client.address, app.clock.now()).await? {
         Some(until) => {
             app.metrics.sign_in("refused");
-            Err(Error::Throttled { until, now })
+            Err(Error::Throttled { until, now: app.clock.now() })
         }
         None => {
             app.metrics.sign_in("wrong_password");
