@@ -655,3 +655,54 @@ fn migrate_store_moves_the_embedded_store_to_postgres_and_the_copy_serves() {
     assert!(last.contains(&uuid::Uuid::from_slice(&event_id).unwrap().to_string()), "{last}");
     assert!(last.contains("hash chain is broken"), "{last}");
 }
+
+/// A key store that is missing, emptied or another store's is refused by every command, and is
+/// never made anew: that would pass the lost keys off as erasure (issue 15).
+#[test]
+fn a_lost_emptied_or_swapped_key_store_is_refused_and_never_made_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ids: Vec<String> = (0..18).map(|n| invite(d, &format!("user{n:02}"), &[]).0).collect();
+    let (keys, master) = (d.join("keys.db"), d.join("master.key"));
+    let saved = std::fs::read(&keys).unwrap();
+    let refusing = |needle: &str| {
+        for args in [
+            &["serve", "--listen", "127.0.0.1:0"][..],
+            &["audit", "user00"],
+            &["admin", "invite", "--username", "newcomer", "--email", "n@example.com", "--org", "acme"],
+        ] {
+            assert_one_line_error(&tenure(d, args), needle);
+        }
+    };
+
+    std::fs::remove_file(&keys).unwrap();
+    refusing("keys.db is missing");
+    assert!(!keys.exists(), "the key store was made anew");
+    assert!(stderr(&tenure(d, &["audit", "user00"])).contains("restore keys.db and master.key from a backup"));
+
+    std::fs::write(&keys, &saved).unwrap();
+    let emptied = rusqlite::Connection::open(&keys).unwrap();
+    emptied.execute("DELETE FROM account_keys", []).unwrap();
+    drop(emptied);
+    refusing("has no key for account");
+
+    let other = tempfile::tempdir().unwrap();
+    invite(other.path(), "stranger", &[]);
+    std::fs::copy(other.path().join("keys.db"), &keys).unwrap();
+    let own_master = std::fs::read(&master).unwrap();
+    std::fs::copy(other.path().join("master.key"), &master).unwrap();
+    refusing("has no key for account");
+
+    // Restored, it opens. A key lost past the accounts checked at start is reported by audit as
+    // lost, not erased, and the chain check fails too.
+    std::fs::write(&keys, &saved).unwrap();
+    std::fs::write(&master, own_master).unwrap();
+    assert!(tenure(d, &["audit", "user00"]).status.success());
+    let lost: uuid::Uuid = ids[17].parse().unwrap();
+    let store = rusqlite::Connection::open(&keys).unwrap();
+    store.execute("DELETE FROM account_keys WHERE account_id = ?1", [lost.as_bytes()]).unwrap();
+    drop(store);
+    assert_one_line_error(&tenure(d, &["audit", "user17"]), "lost, not erased");
+    assert_one_line_error(&tenure(d, &["audit", "user17", "--verify"]), "lost, not erased");
+    assert!(tenure(d, &["audit", "user16"]).status.success());
+}

@@ -58,15 +58,26 @@ impl Location {
         }
     }
 
-    /// Opens the event store and the key store.
+    /// Opens the event store and the key store. The key store is made only for an empty event
+    /// store, and must be the one that sealed the events of a store that has some.
     pub async fn open(&self, mode: Open) -> Result<(Store, Keys), StoreError> {
         let store = self.open_events(mode).await?;
-        let create = mode == Open::CreateIfMissing;
+        let empty = store.head().await? == 0;
+        let create = mode == Open::CreateIfMissing && empty;
         let (keys_path, master) = key_store_paths(self.data_dir());
-        let keys = match self {
-            Location::Embedded { .. } => Keys::Sqlite(SqliteKeyStore::open(&keys_path, &master, create)?),
-            Location::Postgres { url, .. } => Keys::Postgres(PgKeyStore::open(url, &master, create).await?),
+        let lost = |error: StoreError| match error {
+            StoreError::Missing(what) if !empty => StoreError::KeysLost(format!("{what} is missing")),
+            other => other,
         };
+        let keys = match self {
+            Location::Embedded { .. } => Keys::Sqlite(SqliteKeyStore::open(&keys_path, &master, create).map_err(lost)?),
+            Location::Postgres { url, .. } => {
+                Keys::Postgres(PgKeyStore::open(url, &master, create).await.map_err(lost)?)
+            }
+        };
+        if !empty {
+            keys_sealed(&store, &keys, &keys_path).await?;
+        }
         Ok((store, keys))
     }
 
@@ -77,6 +88,33 @@ impl Location {
             Location::Postgres { url, .. } => Ok(Store::Postgres(PgStore::open(url, mode).await?)),
         }
     }
+}
+
+/// Whether `keys` is the key store that sealed `store`'s personal data: the first accounts
+/// invited (the bootstrap administrator among them) each have their key, unless a recorded
+/// `Deleted` destroyed it. A missing, emptied or swapped key store fails this at once.
+async fn keys_sealed(store: &Store, keys: &Keys, keys_path: &std::path::Path) -> Result<(), StoreError> {
+    const SAMPLE: usize = 16;
+    for invited in store.read_all_of_types(0, SAMPLE, &["AccountInvited"]).await? {
+        let Some(account) = tenure_domain::AccountId::from_stream(&invited.stream) else { continue };
+        let held = keys.get(account).await.map_err(|error| {
+            StoreError::KeysLost(format!("the keys in {} do not open: {error}", keys_path.display()))
+        })?;
+        if held.is_some() {
+            continue;
+        }
+        let history = store.read_stream(&invited.stream, 1).await?;
+        if !history.iter().any(|event| event.event_type == "Deleted") {
+            let place = match keys {
+                Keys::Sqlite(_) => keys_path.display().to_string(),
+                Keys::Postgres(_) => "the database's account_keys".to_string(),
+            };
+            return Err(StoreError::KeysLost(format!(
+                "{place} has no key for account {account}, which was never deleted (an empty or another store's key store)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone)]

@@ -95,6 +95,13 @@ pub enum StoreError {
     NotATenureStore(String),
     #[error("the store is corrupt: {0}")]
     Corrupt(String),
+    /// The key store is missing, empty or another store's, while the events hold personal data
+    /// sealed with its keys. It is never made anew: that would pass lost keys off as erasure.
+    #[error(
+        "{0}; the store's events hold personal data sealed with its keys, so it is never made anew: \
+         restore keys.db and master.key from a backup of this data directory (docs/operations.md, \"When things break\")"
+    )]
+    KeysLost(String),
     #[error("the store was written by a newer Tenure (schema {found}, this build knows {known})")]
     NewerSchema { found: i64, known: i64 },
     #[error("store error: {0}")]

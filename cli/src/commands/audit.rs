@@ -23,6 +23,15 @@ pub async fn run(global: &Global, audit: Audit) -> anyhow::Result<ExitCode> {
     let accounts = &context.accounts;
     let id = accounts.resolve(&audit.who).await?.ok_or_else(|| anyhow!("no account named {:?}", audit.who))?;
     let recorded = accounts.store.read_stream(&id.stream(), 1).await?;
+    // Only a recorded deletion destroys a key: a key missing without one was lost, and its
+    // personal data must not pass for erased, nor the history for intact.
+    let key = accounts.keys.get(id).await?;
+    if key.is_none() && !recorded.iter().any(|r| r.event_type == "Deleted") {
+        bail!(
+            "the data key of account {id} is missing, and no Deleted event destroyed it: its personal data is \
+             lost, not erased; restore keys.db and master.key from a backup (docs/operations.md)"
+        );
+    }
 
     if audit.verify {
         return Ok(match chain::verify(&recorded) {
@@ -38,7 +47,6 @@ pub async fn run(global: &Global, audit: Audit) -> anyhow::Result<ExitCode> {
         });
     }
 
-    let key = accounts.keys.get(id).await?;
     if let Some(as_of) = audit.as_of {
         if audit.format == Format::Cloudevents {
             bail!("--as-of prints a state, not events: use --format text or json");
