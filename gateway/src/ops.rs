@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tenure_projections::ProjectionState;
+use tenure_store::EventStore;
 
 use crate::error::Error;
 use crate::state::App;
@@ -26,16 +27,60 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when every projection has caught up with the store and none has failed.
-pub async fn readyz(State(app): Shared) -> Result<Response, Error> {
-    let statuses = app.read_models.status(&app.accounts.store).await?;
-    let ready = statuses.iter().all(|s| s.lag() == 0 && !matches!(s.state, ProjectionState::Failed { .. }));
-    let body = json!({
-        "ready": ready,
-        "projections": statuses.iter().map(|s| json!({"name": s.name, "checkpoint": s.checkpoint, "head": s.head, "lag": s.lag()})).collect::<Vec<_>>(),
-    });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    Ok((status, Json(body)).into_response())
+/// How far behind the store the read models may be and still serve: at a steady load they are
+/// always a few events behind, and a load balancer must not drop a gateway for that.
+pub const READY_WITHIN: chrono::Duration = chrono::Duration::seconds(5);
+
+/// Ready when the store answers, no projection has failed, and each is at most `READY_WITHIN`
+/// behind (the oldest event it has not applied is younger than that). Otherwise `503`, with the
+/// reason: `store_unavailable`, `projection_failed` or `projections_behind`.
+pub async fn readyz(State(app): Shared) -> Response {
+    let statuses = match app.read_models.status(&app.accounts.store).await {
+        Ok(statuses) => statuses,
+        Err(error) => {
+            tracing::warn!("not ready: the store does not answer: {error}");
+            return not_ready("store_unavailable", vec![]);
+        }
+    };
+    let now = app.clock.now();
+    let mut reason = None;
+    let mut projections = Vec::new();
+    for status in &statuses {
+        let behind = if status.lag() == 0 {
+            chrono::Duration::zero()
+        } else {
+            match app.accounts.store.read_all(status.checkpoint + 1, 1).await {
+                Ok(oldest) => oldest.first().map_or(chrono::Duration::zero(), |e| now - e.recorded_at),
+                Err(error) => {
+                    tracing::warn!("not ready: the store does not answer: {error}");
+                    return not_ready("store_unavailable", vec![]);
+                }
+            }
+        };
+        if matches!(status.state, ProjectionState::Failed { .. }) {
+            reason = Some("projection_failed");
+        } else if behind >= READY_WITHIN {
+            reason = reason.or(Some("projections_behind"));
+        }
+        projections.push(json!({
+            "name": status.name,
+            "checkpoint": status.checkpoint,
+            "head": status.head,
+            "lag": status.lag(),
+            "behind_seconds": behind.num_milliseconds().max(0) as f64 / 1000.0,
+        }));
+    }
+    match reason {
+        None => (StatusCode::OK, Json(json!({ "ready": true, "projections": projections }))).into_response(),
+        Some(reason) => not_ready(reason, projections),
+    }
+}
+
+fn not_ready(reason: &'static str, projections: Vec<serde_json::Value>) -> Response {
+    let body = json!({ "ready": false, "reason": reason, "projections": projections });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    response
 }
 
 pub async fn metrics(State(app): Shared) -> Result<Response, Error> {

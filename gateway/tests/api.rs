@@ -235,6 +235,35 @@ async fn health_readiness_metrics_and_security_headers(h: Harness) {
     assert_eq!(headers["x-content-type-options"], "nosniff");
 }
 
+/// Ready while the read models are a few seconds behind at most (at a steady load they always
+/// are); not ready, with the reason, beyond that.
+async fn readiness_tolerates_a_few_seconds_of_lag_and_says_why_it_is_not_ready(h: Harness) {
+    let (id, _, _) = h.signed_in("steady", Role::User, "acme").await;
+    let ready = h.call("GET", "/readyz", None, None, None).await;
+    assert_eq!((ready.status, &ready.json["ready"]), (StatusCode::OK, &json!(true)), "{ready:?}");
+    h.stop_projections().await;
+    let change = tenure_domain::decide::Command::ChangeMfaRequirement { mfa: MfaRequirement::Email };
+    h.app
+        .accounts
+        .execute(id, change, &Ctx { now: h.clock.now() }, &Meta::new(Actor::Operator("t".into())))
+        .await
+        .unwrap();
+    h.clock.advance(Duration::seconds(4));
+    let behind = h.call("GET", "/readyz", None, None, None).await;
+    assert_eq!(behind.status, StatusCode::OK, "{behind:?}");
+    let accounts =
+        behind.json["projections"].as_array().unwrap().iter().find(|p| p["name"] == "accounts").unwrap().clone();
+    assert_eq!((accounts["lag"].as_u64(), accounts["behind_seconds"].as_f64()), (Some(1), Some(4.0)));
+    h.clock.advance(Duration::seconds(2));
+    let stale = h.call("GET", "/readyz", None, None, None).await;
+    assert_eq!(stale.status, StatusCode::SERVICE_UNAVAILABLE, "{stale:?}");
+    assert_eq!(
+        (stale.json["ready"].clone(), stale.json["reason"].clone()),
+        (json!(false), json!("projections_behind"))
+    );
+    assert_eq!(stale.retry_after.as_deref(), Some("5"));
+}
+
 /// Every path in the OpenAPI document is served, and every API route is in the document.
 async fn the_openapi_document_describes_the_routes_served(h: Harness) {
     let served =
@@ -753,4 +782,5 @@ tenure_store::on_both_backends! {
     an_authenticator_required_after_the_first_sign_in_is_added_at_the_next_sign_in,
     every_admin_endpoint_refuses_the_signed_out_plain_users_other_orgs_and_missing_csrf,
     a_password_alone_cannot_replace_emailed_codes_by_an_authenticator,
+    readiness_tolerates_a_few_seconds_of_lag_and_says_why_it_is_not_ready,
 }

@@ -59,6 +59,12 @@ async fn gateway(place: &TestLocation, clock: Arc<ManualClock>) -> Arc<App> {
 }
 
 impl Harness {
+    /// Stops the projections' runner: what is appended from now on stays unread by the read models.
+    pub async fn stop_projections(&self) {
+        self._runners.abort();
+        tokio::task::yield_now().await;
+    }
+
     /// A second gateway on the same store and database, as on another host.
     pub async fn second_gateway(&self) -> Arc<App> {
         gateway(&self.place, self.clock.clone()).await
