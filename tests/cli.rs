@@ -711,3 +711,50 @@ fn a_lost_emptied_or_swapped_key_store_is_refused_and_never_made_anew() {
     assert_one_line_error(&tenure(d, &["audit", "user17", "--verify"]), "lost, not erased");
     assert!(tenure(d, &["audit", "user16"]).status.success());
 }
+
+/// A damaged read-model file is set aside and made anew (the read models come back from the
+/// events); a damaged `sessions.db` too (users sign in again). Neither needs a human.
+#[test]
+fn damaged_disposable_files_are_set_aside_and_made_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for n in 0..200 {
+        invite(d, &format!("member{n:03}"), &[]);
+    }
+    let rebuilt = tenure(d, &["projections", "rebuild"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    // The scheduler opens sessions.db too (it ends sessions); a dry run writes nothing else.
+    let pass = tenure(d, &["scheduler", "--once", "--dry-run"]);
+    assert!(pass.status.success(), "{}", stderr(&pass));
+    for name in ["projections.db", "sessions.db"] {
+        let file = d.join(name);
+        let length = std::fs::metadata(&file).unwrap().len();
+        assert!(length > 8192, "{name} is {length} bytes");
+        // Keep the header, lose the rest: what a crash of the disk or a careless copy leaves.
+        let bytes = std::fs::read(&file).unwrap();
+        let mut damaged = bytes[..4096].to_vec();
+        damaged.extend(std::iter::repeat_n(0xA5u8, bytes.len() - 4096));
+        std::fs::write(&file, damaged).unwrap();
+        let _ = std::fs::remove_file(d.join(format!("{name}-wal")));
+        let _ = std::fs::remove_file(d.join(format!("{name}-shm")));
+    }
+    let pass = tenure(d, &["scheduler", "--once", "--dry-run"]);
+    assert!(pass.status.success(), "{}", stderr(&pass));
+    let rebuilt = tenure(d, &["projections", "rebuild"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    assert!(stdout(&rebuilt).contains("from 400 events"), "{}", stdout(&rebuilt));
+    let status = stdout(&tenure(d, &["projections", "status"]));
+    assert!(
+        status.lines().any(|l| l.starts_with("accounts") && l.split_whitespace().nth(1) == Some("400")),
+        "{status}"
+    );
+    let aside: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".damaged-"))
+        .collect();
+    assert!(aside.iter().any(|n| n.starts_with("projections.db.damaged-")), "{aside:?}");
+    assert!(aside.iter().any(|n| n.starts_with("sessions.db.damaged-")), "{aside:?}");
+    // The events and the keys are never set aside.
+    assert!(tenure(d, &["audit", "member007"]).status.success());
+}

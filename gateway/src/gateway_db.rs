@@ -85,7 +85,12 @@ impl Db {
     /// The tables beside the store `location` names.
     pub fn open_at(location: &tenure_store::Location) -> Result<Db, DbError> {
         match location {
-            tenure_store::Location::Embedded { data_dir, .. } => Db::open_sqlite(&data_dir.join("sessions.db")),
+            // Sessions and flows in progress are disposable: users sign in again.
+            tenure_store::Location::Embedded { data_dir, .. } => tenure_store::disposable::open_or_set_aside(
+                &data_dir.join("sessions.db"),
+                "sessions.db (sessions and sign-ins in progress; users sign in again)",
+                Db::open_sqlite,
+            ),
             // The tables come with the store's migrations, which have run by now.
             tenure_store::Location::Postgres { url, .. } => {
                 Ok(Db::Postgres(tenure_store::postgres::pool(url).map_err(|e| DbError::Db(e.to_string()))?))

@@ -164,7 +164,12 @@ impl ProjectionDb {
     /// The read models beside the store `location` names.
     pub async fn open_at(location: &tenure_store::Location) -> Result<ProjectionDb, ProjectionError> {
         match location {
-            tenure_store::Location::Embedded { data_dir, .. } => ProjectionDb::open(&data_dir.join("projections.db")),
+            // Read models are rebuilt from the events: a damaged file is set aside, not fatal.
+            tenure_store::Location::Embedded { data_dir, .. } => tenure_store::disposable::open_or_set_aside(
+                &data_dir.join("projections.db"),
+                "projections.db (the read models, rebuilt from the events)",
+                ProjectionDb::open,
+            ),
             tenure_store::Location::Postgres { url, .. } => ProjectionDb::open_postgres(url).await,
         }
     }

@@ -9,6 +9,7 @@ pub mod chain;
 pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod disposable;
 pub mod event_store;
 pub mod keys;
 pub mod postgres;
