@@ -10,12 +10,25 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tenure_domain::AccountEvent;
 use tenure_domain::decide::Command;
+use tenure_domain::throttle::Attempt;
 use tenure_projections::AccountRow;
 use tokio::sync::{Mutex as TurnLock, OwnedMutexGuard};
 
 use crate::error::Error;
 use crate::notices;
 use crate::state::{App, as_user};
+
+/// Refuses a password attempt from `address` while the account's guard holds it back. Read from
+/// the stream, not the read model: attempts a moment ago, on any gateway, are in it. Checked
+/// before the argon2 verification, so that a throttled attempt costs no hash.
+pub async fn held_back(app: &App, row: &AccountRow, address: &str) -> Result<(), Error> {
+    let state = app.accounts.state(row.account_id).await.map_err(|e| app.refused(e))?;
+    let now = app.clock.now();
+    match state.guard.refused_until(address, Attempt::Password, now) {
+        Some(until) => Err(Error::Throttled { until, now }),
+        None => Ok(()),
+    }
+}
 
 /// Decides and records an attempt on `row`'s account, in its turn, and mails any security notice
 /// it recorded.

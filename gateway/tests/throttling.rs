@@ -20,10 +20,19 @@ fn from(address: &str) -> Option<SocketAddr> {
 
 /// One whole password attempt for `username` from `address`: the username step, then the password.
 async fn attempt(h: &Harness, address: &str, username: &str, password: &str) -> Reply {
+    let flow = start(h, address, username).await;
+    password_step(h, address, &flow, password).await
+}
+
+/// The username step from `address`; returns the flow id.
+async fn start(h: &Harness, address: &str, username: &str) -> String {
     let started = h
         .call_via(&h.app, from(address), "POST", "/api/v1/sign-in", Some(json!({"username": username})), None, None)
         .await;
-    let flow = started.json["flow"].as_str().expect("a flow").to_string();
+    started.json["flow"].as_str().expect("a flow").to_string()
+}
+
+async fn password_step(h: &Harness, address: &str, flow: &str, password: &str) -> Reply {
     let uri = format!("/api/v1/sign-in/{flow}/password");
     h.call_via(&h.app, from(address), "POST", &uri, Some(json!({ "password": password })), None, None).await
 }
@@ -143,29 +152,11 @@ async fn concurrent_wrong_passwords_tell_no_name_apart(h: Harness) {
             let address = format!("198.51.100.{}", n + i);
             let mut flows = Vec::new();
             for _ in 0..n {
-                let started = h
-                    .call_via(
-                        &h.app,
-                        from(&address),
-                        "POST",
-                        "/api/v1/sign-in",
-                        Some(json!({"username": name})),
-                        None,
-                        None,
-                    )
-                    .await;
-                flows.push(started.json["flow"].as_str().unwrap().to_string());
+                flows.push(start(&h, &address, name).await);
             }
-            let replies = futures_util::future::join_all(flows.iter().map(|flow| {
-                let uri = format!("/api/v1/sign-in/{flow}/password");
-                let h = &h;
-                let address = address.clone();
-                async move {
-                    h.call_via(&h.app, from(&address), "POST", &uri, Some(json!({"password": "wrong"})), None, None)
-                        .await
-                }
-            }))
-            .await;
+            let replies =
+                futures_util::future::join_all(flows.iter().map(|flow| password_step(&h, &address, flow, "wrong")))
+                    .await;
             let mut answers: Vec<(u16, String, Option<i64>)> =
                 replies.iter().map(|r| (r.status.as_u16(), r.json.to_string(), seconds(r))).collect();
             answers.sort();

@@ -77,20 +77,23 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
     }
 
     async fn state_with(&self, id: AccountId, key: Option<&DataKey>) -> Result<Account, ExecuteError> {
-        let kept = self.states.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
-        let mut state = kept.unwrap_or_default();
-        let recorded = self.store.read_stream(&id.stream(), state.version + 1).await?;
-        for (expected, event) in (state.version + 1..).zip(recorded) {
-            if event.version != expected {
-                // Not the stream the state was folded from (a store replaced under a running
-                // process): fold it all again.
-                self.forget(id);
-                return Box::pin(self.state_with(id, key)).await;
-            }
+        let mut state = self.kept(id).unwrap_or_default();
+        let mut recorded = self.store.read_stream(&id.stream(), state.version + 1).await?;
+        if recorded.first().is_some_and(|event| event.version != state.version + 1) {
+            // Not the stream the state was folded from (a store replaced under a running
+            // process): fold it all again.
+            state = Account::default();
+            recorded = self.store.read_stream(&id.stream(), 1).await?;
+        }
+        for event in recorded {
             state = tenure_domain::account::evolve(state, &codec::decode_as(event, key)?.event);
         }
         self.keep(id, &state);
         Ok(state)
+    }
+
+    fn kept(&self, id: AccountId) -> Option<Account> {
+        self.states.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
     }
 
     fn keep(&self, id: AccountId, state: &Account) {
@@ -103,10 +106,6 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
             states.clear();
         }
         states.insert(id, state.clone());
-    }
-
-    fn forget(&self, id: AccountId) {
-        self.states.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 
     /// The account's events, decoded, and its folded state.
@@ -132,8 +131,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
     ) -> Result<Vec<AccountEvent>, ExecuteError> {
         let key = self.keys.get(id).await?;
         let stream = id.stream();
-        let kept = self.states.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
-        let (mut state, mut fresh) = match kept {
+        let (mut state, mut fresh) = match self.kept(id) {
             Some(state) => (state, false),
             None => (self.state_with(id, key.as_ref()).await?, true),
         };

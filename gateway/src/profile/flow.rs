@@ -3,11 +3,10 @@
 use chrono::{DateTime, Utc};
 use tenure_domain::decide::{Command, EnrollmentProof, PasswordVia};
 use tenure_domain::events::{Client, MfaMethod, MfaRequirement, Profile, SignInMethod};
-use tenure_domain::throttle::Attempt;
 use tenure_domain::{Username, password};
 use tenure_projections::AccountRow;
 
-use crate::attempts::attempt;
+use crate::attempts::{attempt, held_back};
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
 use crate::offered_keys::Slot;
@@ -77,12 +76,8 @@ pub async fn change_password(
     client: Client,
 ) -> Result<String, Error> {
     // Whoever holds a session (a stolen one, say) must not guess the password faster than at
-    // sign-in: the same throttle, from the account's stream, keyed on the client address.
-    let state = app.accounts.state(row.account_id).await.map_err(|e| app.refused(e))?;
-    let now = app.clock.now();
-    if let Some(until) = state.guard.refused_until(&client.address, Attempt::Password, now) {
-        return Err(Error::Throttled { until, now });
-    }
+    // sign-in: the same throttle, keyed on the client address.
+    held_back(app, row, &client.address).await?;
     let phc = personal::password_hash(app, row).await?;
     if !app.hasher.verify(current, phc).await? {
         attempt(app, row, Command::WrongCurrentPassword { client }).await?;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -183,16 +183,17 @@ pub struct WatchedBody<B> {
     inner: B,
     activity: std::sync::Arc<Activity>,
     seq: u64,
-    done: AtomicBool,
+    done: bool,
 }
 
 impl<B> WatchedBody<B> {
     pub fn new(inner: B, activity: std::sync::Arc<Activity>, seq: u64) -> WatchedBody<B> {
-        WatchedBody { inner, activity, seq, done: AtomicBool::new(false) }
+        WatchedBody { inner, activity, seq, done: false }
     }
 
-    fn finished(&self) {
-        if !self.done.swap(true, Ordering::Relaxed) {
+    fn finished(&mut self) {
+        if !self.done {
+            self.done = true;
             self.activity.body_done(self.seq);
         }
     }

@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use tenure_domain::decide::{Command, Factor};
 use tenure_domain::events::{Client, CodePurpose, MfaMethod, MfaRequirement};
-use tenure_domain::throttle::Attempt;
 use tenure_domain::{AccountError, AccountEvent, Username};
 use tenure_projections::AccountRow;
 
 use super::flows::{Flow, Step};
-use crate::attempts::attempt;
+use crate::attempts::{attempt, held_back};
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
 use crate::state::{App, as_user};
@@ -131,13 +130,7 @@ async fn password_step(app: &App, flow_id: &str, flow: Flow, password: String, c
     let Some(row) = row else {
         return unknown_password(app, &flow.username, password, &client).await;
     };
-    // The account's stream, not the read model, says whether this address may try: attempts a
-    // moment ago, on any gateway, are in it.
-    let state = app.accounts.state(row.account_id).await.map_err(|e| app.refused(e))?;
-    let now = app.clock.now();
-    if let Some(until) = state.guard.refused_until(&client.address, Attempt::Password, now) {
-        return Err(Error::Throttled { until, now });
-    }
+    held_back(app, &row, &client.address).await?;
     let phc = personal::password_hash(app, &row).await?;
     let correct = app.hasher.verify(password, phc).await?;
     let command = Command::SignIn { factor: Factor::Password { correct }, client };
