@@ -213,7 +213,7 @@ fn first_sign_in_and_sign_in_with_emailed_codes() {
     );
     assert_eq!(
         post(&http, &format!("{api}/invitations/{token}/mfa/start"), json!({}), None, None).2,
-        json!({"sent": true})
+        json!({"sent": true, "mail": "queued"})
     );
     let mail = sink.wait_for_message(1);
     assert!(mail.contains("To: mailer@example.com"), "{mail}");
@@ -233,7 +233,7 @@ fn first_sign_in_and_sign_in_with_emailed_codes() {
         None,
         None,
     );
-    assert_eq!(next.2, json!({"next": "email_code"}));
+    assert_eq!(next.2, json!({"next": "email_code", "mail": "queued"}));
     let code = code_in(&sink.wait_for_message(2));
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let refused = post(&http, &format!("{api}/sign-in/{flow}/code"), json!({"code": wrong}), None, None);

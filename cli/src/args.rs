@@ -53,6 +53,9 @@ pub enum Command {
     Projections(Projections),
     /// The inactivity scheduler (SPEC §5): warnings, deactivation, deletion, username release.
     Scheduler(Scheduler),
+    /// The mail outbox: what is queued, sent or failing, and sending it now.
+    #[command(subcommand)]
+    Mail(Mail),
     /// Creates or upgrades the schema of the store that --store names, and exits. `tenure serve`
     /// does the same at start; this runs it ahead of a rollout.
     Migrate,
@@ -125,6 +128,16 @@ pub enum Projections {
     },
     /// Keeps the projections up to date until interrupted (`tenure serve` does this itself).
     Run,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Mail {
+    /// How many mails are queued, sent and failing, the oldest queued one's age, and why the
+    /// failing ones fail; exits 1 while a mail is failing.
+    Status,
+    /// Sends what is due now (waiting up to 30 s for a mail server that refuses), then prints
+    /// the status.
+    Send,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@ mod bench;
 mod bench_flows;
 mod bench_scheduler;
 mod bench_sign_in;
+mod mail;
 mod migrate;
 mod org;
 mod projections;
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Org(item) => org::run(&cli.global, item).await,
         Command::Projections(command) => projections::run(&cli.global, command).await,
         Command::Scheduler(args) => scheduler::run(&cli.global, args).await,
+        Command::Mail(command) => mail::run(&cli.global, command).await,
         Command::Migrate => migrate::schema(&cli.global).await,
         Command::MigrateStore(args) => migrate::store(&cli.global, args).await,
     }

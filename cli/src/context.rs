@@ -68,3 +68,29 @@ pub fn operator() -> Actor {
     let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     Actor::Operator(name)
 }
+
+/// The delivery of mail queued in the store, through the mailer the global options name.
+pub fn delivery(global: &Global, context: &Context) -> anyhow::Result<tenure_mail::delivery::Delivery> {
+    let outbox = tenure_store::outbox::Outbox::of(&context.accounts.store)?;
+    Ok(tenure_mail::delivery::Delivery::new(
+        outbox,
+        context.accounts.keys.clone(),
+        mailer(global)?,
+        std::sync::Arc::new(Utc::now),
+    ))
+}
+
+/// Sends the mail a command just queued, waiting a little for a mail server that is away; what
+/// is still queued then is sent by a running `tenure serve` (or the next command that sends).
+pub async fn send_queued(global: &Global, context: &Context) -> anyhow::Result<()> {
+    let status = delivery(global, context)?.drain(std::time::Duration::from_secs(10)).await?;
+    if status.queued > 0 {
+        let reason = status.failing.first().map_or("not sent yet".to_string(), |f| f.last_error.clone());
+        eprintln!(
+            "mail: {} queued, not sent yet ({reason}); `tenure serve` sends it once the mail server accepts it \
+             (`tenure mail status` shows where it stands)",
+            status.queued
+        );
+    }
+    Ok(())
+}

@@ -42,10 +42,13 @@ pub enum Command {
         mfa: MfaRequirement,
     },
     /// `invitation` is the link's token digest during first sign-in, `None` for a signed-in user.
+    /// `previous_unsent` when the mail of the code issued last has not left (the mail server
+    /// refused it so far): a new code may then be issued without waiting out the spacing.
     IssueEmailCode {
         purpose: CodePurpose,
         code_digest: SecretDigest,
         invitation: Option<SecretDigest>,
+        previous_unsent: bool,
     },
     EnrollMfa {
         proof: EnrollmentProof,
@@ -244,7 +247,7 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
             }
             MfaRequirementChanged { mfa, at: now }.into()
         }
-        Command::IssueEmailCode { purpose, code_digest, invitation } => {
+        Command::IssueEmailCode { purpose, code_digest, invitation, previous_unsent } => {
             match purpose {
                 // The password step just passed for this client address: a code may follow.
                 CodePurpose::SignIn => {
@@ -260,7 +263,9 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
                     allow_method(state, MfaMethod::Email)?;
                 }
             }
-            if let Some(code) = &state.email_code {
+            if let Some(code) = &state.email_code
+                && !previous_unsent
+            {
                 let retry_at = code.issued_at + EMAIL_CODE_RESEND_INTERVAL;
                 if now < retry_at {
                     return Err(AccountError::ResendTooSoon { retry_at });

@@ -375,7 +375,12 @@ fn enrollment_needs_a_password_and_the_required_method() {
 fn email_enrollment_issues_then_checks_a_code() {
     let base = [invited(MfaRequirement::Email), password_set(PasswordReason::Onboarding, t0())];
     given(base.clone())
-        .when(Command::IssueEmailCode { purpose: CodePurpose::Enrollment, code_digest: CODE, invitation: Some(TOKEN) })
+        .when(Command::IssueEmailCode {
+            purpose: CodePurpose::Enrollment,
+            code_digest: CODE,
+            invitation: Some(TOKEN),
+            previous_unsent: false,
+        })
         .then([code_issued(CodePurpose::Enrollment, t0())]);
     let mut issued = base.to_vec();
     issued.push(code_issued(CodePurpose::Enrollment, t0()));
@@ -443,7 +448,12 @@ fn an_email_code_for_sign_in_signs_in_once() {
 fn email_codes_cannot_be_requested_more_than_once_a_minute() {
     let mut events = active_with_email();
     events.push(code_issued(CodePurpose::SignIn, t0()));
-    let issue = || Command::IssueEmailCode { purpose: CodePurpose::SignIn, code_digest: CODE, invitation: None };
+    let issue = || Command::IssueEmailCode {
+        purpose: CodePurpose::SignIn,
+        code_digest: CODE,
+        invitation: None,
+        previous_unsent: false,
+    };
     given(events.clone())
         .at(t0() + Duration::seconds(30))
         .when(issue())
@@ -457,7 +467,12 @@ fn email_codes_cannot_be_requested_more_than_once_a_minute() {
 #[test]
 fn sign_in_codes_are_only_for_email_accounts() {
     given(active_with_app())
-        .when(Command::IssueEmailCode { purpose: CodePurpose::SignIn, code_digest: CODE, invitation: None })
+        .when(Command::IssueEmailCode {
+            purpose: CodePurpose::SignIn,
+            code_digest: CODE,
+            invitation: None,
+            previous_unsent: false,
+        })
         .then_err(AccountError::WrongFactor);
     given(active_with_app()).when(sign_in(Factor::EmailCode { presented: CODE })).then_err(AccountError::WrongFactor);
 }
@@ -818,4 +833,19 @@ fn invitations_that_are_never_used_are_deactivated_too() {
         at: deactivation_deadline(),
     }
     .into()]);
+}
+
+#[test]
+fn a_code_whose_mail_never_left_may_be_replaced_at_once() {
+    let mut events = active_with_email();
+    events.push(code_issued(CodePurpose::SignIn, t0()));
+    given(events)
+        .at(t0() + Duration::seconds(5))
+        .when(Command::IssueEmailCode {
+            purpose: CodePurpose::SignIn,
+            code_digest: CODE,
+            invitation: None,
+            previous_unsent: true,
+        })
+        .then([code_issued(CodePurpose::SignIn, t0() + Duration::seconds(5))]);
 }

@@ -1,6 +1,6 @@
 //! Password and code attempts (at sign-in, and the current password of a password change):
 //! decided and recorded one at a time per account (or unknown name) in this gateway, with any
-//! security notice they record mailed. Concurrent attempts then see each other's failures
+//! security notice they record queued for mail. Concurrent attempts then see each other's failures
 //! without losing appends to each other, so a burst of guesses is never answered "try again" for
 //! a real account and not for a made-up one. Gateways on one database still race, and the
 //! store's expected-version retry settles that.
@@ -30,15 +30,20 @@ pub async fn held_back(app: &App, row: &AccountRow, address: &str) -> Result<(),
     }
 }
 
-/// Decides and records an attempt on `row`'s account, in its turn, and mails any security notice
-/// it recorded.
+/// Decides and records an attempt on `row`'s account, in its turn, with the mail of any security
+/// notice it records.
 pub async fn attempt(app: &App, row: &AccountRow, command: Command) -> Result<Vec<AccountEvent>, Error> {
     let account = row.account_id;
     let events = {
         let _turn = app.turns.take(format!("account {account}")).await;
-        app.accounts.execute(account, command, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?
+        app.accounts
+            .execute_mailing(account, command, &app.ctx(), &as_user(account), notices::compose)
+            .await
+            .map_err(|e| app.refused(e))?
     };
-    notices::mail_recorded(app, row, &events).await?;
+    if events.iter().any(|e| matches!(e, AccountEvent::SecurityNoticeSent(_))) {
+        app.delivery.wake();
+    }
     Ok(events)
 }
 

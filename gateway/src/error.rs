@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tenure_domain::{AccountError, AccountId, Confidential, Username};
+use tenure_domain::{AccountError, Username};
 use tenure_store::ExecuteError;
 
 #[derive(Debug)]
@@ -73,12 +73,8 @@ pub enum Error {
     Csrf,
     AdminsOnly,
     NoSuchMember,
-    /// The invitation is recorded but its mail could not be sent: the link, for whoever invited.
-    InvitationNotMailed {
-        account_id: AccountId,
-        url: Confidential,
-        reason: String,
-    },
+    /// The store cannot be reached, or its disk is full: an outage, answered 503 with a reason.
+    Outage(Outage),
     /// Anything else: logged, never shown.
     Internal(String),
 }
@@ -104,9 +100,71 @@ impl Error {
             ExecuteError::Rejected(AccountError::Throttled { until }) => Error::Throttled { until, now },
             ExecuteError::Rejected(rule) => Error::Rejected { rule, now },
             ExecuteError::Contended => Error::Contended,
+            ExecuteError::Store(error) => error.into(),
             other => Error::internal(other),
         }
     }
+}
+
+/// Why the service is away for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    StoreUnavailable,
+    DiskFull,
+}
+
+/// What an outage answer tells clients to wait.
+pub const OUTAGE_RETRY_SECS: u64 = 5;
+
+impl Outage {
+    /// The outage a store error reports, if it reports one.
+    pub fn of(error: &tenure_store::StoreError) -> Option<Outage> {
+        match error {
+            tenure_store::StoreError::Unavailable(_) => Some(Outage::StoreUnavailable),
+            tenure_store::StoreError::DiskFull(_) => Some(Outage::DiskFull),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Outage::StoreUnavailable => "store_unavailable",
+            Outage::DiskFull => "disk_full",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Outage::StoreUnavailable => "The service cannot reach its database just now; please try again shortly.",
+            Outage::DiskFull => "The service cannot save anything just now (its disk is full); please try again later.",
+        }
+    }
+}
+
+impl From<tenure_store::StoreError> for Error {
+    fn from(error: tenure_store::StoreError) -> Self {
+        match Outage::of(&error) {
+            Some(outage) => {
+                if outage == Outage::DiskFull {
+                    *DISK_FULL_SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(std::time::Instant::now());
+                }
+                Error::Outage(outage)
+            }
+            None => Error::internal(error),
+        }
+    }
+}
+
+/// When a write last failed on a full disk in this process. A full disk shows only when writing,
+/// and `/readyz` does not write: it reports the disk full while writes failed on it lately. It
+/// then reports ready again by itself, so a gateway the load balancer dropped gets traffic back
+/// once space is freed (and is dropped again at once if it is not).
+static DISK_FULL_SEEN: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// Whether a write failed on a full disk within `within`.
+pub fn disk_full_within(within: std::time::Duration) -> bool {
+    DISK_FULL_SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some_and(|at| at.elapsed() < within)
 }
 
 macro_rules! internal_from {
@@ -119,15 +177,25 @@ macro_rules! internal_from {
     )*};
 }
 
-internal_from!(
-    tenure_projections::ProjectionError,
-    tenure_store::StoreError,
-    tenure_store::CodecError,
-    crate::gateway_db::DbError,
-    crate::totp::TotpError,
-    tenure_mail::MailError,
-    askama::Error,
-);
+impl From<tenure_projections::ProjectionError> for Error {
+    fn from(error: tenure_projections::ProjectionError) -> Self {
+        match error {
+            tenure_projections::ProjectionError::Store(error) => error.into(),
+            other => Error::internal(other),
+        }
+    }
+}
+
+impl From<crate::gateway_db::DbError> for Error {
+    fn from(error: crate::gateway_db::DbError) -> Self {
+        match error {
+            crate::gateway_db::DbError::Store(error) => error.into(),
+            other => Error::internal(other),
+        }
+    }
+}
+
+internal_from!(tenure_store::CodecError, crate::totp::TotpError, tenure_mail::MailError, askama::Error,);
 
 impl From<crate::passwords::HashError> for Error {
     fn from(error: crate::passwords::HashError) -> Self {
@@ -259,8 +327,12 @@ impl From<Error> for ApiError {
                 ApiError::new(S::FORBIDDEN, "forbidden", "Only your organisation's administrators can do this.")
             }
             Error::NoSuchMember => ApiError::new(S::NOT_FOUND, "not_found", "No such user in your organisation."),
-            Error::InvitationNotMailed { account_id, reason, .. } => {
-                Error::internal(format!("the invitation of {account_id} could not be mailed: {reason}")).into()
+            Error::Outage(outage) => {
+                tracing::warn!("{outage:?}: answered 503");
+                ApiError {
+                    retry_after: Some(OUTAGE_RETRY_SECS),
+                    ..ApiError::new(S::SERVICE_UNAVAILABLE, outage.code(), outage.message())
+                }
             }
             Error::Internal(what) => {
                 tracing::error!("{what}");

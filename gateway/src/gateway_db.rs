@@ -13,18 +13,21 @@ use tokio_postgres::types::ToSql;
 pub enum DbError {
     #[error("gateway tables: {0}")]
     Db(String),
+    /// What the database said, kept whole so that an outage is told from a fault.
+    #[error(transparent)]
+    Store(#[from] tenure_store::StoreError),
     #[error("no randomness: {0}")]
     Random(String),
 }
 
 impl From<rusqlite::Error> for DbError {
     fn from(error: rusqlite::Error) -> Self {
-        DbError::Db(error.to_string())
+        DbError::Store(tenure_store::sqlite::write_error("gateway tables", &error))
     }
 }
 
 pub fn pg(error: tokio_postgres::Error) -> DbError {
-    DbError::Db(tenure_store::postgres::pg_error("gateway tables", &error).to_string())
+    DbError::Store(tenure_store::postgres::pg_error("gateway tables", &error))
 }
 
 #[derive(Clone)]
@@ -113,7 +116,7 @@ impl Db {
     }
 
     pub async fn client(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Object, DbError> {
-        pool.get().await.map_err(|e| DbError::Db(e.to_string()))
+        pool.get().await.map_err(|e| DbError::Store(tenure_store::postgres::pool_error(e)))
     }
 
     // Statements are prepared once per connection: an unprepared one costs a second round trip.

@@ -45,6 +45,11 @@ pub struct Metrics {
     /// Unix seconds of the next due step, 0 when nothing is due.
     pub scheduler_next_due: Gauge,
     pub scheduler_actions: Family<ActionLabel, Counter>,
+    pub mail_queued: Gauge,
+    pub mail_failing: Gauge,
+    pub mail_sent: Gauge,
+    pub mail_sent_again: Gauge,
+    pub mail_oldest_queued: Gauge,
 }
 
 impl Default for Metrics {
@@ -68,8 +73,29 @@ impl Default for Metrics {
         );
         let scheduler_actions = Family::<ActionLabel, Counter>::default();
         registry.register("scheduler_actions", "Steps the scheduler took, by kind", scheduler_actions.clone());
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let mail_queued = gauge(&mut registry, "mail_queued", "Mails in the outbox not sent yet");
+        let mail_failing =
+            gauge(&mut registry, "mail_failing", "Queued mails the mail server has refused at least once");
+        let mail_sent = gauge(&mut registry, "mail_sent", "Mails sent (kept 30 days)");
+        let mail_sent_again = gauge(
+            &mut registry,
+            "mail_sent_again",
+            "Mails sent more than once, each time with the same Message-ID (a worker stopped between sending and recording it)",
+        );
+        let mail_oldest_queued =
+            gauge(&mut registry, "mail_oldest_queued_seconds", "Age of the oldest mail not sent yet (0 when none)");
         Metrics {
             registry,
+            mail_queued,
+            mail_failing,
+            mail_sent,
+            mail_sent_again,
+            mail_oldest_queued,
             sign_ins,
             requests,
             hash_queue,

@@ -2,10 +2,12 @@
 //! at first sign-in, at a sign-in that must add an authenticator, and in My Profile.
 
 use chrono::{DateTime, Utc};
-use tenure_domain::SecretDigest;
 use tenure_domain::decide::Command;
 use tenure_domain::events::CodePurpose;
+use tenure_domain::{Account, AccountEvent, SecretDigest};
+use tenure_mail::delivery;
 use tenure_projections::AccountRow;
+use tenure_store::outbox::MailState;
 
 use crate::codes;
 use crate::error::Error;
@@ -66,22 +68,49 @@ impl AppSetup {
     }
 }
 
-/// Issues an emailed code for `purpose` (recorded first: the decider decides whether one may be
-/// sent now) and mails it.
+/// Issues an emailed code for `purpose` and queues its mail with it: the decider decides whether
+/// one may be issued now, and the delivery worker sends it. A code whose mail the server has
+/// refused so far may be replaced at once, and the replaced mail is not sent.
 pub async fn send_code(
     app: &App,
     row: &AccountRow,
     purpose: CodePurpose,
     invitation: Option<SecretDigest>,
 ) -> Result<(), Error> {
+    let account = row.account_id;
+    let previous = app.delivery.outbox().latest(account.0, CODE_MAIL).await?;
+    let previous_unsent = matches!(previous, Some((_, MailState::Queued { failures })) if failures > 0);
     let code = codes::new_code();
-    let code_digest = app.code_key.digest(row.account_id.0.as_bytes(), &code);
-    let command = Command::IssueEmailCode { purpose, code_digest, invitation };
-    let meta = as_user(row.account_id);
-    app.accounts.execute(row.account_id, command, &app.ctx(), &meta).await.map_err(|e| app.refused(e))?;
-    let to =
-        crate::personal::email(app, row).await?.ok_or_else(|| Error::internal("no email address to send a code to"))?;
-    app.mailer.send(&tenure_mail::texts::verification_code(&to, &code)).await?;
-    tracing::info!(account = %row.account_id, "sent a verification code");
+    let code_digest = app.code_key.digest(account.0.as_bytes(), &code);
+    let command = Command::IssueEmailCode { purpose, code_digest, invitation, previous_unsent };
+    let letter = std::sync::Mutex::new(None);
+    let compose = |state: &Account, events: &[AccountEvent]| {
+        let issued = events.iter().any(|e| matches!(e, AccountEvent::EmailCodeIssued(_)));
+        let to =
+            state.invited.as_ref().and_then(|invited| invited.invitee.known()).map(|invitee| invitee.email.clone());
+        match (issued, to) {
+            (true, Some(to)) => {
+                let queued = delivery::letter(CODE_MAIL, tenure_mail::texts::verification_code(&to, &code));
+                *letter.lock().unwrap_or_else(|p| p.into_inner()) = Some(queued.id);
+                vec![queued]
+            }
+            _ => vec![],
+        }
+    };
+    app.accounts
+        .execute_mailing(account, command, &app.ctx(), &as_user(account), compose)
+        .await
+        .map_err(|e| app.refused(e))?;
+    let Some(queued) = letter.into_inner().unwrap_or_else(|p| p.into_inner()) else {
+        return Err(Error::internal("no email address to send a code to"));
+    };
+    if previous_unsent {
+        app.delivery.outbox().supersede(account.0, CODE_MAIL, queued).await?;
+    }
+    app.delivery.wake();
+    tracing::info!(account = %account, "queued a verification code");
     Ok(())
 }
+
+/// The outbox's name for code mail.
+const CODE_MAIL: &str = "code";

@@ -31,9 +31,13 @@ pub async fn healthz() -> &'static str {
 /// always a few events behind, and a load balancer must not drop a gateway for that.
 pub const READY_WITHIN: chrono::Duration = chrono::Duration::seconds(5);
 
-/// Ready when the store answers, no projection has failed, and each is at most `READY_WITHIN`
-/// behind (the oldest event it has not applied is younger than that). Otherwise `503`, with the
-/// reason: `store_unavailable`, `projection_failed` or `projections_behind`.
+/// How long a write that failed on a full disk keeps the gateway not ready.
+const DISK_FULL_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Ready when the store answers, no write failed on a full disk lately, no projection has
+/// failed, and each is at most `READY_WITHIN` behind (the oldest event it has not applied is
+/// younger than that). Otherwise `503`, with the reason: `store_unavailable`, `disk_full`,
+/// `projection_failed` or `projections_behind`.
 pub async fn readyz(State(app): Shared) -> Response {
     let statuses = match app.read_models.status(&app.accounts.store).await {
         Ok(statuses) => statuses,
@@ -42,6 +46,9 @@ pub async fn readyz(State(app): Shared) -> Response {
             return not_ready("store_unavailable", vec![]);
         }
     };
+    if crate::error::disk_full_within(DISK_FULL_HOLD) {
+        return not_ready("disk_full", vec![]);
+    }
     let now = app.clock.now();
     let mut reason = None;
     let mut projections = Vec::new();
@@ -85,6 +92,13 @@ fn not_ready(reason: &'static str, projections: Vec<serde_json::Value>) -> Respo
 
 pub async fn metrics(State(app): Shared) -> Result<Response, Error> {
     app.metrics.hash_queue.set(app.hasher.depth() as i64);
+    let mail = app.delivery.outbox().status().await?;
+    app.metrics.mail_queued.set(mail.queued as i64);
+    app.metrics.mail_failing.set(mail.failing_count as i64);
+    app.metrics.mail_sent.set(mail.sent as i64);
+    app.metrics.mail_sent_again.set(mail.sent_again as i64);
+    let oldest = mail.oldest_queued.map_or(0, |at| (app.clock.now() - at).num_seconds().max(0));
+    app.metrics.mail_oldest_queued.set(oldest);
     for status in app.read_models.status(&app.accounts.store).await? {
         let label = crate::metrics::ProjectionLabel { projection: status.name };
         app.metrics.projection_lag.get_or_create(&label).set(status.lag() as i64);

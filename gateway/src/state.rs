@@ -6,7 +6,9 @@ use std::sync::Arc;
 use tenure_domain::decide::Ctx;
 use tenure_domain::{AccountId, Clock};
 use tenure_mail::Mailer;
+use tenure_mail::delivery::Delivery;
 use tenure_projections::ProjectionDb;
+use tenure_store::outbox::Outbox;
 use tenure_store::{Accounts, Keys, Location, Store};
 
 use crate::attempts::Turns;
@@ -44,6 +46,9 @@ pub struct App {
     pub sessions: SessionStore,
     pub hasher: PasswordHasherPool,
     pub mailer: Mailer,
+    /// Mail queued with its events leaves through here; a worker runs for as long as the app.
+    pub delivery: Delivery,
+    _delivering: tokio::sync::watch::Sender<bool>,
     pub code_key: CodeKey,
     pub clock: Arc<dyn Clock>,
     /// The gateway's own tables, which every gateway on the store shares.
@@ -101,12 +106,21 @@ impl App {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hasher = PasswordHasherPool::new(hash_cost, workers, 64)?;
         let refusals = RefusalTimes::starting_at(hasher.typical_verify() * 2);
+        let now = {
+            let clock = clock.clone();
+            Arc::new(move || clock.now())
+        };
+        let delivery = Delivery::new(Outbox::of(&store)?, keys.clone(), mailer.clone(), now);
+        let (delivering, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(delivery.clone().run(stop));
         Ok(Arc::new(App {
             accounts: Accounts::new(store, keys),
             read_models: ProjectionDb::open_at(location).await?,
             sessions,
             hasher,
             mailer,
+            delivery,
+            _delivering: delivering,
             code_key,
             clock,
             flows: Flows::new(db.clone(), seal.clone()),

@@ -729,8 +729,9 @@ async fn every_admin_endpoint_refuses_the_signed_out_plain_users_other_orgs_and_
     assert_eq!(rivals.json.as_array().unwrap().len(), 1, "beta's admin sees beta only: {rivals:?}");
 }
 
-/// The code in the newest mail of the outbox.
-fn newest_code(h: &Harness) -> String {
+/// The code in the newest mail of the outbox folder, once the mail queued so far has left.
+async fn newest_code(h: &Harness) -> String {
+    h.app.delivery.flush(std::time::Duration::from_secs(10)).await.unwrap();
     let outbox = h.place.dir.path().join("outbox");
     let newest = std::fs::read_dir(&outbox)
         .unwrap()
@@ -750,7 +751,7 @@ async fn a_password_alone_cannot_replace_emailed_codes_by_an_authenticator(h: Ha
     h.call("POST", &format!("{base}/password"), Some(password), None, None).await;
     h.call("POST", &format!("{base}/mfa/start"), None, None, None).await;
     let verified =
-        h.call("POST", &format!("{base}/mfa/verify"), Some(json!({"code": newest_code(&h)})), None, None).await;
+        h.call("POST", &format!("{base}/mfa/verify"), Some(json!({"code": newest_code(&h).await})), None, None).await;
     assert_eq!(verified.json["next"], "terms", "{verified:?}");
     let done = h.call("POST", &format!("{base}/terms"), Some(json!({"accept": true, "version": 3})), None, None).await;
     assert_eq!(done.json["next"], "done", "{done:?}");

@@ -82,7 +82,7 @@ async fn unknown_and_known_usernames_take_the_same_time() {
         display_name: None,
         token_digest,
     };
-    app.accounts.invite(invite, &ctx, &meta).await.unwrap();
+    app.accounts.invite(invite, &ctx, &meta, vec![]).await.unwrap();
     let hash = app.hasher.hash("the real password 123".into()).await.unwrap();
     let via = PasswordVia::Invitation { token_digest };
     app.accounts.execute(id, Command::SetPassword { password_hash: hash.into(), via }, &ctx, &meta).await.unwrap();

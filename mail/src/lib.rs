@@ -3,6 +3,7 @@
 //! a plain-text and an HTML body, and a Message-ID the caller derives from the event it reports,
 //! so that a mail sent twice for one event is recognisably the same mail.
 
+pub mod delivery;
 pub mod texts;
 
 use std::path::Path;
@@ -24,7 +25,7 @@ pub enum MailError {
 }
 
 /// One mail to one recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mail {
     pub to: String,
     pub subject: String,

@@ -107,6 +107,7 @@ fn history(
                 purpose: CodePurpose::Enrollment,
                 code_digest: code,
                 invitation: Some(token),
+                previous_unsent: false,
             })?;
             history.run(Command::EnrollMfa {
                 proof: EnrollmentProof::Email { presented: code },
@@ -135,6 +136,7 @@ fn history(
                     purpose: CodePurpose::SignIn,
                     code_digest: code,
                     invitation: None,
+                    previous_unsent: false,
                 })?;
                 Factor::EmailCode { presented: code }
             }

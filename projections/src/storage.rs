@@ -33,7 +33,10 @@ pub enum ProjectionError {
 
 impl From<rusqlite::Error> for ProjectionError {
     fn from(error: rusqlite::Error) -> Self {
-        ProjectionError::Db(error.to_string())
+        match tenure_store::sqlite::write_error("read models", &error) {
+            full @ StoreError::DiskFull(_) => ProjectionError::Store(full),
+            _ => ProjectionError::Db(error.to_string()),
+        }
     }
 }
 

@@ -109,7 +109,7 @@ pub async fn invite(repo: &Repo, username: &str, org: &str, role: Role, at: Date
         display_name: Some(format!("{username} Display")),
         token_digest: token_for(username),
     };
-    repo.invite(invite, &ctx(at), &meta()).await.expect("invite");
+    repo.invite(invite, &ctx(at), &meta(), vec![]).await.expect("invite");
     id
 }
 

@@ -4,12 +4,9 @@
 //! computed from: a sign-in that lands first makes the command fail, and the step is recomputed
 //! from the new state. Never both.
 //!
-//! Warning mails are sent after their event is recorded, with the event id as Message-ID, and
-//! marked delivered in `scheduler.db` once the mail server has accepted them. A warning recorded
-//! but not marked (a crash in between) is sent again at the next start with the same Message-ID,
-//! unless the account has moved on since: see docs/scheduler.md.
+//! A warning's mail is queued in the outbox in the same write as the warning event, and the
+//! delivery worker sends it: no side file can lose or repeat a warning (docs/scheduler.md).
 
-pub mod deliveries;
 pub mod lease;
 pub mod tracker;
 
@@ -17,13 +14,11 @@ use chrono::{DateTime, Duration, Utc};
 use tenure_domain::decide::{Command, Ctx};
 use tenure_domain::lifecycle;
 use tenure_domain::{Account, AccountEvent, AccountId, Event, UsernameClaimEvent};
-use tenure_mail::Mail;
 use tenure_mail::texts::{Ahead, inactivity_warning};
 use tenure_store::event_store::{EventStore, Position};
+use tenure_store::outbox::Letter;
 use tenure_store::{Accounts, Actor, ExecuteError, KeyStore, Meta, codec};
-use uuid::Uuid;
 
-pub use deliveries::DeliveryLog;
 pub use tenure_domain::lifecycle::{Stage, Step};
 pub use tracker::Tracker;
 
@@ -42,39 +37,10 @@ pub enum SchedulerError {
     Execute(#[from] ExecuteError),
     #[error(transparent)]
     Codec(#[from] tenure_store::CodecError),
-    #[error("the delivery log: {0}")]
-    Deliveries(#[from] rusqlite::Error),
 }
 
-/// A warning mail to send: the event that recorded it, and where it goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    /// The recorded warning event's id: the mail's Message-ID derives from it.
-    pub event_id: Uuid,
-    pub account: AccountId,
-    pub to: String,
-    pub username: String,
-    /// `WarnDeactivation` or `WarnDeletion`.
-    pub step: Step,
-    /// When the profile will be deactivated or deleted.
-    pub deadline: DateTime<Utc>,
-}
-
-impl Warning {
-    /// The mail that carries the warning; the same warning always has the same Message-ID, so
-    /// that one sent again can be recognised.
-    pub fn mail(&self, public_url: &str) -> Mail {
-        let ahead = if self.step == Step::WarnDeletion { Ahead::Deletion } else { Ahead::Deactivation };
-        let message_id = format!("warning-{}", self.event_id);
-        inactivity_warning(&self.to, &self.username, ahead, self.deadline, public_url, message_id)
-    }
-}
-
-/// What the scheduler does outside the event store: the CLI gives it the gateway's mailer (SMTP
-/// or outbox) and session store.
+/// What the scheduler does outside the event store: the CLI gives it the gateway's session store.
 pub trait Deliver: Send + Sync {
-    /// Sends a warning mail.
-    fn deliver(&self, warning: &Warning) -> impl Future<Output = Result<(), String>> + Send;
     /// Ends every session of an account just deactivated or deleted.
     fn end_sessions(&self, account: AccountId) -> impl Future<Output = Result<(), String>> + Send;
 }
@@ -115,12 +81,10 @@ pub struct Scheduler<S, K, D> {
     /// The next `$all` position to fold.
     next: Position,
     deliver: D,
-    deliveries: DeliveryLog,
+    /// The base of the links in warning mail.
+    public_url: String,
     /// Whether the keys of accounts found deleted at start have been destroyed again.
     repaired: bool,
-    /// Warnings recorded whose mail may not have gone out (found by the replay, or refused by
-    /// the mail server): tried again at the next pass.
-    unconfirmed: Vec<(AccountId, Uuid)>,
 }
 
 impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
@@ -128,19 +92,12 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
     pub async fn open(
         accounts: Accounts<S, K>,
         deliver: D,
-        deliveries: DeliveryLog,
+        public_url: String,
         quarantine: Duration,
     ) -> Result<Self, SchedulerError> {
-        let mut scheduler = Scheduler {
-            accounts,
-            tracker: Tracker::new(quarantine),
-            next: 1,
-            deliver,
-            deliveries,
-            unconfirmed: Vec::new(),
-            repaired: false,
-        };
-        scheduler.read_on(true).await?;
+        let mut scheduler =
+            Scheduler { accounts, tracker: Tracker::new(quarantine), next: 1, deliver, public_url, repaired: false };
+        scheduler.read_on().await?;
         scheduler.tracker.replayed();
         Ok(scheduler)
     }
@@ -151,11 +108,11 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
 
     /// Folds the events appended since the last call.
     pub async fn catch_up(&mut self) -> Result<(), SchedulerError> {
-        self.read_on(false).await
+        self.read_on().await
     }
 
-    /// Folds `$all` from where the last read stopped; `at_start` for the replay at start.
-    async fn read_on(&mut self, at_start: bool) -> Result<(), SchedulerError> {
+    /// Folds `$all` from where the last read stopped.
+    async fn read_on(&mut self) -> Result<(), SchedulerError> {
         loop {
             // Everything up to this head is visible to the read that follows: once a page comes
             // back short, the events up to it that were passed over need not be scanned again.
@@ -166,7 +123,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
                 self.next = last.position + 1;
             }
             for recorded in page {
-                self.fold(recorded, at_start)?;
+                self.fold(recorded)?;
             }
             if !full {
                 self.next = self.next.max(head + 1);
@@ -175,22 +132,11 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
         }
     }
 
-    fn fold(&mut self, recorded: tenure_store::RecordedEvent, at_start: bool) -> Result<(), SchedulerError> {
+    fn fold(&mut self, recorded: tenure_store::RecordedEvent) -> Result<(), SchedulerError> {
         let tenure_store::Envelope { recorded, event } = codec::decode_sealed(recorded)?;
         let on_claim_stream = recorded.stream.starts_with(tenure_domain::Username::STREAM_PREFIX);
         match (AccountId::from_stream(&recorded.stream), event) {
-            (Some(account), Event::Account(event)) => {
-                // Only the replay at start looks for warnings whose mail may never have gone out
-                // (a scheduler died between recording and mailing). A warning found later was
-                // written by a scheduler that is alive and mails it itself: this one, or one
-                // acting without the lease, which must not lead to a second mail.
-                let warning =
-                    matches!(event, AccountEvent::DeactivationWarningSent(_) | AccountEvent::DeletionWarningSent(_));
-                if at_start && warning {
-                    self.unconfirmed.push((account, recorded.id));
-                }
-                self.tracker.apply(account, &event);
-            }
+            (Some(account), Event::Account(event)) => self.tracker.apply(account, &event),
             (None, Event::UsernameClaim(UsernameClaimEvent::UsernameReleased(e))) if on_claim_stream => {
                 self.tracker.released(e.account_id);
             }
@@ -211,16 +157,13 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
     /// With `dry_run`, nothing is written or sent: the steps are returned as lines instead.
     pub async fn pass(&mut self, now: DateTime<Utc>, dry_run: bool) -> Result<(Summary, Vec<String>), SchedulerError> {
         self.catch_up().await?;
-        if !dry_run {
-            if !self.repaired {
-                // A crash may have come between recording a deletion and destroying the key.
-                let deleted: Vec<AccountId> = self.tracker.deleted().collect();
-                for id in deleted {
-                    self.accounts.keys.destroy(id).await?;
-                }
-                self.repaired = true;
+        if !dry_run && !self.repaired {
+            // A crash may have come between recording a deletion and destroying the key.
+            let deleted: Vec<AccountId> = self.tracker.deleted().collect();
+            for id in deleted {
+                self.accounts.keys.destroy(id).await?;
             }
-            self.resend_unconfirmed(now).await?;
+            self.repaired = true;
         }
         let mut summary = Summary::default();
         let mut lines = Vec::new();
@@ -285,13 +228,17 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
                 tracing::info!(account = %id, "username released");
                 return Ok(Some(step));
             };
-            match self.accounts.execute_expecting(id, command, state.version, &ctx, &meta).await {
+            let public_url = self.public_url.clone();
+            let compose = |state: &Account, events: &[AccountEvent]| {
+                events.iter().filter_map(|event| warning_mail(state, event, &public_url)).collect()
+            };
+            match self.accounts.execute_expecting(id, command, state.version, &ctx, &meta, compose).await {
                 Ok(appended) => {
-                    for (event_id, event) in &appended {
+                    for (_, event) in &appended {
                         self.tracker.apply(id, event);
-                        if let Some(warning) = warning(&state, *event_id, event) {
-                            self.send(warning, now).await?;
-                        }
+                    }
+                    if matches!(step, Step::WarnDeactivation | Step::WarnDeletion) {
+                        tracing::info!(account = %id, step = step.name(), "warning queued for mail");
                     }
                     if step == Step::Delete {
                         // Crypto-shredding: every sealed field of the account becomes unreadable.
@@ -328,60 +275,20 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
         }
         self.tracker.requeue(id);
     }
-
-    async fn send(&mut self, warning: Warning, now: DateTime<Utc>) -> Result<(), SchedulerError> {
-        match self.deliver.deliver(&warning).await {
-            Ok(()) => {
-                self.deliveries.mark(warning.event_id, now).await?;
-                tracing::info!(account = %warning.account, step = warning.step.name(), "warning mailed");
-            }
-            // Recorded but not sent: the next pass tries again, with the same Message-ID.
-            Err(error) => {
-                // The server's reply may quote the address: only its length is logged.
-                tracing::error!(account = %warning.account, reply_bytes = error.len(), "a warning mail could not be sent");
-                self.unconfirmed.push((warning.account, warning.event_id));
-            }
-        }
-        Ok(())
-    }
-
-    /// Mails warnings recorded but never confirmed sent, while they still hold: a warning for a
-    /// deadline that a sign-in has moved since is not sent.
-    async fn resend_unconfirmed(&mut self, now: DateTime<Utc>) -> Result<(), SchedulerError> {
-        for (id, event_id) in std::mem::take(&mut self.unconfirmed) {
-            if self.deliveries.delivered(event_id).await? {
-                continue;
-            }
-            let (state, envelopes) = self.accounts.load(id).await?;
-            let Some(envelope) = envelopes.iter().find(|e| e.recorded.id == event_id) else { continue };
-            let still_holds = warning(&state, event_id, &envelope.event).filter(|warning| {
-                state.lifecycle().is_some_and(|lifecycle| lifecycle.is_warning_for(warning.step, warning.deadline))
-            });
-            if let Some(warning) = still_holds {
-                self.send(warning, now).await?;
-            }
-        }
-        Ok(())
-    }
 }
 
-/// The warning mail an event calls for.
-fn warning(state: &Account, event_id: Uuid, event: &AccountEvent) -> Option<Warning> {
-    let (step, deadline) = match event {
-        AccountEvent::DeactivationWarningSent(e) => (Step::WarnDeactivation, e.deadline),
-        AccountEvent::DeletionWarningSent(e) => (Step::WarnDeletion, e.deadline),
+/// The warning mail an event calls for, to the account's address; the same mail (and
+/// Message-ID) on every attempt to send it.
+fn warning_mail(state: &Account, event: &AccountEvent, public_url: &str) -> Option<Letter> {
+    let (ahead, deadline) = match event {
+        AccountEvent::DeactivationWarningSent(e) => (Ahead::Deactivation, e.deadline),
+        AccountEvent::DeletionWarningSent(e) => (Ahead::Deletion, e.deadline),
         _ => return None,
     };
     let invited = state.invited.as_ref()?;
-    let to = invited.invitee.known()?.email.clone();
-    Some(Warning {
-        event_id,
-        account: invited.account_id,
-        to,
-        username: invited.username.as_str().to_string(),
-        step,
-        deadline,
-    })
+    let to = &invited.invitee.known()?.email;
+    let mail = inactivity_warning(to, invited.username.as_str(), ahead, deadline, public_url, String::new());
+    Some(tenure_mail::delivery::letter("warning", mail))
 }
 
 /// The step due for `state` at `now`, from the domain's own view of the account, with the

@@ -1,6 +1,6 @@
 //! The scheduler over a real SQLite store, with the clock in the test's hands: months pass in
-//! milliseconds. Warning mails go to a collector (the SMTP delivery itself is tested end to end
-//! with a real SMTP server in the CLI tests).
+//! milliseconds. Warning mails are read from the store's outbox, where the scheduler queues them
+//! with their events (their delivery over real SMTP is tested end to end in the CLI tests).
 
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +10,8 @@ use tenure_domain::calendar;
 use tenure_domain::decide::{Command, Ctx, Factor, Invite, PasswordVia};
 use tenure_domain::events::{Client, MfaRequirement, Org, Role};
 use tenure_domain::{AccountEvent, AccountId, OrgId, Username};
-use tenure_scheduler::{DEFAULT_QUARANTINE, Deliver, DeliveryLog, Scheduler, Step, Summary, Warning};
+use tenure_mail::Mail;
+use tenure_scheduler::{DEFAULT_QUARANTINE, Deliver, Scheduler, Summary};
 use tenure_store::conformance::{Backend, TestLocation};
 use tenure_store::sqlite::Open;
 use tenure_store::{Accounts, Actor, KeyStore, Keys, Meta, Store, secrets};
@@ -18,22 +19,11 @@ use uuid::Uuid;
 
 #[derive(Clone, Default)]
 struct Outbox {
-    sent: Arc<Mutex<Vec<Warning>>>,
-    /// While set, delivery fails (the mail server is down).
-    down: Arc<Mutex<bool>>,
     /// Accounts whose sessions were ended.
     ended: Arc<Mutex<Vec<AccountId>>>,
 }
 
 impl Deliver for Outbox {
-    async fn deliver(&self, warning: &Warning) -> Result<(), String> {
-        if *self.down.lock().unwrap() {
-            return Err("the mail server is down".into());
-        }
-        self.sent.lock().unwrap().push(warning.clone());
-        Ok(())
-    }
-
     async fn end_sessions(&self, account: AccountId) -> Result<(), String> {
         self.ended.lock().unwrap().push(account);
         Ok(())
@@ -43,21 +33,45 @@ impl Deliver for Outbox {
 type Repo = Accounts<Store, Keys>;
 
 struct World {
-    place: TestLocation,
+    /// Keeps the store's files (or database) for as long as the world.
+    _place: TestLocation,
     repo: Repo,
     outbox: Outbox,
+    /// The mails `mails` has taken from the outbox so far.
+    seen: Mutex<Vec<(AccountId, Option<Mail>)>>,
 }
 
 async fn world(backend: Backend) -> World {
     let place = TestLocation::create(backend).await;
     let (store, keys) = place.location.open(Open::CreateIfMissing).await.unwrap();
-    World { place, repo: Accounts::new(store, keys), outbox: Outbox::default() }
+    World { _place: place, repo: Accounts::new(store, keys), outbox: Outbox::default(), seen: Mutex::default() }
 }
 
 impl World {
     async fn scheduler(&self) -> Scheduler<Store, Keys, Outbox> {
-        let log = DeliveryLog::at(&self.place.location).unwrap();
-        Scheduler::open(self.repo.clone(), self.outbox.clone(), log, DEFAULT_QUARANTINE).await.unwrap()
+        Scheduler::open(self.repo.clone(), self.outbox.clone(), "https://portal.example".into(), DEFAULT_QUARANTINE)
+            .await
+            .unwrap()
+    }
+
+    /// Every mail ever queued in the store's outbox, oldest first, opened with its account's key
+    /// (none once the account is erased).
+    async fn mails(&self) -> Vec<(AccountId, Option<Mail>)> {
+        let outbox = tenure_store::outbox::Outbox::of(&self.repo.store).unwrap();
+        // Claimed as of far ahead, so that every mail is due and none is claimed twice.
+        let ahead = Utc::now() + Duration::days(100_000);
+        let claimed = outbox.claim(ahead, Duration::days(100_000), 100_000).await.unwrap();
+        let mut mails = Vec::new();
+        for mail in claimed {
+            let account = AccountId(mail.account);
+            let key = self.repo.keys.get(account).await.unwrap();
+            let context = tenure_store::outbox::context(mail.id, mail.account);
+            let opened =
+                key.and_then(|key| key.open(&context, &mail.sealed)).map(|body| serde_json::from_slice(&body).unwrap());
+            self.seen.lock().unwrap().push((account, opened));
+        }
+        mails.extend(self.seen.lock().unwrap().iter().cloned());
+        mails
     }
 
     /// An active account (password set, terms accepted) created at `at`.
@@ -76,7 +90,7 @@ impl World {
         };
         let ctx = Ctx { now: at };
         let meta = Meta::new(Actor::Operator("test".into()));
-        self.repo.invite(invite, &ctx, &meta).await.unwrap();
+        self.repo.invite(invite, &ctx, &meta, vec![]).await.unwrap();
         let set = Command::SetPassword {
             password_hash: "$argon2id$test".into(),
             via: PasswordVia::Invitation { token_digest },
@@ -245,12 +259,17 @@ proptest! {
             let mut scheduler = w.scheduler().await;
             let summary = walk(&w, &mut scheduler, sign_ins, end).await;
             prop_assert!(summary.deactivated > 0, "{summary}");
-            let sent: Vec<Uuid> = w.outbox.sent.lock().unwrap().iter().map(|m| m.event_id).collect();
-            let mut unique = sent.clone();
-            unique.sort();
-            unique.dedup();
-            prop_assert_eq!(unique.len(), sent.len(), "no warning mailed twice");
-            prop_assert_eq!(sent.len(), summary.warned, "every warning mailed");
+            let warnings: usize = {
+                let mut count = 0;
+                for id in &accounts {
+                    count += w.events(*id).await.iter().filter(|(e, _)| {
+                        matches!(e, AccountEvent::DeactivationWarningSent(_) | AccountEvent::DeletionWarningSent(_))
+                    }).count();
+                }
+                count
+            };
+            prop_assert_eq!(warnings, summary.warned);
+            prop_assert_eq!(w.mails().await.len(), summary.warned, "one mail queued per warning, no more");
             for id in &accounts {
                 check_history(*id, &w.events(*id).await, end);
             }
@@ -284,11 +303,13 @@ async fn a_sign_in_after_the_warning_cancels_the_deactivation_and_a_reactivation
     assert_eq!(scheduler.pass(d2.deactivation_warning, false).await.unwrap().0.warned, 1);
     assert_eq!(scheduler.pass(d2.deactivation, false).await.unwrap().0.deactivated, 1);
     assert_eq!(*w.outbox.ended.lock().unwrap(), [id], "deactivation ends the sessions");
-    let mails = w.outbox.sent.lock().unwrap().clone();
-    assert_eq!(mails.len(), 2);
-    assert_eq!((mails[0].deadline, mails[1].deadline), (d.deactivation, d2.deactivation), "one per deadline");
+    let mails: Vec<Mail> = w.mails().await.into_iter().map(|(_, mail)| mail.unwrap()).collect();
+    assert_eq!(mails.len(), 2, "one per deadline");
+    let day = |at: DateTime<Utc>| at.format("%-d %B %Y").to_string();
+    assert!(mails[0].text.contains(&day(d.deactivation)), "{}", mails[0].text);
+    assert!(mails[1].text.contains(&day(d2.deactivation)), "{}", mails[1].text);
     assert_eq!(mails[1].to, "jdoe@example.com");
-    assert_eq!(mails[1].step, Step::WarnDeactivation);
+    assert!(mails[1].subject.contains("deactivat"), "{}", mails[1].subject);
 
     // An administrator reactivates: the clock starts again from then.
     let back = d2.deactivation + Duration::days(3);
@@ -340,10 +361,10 @@ async fn a_pass_far_ahead_takes_every_step_once_in_order_then_releases_the_usern
     };
     let operator = Meta::new(Actor::Operator("test".into()));
     let early = later + Duration::days(179);
-    assert!(w.repo.invite(again(early), &Ctx { now: early }, &operator).await.is_err(), "still in quarantine");
+    assert!(w.repo.invite(again(early), &Ctx { now: early }, &operator, vec![]).await.is_err(), "still in quarantine");
     let out = later + DEFAULT_QUARANTINE;
     assert_eq!(scheduler.pass(out, false).await.unwrap().0, Summary { released: 2, ..Summary::default() });
-    w.repo.invite(again(out), &Ctx { now: out }, &operator).await.unwrap();
+    w.repo.invite(again(out), &Ctx { now: out }, &operator, vec![]).await.unwrap();
 }
 
 async fn a_sign_in_racing_the_deactivation_never_both(w: World) {
@@ -403,53 +424,24 @@ async fn two_schedulers_at_once_take_each_step_once(w: World) {
         let types: Vec<&str> = w.events(id).await.iter().map(|(e, _)| e.type_name()).collect();
         assert_eq!(types[3..], ["DeactivationWarningSent", "Deactivated", "DeletionWarningSent", "Deleted"]);
     }
-    assert_eq!(w.outbox.sent.lock().unwrap().len(), 120, "one mail per warning");
+    assert_eq!(w.mails().await.len(), 120, "one mail per warning");
 }
 
-async fn a_warning_recorded_but_not_mailed_is_mailed_later_and_only_once(w: World) {
+async fn a_warning_and_its_mail_are_one_write_and_a_restart_queues_nothing_again(w: World) {
     let t0 = at(2026, 4, 1);
-    let (quiet, moved) = (w.active("quiet", t0).await, w.active("moved", t0).await);
+    let (quiet, other) = (w.active("quiet", t0).await, w.active("other", t0).await);
     let d = calendar::deadlines(t0);
-    *w.outbox.down.lock().unwrap() = true;
     let mut scheduler = w.scheduler().await;
     assert_eq!(scheduler.pass(d.deactivation_warning, false).await.unwrap().0.warned, 2);
-    assert!(w.outbox.sent.lock().unwrap().is_empty());
-    // Still down at the next pass: nothing sent, nothing lost.
-    scheduler.pass(d.deactivation_warning + Duration::hours(1), false).await.unwrap();
-    assert!(w.outbox.sent.lock().unwrap().is_empty());
     drop(scheduler);
-    // `moved` signs in before the scheduler comes back: its warning no longer holds.
-    assert!(w.sign_in(moved, d.deactivation_warning + Duration::days(1)).await);
-    *w.outbox.down.lock().unwrap() = false;
-
+    // Restarted (nothing of the scheduler's own survives a restart): nothing is queued again.
     let mut restarted = w.scheduler().await;
-    restarted.pass(d.deactivation_warning + Duration::days(2), false).await.unwrap();
-    let sent = w.outbox.sent.lock().unwrap().clone();
-    assert_eq!(sent.iter().map(|m| m.account).collect::<Vec<_>>(), [quiet]);
-    let recorded = w.events(quiet).await;
-    assert!(recorded.iter().any(|(e, _)| matches!(e, AccountEvent::DeactivationWarningSent(_))));
-    drop(restarted);
-    let mut again = w.scheduler().await;
-    again.pass(d.deactivation_warning + Duration::days(3), false).await.unwrap();
-    assert_eq!(w.outbox.sent.lock().unwrap().len(), 1, "a mail marked delivered is not sent again");
-}
-
-async fn a_warning_refused_by_the_mail_server_is_mailed_at_the_next_pass(w: World) {
-    let t0 = at(2026, 6, 1);
-    let id = w.active("later", t0).await;
-    let d = calendar::deadlines(t0);
-    let mut scheduler = w.scheduler().await;
-    *w.outbox.down.lock().unwrap() = true;
-    assert_eq!(scheduler.pass(d.deactivation_warning, false).await.unwrap().0.warned, 1);
-    *w.outbox.down.lock().unwrap() = false;
-    assert_eq!(
-        scheduler.pass(d.deactivation_warning + Duration::minutes(5), false).await.unwrap().0,
-        Summary::default()
-    );
-    let sent = w.outbox.sent.lock().unwrap().clone();
-    assert_eq!(sent.iter().map(|m| m.account).collect::<Vec<_>>(), [id], "sent once the server is back");
-    scheduler.pass(d.deactivation_warning + Duration::minutes(10), false).await.unwrap();
-    assert_eq!(w.outbox.sent.lock().unwrap().len(), 1, "and only once");
+    assert_eq!(restarted.pass(d.deactivation_warning + Duration::days(2), false).await.unwrap().0, Summary::default());
+    let mut accounts: Vec<AccountId> = w.mails().await.into_iter().map(|(account, _)| account).collect();
+    accounts.sort_by_key(|a| a.0);
+    let mut expected = vec![quiet, other];
+    expected.sort_by_key(|a| a.0);
+    assert_eq!(accounts, expected, "one warning mail per account, queued with the warning");
 }
 
 tenure_store::on_both_backends! {
@@ -458,6 +450,5 @@ tenure_store::on_both_backends! {
     a_pass_far_ahead_takes_every_step_once_in_order_then_releases_the_username,
     a_sign_in_racing_the_deactivation_never_both,
     two_schedulers_at_once_take_each_step_once,
-    a_warning_recorded_but_not_mailed_is_mailed_later_and_only_once,
-    a_warning_refused_by_the_mail_server_is_mailed_at_the_next_pass,
+    a_warning_and_its_mail_are_one_write_and_a_restart_queues_nothing_again,
 }

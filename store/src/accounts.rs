@@ -12,8 +12,9 @@ use tenure_domain::{
 };
 
 use crate::codec::{self, CodecError, Envelope, Meta};
-use crate::event_store::{AppendError, EventStore, Expected, Position, StoreError, StreamAppend, Version};
+use crate::event_store::{AppendError, EventStore, Expected, Position, QueuedMail, StoreError, StreamAppend, Version};
 use crate::keys::{DataKey, KeyStore};
+use crate::outbox::{self, Letter};
 
 /// How often `execute` re-decides after losing a race before giving up. Each round reads only
 /// what is new; gateways on one database that take turns on an account's attempts can make one
@@ -44,6 +45,32 @@ impl From<AppendError> for ExecuteError {
             AppendError::Store(error) => ExecuteError::Store(error),
         }
     }
+}
+
+/// Seals each letter with the account's key, bound to its id: the mail is erased with the
+/// account, and cannot be moved to another account's row.
+fn seal(
+    id: AccountId,
+    key: Option<&DataKey>,
+    ctx: &Ctx,
+    letters: Vec<Letter>,
+) -> Result<Vec<QueuedMail>, ExecuteError> {
+    if letters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = key.ok_or_else(|| StoreError::Backend(format!("no data key to seal mail to {id} with")))?;
+    letters
+        .into_iter()
+        .map(|letter| {
+            Ok(QueuedMail {
+                id: letter.id,
+                account: id.0,
+                kind: letter.kind.to_string(),
+                created_at: ctx.now,
+                sealed: key.seal(&outbox::context(letter.id, id.0), &letter.body)?,
+            })
+        })
+        .collect()
 }
 
 fn expected(version: Version) -> Expected {
@@ -129,6 +156,19 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         ctx: &Ctx,
         meta: &Meta,
     ) -> Result<Vec<AccountEvent>, ExecuteError> {
+        self.execute_mailing(id, command, ctx, meta, |_, _| Vec::new()).await
+    }
+
+    /// As `execute`; `compose` names the mail the decided events call for, given the state they
+    /// were decided on, and that mail is queued in the same transaction as the events.
+    pub async fn execute_mailing(
+        &self,
+        id: AccountId,
+        command: Command,
+        ctx: &Ctx,
+        meta: &Meta,
+        compose: impl Fn(&Account, &[AccountEvent]) -> Vec<Letter>,
+    ) -> Result<Vec<AccountEvent>, ExecuteError> {
         let key = self.keys.get(id).await?;
         let stream = id.stream();
         let (mut state, mut fresh) = match self.kept(id) {
@@ -150,7 +190,9 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
                 .iter()
                 .map(|e| codec::encode(e, &stream, key.as_ref(), meta, ctx.now))
                 .collect::<Result<Vec<_>, _>>()?;
-            match self.store.append(&stream, expected(state.version), encoded).await {
+            let mail = seal(id, key.as_ref(), ctx, compose(&state, &events))?;
+            let append = StreamAppend { stream: stream.clone(), expected: expected(state.version), events: encoded };
+            match self.store.append_with_mail(vec![append], mail).await {
                 Ok(_) => {
                     let appended = events.iter().fold(state, tenure_domain::account::evolve);
                     self.keep(id, &appended);
@@ -177,6 +219,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         version: Version,
         ctx: &Ctx,
         meta: &Meta,
+        compose: impl Fn(&Account, &[AccountEvent]) -> Vec<Letter>,
     ) -> Result<Vec<(uuid::Uuid, AccountEvent)>, ExecuteError> {
         let key = self.keys.get(id).await?;
         let stream = id.stream();
@@ -188,7 +231,8 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
             .into_iter()
             .map(|r| codec::decode_as(r, key.as_ref()).map(|e| e.event))
             .collect::<Result<Vec<_>, _>>()?;
-        let events = decide::decide(&Account::fold(&history), command, ctx)?;
+        let state = Account::fold(&history);
+        let events = decide::decide(&state, command, ctx)?;
         if events.is_empty() {
             return Ok(vec![]);
         }
@@ -197,7 +241,9 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
             .map(|e| codec::encode(e, &stream, key.as_ref(), meta, ctx.now))
             .collect::<Result<Vec<_>, _>>()?;
         let ids: Vec<uuid::Uuid> = encoded.iter().map(|e| e.id).collect();
-        self.store.append(&stream, expected(version), encoded).await?;
+        let mail = seal(id, key.as_ref(), ctx, compose(&state, &events))?;
+        let append = StreamAppend { stream, expected: expected(version), events: encoded };
+        self.store.append_with_mail(vec![append], mail).await?;
         Ok(ids.into_iter().zip(events).collect())
     }
 
@@ -273,12 +319,26 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
 
     /// Invites a new account and claims its username in one atomic append, so that a name is
     /// never claimed without its account nor an account created without its name.
-    pub async fn invite(&self, invite: Invite, ctx: &Ctx, meta: &Meta) -> Result<AccountEvent, ExecuteError> {
+    pub async fn invite(
+        &self,
+        invite: Invite,
+        ctx: &Ctx,
+        meta: &Meta,
+        mail: Vec<Letter>,
+    ) -> Result<AccountEvent, ExecuteError> {
         let id = invite.account_id;
         let username_stream = invite.username.stream();
         let invited = decide::decide(&Account::default(), Command::Invite(invite), ctx)?;
         let key = self.keys.create(id).await?;
-        let result = self.claim_and_append(id, &username_stream, &invited, &key, ctx, meta).await;
+        let result = async {
+            let mail = seal(id, Some(&key), ctx, mail)?;
+            let account_events = invited
+                .iter()
+                .map(|e| codec::encode(e, &id.stream(), Some(&key), meta, ctx.now))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.claim_and_append(id, &username_stream, account_events, ctx, meta, mail).await
+        }
+        .await;
         if result.is_err() {
             // The unused key must not linger, but a store error may hide a committed append:
             // only a stream known to be empty lets the key go.
@@ -294,16 +354,12 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         &self,
         id: AccountId,
         username_stream: &str,
-        invited: &[AccountEvent],
-        key: &DataKey,
+        account_events: Vec<crate::NewEvent>,
         ctx: &Ctx,
         meta: &Meta,
+        mail: Vec<QueuedMail>,
     ) -> Result<(), ExecuteError> {
         let account_stream = id.stream();
-        let account_events = invited
-            .iter()
-            .map(|e| codec::encode(e, &account_stream, Some(key), meta, ctx.now))
-            .collect::<Result<Vec<_>, _>>()?;
         for _ in 0..MAX_ATTEMPTS {
             let claim = self.username_claim(username_stream).await?;
             let claimed = claim.claim(id, ctx.now)?;
@@ -320,7 +376,7 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
                     events: account_events.clone(),
                 },
             ];
-            match self.store.append_atomic(appends).await {
+            match self.store.append_with_mail(appends, mail.clone()).await {
                 Ok(_) => return Ok(()),
                 Err(AppendError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),

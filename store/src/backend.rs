@@ -136,8 +136,12 @@ macro_rules! on_backend {
 }
 
 impl EventStore for Store {
-    async fn append_atomic(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
-        crate::on_backend!(Store, self, s => s.append_atomic(appends).await)
+    async fn append_with_mail(
+        &self,
+        appends: Vec<StreamAppend>,
+        mail: Vec<QueuedMail>,
+    ) -> Result<Vec<Appended>, AppendError> {
+        crate::on_backend!(Store, self, s => s.append_with_mail(appends, mail).await)
     }
 
     async fn read_stream(&self, stream: &str, from: Version) -> Result<Vec<RecordedEvent>, StoreError> {

@@ -79,6 +79,22 @@ pub struct StreamAppend {
     pub events: Vec<NewEvent>,
 }
 
+/// A mail recorded in the same transaction as the events that call for it (the transactional
+/// outbox): if the events are stored, so is the mail, and the delivery worker sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMail {
+    /// Also the mail's Message-ID: every attempt to send it carries the same one.
+    pub id: Uuid,
+    /// The account it goes to; its data key seals `sealed`, so erasing the account erases the
+    /// mail too.
+    pub account: Uuid,
+    /// What it is (`invitation`, `code`, `warning`, `notice`), for status and metrics.
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+    /// The recipient, subject and bodies, sealed with the account's data key.
+    pub sealed: Vec<u8>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     /// The stream's version after the append.
@@ -106,6 +122,12 @@ pub enum StoreError {
     NewerSchema { found: i64, known: i64 },
     #[error("store error: {0}")]
     Backend(String),
+    /// The database cannot be reached (PostgreSQL down or restarting): an outage, not a bug.
+    #[error("the store cannot be reached: {0}")]
+    Unavailable(String),
+    /// The disk holding the store is full: writes fail until space is freed.
+    #[error("the disk is full: {0}")]
+    DiskFull(String),
     #[error("the store has shut down")]
     Closed,
 }
@@ -129,6 +151,16 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     fn append_atomic(
         &self,
         appends: Vec<StreamAppend>,
+    ) -> impl Future<Output = Result<Vec<Appended>, AppendError>> + Send {
+        self.append_with_mail(appends, Vec::new())
+    }
+
+    /// As `append_atomic`, recording `mail` in the same transaction: the mail is queued if and
+    /// only if the events are stored.
+    fn append_with_mail(
+        &self,
+        appends: Vec<StreamAppend>,
+        mail: Vec<QueuedMail>,
     ) -> impl Future<Output = Result<Vec<Appended>, AppendError>> + Send;
 
     /// Events of `stream` with version `from` and later, in order.

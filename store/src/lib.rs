@@ -12,6 +12,7 @@ pub mod conformance;
 pub mod disposable;
 pub mod event_store;
 pub mod keys;
+pub mod outbox;
 pub mod postgres;
 pub mod secrets;
 pub mod sqlite;
@@ -20,7 +21,8 @@ pub use accounts::{Accounts, ExecuteError};
 pub use backend::{Keys, Location, Store};
 pub use codec::{Actor, CodecError, Envelope, Meta};
 pub use event_store::{
-    AppendError, Appended, EventStore, Expected, NewEvent, Position, RecordedEvent, StoreError, StreamAppend, Version,
+    AppendError, Appended, EventStore, Expected, NewEvent, Position, QueuedMail, RecordedEvent, StoreError,
+    StreamAppend, Version,
 };
 pub use keys::{DataKey, KeyStore, PgKeyStore, SqliteKeyStore};
 pub use postgres::PgStore;

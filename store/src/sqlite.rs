@@ -23,7 +23,7 @@ use crate::event_store::*;
 
 /// "TENU": marks a SQLite file as a Tenure store.
 pub const APPLICATION_ID: i64 = 0x5445_4e55;
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// The most requests one group commit takes.
 const MAX_BATCH: usize = 1024;
 const IDLE_READERS: usize = 8;
@@ -45,6 +45,27 @@ CREATE TABLE events (
     hash           BLOB    NOT NULL,
     UNIQUE (stream, version)
 );
+";
+
+/// Version 2: the mail outbox, written in the same transaction as the events that call for mail.
+const OUTBOX: &str = "
+CREATE TABLE outbox (
+    id            BLOB    PRIMARY KEY,
+    account       BLOB    NOT NULL,
+    kind          TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    -- Sealed with the account's data key; emptied once sent.
+    body          BLOB,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    failures      INTEGER NOT NULL DEFAULT 0,
+    next_try_at   INTEGER NOT NULL DEFAULT 0,
+    claimed_until INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    sent_at       INTEGER,
+    dropped       TEXT
+) WITHOUT ROWID;
+CREATE INDEX outbox_pending ON outbox (next_try_at) WHERE sent_at IS NULL AND dropped IS NULL;
+CREATE INDEX outbox_account ON outbox (account, kind, created_at);
 ";
 
 const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
@@ -100,6 +121,7 @@ struct Queue {
 
 struct WriteRequest {
     appends: Vec<StreamAppend>,
+    mail: Vec<QueuedMail>,
     reply: oneshot::Sender<Result<Vec<Appended>, AppendError>>,
 }
 
@@ -131,6 +153,11 @@ impl SqliteStore {
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.inner.readers.read(read).await
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.inner.readers.path
     }
 }
 
@@ -170,12 +197,16 @@ impl ReadPool {
 }
 
 impl EventStore for SqliteStore {
-    async fn append_atomic(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+    async fn append_with_mail(
+        &self,
+        appends: Vec<StreamAppend>,
+        mail: Vec<QueuedMail>,
+    ) -> Result<Vec<Appended>, AppendError> {
         let (reply, answer) = oneshot::channel();
         let writer = &self.inner.writer;
         let lead = {
             let mut queue = writer.lock_queue();
-            queue.requests.push(WriteRequest { appends, reply });
+            queue.requests.push(WriteRequest { appends, mail, reply });
             !std::mem::replace(&mut queue.leading, true)
         };
         if lead {
@@ -261,7 +292,7 @@ fn check_identity(path: &Path) -> Result<(), StoreError> {
     let connection = open_reader(path)?;
     let read = |sql: &str| connection.query_row(sql, [], |r| r.get::<_, i64>(0)).map_err(|e| open_error(path, e));
     match (read("PRAGMA application_id")?, read("PRAGMA user_version")?) {
-        (APPLICATION_ID, SCHEMA_VERSION) => Ok(()),
+        (APPLICATION_ID, 1..=SCHEMA_VERSION) => Ok(()),
         (APPLICATION_ID, found) if found > SCHEMA_VERSION => {
             Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION })
         }
@@ -280,12 +311,17 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
     match (application_id, version) {
         (0, 0) if tables == 0 => {
             tx.execute_batch(SCHEMA).map_err(|e| open_error(path, e))?;
+            tx.execute_batch(OUTBOX).map_err(|e| open_error(path, e))?;
             tx.execute_batch(&format!(
                 "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
             ))
             .map_err(|e| open_error(path, e))?;
         }
         (APPLICATION_ID, SCHEMA_VERSION) => {}
+        (APPLICATION_ID, 1) => {
+            tx.execute_batch(OUTBOX).map_err(|e| open_error(path, e))?;
+            tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")).map_err(|e| open_error(path, e))?;
+        }
         (APPLICATION_ID, found) if found > SCHEMA_VERSION => {
             return Err(StoreError::NewerSchema { found, known: SCHEMA_VERSION });
         }
@@ -473,6 +509,20 @@ fn apply_request(
         appended.push(result);
         heads.insert(append.stream.clone(), head);
     }
+    for mail in &request.mail {
+        connection
+            .prepare_cached("INSERT INTO outbox (id, account, kind, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    mail.id.as_bytes(),
+                    mail.account.as_bytes(),
+                    mail.kind,
+                    mail.created_at.timestamp_micros(),
+                    mail.sealed
+                ])
+            })
+            .map_err(store_error)?;
+    }
     Ok((appended, heads))
 }
 
@@ -480,7 +530,7 @@ fn commit_batch(writer: &mut WriteConnection, batch: &[WriteRequest]) -> Vec<Res
     let connection = &writer.connection;
     let failed_all = |error: rusqlite::Error| {
         let _ = run(connection, "ROLLBACK");
-        let error = StoreError::Backend(format!("append failed: {error}"));
+        let error = write_error("append failed", &error);
         batch.iter().map(|_| Err(AppendError::Store(error.clone()))).collect()
     };
     if let Err(error) = run(connection, "BEGIN IMMEDIATE") {
@@ -534,7 +584,15 @@ fn commit_batch(writer: &mut WriteConnection, batch: &[WriteRequest]) -> Vec<Res
 }
 
 fn store_error(error: rusqlite::Error) -> AppendError {
-    AppendError::Store(StoreError::Backend(format!("append failed: {error}")))
+    AppendError::Store(write_error("append failed", &error))
+}
+
+/// A failed write as an error that says whether it is an outage: a full disk is one.
+pub fn write_error(context: &str, error: &rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StoreError::DiskFull(format!("{context}: {error}")),
+        _ => StoreError::Backend(format!("{context}: {error}")),
+    }
 }
 
 fn stream_head(tx: &Connection, stream: &str) -> rusqlite::Result<Option<(Version, [u8; 32])>> {

@@ -76,7 +76,7 @@ async fn an_invitation_claims_the_username_and_seals_personal_fields() {
     let repo = open(dir.path());
     let invitation = invite("JDoe", "jane@example.com", "Jane Doe");
     let id = invitation.account_id;
-    repo.invite(invitation, &ctx(t0()), &meta()).await.expect("invite");
+    repo.invite(invitation, &ctx(t0()), &meta(), vec![]).await.expect("invite");
 
     let (state, events) = repo.load(id).await.expect("load");
     assert_eq!(state.status(), Status::Invited);
@@ -95,10 +95,10 @@ async fn an_invitation_claims_the_username_and_seals_personal_fields() {
 async fn usernames_are_unique_case_insensitively_and_a_refused_invitation_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let repo = open(dir.path());
-    repo.invite(invite("jdoe", "a@example.com", "A"), &ctx(t0()), &meta()).await.expect("first");
+    repo.invite(invite("jdoe", "a@example.com", "A"), &ctx(t0()), &meta(), vec![]).await.expect("first");
     let second = invite("JDOE", "b@example.com", "B");
     let second_id = second.account_id;
-    let refused = repo.invite(second, &ctx(t0()), &meta()).await.unwrap_err();
+    let refused = repo.invite(second, &ctx(t0()), &meta(), vec![]).await.unwrap_err();
     assert!(matches!(refused, ExecuteError::Username(ClaimError::Unavailable)), "{refused:?}");
     assert!(repo.store.read_stream(&second_id.stream(), 1).await.unwrap().is_empty());
     assert_eq!(repo.keys.get(second_id).await.unwrap(), None, "the unused key is destroyed");
@@ -112,7 +112,7 @@ async fn racing_invitations_for_one_name_produce_exactly_one_account() {
     let tasks = (0..20).map(|i| {
         let repo = repo.clone();
         tokio::spawn(async move {
-            repo.invite(invite("contested", &format!("{i}@example.com"), "X"), &ctx(t0()), &meta()).await
+            repo.invite(invite("contested", &format!("{i}@example.com"), "X"), &ctx(t0()), &meta(), vec![]).await
         })
     });
     let results = futures_util::future::join_all(tasks).await;
@@ -136,7 +136,7 @@ async fn a_sign_in_racing_a_deactivation_never_both_succeed() {
     for round in 0..100 {
         let invitation = invite(&format!("racer{round}"), "r@example.com", "R");
         let id = invitation.account_id;
-        repo.invite(invitation, &ctx(t0()), &meta()).await.unwrap();
+        repo.invite(invitation, &ctx(t0()), &meta(), vec![]).await.unwrap();
         activate(&repo, id).await;
         let sign = {
             let repo = repo.clone();
@@ -170,7 +170,7 @@ async fn concurrent_commands_on_one_account_are_all_recorded_through_retries() {
     let repo = Arc::new(open(dir.path()));
     let invitation = invite("busy", "b@example.com", "B");
     let id = invitation.account_id;
-    repo.invite(invitation, &ctx(t0()), &meta()).await.unwrap();
+    repo.invite(invitation, &ctx(t0()), &meta(), vec![]).await.unwrap();
     activate(&repo, id).await;
     let tasks = (0..4).map(|_| {
         let repo = repo.clone();
@@ -189,7 +189,7 @@ async fn a_kept_state_follows_what_another_process_appended() {
     let (here, there) = (open(dir.path()), open(dir.path()));
     let invitation = invite("kept", "k@example.com", "K");
     let id = invitation.account_id;
-    here.invite(invitation, &ctx(t0()), &meta()).await.unwrap();
+    here.invite(invitation, &ctx(t0()), &meta(), vec![]).await.unwrap();
     // Kept here while only invited; the first sign-in finishes on another gateway. A refusal the
     // kept state would give ("not onboarded") is checked on the stream before it is believed.
     here.state(id).await.unwrap();
@@ -233,7 +233,7 @@ async fn destroying_the_key_erases_personal_fields_from_every_file_but_keeps_the
     let name = "Zebulon Quixote";
     let invitation = invite("zquixote", email, name);
     let id = invitation.account_id;
-    repo.invite(invitation, &ctx(t0()), &meta()).await.unwrap();
+    repo.invite(invitation, &ctx(t0()), &meta(), vec![]).await.unwrap();
     activate(&repo, id).await;
     repo.execute(id, sign_in(true), &ctx(t0()), &meta()).await.unwrap();
 
@@ -340,7 +340,7 @@ async fn an_unknown_or_corrupt_event_is_an_error_naming_it_not_a_silent_skip() {
     let repo = open(dir.path());
     let invitation = invite("odd", "o@example.com", "O");
     let id = invitation.account_id;
-    repo.invite(invitation, &ctx(t0()), &meta()).await.unwrap();
+    repo.invite(invitation, &ctx(t0()), &meta(), vec![]).await.unwrap();
     let strange = tenure_store::conformance::event("AccountTeleported", b"{}");
     let strange_id = strange.id;
     repo.store.append(&id.stream(), Expected::Exact(1), vec![strange]).await.unwrap();

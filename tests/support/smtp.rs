@@ -23,9 +23,14 @@ impl Drop for SmtpSink {
 pub fn smtp_sink() -> SmtpSink {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let maildir = tempfile::tempdir().unwrap();
+    let process = launch(port, maildir.path());
+    SmtpSink { process, maildir, port }
+}
+
+fn launch(port: u16, maildir: &Path) -> Child {
     let process = Command::new("python3")
         .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(maildir.path().join("mail"))
+        .arg(maildir.join("mail"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -38,10 +43,21 @@ pub fn smtp_sink() -> SmtpSink {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    SmtpSink { process, maildir, port }
+    process
 }
 
 impl SmtpSink {
+    /// The mail server goes away: connections to its port are refused.
+    pub fn stop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+
+    /// The mail server comes back on the same port, keeping what it received.
+    pub fn restart(&mut self) {
+        self.process = launch(self.port, self.maildir.path());
+    }
+
     /// Every message received so far, oldest first.
     pub fn messages(&self) -> Vec<String> {
         fn walk(dir: &Path, files: &mut Vec<(std::time::SystemTime, String)>) {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use tenure_domain::decide::{Command, Ctx};
 use tenure_domain::events::{MfaRequirement, Org, Role};
 use tenure_domain::username_claim::ClaimError;
@@ -35,35 +35,35 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
                 mfa: mfa(invite.mfa),
                 display_name: invite.display_name,
             };
-            let mailer = crate::context::mailer(global)?;
-            let invited =
-                flow::invite(&context.accounts, &mailer, &context.public_url, &ctx, meta.actor, org, member).await;
+            let invited = flow::invite(&context.accounts, &context.public_url, &ctx, meta.actor, org, member).await;
             match invited {
                 Ok(invitation) => print_invitation(invitation.account_id, &invitation.url),
-                Err(Error::InvitationNotMailed { account_id, url, reason }) => {
-                    // The invitation stands: the operator passes the link on.
-                    print_invitation(account_id, &url.0);
-                    bail!("the invitation could not be mailed (the link above works): {reason}");
-                }
                 Err(error) => return Err(refusal(&invite.username, error)),
             }
+            // The invitation and its mail are recorded together; the link above works meanwhile.
+            crate::context::send_queued(global, &context).await?;
         }
         Admin::Resend { username } => {
             let account_id = resolve(&context, &username).await?;
             let (token, token_digest) = secrets::new_token()?;
+            let url = format!("{}/invite/{token}", context.public_url);
+            let compose = |state: &tenure_domain::Account, events: &[tenure_domain::AccountEvent]| {
+                let invited = state.invited.as_ref().filter(|_| !events.is_empty());
+                let to = invited.and_then(|invited| Some((invited.invitee.known()?.email.clone(), invited)));
+                to.map(|(email, invited)| {
+                    let mail = tenure_mail::texts::invitation(&email, invited.username.as_str(), &url);
+                    tenure_mail::delivery::letter("invitation", mail)
+                })
+                .into_iter()
+                .collect()
+            };
             context
                 .accounts
-                .execute(account_id, Command::ResendInvitation { token_digest }, &ctx, &meta)
+                .execute_mailing(account_id, Command::ResendInvitation { token_digest }, &ctx, &meta, compose)
                 .await
                 .with_context(|| format!("cannot resend the invitation of {username}"))?;
-            let (state, _) = context.accounts.load(account_id).await?;
-            let invited = state.invited.ok_or_else(|| anyhow!("{username} has no invitation"))?;
-            let email = invited
-                .invitee
-                .known()
-                .map(|i| i.email.clone())
-                .ok_or_else(|| anyhow!("{username}'s email is erased"))?;
-            send_invitation(&context, global, account_id, invited.username.as_str(), &email, &token).await?;
+            print_invitation(account_id, &url);
+            crate::context::send_queued(global, &context).await?;
         }
         Admin::Mfa { username, mfa: requirement } => {
             let account_id = resolve(&context, &username).await?;
@@ -112,25 +112,6 @@ fn refusal(username: &str, error: Error) -> anyhow::Error {
 }
 
 /// Mails the invitation link (over SMTP, or into the outbox) and prints it for the operator.
-async fn send_invitation(
-    context: &Context,
-    global: &Global,
-    account_id: AccountId,
-    username: &str,
-    email: &str,
-    token: &str,
-) -> anyhow::Result<()> {
-    let url = format!("{}/invite/{token}", context.public_url);
-    let mail = tenure_mail::texts::invitation(email, username, &url);
-    // Printed first: should mailing fail, the operator still has the link to pass on.
-    print_invitation(account_id, &url);
-    crate::context::mailer(global)?
-        .send(&mail)
-        .await
-        .context("the invitation could not be mailed (the link above works)")?;
-    Ok(())
-}
-
 fn mfa(mfa: args::Mfa) -> MfaRequirement {
     match mfa {
         args::Mfa::None => MfaRequirement::None,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use tenure_projections::sample;
-use tenure_scheduler::{Deliver, Scheduler, Warning};
+use tenure_scheduler::{Deliver, Scheduler};
 use tenure_store::sqlite::{Open, SqliteStore};
 use tenure_store::{Accounts, SqliteKeyStore};
 
@@ -20,10 +20,6 @@ const TICKS: usize = 200;
 struct Nowhere;
 
 impl Deliver for Nowhere {
-    async fn deliver(&self, _: &Warning) -> Result<(), String> {
-        Ok(())
-    }
-
     async fn end_sessions(&self, _: tenure_domain::AccountId) -> Result<(), String> {
         Ok(())
     }
@@ -68,7 +64,7 @@ pub async fn run(global: &Global, args: BenchScheduler) -> anyhow::Result<ExitCo
         let mut scheduler = Scheduler::open(
             Accounts::new(store, keys),
             Nowhere,
-            tenure_scheduler::DeliveryLog::sqlite(&scratch.path().join("scheduler.db"))?,
+            "http://bench.invalid".into(),
             tenure_scheduler::DEFAULT_QUARANTINE,
         )
         .await?;

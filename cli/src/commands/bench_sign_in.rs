@@ -177,7 +177,7 @@ async fn prepare(app: &App, users: usize, phc: &str) -> anyhow::Result<()> {
             display_name: None,
             token_digest: token,
         };
-        app.accounts.invite(invite, &ctx, &meta).await?;
+        app.accounts.invite(invite, &ctx, &meta, vec![]).await?;
         let via = PasswordVia::Invitation { token_digest: token };
         app.accounts
             .execute(id, Command::SetPassword { password_hash: phc.to_string().into(), via }, &ctx, &meta)

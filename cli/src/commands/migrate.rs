@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail, ensure};
-use tenure_scheduler::DeliveryLog;
 use tenure_store::sqlite::Open;
 use tenure_store::{EventStore, Expected, KeyStore, Location, RecordedEvent, StreamAppend, chain};
 
@@ -99,16 +98,19 @@ pub async fn store(global: &Global, args: MigrateStore) -> anyhow::Result<ExitCo
     progress.message("verifying the copy");
     let copied = verify_copy(&source, &target, head, &progress).await?;
     progress.finish();
-    // Which warning mails went out, so that the scheduler on the target does not send them again.
-    let deliveries = match &from {
-        Location::Embedded { data_dir, .. } if !data_dir.join("scheduler.db").exists() => Vec::new(),
-        _ => DeliveryLog::at(&from)?.export().await?,
-    };
-    let delivery_count = deliveries.len();
-    DeliveryLog::at(&to)?.import(deliveries).await?;
+    // Which warnings were sent is in the events themselves; mail still queued stays with the
+    // source's outbox, which the gateways still running on it send.
+    let queued = tenure_store::outbox::Outbox::of(&source)?.status().await?.queued;
+    if queued > 0 {
+        eprintln!(
+            "{queued} mails are still queued in {}: they are not copied; keep a gateway on the source running until \
+             `tenure mail status` shows none queued",
+            from.describe()
+        );
+    }
     println!(
-        "{} now holds all {copied} events of {} streams from {} ({} copied by this run), its {key_count} data keys \
-         and {delivery_count} warning deliveries, in {:.1} s; every hash chain verified on both sides",
+        "{} now holds all {copied} events of {} streams from {} ({} copied by this run) and its {key_count} data \
+         keys, in {:.1} s; every hash chain verified on both sides",
         to.describe(),
         streams.len(),
         from.describe(),

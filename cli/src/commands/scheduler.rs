@@ -5,25 +5,18 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Duration, Utc};
 use tenure_gateway::sessions::SessionStore;
-use tenure_mail::Mailer;
-use tenure_scheduler::{Deliver, DeliveryLog, Scheduler, Warning};
+use tenure_scheduler::{Deliver, Scheduler};
 use tenure_store::sqlite::Open;
 
 use crate::args::{Global, Scheduler as SchedulerArgs};
 use crate::context::Repo;
 
-/// Warning mails through the gateway's mailer (SMTP or the outbox), and the gateway's sessions.
+/// The gateway's sessions, which a deactivation or deletion ends.
 pub struct WarningMails {
-    pub mailer: Mailer,
-    pub public_url: String,
     pub sessions: SessionStore,
 }
 
 impl Deliver for WarningMails {
-    async fn deliver(&self, warning: &Warning) -> Result<(), String> {
-        self.mailer.send(&warning.mail(&self.public_url)).await.map_err(|e| e.to_string())
-    }
-
     async fn end_sessions(&self, account: tenure_domain::AccountId) -> Result<(), String> {
         self.sessions.revoke_all(account, None).await.map(|_| ()).map_err(|e| e.to_string())
     }
@@ -48,11 +41,10 @@ pub async fn open(
         Default::default(),
         context.accounts.keys.derive("csrf tokens"),
     )?;
-    let deliver =
-        WarningMails { mailer: crate::context::mailer(global)?, public_url: context.public_url.clone(), sessions };
+    let deliver = WarningMails { sessions };
     let accounts: Repo = context.accounts;
     let quarantine = Duration::days(i64::from(quarantine_days));
-    let scheduler = Scheduler::open(accounts, deliver, DeliveryLog::at(&location)?, quarantine).await?;
+    let scheduler = Scheduler::open(accounts, deliver, context.public_url, quarantine).await?;
     Ok((lease, scheduler))
 }
 
@@ -68,8 +60,16 @@ pub async fn run(global: &Global, args: SchedulerArgs) -> anyhow::Result<ExitCod
             println!("{line}");
         }
         println!("{summary}");
+        if !args.dry_run {
+            let context = crate::context::open(global, Open::MustExist).await?;
+            crate::context::send_queued(global, &context).await?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
+    // On its own, the scheduler sends the warnings it queues (as would any gateway on the store).
+    let context = crate::context::open(global, Open::MustExist).await?;
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(crate::context::delivery(global, &context)?.run(stop));
     follow(&mut scheduler, _lease.as_ref(), clock, None).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -143,7 +143,7 @@ async fn bootstrap(app: &App, public_url: &str) -> anyhow::Result<()> {
     };
     let invited = app
         .accounts
-        .invite(invite, &Ctx { now: app.clock.now() }, &Meta::new(Actor::Operator("bootstrap".into())))
+        .invite(invite, &Ctx { now: app.clock.now() }, &Meta::new(Actor::Operator("bootstrap".into())), vec![])
         .await;
     if let Err(error) = invited {
         // Gateways started together on one new database race for this; one invitation wins.

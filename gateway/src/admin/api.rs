@@ -59,7 +59,7 @@ pub async fn invite(
     let mfa = flow::parse_mfa(&body.mfa)?;
     let member = NewMember { username: body.username, email: body.email, role, mfa, display_name: body.display_name };
     let invited = flow::invite_member(&app, &admin.account, member).await?;
-    let mut answer = json!({ "account_id": invited.account_id });
+    let mut answer = json!({ "account_id": invited.account_id, "mail": "queued" });
     if app.mailer.is_outbox() {
         answer["invitation_url"] = json!(invited.url);
     }
@@ -100,6 +100,9 @@ pub async fn resend(
 ) -> Result<Response, Error> {
     let member = flow::member(&app, &admin.account, &id).await?;
     let url = flow::resend_invitation(&app, &admin.account, &member).await?;
-    let answer = if app.mailer.is_outbox() { json!({ "invitation_url": url }) } else { json!({ "sent": true }) };
+    let mut answer = json!({ "sent": true, "mail": "queued" });
+    if app.mailer.is_outbox() {
+        answer["invitation_url"] = json!(url);
+    }
     Ok(Json(answer).into_response())
 }

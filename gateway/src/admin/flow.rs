@@ -2,8 +2,8 @@
 
 use tenure_domain::decide::{Command, Ctx, Invite};
 use tenure_domain::events::{MfaRequirement, Org, Role};
-use tenure_domain::{AccountId, Confidential, OrgId, Username};
-use tenure_mail::Mailer;
+use tenure_domain::{Account, AccountEvent, AccountId, OrgId, Username};
+use tenure_mail::delivery;
 use tenure_projections::AccountRow;
 use tenure_store::{Accounts, Actor, ExecuteError, Keys, Meta, Store, secrets};
 
@@ -20,8 +20,8 @@ pub struct NewMember {
     pub display_name: Option<String>,
 }
 
-/// An invitation made and mailed: the new account, and the link (to show only where mail goes
-/// to the outbox, or to the operator who made it).
+/// An invitation made, its mail queued: the new account, and the link (to show only where mail
+/// goes to the outbox folder, or to the operator who made it).
 pub struct Invitation {
     pub account_id: AccountId,
     pub url: String,
@@ -38,12 +38,11 @@ fn sentence(text: &str) -> String {
     out
 }
 
-/// Invites `member` into `org` and mails the link: the one way in, for the admin page, the API
-/// and `tenure admin invite`. A mail that cannot be sent leaves the invitation recorded; the
-/// error then carries the link, so that whoever invited can pass it on.
+/// Invites `member` into `org` and queues the mail with the link in the same write: the one way
+/// in, for the admin page, the API and `tenure admin invite`. The delivery worker sends it, and
+/// keeps trying while the mail server is away.
 pub async fn invite(
     accounts: &Accounts<Store, Keys>,
-    mailer: &Mailer,
     public_url: &str,
     ctx: &Ctx,
     actor: Actor,
@@ -68,16 +67,14 @@ pub async fn invite(
         display_name,
         token_digest,
     };
-    match accounts.invite(invite, ctx, &crate::state::meta(actor.clone())).await {
+    let url = format!("{public_url}/invite/{token}");
+    let letter = delivery::letter(INVITATION_MAIL, tenure_mail::texts::invitation(email, username.as_str(), &url));
+    match accounts.invite(invite, ctx, &crate::state::meta(actor.clone()), vec![letter]).await {
         Ok(_) => {}
         Err(ExecuteError::Username(_)) => return Err(Error::UsernameUnavailable(username)),
         Err(error) => return Err(Error::refused(error, ctx.now)),
     }
-    let url = format!("{public_url}/invite/{token}");
-    if let Err(error) = mailer.send(&tenure_mail::texts::invitation(email, username.as_str(), &url)).await {
-        return Err(Error::InvitationNotMailed { account_id, url: Confidential(url), reason: error.to_string() });
-    }
-    tracing::info!(account = %account_id, by = %actor, "invited");
+    tracing::info!(account = %account_id, by = %actor, "invited; the mail is queued");
     Ok(Invitation { account_id, url })
 }
 
@@ -85,8 +82,13 @@ pub async fn invite(
 pub async fn invite_member(app: &App, admin: &AccountRow, member: NewMember) -> Result<Invitation, Error> {
     let org = Org { id: OrgId(admin.org_id.clone()), name: admin.org_name.clone(), wholesale: admin.wholesale };
     let actor = Actor::Admin(admin.account_id);
-    invite(&app.accounts, &app.mailer, &app.config.public_url, &app.ctx(), actor, org, member).await
+    let invited = invite(&app.accounts, &app.config.public_url, &app.ctx(), actor, org, member).await?;
+    app.delivery.wake();
+    Ok(invited)
 }
+
+/// The outbox's name for invitation mail.
+const INVITATION_MAIL: &str = "invitation";
 
 /// The role or MFA requirement a form names.
 pub fn parse_role(text: &str) -> Result<Role, Error> {
@@ -115,15 +117,19 @@ fn admin_meta(admin: &AccountRow) -> Meta {
 pub async fn resend_invitation(app: &App, admin: &AccountRow, member: &AccountRow) -> Result<String, Error> {
     let (token, token_digest) = secrets::new_token().map_err(Error::internal)?;
     let command = Command::ResendInvitation { token_digest };
-    app.accounts
-        .execute(member.account_id, command, &app.ctx(), &admin_meta(admin))
-        .await
-        .map_err(|e| app.refused(e))?;
     let email = personal::email(app, member)
         .await?
         .ok_or_else(|| Error::internal("no email address to send the invitation to"))?;
     let url = format!("{}/invite/{token}", app.config.public_url);
-    app.mailer.send(&tenure_mail::texts::invitation(&email, &member.username, &url)).await?;
+    let mail = tenure_mail::texts::invitation(&email, &member.username, &url);
+    let compose = |_: &Account, events: &[AccountEvent]| {
+        if events.is_empty() { vec![] } else { vec![delivery::letter(INVITATION_MAIL, mail.clone())] }
+    };
+    app.accounts
+        .execute_mailing(member.account_id, command, &app.ctx(), &admin_meta(admin), compose)
+        .await
+        .map_err(|e| app.refused(e))?;
+    app.delivery.wake();
     Ok(url)
 }
 

@@ -50,7 +50,7 @@ pub async fn mfa_start(State(app): Shared, ApiPath(token): ApiPath<String>) -> R
             Json(json!({ "otpauth_uri": otpauth_uri, "secret": secret, "qr_png_base64": qr_png_base64 }))
                 .into_response()
         }
-        MfaSetup::EmailSent => Json(json!({ "sent": true })).into_response(),
+        MfaSetup::EmailSent => Json(json!({ "sent": true, "mail": "queued" })).into_response(),
     })
 }
 

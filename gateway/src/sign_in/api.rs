@@ -71,6 +71,8 @@ fn answer(app: &App, jar: CookieJar, step: Next) -> Response {
         }))
         .into_response(),
         Next::Terms => Json(json!({ "next": "terms", "terms_version": app.config.terms_version })).into_response(),
+        // The code's mail is recorded with it and queued: the worker sends it, retrying.
+        Next::EmailCode => Json(json!({ "next": "email_code", "mail": "queued" })).into_response(),
         other => next(other.name()),
     }
 }
@@ -87,7 +89,7 @@ pub async fn terms(
 
 pub async fn resend(State(app): Shared, ApiPath(flow_id): ApiPath<String>) -> Result<Response, Error> {
     flow::resend_code(&app, &flow_id).await?;
-    Ok(Json(json!({ "sent": true })).into_response())
+    Ok(Json(json!({ "sent": true, "mail": "queued" })).into_response())
 }
 
 pub async fn session(State(app): Shared, signed_in: SignedIn) -> Response {

@@ -110,7 +110,7 @@ impl Harness {
         };
         self.app
             .accounts
-            .invite(invite, &Ctx { now: self.clock.now() }, &Meta::new(Actor::Operator("test".into())))
+            .invite(invite, &Ctx { now: self.clock.now() }, &Meta::new(Actor::Operator("test".into())), vec![])
             .await
             .unwrap();
         self.caught_up().await;

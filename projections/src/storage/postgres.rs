@@ -56,7 +56,7 @@ const SCHEMA_LOCK: i64 = 0x5445_4e55_0010;
 const LOCKS: i64 = 0x5445_4e55_0020;
 
 pub(crate) fn db_error(error: tokio_postgres::Error) -> ProjectionError {
-    ProjectionError::Db(tenure_store::postgres::pg_error("read models", &error).to_string())
+    ProjectionError::Store(tenure_store::postgres::pg_error("read models", &error))
 }
 
 fn pool_error(error: deadpool_postgres::PoolError) -> ProjectionError {

@@ -39,6 +39,7 @@ struct Inner {
 
 struct WriteRequest {
     appends: Vec<StreamAppend>,
+    mail: Vec<QueuedMail>,
     reply: oneshot::Sender<Result<Vec<Appended>, AppendError>>,
 }
 
@@ -65,6 +66,11 @@ impl PgStore {
         tokio::spawn(write_loop(pool, queue, store.inner.head.clone()));
         listen(url.to_string(), store.inner.head.clone());
         Ok(store)
+    }
+
+    /// The store's connection pool, for the tables that live beside the events.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -134,9 +140,13 @@ async fn current_head(client: &impl GenericClient) -> Result<Position, StoreErro
 }
 
 impl EventStore for PgStore {
-    async fn append_atomic(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, AppendError> {
+    async fn append_with_mail(
+        &self,
+        appends: Vec<StreamAppend>,
+        mail: Vec<QueuedMail>,
+    ) -> Result<Vec<Appended>, AppendError> {
         let (reply, answer) = oneshot::channel();
-        self.inner.writer.send(WriteRequest { appends, reply }).map_err(|_| StoreError::Closed)?;
+        self.inner.writer.send(WriteRequest { appends, mail, reply }).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -195,6 +205,27 @@ fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         prev_hash: hash(10)?,
         hash: hash(11)?,
     })
+}
+
+/// Queues the mail of the batch's requests that stand, inside the batch's transaction.
+async fn insert_mail(client: &deadpool_postgres::Object, mail: &[&QueuedMail]) -> Result<(), StoreError> {
+    let insert = client
+        .prepare_cached(
+            "INSERT INTO outbox (id, account, kind, created_at, body) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bytea[])",
+        )
+        .await
+        .map_err(|e| pg_error("queueing mail failed", &e))?;
+    let ids: Vec<Uuid> = mail.iter().map(|m| m.id).collect();
+    let accounts: Vec<Uuid> = mail.iter().map(|m| m.account).collect();
+    let kinds: Vec<&str> = mail.iter().map(|m| m.kind.as_str()).collect();
+    let created: Vec<i64> = mail.iter().map(|m| m.created_at.timestamp_micros()).collect();
+    let bodies: Vec<&[u8]> = mail.iter().map(|m| m.sealed.as_slice()).collect();
+    client
+        .execute(&insert, &[&ids, &accounts, &kinds, &created, &bodies])
+        .await
+        .map_err(|e| pg_error("queueing mail failed", &e))?;
+    Ok(())
 }
 
 /// Commits whatever is queued, batch after batch, until every handle to the store is gone.
@@ -320,6 +351,7 @@ async fn try_commit_batch(
     }
 
     let mut rows = Rows::default();
+    let mut mail: Vec<&QueuedMail> = Vec::new();
     let mut results = Vec::with_capacity(batch.len());
     for (request, storable) in batch.iter().zip(storable) {
         if !storable {
@@ -371,7 +403,11 @@ async fn try_commit_batch(
             // With no events, the head as of this request's place in the batch.
             appended.push(Appended { version, position });
         }
+        mail.extend(&request.mail);
         results.push(Ok(appended));
+    }
+    if !mail.is_empty() {
+        insert_mail(client, &mail).await?;
     }
 
     if rows.position.is_empty() {

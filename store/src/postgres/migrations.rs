@@ -8,8 +8,12 @@ use super::{Open, pg_error, pool, pool_error, redacted};
 use crate::event_store::StoreError;
 
 /// Every migration so far, in order; `tenure_schema` records how many are applied.
-const MIGRATIONS: &[&str] =
-    &[include_str!("0001_initial.sql"), include_str!("0002_front_door.sql"), include_str!("0003_guards.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("0001_initial.sql"),
+    include_str!("0002_front_door.sql"),
+    include_str!("0003_guards.sql"),
+    include_str!("0004_outbox.sql"),
+];
 /// Held (per transaction) while migrations run.
 const MIGRATION_LOCK: i64 = 0x5445_4e55_0001;
 

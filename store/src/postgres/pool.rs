@@ -30,6 +30,7 @@ pub fn redacted(url: &str) -> String {
 }
 
 pub fn pg_error(context: &str, error: &tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
     // The display of a database error is only "db error"; its message is in the source.
     let detail = match error.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
@@ -44,13 +45,39 @@ pub fn pg_error(context: &str, error: &tokio_postgres::Error) -> StoreError {
             detail
         }
     };
-    StoreError::Backend(format!("{context}: {detail}"))
+    let detail = format!("{context}: {detail}");
+    match error.code() {
+        Some(code) if *code == SqlState::DISK_FULL => StoreError::DiskFull(detail),
+        // Shutting down, starting up, or the connection gone: the database is away for now.
+        Some(code)
+            if [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW].contains(code)
+                || code.code().starts_with("08") =>
+        {
+            StoreError::Unavailable(detail)
+        }
+        // No SQLSTATE at all: the connection itself failed (refused, reset, closed).
+        None if error.is_closed() || error.as_db_error().is_none() && is_io(error) => StoreError::Unavailable(detail),
+        _ => StoreError::Backend(detail),
+    }
+}
+
+fn is_io(error: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    // "connection closed", "unexpected EOF" and the like carry no io::Error.
+    let text = error.to_string();
+    text.contains("closed") || text.contains("EOF") || text.contains("connection")
 }
 
 pub fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     match error {
         deadpool_postgres::PoolError::Backend(e) => pg_error("cannot reach PostgreSQL", &e),
-        other => StoreError::Backend(format!("cannot reach PostgreSQL: {other}")),
+        other => StoreError::Unavailable(format!("cannot reach PostgreSQL: {other}")),
     }
 }
 
