@@ -731,6 +731,26 @@ fn a_lost_emptied_or_swapped_key_store_is_refused_and_never_made_anew() {
     assert!(tenure(d, &["audit", "user16"]).status.success());
 }
 
+#[test]
+fn an_emptied_key_table_on_postgres_is_refused_and_never_made_anew() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let database = runtime.block_on(tenure_store::conformance::TestDatabase::create());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let url = database.url.as_str();
+    invite(d, "pgkeys", &["--store", url]);
+    assert!(tenure(d, &["--store", url, "audit", "pgkeys"]).status.success());
+    let emptied = Command::new("psql").args([url, "-qc", "DELETE FROM account_keys"]).output().unwrap();
+    assert!(emptied.status.success(), "{}", String::from_utf8_lossy(&emptied.stderr));
+    for args in [
+        &["--store", url, "serve", "--listen", "127.0.0.1:0"][..],
+        &["--store", url, "audit", "pgkeys"],
+        &["--store", url, "scheduler", "--once"],
+    ] {
+        assert_one_line_error(&tenure(d, args), "the database's account_keys has no key for account");
+    }
+}
+
 /// A damaged read-model file is set aside and made anew (the read models come back from the
 /// events); a damaged `sessions.db` too (users sign in again). Neither needs a human.
 #[test]

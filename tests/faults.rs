@@ -12,7 +12,7 @@ mod support {
     pub mod pg_cluster;
     pub mod smtp;
 }
-use support::gateway::{agent, get, post, serve_with};
+use support::gateway::{agent, get, post, serve_with, start_logging};
 use support::smtp::{SmtpSink, code_in, smtp_sink};
 
 fn tenure(dir: &Path, args: &[&str]) -> Output {
@@ -170,13 +170,24 @@ fn outage_answer(status: u16, retry_after: Option<String>, body: &Value, reason:
     }
 }
 
-fn call(http: &ureq::Agent, method: &str, url: &str, body: Option<Value>) -> (u16, Option<String>, Value) {
+/// Where the PostgreSQL test's gateway logs, to show when it stops answering.
+static LOG: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
+
+fn log() -> String {
+    let path = LOG.lock().unwrap().clone();
+    path.and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default()
+}
+
+/// One request on a connection of its own: an answer given before the request's body was read
+/// (a 503 from a limit checked first) closes its connection, and a pooled one may then be dead.
+fn call(_: &ureq::Agent, method: &str, url: &str, body: Option<Value>) -> (u16, Option<String>, Value) {
+    let http = agent();
     let response = match body {
         Some(body) => http.post(url).send_json(body),
         None if method == "GET" => http.get(url).call(),
         None => unreachable!(),
     };
-    let mut response = response.unwrap();
+    let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e} (the gateway's log: {})", log()));
     let retry = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
     let status = response.status().as_u16();
     (status, retry, response.body_mut().read_json::<Value>().unwrap_or(Value::Null))
@@ -188,7 +199,9 @@ fn postgres_stopped_under_load_is_answered_503_with_retry_after_and_recovered_fr
     let url = cluster.url();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let server = serve_with(d, &["--store", &url]);
+    let log_path = d.join("serve.log");
+    *LOG.lock().unwrap() = Some(log_path.clone());
+    let server = start_logging(d, &["--store", &url], &log_path);
     let mut acknowledged = Vec::new();
     for i in 0..5 {
         let name = format!("kept{i}");
@@ -220,6 +233,12 @@ fn postgres_stopped_under_load_is_answered_503_with_retry_after_and_recovered_fr
     cluster.start();
     eventually(30, "requests succeed again", || sign_in().0 == 200);
     eventually(30, "ready again", || ready().0 == 200);
+    // The runner's lock ended with its connection: the runner takes it again (it does not go on
+    // writing the read models without it), and the status says it runs.
+    eventually(30, "the runner holds its lock again", || {
+        let status = text(&tenure(d, &["--store", &url, "projections", "status"]).stdout);
+        status.contains("running") && !status.contains("stopped")
+    });
     for name in &acknowledged {
         let audit = tenure(d, &["--store", &url, "audit", name]);
         assert!(

@@ -140,29 +140,64 @@ pub async fn start<S: EventStore>(
         runners.spawn(run(store.clone(), db.clone(), projection));
     }
     Ok(Some(async move {
-        let _lock = lock;
-        while let Some(ended) = runners.join_next().await {
-            match ended {
-                // A poisoned projection stops alone (recorded and logged); the others go on.
-                Ok(Ok(())) | Ok(Err(ProjectionError::Poison { .. })) => {}
-                Ok(Err(error)) => return Err(error),
-                Err(panic) => return Err(ProjectionError::Db(format!("a runner failed: {panic}"))),
+        let mut check = tokio::time::interval(LOCK_CHECK);
+        loop {
+            tokio::select! {
+                ended = runners.join_next() => match ended {
+                    None => return Ok(()),
+                    // A poisoned projection stops alone (recorded and logged); the others go on.
+                    Some(Ok(Ok(())) | Ok(Err(ProjectionError::Poison { .. }))) => {}
+                    Some(Ok(Err(error))) => return Err(error),
+                    Some(Err(panic)) => return Err(ProjectionError::Db(format!("a runner failed: {panic}"))),
+                },
+                _ = check.tick() => {
+                    // Lost with its connection (a database restart): another process may hold it
+                    // now, and two runners must never write the read models at once.
+                    if !lock.held().await {
+                        runners.abort_all();
+                        return Err(ProjectionError::LockLost);
+                    }
+                }
             }
         }
-        Ok(())
     }))
 }
 
+/// How often a runner checks that it still holds the runner's lock.
+const LOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the projections here, or, while another process runs them (another gateway on the same
-/// read models), waits to take over when it stops.
+/// read models), waits to take over when it stops. A runner that lost its lock, or stopped on an
+/// outage of the store, stands by again rather than end: the projections come back by themselves.
 pub async fn run_or_stand_by<S: EventStore>(store: S, db: ProjectionDb) -> Result<(), ProjectionError> {
     let mut announced = false;
     loop {
-        if let Some(runners) = start(store.clone(), db.clone()).await? {
+        let started = match start(store.clone(), db.clone()).await {
+            Ok(started) => started,
+            Err(ProjectionError::Store(error)) => {
+                tracing::warn!("the projections wait for the store: {error}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        if let Some(runners) = started {
             if announced {
                 tracing::info!("the projections' runner stopped elsewhere; this process runs them now");
             }
-            return runners.await;
+            match runners.await {
+                Err(ProjectionError::LockLost) => {
+                    tracing::warn!("the projections' lock was lost (the database restarted); taking it again");
+                    announced = false;
+                    continue;
+                }
+                Err(ProjectionError::Store(error)) => {
+                    tracing::warn!("the projections stopped on an outage of the store; starting again: {error}");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+                other => return other,
+            }
         }
         if !announced {
             tracing::info!("another process runs the projections; this one reads them and stands by");

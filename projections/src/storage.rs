@@ -29,6 +29,8 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
     #[error("read models: {0}")]
     Db(String),
+    #[error("the projections' runner lost its lock (its database connection ended)")]
+    LockLost,
 }
 
 impl From<rusqlite::Error> for ProjectionError {
@@ -81,7 +83,18 @@ impl ProjectionStatus {
 /// the OS or the database when the process dies.
 pub(crate) enum Lock {
     File(#[allow(dead_code)] std::fs::File),
-    Postgres(#[allow(dead_code)] tenure_store::postgres::AdvisoryLock),
+    Postgres(tenure_store::postgres::AdvisoryLock),
+}
+
+impl Lock {
+    /// Whether the lock still holds. A file lock holds for as long as the process; an advisory
+    /// lock ends with its connection (a database restart), and another process may then take it.
+    pub(crate) async fn held(&self) -> bool {
+        match self {
+            Lock::File(_) => true,
+            Lock::Postgres(lock) => lock.held(std::time::Duration::from_secs(5)).await,
+        }
+    }
 }
 
 /// What a projection lock guards: the runner, or a rebuild of one projection.
