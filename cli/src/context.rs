@@ -80,16 +80,14 @@ pub fn delivery(global: &Global, context: &Context) -> anyhow::Result<tenure_mai
     ))
 }
 
-/// Sends the mail a command just queued, waiting a little for a mail server that is away; what
-/// is still queued then is sent by a running `tenure serve` (or the next command that sends).
-pub async fn send_queued(global: &Global, context: &Context) -> anyhow::Result<()> {
-    let status = delivery(global, context)?.drain(std::time::Duration::from_secs(10)).await?;
-    if status.queued > 0 {
-        let reason = status.failing.first().map_or("not sent yet".to_string(), |f| f.last_error.clone());
+/// Sends the mail `ids` a command just queued (and no other), waiting a little for a mail server
+/// that is away; what is still queued then is sent by a running `tenure serve`.
+pub async fn send_queued(global: &Global, context: &Context, ids: &[uuid::Uuid]) -> anyhow::Result<()> {
+    let waiting = delivery(global, context)?.send_these(ids, std::time::Duration::from_secs(10)).await?;
+    if waiting > 0 {
         eprintln!(
-            "mail: {} queued, not sent yet ({reason}); `tenure serve` sends it once the mail server accepts it \
-             (`tenure mail status` shows where it stands)",
-            status.queued
+            "mail: {waiting} queued, not sent yet (the mail server did not accept it); `tenure serve` sends it once \
+             it does (`tenure mail status` shows where it stands)"
         );
     }
     Ok(())

@@ -12,7 +12,26 @@ use tenure_store::{KeyStore, Keys, StoreError};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::{Mail, Mailer};
+use crate::{Mail, MailError, Mailer};
+
+/// Servers quote the address they refuse, in any case: the reason is kept without it.
+fn scrub(reason: &str, address: &str) -> String {
+    let lower = reason.to_lowercase();
+    let needle = address.to_lowercase();
+    if needle.is_empty() || lower.len() != reason.len() {
+        // Lowercasing changed the byte lengths (non-ASCII): say nothing of the server's words.
+        return if lower.contains(&needle) { "the server refused the recipient".into() } else { reason.into() };
+    }
+    let mut out = String::with_capacity(reason.len());
+    let mut rest = 0;
+    for (at, _) in lower.match_indices(&needle) {
+        out.push_str(&reason[rest..at]);
+        out.push_str("<recipient>");
+        rest = at + needle.len();
+    }
+    out.push_str(&reason[rest..]);
+    out
+}
 
 /// How long a claim holds a mail: longer than one send may take. A worker that dies with a mail
 /// claimed gives it up after this, and another sends it again (with the same Message-ID).
@@ -26,7 +45,9 @@ const LONGEST_WAIT: chrono::Duration = chrono::Duration::seconds(60);
 pub const LOGGED_AFTER: u32 = 5;
 /// How often a worker looks for mail queued by other processes.
 const POLL: Duration = Duration::from_secs(1);
-const BATCH: usize = 16;
+/// Mails claimed at once: one, so that each claim covers a single send and never runs out while
+/// the worker is busy with the mail before it.
+const BATCH: usize = 1;
 
 /// The mail `mail`, ready to be queued with the events that call for it; its Message-ID is
 /// fixed now, so that every attempt to send it carries the same one.
@@ -106,25 +127,31 @@ impl Delivery {
             return Ok(Outcome::Dropped);
         };
         let sent = match tokio::time::timeout(SEND_TIMEOUT, self.mailer.send(&mail)).await {
-            Ok(sent) => sent.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("the mail server did not answer within {} s", SEND_TIMEOUT.as_secs())),
+            Ok(sent) => sent,
+            Err(_) => Err(MailError::Delivery(format!("no answer within {} s", SEND_TIMEOUT.as_secs()))),
         };
         match sent {
             Ok(()) => {
-                self.outbox.sent(claimed.id, (self.now)()).await?;
+                self.outbox.sent(&claimed, (self.now)()).await?;
                 if claimed.attempts > claimed.failures + 1 {
                     // Sent before by a worker that stopped before it could say so.
                     tracing::info!(mail = %claimed.id, kind = %claimed.kind, "mail sent again after an unconfirmed send");
                 }
                 Ok(Outcome::Sent)
             }
-            Err(reason) => {
-                // Servers quote the address they refuse: the reason is kept without it.
-                let reason = reason.replace(&mail.to, "<recipient>");
+            Err(MailError::Refused(reason)) => {
+                // A 5xx reply: the same mail would be refused again.
+                let reason = format!("refused for good: {}", scrub(&reason, &mail.to));
+                self.outbox.dropped(claimed.id, &reason).await?;
+                tracing::error!(mail = %claimed.id, kind = %claimed.kind, %reason, "the mail server refused a mail for good; it is not tried again");
+                Ok(Outcome::Dropped)
+            }
+            Err(error) => {
+                let reason = scrub(&error.to_string(), &mail.to);
                 let failures = claimed.failures + 1;
                 let wait = FIRST_WAIT * 2i32.saturating_pow(failures.saturating_sub(1).min(10));
                 let retry_at = (self.now)() + wait.min(LONGEST_WAIT);
-                self.outbox.failed(claimed.id, retry_at, &reason).await?;
+                self.outbox.failed(&claimed, retry_at, &reason).await?;
                 if failures == LOGGED_AFTER {
                     tracing::error!(mail = %claimed.id, kind = %claimed.kind, failures, %reason, "a mail keeps failing; it is tried again until it is accepted");
                 } else {
@@ -174,8 +201,35 @@ impl Delivery {
         Ok(next.map_or(POLL, |next| (next - now).to_std().unwrap_or_default().min(POLL)))
     }
 
-    /// Sends what is due until nothing is, or `within` has passed: for commands that queue mail
-    /// and then exit. What is still queued is left for a running worker.
+    /// Sends the mails `ids` (which a command just queued) as they come due, until all have gone
+    /// or `within` has passed; returns how many are still queued. Other mail is left to the
+    /// running gateways, whose mail settings it was queued under.
+    pub async fn send_these(&self, ids: &[Uuid], within: Duration) -> Result<usize, StoreError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let mut waiting = 0;
+            for id in ids {
+                match self.outbox.claim_one(*id, (self.now)(), CLAIM).await? {
+                    Some(claimed) => {
+                        if matches!(self.deliver(claimed).await?, Outcome::Failed) {
+                            waiting += 1;
+                        }
+                    }
+                    None => {
+                        let state = self.outbox.state(*id).await?;
+                        waiting += usize::from(matches!(state, Some(tenure_store::outbox::MailState::Queued { .. })));
+                    }
+                }
+            }
+            if waiting == 0 || tokio::time::Instant::now() + POLL >= deadline {
+                return Ok(waiting);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Sends what is due until nothing is, or `within` has passed: for `tenure mail send`. What
+    /// is still queued is left for a running worker.
     pub async fn drain(&self, within: Duration) -> Result<Status, StoreError> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
@@ -212,4 +266,21 @@ enum Outcome {
     Sent,
     Failed,
     Dropped,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub;
+
+    #[test]
+    fn the_recipient_is_taken_out_of_a_servers_reason_in_any_case() {
+        assert_eq!(
+            scrub("550 5.1.1 <Jane.Doe@Example.com>: no such user", "jane.doe@example.com"),
+            "550 5.1.1 <<recipient>>: no such user"
+        );
+        assert_eq!(scrub("421 try again later", "jane@example.com"), "421 try again later");
+        assert_eq!(scrub("550 Jäne@example.com unknown", "jäne@example.com"), "550 <recipient> unknown");
+        // Lowercasing "İ" changes its length: the reason is then withheld whole.
+        assert_eq!(scrub("550 İ jane@example.com unknown", "jane@example.com"), "the server refused the recipient");
+    }
 }

@@ -22,6 +22,9 @@ pub enum MailError {
     Build(String),
     #[error("cannot deliver the mail: {0}")]
     Delivery(String),
+    /// The server refused the mail for good (a 5xx reply): sending it again cannot help.
+    #[error("the mail server refused the mail for good: {0}")]
+    Refused(String),
 }
 
 /// One mail to one recipient.
@@ -81,9 +84,9 @@ impl Mailer {
             .multipart(MultiPart::alternative_plain_html(mail.text.clone(), mail.html.clone()))
             .map_err(|e| MailError::Build(e.to_string()))?;
         match self {
-            Mailer::Smtp { transport, .. } => {
-                transport.send(message).await.map(|_| ()).map_err(|e| MailError::Delivery(e.to_string()))
-            }
+            Mailer::Smtp { transport, .. } => transport.send(message).await.map(|_| ()).map_err(|e| {
+                if e.is_permanent() { MailError::Refused(e.to_string()) } else { MailError::Delivery(e.to_string()) }
+            }),
             Mailer::Outbox { transport, .. } => {
                 transport.send(message).await.map(|_| ()).map_err(|e| MailError::Delivery(e.to_string()))
             }

@@ -163,6 +163,11 @@ pub async fn start<S: EventStore>(
     }))
 }
 
+/// An outage waits; any other error stops the projections, logged, for a human to look at.
+fn is_outage(error: &tenure_store::StoreError) -> bool {
+    matches!(error, tenure_store::StoreError::Unavailable(_) | tenure_store::StoreError::DiskFull(_))
+}
+
 /// How often a runner checks that it still holds the runner's lock.
 const LOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -174,7 +179,7 @@ pub async fn run_or_stand_by<S: EventStore>(store: S, db: ProjectionDb) -> Resul
     loop {
         let started = match start(store.clone(), db.clone()).await {
             Ok(started) => started,
-            Err(ProjectionError::Store(error)) => {
+            Err(ProjectionError::Store(error)) if is_outage(&error) => {
                 tracing::warn!("the projections wait for the store: {error}");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
@@ -191,7 +196,7 @@ pub async fn run_or_stand_by<S: EventStore>(store: S, db: ProjectionDb) -> Resul
                     announced = false;
                     continue;
                 }
-                Err(ProjectionError::Store(error)) => {
+                Err(ProjectionError::Store(error)) if is_outage(&error) => {
                     tracing::warn!("the projections stopped on an outage of the store; starting again: {error}");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;

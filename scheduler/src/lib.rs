@@ -85,6 +85,8 @@ pub struct Scheduler<S, K, D> {
     public_url: String,
     /// Whether the keys of accounts found deleted at start have been destroyed again.
     repaired: bool,
+    /// The mail queued since `take_queued_mail` was last called.
+    queued_mail: Vec<uuid::Uuid>,
 }
 
 impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
@@ -95,11 +97,24 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
         public_url: String,
         quarantine: Duration,
     ) -> Result<Self, SchedulerError> {
-        let mut scheduler =
-            Scheduler { accounts, tracker: Tracker::new(quarantine), next: 1, deliver, public_url, repaired: false };
+        let mut scheduler = Scheduler {
+            accounts,
+            tracker: Tracker::new(quarantine),
+            next: 1,
+            deliver,
+            public_url,
+            repaired: false,
+            queued_mail: Vec::new(),
+        };
         scheduler.read_on().await?;
         scheduler.tracker.replayed();
         Ok(scheduler)
+    }
+
+    /// The ids of the warning mails queued since the last call: what `scheduler --once` sends
+    /// before it exits.
+    pub fn take_queued_mail(&mut self) -> Vec<uuid::Uuid> {
+        std::mem::take(&mut self.queued_mail)
     }
 
     pub fn tracker(&mut self) -> &mut Tracker {
@@ -229,11 +244,17 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
                 return Ok(Some(step));
             };
             let public_url = self.public_url.clone();
+            let queued = std::sync::Mutex::new(Vec::new());
             let compose = |state: &Account, events: &[AccountEvent]| {
-                events.iter().filter_map(|event| warning_mail(state, event, &public_url)).collect()
+                let letters: Vec<Letter> =
+                    events.iter().filter_map(|event| warning_mail(state, event, &public_url)).collect();
+                *queued.lock().unwrap_or_else(|p| p.into_inner()) = letters.iter().map(|l| l.id).collect();
+                letters
             };
-            match self.accounts.execute_expecting(id, command, state.version, &ctx, &meta, compose).await {
+            let result = self.accounts.execute_expecting(id, command, state.version, &ctx, &meta, compose).await;
+            match result {
                 Ok(appended) => {
+                    self.queued_mail.extend(queued.into_inner().unwrap_or_else(|p| p.into_inner()));
                     for (_, event) in &appended {
                         self.tracker.apply(id, event);
                     }

@@ -37,6 +37,9 @@ pub struct Claimed {
     pub attempts: u32,
     pub failures: u32,
     pub sealed: Vec<u8>,
+    /// The end of this claim, which also names it: marking the mail sent or failed takes effect
+    /// only while the claim is this one (another worker may have claimed it since it ran out).
+    pub claimed_until: i64,
 }
 
 /// Where one mail stands.
@@ -100,14 +103,25 @@ impl Outbox {
         on_backend!(Outbox, self, o => o.claim(now, hold, limit).await)
     }
 
-    pub async fn sent(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
-        on_backend!(Outbox, self, o => o.sent(id, now).await)
+    /// Claims the mail `id` if it is due and unclaimed: for a command that sends only what it
+    /// queued itself.
+    pub async fn claim_one(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        hold: chrono::Duration,
+    ) -> Result<Option<Claimed>, StoreError> {
+        on_backend!(Outbox, self, o => o.claim_one(id, now, hold).await)
+    }
+
+    pub async fn sent(&self, claimed: &Claimed, now: DateTime<Utc>) -> Result<(), StoreError> {
+        on_backend!(Outbox, self, o => o.sent(claimed.id, claimed.claimed_until, now).await)
     }
 
     /// Records a refusal; the mail is tried again from `retry_at`. `reason` must not name the
     /// recipient.
-    pub async fn failed(&self, id: Uuid, retry_at: DateTime<Utc>, reason: &str) -> Result<(), StoreError> {
-        on_backend!(Outbox, self, o => o.failed(id, retry_at, reason).await)
+    pub async fn failed(&self, claimed: &Claimed, retry_at: DateTime<Utc>, reason: &str) -> Result<(), StoreError> {
+        on_backend!(Outbox, self, o => o.failed(claimed.id, claimed.claimed_until, retry_at, reason).await)
     }
 
     /// Gives a mail up for good, with why (its account is erased).
@@ -124,8 +138,8 @@ impl Outbox {
         on_backend!(Outbox, self, o => o.latest(account, kind).await)
     }
 
-    /// Drops the mail of `kind` to `account` still queued, except `keep`: a new code makes an
-    /// older one that never left useless.
+    /// Drops the mail of `kind` to `account` queued before `keep` and not sent: a new code makes
+    /// an older one that never left useless. (Ids are time-ordered UUIDs.)
     pub async fn supersede(&self, account: Uuid, kind: &str, keep: Uuid) -> Result<(), StoreError> {
         on_backend!(Outbox, self, o => o.supersede(account, kind, keep).await)
     }
@@ -207,53 +221,54 @@ impl SqliteOutbox {
                       AND claimed_until <= ?1 ORDER BY created_at LIMIT ?3) \
                      RETURNING id, account, kind, attempts, failures, body",
                 )?;
-                let rows = claim.query_map(params![now, until, limit as i64], |r| {
-                    Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, Option<Vec<u8>>>(5)?,
-                    ))
-                })?;
+                let rows = claim.query_map(params![now, until, limit as i64], sqlite_claimed)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })
             .await?;
-        rows.into_iter()
-            .map(|(id, account, kind, attempts, failures, body)| {
-                let uuid = |bytes: &[u8]| {
-                    Uuid::from_slice(bytes).map_err(|_| StoreError::Corrupt("the outbox holds a bad id".into()))
-                };
-                Ok(Claimed {
-                    id: uuid(&id)?,
-                    account: uuid(&account)?,
-                    kind,
-                    attempts: attempts as u32,
-                    failures: failures as u32,
-                    sealed: body.unwrap_or_default(),
-                })
-            })
-            .collect()
+        rows.into_iter().map(|row| row.into_claimed(until)).collect()
     }
 
-    async fn sent(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn claim_one(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        hold: chrono::Duration,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let (now, until) = (micros(now), micros(now + hold));
+        let row = self
+            .run(move |c| {
+                c.prepare_cached(
+                    "UPDATE outbox SET claimed_until = ?3, attempts = attempts + 1 WHERE id = ?1 \
+                     AND sent_at IS NULL AND dropped IS NULL AND next_try_at <= ?2 AND claimed_until <= ?2 \
+                     RETURNING id, account, kind, attempts, failures, body",
+                )?
+                .query_row(params![id.as_bytes(), now, until], sqlite_claimed)
+                .optional()
+            })
+            .await?;
+        row.map(|row| row.into_claimed(until)).transpose()
+    }
+
+    async fn sent(&self, id: Uuid, claim: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.run(move |c| {
-            c.prepare_cached("UPDATE outbox SET sent_at = ?2, body = NULL, claimed_until = 0 WHERE id = ?1")?
-                .execute(params![id.as_bytes(), micros(now)])
-                .map(|_| ())
+            c.prepare_cached(
+                "UPDATE outbox SET sent_at = ?3, body = NULL, claimed_until = 0, last_error = NULL \
+                 WHERE id = ?1 AND claimed_until = ?2",
+            )?
+            .execute(params![id.as_bytes(), claim, micros(now)])
+            .map(|_| ())
         })
         .await
     }
 
-    async fn failed(&self, id: Uuid, retry_at: DateTime<Utc>, reason: &str) -> Result<(), StoreError> {
+    async fn failed(&self, id: Uuid, claim: i64, retry_at: DateTime<Utc>, reason: &str) -> Result<(), StoreError> {
         let reason = reason.to_string();
         self.run(move |c| {
             c.prepare_cached(
-                "UPDATE outbox SET failures = failures + 1, next_try_at = ?2, claimed_until = 0, last_error = ?3 \
-                 WHERE id = ?1 AND sent_at IS NULL",
+                "UPDATE outbox SET failures = failures + 1, next_try_at = ?3, claimed_until = 0, last_error = ?4 \
+                 WHERE id = ?1 AND claimed_until = ?2 AND sent_at IS NULL",
             )?
-            .execute(params![id.as_bytes(), micros(retry_at), reason])
+            .execute(params![id.as_bytes(), claim, micros(retry_at), reason])
             .map(|_| ())
         })
         .await
@@ -262,9 +277,11 @@ impl SqliteOutbox {
     async fn dropped(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
         let reason = reason.to_string();
         self.run(move |c| {
-            c.prepare_cached("UPDATE outbox SET dropped = ?2, body = NULL, claimed_until = 0 WHERE id = ?1")?
-                .execute(params![id.as_bytes(), reason])
-                .map(|_| ())
+            c.prepare_cached(
+                "UPDATE outbox SET dropped = ?2, body = NULL, claimed_until = 0, last_error = NULL WHERE id = ?1",
+            )?
+            .execute(params![id.as_bytes(), reason])
+            .map(|_| ())
         })
         .await
     }
@@ -302,8 +319,8 @@ impl SqliteOutbox {
         let kind = kind.to_string();
         self.run(move |c| {
             c.prepare_cached(
-                "UPDATE outbox SET dropped = 'replaced by a newer one', body = NULL, claimed_until = 0 \
-                 WHERE account = ?1 AND kind = ?2 AND id <> ?3 AND sent_at IS NULL AND dropped IS NULL",
+                "UPDATE outbox SET dropped = 'replaced by a newer one', body = NULL, claimed_until = 0, \
+                 last_error = NULL WHERE account = ?1 AND kind = ?2 AND id < ?3 AND sent_at IS NULL AND dropped IS NULL",
             )?
             .execute(params![account.as_bytes(), kind, keep.as_bytes()])
             .map(|_| ())
@@ -395,6 +412,30 @@ impl SqliteOutbox {
     }
 }
 
+/// A claimed row as SQLite returns it.
+struct ClaimedRow(Vec<u8>, Vec<u8>, String, i64, i64, Option<Vec<u8>>);
+
+fn sqlite_claimed(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedRow> {
+    Ok(ClaimedRow(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+impl ClaimedRow {
+    fn into_claimed(self, claimed_until: i64) -> Result<Claimed, StoreError> {
+        let uuid =
+            |bytes: &[u8]| Uuid::from_slice(bytes).map_err(|_| StoreError::Corrupt("the outbox holds a bad id".into()));
+        let ClaimedRow(id, account, kind, attempts, failures, body) = self;
+        Ok(Claimed {
+            id: uuid(&id)?,
+            account: uuid(&account)?,
+            kind,
+            attempts: attempts as u32,
+            failures: failures as u32,
+            sealed: body.unwrap_or_default(),
+            claimed_until,
+        })
+    }
+}
+
 fn sqlite(error: &rusqlite::Error) -> StoreError {
     crate::sqlite::write_error("the mail outbox", error)
 }
@@ -416,6 +457,7 @@ impl PgOutbox {
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         // SKIP LOCKED: gateways claiming at once take different mail instead of waiting.
+        let until = micros(now + hold);
         let rows = self
             .client()
             .await?
@@ -424,42 +466,54 @@ impl PgOutbox {
                  (SELECT id FROM outbox WHERE sent_at IS NULL AND dropped IS NULL AND next_try_at <= $1 \
                   AND claimed_until <= $1 ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
                  RETURNING id, account, kind, attempts, failures, body",
-                &[&micros(now), &micros(now + hold), &(limit as i64)],
+                &[&micros(now), &until, &(limit as i64)],
             )
             .await
             .map_err(pg)?;
-        Ok(rows
-            .iter()
-            .map(|r| Claimed {
-                id: r.get(0),
-                account: r.get(1),
-                kind: r.get(2),
-                attempts: r.get::<_, i32>(3) as u32,
-                failures: r.get::<_, i32>(4) as u32,
-                sealed: r.get::<_, Option<Vec<u8>>>(5).unwrap_or_default(),
-            })
-            .collect())
+        Ok(rows.iter().map(|r| pg_claimed(r, until)).collect())
     }
 
-    async fn sent(&self, id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn claim_one(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        hold: chrono::Duration,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let until = micros(now + hold);
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "UPDATE outbox SET claimed_until = $3, attempts = attempts + 1 WHERE id = $1 \
+                 AND sent_at IS NULL AND dropped IS NULL AND next_try_at <= $2 AND claimed_until <= $2 \
+                 RETURNING id, account, kind, attempts, failures, body",
+                &[&id, &micros(now), &until],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|r| pg_claimed(&r, until)))
+    }
+
+    async fn sent(&self, id: Uuid, claim: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.client()
             .await?
             .execute(
-                "UPDATE outbox SET sent_at = $2, body = NULL, claimed_until = 0 WHERE id = $1",
-                &[&id, &micros(now)],
+                "UPDATE outbox SET sent_at = $3, body = NULL, claimed_until = 0, last_error = NULL \
+                 WHERE id = $1 AND claimed_until = $2",
+                &[&id, &claim, &micros(now)],
             )
             .await
             .map_err(pg)?;
         Ok(())
     }
 
-    async fn failed(&self, id: Uuid, retry_at: DateTime<Utc>, reason: &str) -> Result<(), StoreError> {
+    async fn failed(&self, id: Uuid, claim: i64, retry_at: DateTime<Utc>, reason: &str) -> Result<(), StoreError> {
         self.client()
             .await?
             .execute(
-                "UPDATE outbox SET failures = failures + 1, next_try_at = $2, claimed_until = 0, last_error = $3 \
-                 WHERE id = $1 AND sent_at IS NULL",
-                &[&id, &micros(retry_at), &reason],
+                "UPDATE outbox SET failures = failures + 1, next_try_at = $3, claimed_until = 0, last_error = $4 \
+                 WHERE id = $1 AND claimed_until = $2 AND sent_at IS NULL",
+                &[&id, &claim, &micros(retry_at), &reason],
             )
             .await
             .map_err(pg)?;
@@ -469,7 +523,10 @@ impl PgOutbox {
     async fn dropped(&self, id: Uuid, reason: &str) -> Result<(), StoreError> {
         self.client()
             .await?
-            .execute("UPDATE outbox SET dropped = $2, body = NULL, claimed_until = 0 WHERE id = $1", &[&id, &reason])
+            .execute(
+                "UPDATE outbox SET dropped = $2, body = NULL, claimed_until = 0, last_error = NULL WHERE id = $1",
+                &[&id, &reason],
+            )
             .await
             .map_err(pg)?;
         Ok(())
@@ -503,8 +560,8 @@ impl PgOutbox {
         self.client()
             .await?
             .execute(
-                "UPDATE outbox SET dropped = 'replaced by a newer one', body = NULL, claimed_until = 0 \
-                 WHERE account = $1 AND kind = $2 AND id <> $3 AND sent_at IS NULL AND dropped IS NULL",
+                "UPDATE outbox SET dropped = 'replaced by a newer one', body = NULL, claimed_until = 0, \
+                 last_error = NULL WHERE account = $1 AND kind = $2 AND id < $3 AND sent_at IS NULL AND dropped IS NULL",
                 &[&account, &kind, &keep],
             )
             .await
@@ -577,6 +634,18 @@ impl PgOutbox {
             )
             .await
             .map_err(pg)
+    }
+}
+
+fn pg_claimed(r: &tokio_postgres::Row, claimed_until: i64) -> Claimed {
+    Claimed {
+        id: r.get(0),
+        account: r.get(1),
+        kind: r.get(2),
+        attempts: r.get::<_, i32>(3) as u32,
+        failures: r.get::<_, i32>(4) as u32,
+        sealed: r.get::<_, Option<Vec<u8>>>(5).unwrap_or_default(),
+        claimed_until,
     }
 }
 

@@ -98,7 +98,12 @@ async fn a_claim_holds_a_mail_until_it_is_sent_or_the_claim_runs_out(w: World) {
     // mail goes again, counted as a second attempt.
     let again = w.outbox.claim(now + Duration::minutes(3), Duration::minutes(2), 10).await.unwrap();
     assert_eq!(again.iter().map(|c| (c.id, c.attempts)).collect::<Vec<_>>(), [(mail.id, 2)]);
-    w.outbox.sent(mail.id, now + Duration::minutes(3)).await.unwrap();
+    // The first worker's late word no longer counts: the mail is the second claim's now.
+    w.outbox.failed(&first[0], now + Duration::minutes(4), "late").await.unwrap();
+    w.outbox.sent(&first[0], now + Duration::minutes(4)).await.unwrap();
+    assert_eq!(w.outbox.state(mail.id).await.unwrap(), Some(MailState::Queued { failures: 0 }));
+    assert!(w.outbox.claim(now + Duration::minutes(4), Duration::minutes(2), 10).await.unwrap().is_empty());
+    w.outbox.sent(&again[0], now + Duration::minutes(3)).await.unwrap();
     assert_eq!(w.outbox.state(mail.id).await.unwrap(), Some(MailState::Sent));
     let status = w.outbox.status().await.unwrap();
     assert_eq!((status.queued, status.sent, status.sent_again), (0, 1, 1));
@@ -112,8 +117,8 @@ async fn a_refused_mail_waits_for_its_retry_and_a_newer_one_replaces_it(w: World
     let old = letter("code", "111111");
     let id = w.invite("refused", vec![old.clone()]).await.unwrap();
     let now = t0();
-    w.outbox.claim(now, Duration::minutes(2), 10).await.unwrap();
-    w.outbox.failed(old.id, now + Duration::seconds(4), "421 try later").await.unwrap();
+    let claimed = w.outbox.claim(now, Duration::minutes(2), 10).await.unwrap();
+    w.outbox.failed(&claimed[0], now + Duration::seconds(4), "421 try later").await.unwrap();
     assert_eq!(w.outbox.state(old.id).await.unwrap(), Some(MailState::Queued { failures: 1 }));
     assert!(w.outbox.claim(now + Duration::seconds(3), Duration::minutes(2), 10).await.unwrap().is_empty());
     assert_eq!(w.outbox.next_due().await.unwrap(), Some(now + Duration::seconds(4)));
@@ -130,6 +135,16 @@ async fn a_refused_mail_waits_for_its_retry_and_a_newer_one_replaces_it(w: World
     assert_eq!(w.outbox.state(old.id).await.unwrap(), Some(MailState::Dropped));
     let due = w.outbox.claim(now + Duration::seconds(6), Duration::minutes(2), 10).await.unwrap();
     assert_eq!(due.iter().map(|c| c.id).collect::<Vec<_>>(), [newer.id], "only the newer code goes");
+    // Superseding by an older code (two requests racing) leaves the newer one alone.
+    w.outbox.supersede(id.0, "code", old.id).await.unwrap();
+    assert_eq!(w.outbox.state(newer.id).await.unwrap(), Some(MailState::Queued { failures: 0 }));
+    // One mail claimed by id, for a command that sends only its own.
+    let own = letter("code", "333333");
+    let command = Command::ResendInvitation { token_digest: SecretDigest([10; 32]) };
+    w.repo.execute_mailing(id, command, &ctx, &meta(), |_, _| vec![own.clone()]).await.unwrap();
+    let one = w.outbox.claim_one(own.id, now + Duration::seconds(7), Duration::minutes(2)).await.unwrap();
+    assert_eq!(one.map(|c| c.id), Some(own.id));
+    assert!(w.outbox.claim_one(own.id, now + Duration::seconds(8), Duration::minutes(2)).await.unwrap().is_none());
 }
 
 async fn two_workers_claiming_at_once_never_take_the_same_mail(w: World) {

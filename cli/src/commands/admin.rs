@@ -36,26 +36,28 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
                 display_name: invite.display_name,
             };
             let invited = flow::invite(&context.accounts, &context.public_url, &ctx, meta.actor, org, member).await;
-            match invited {
-                Ok(invitation) => print_invitation(invitation.account_id, &invitation.url),
-                Err(error) => return Err(refusal(&invite.username, error)),
-            }
+            let invitation = invited.map_err(|error| refusal(&invite.username, error))?;
+            print_invitation(invitation.account_id, &invitation.url);
             // The invitation and its mail are recorded together; the link above works meanwhile.
-            crate::context::send_queued(global, &context).await?;
+            crate::context::send_queued(global, &context, &[invitation.mail]).await?;
         }
         Admin::Resend { username } => {
             let account_id = resolve(&context, &username).await?;
             let (token, token_digest) = secrets::new_token()?;
             let url = format!("{}/invite/{token}", context.public_url);
+            let queued = std::sync::Mutex::new(Vec::new());
             let compose = |state: &tenure_domain::Account, events: &[tenure_domain::AccountEvent]| {
                 let invited = state.invited.as_ref().filter(|_| !events.is_empty());
                 let to = invited.and_then(|invited| Some((invited.invitee.known()?.email.clone(), invited)));
-                to.map(|(email, invited)| {
-                    let mail = tenure_mail::texts::invitation(&email, invited.username.as_str(), &url);
-                    tenure_mail::delivery::letter("invitation", mail)
-                })
-                .into_iter()
-                .collect()
+                let letters: Vec<_> = to
+                    .map(|(email, invited)| {
+                        let mail = tenure_mail::texts::invitation(&email, invited.username.as_str(), &url);
+                        tenure_mail::delivery::letter("invitation", mail)
+                    })
+                    .into_iter()
+                    .collect();
+                *queued.lock().unwrap_or_else(|p| p.into_inner()) = letters.iter().map(|l| l.id).collect();
+                letters
             };
             context
                 .accounts
@@ -63,7 +65,8 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot resend the invitation of {username}"))?;
             print_invitation(account_id, &url);
-            crate::context::send_queued(global, &context).await?;
+            let queued = queued.into_inner().unwrap_or_else(|p| p.into_inner());
+            crate::context::send_queued(global, &context, &queued).await?;
         }
         Admin::Mfa { username, mfa: requirement } => {
             let account_id = resolve(&context, &username).await?;

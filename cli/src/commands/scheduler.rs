@@ -62,7 +62,7 @@ pub async fn run(global: &Global, args: SchedulerArgs) -> anyhow::Result<ExitCod
         println!("{summary}");
         if !args.dry_run {
             let context = crate::context::open(global, Open::MustExist).await?;
-            crate::context::send_queued(global, &context).await?;
+            crate::context::send_queued(global, &context, &scheduler.take_queued_mail()).await?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -99,6 +99,8 @@ pub async fn follow(
                 continue;
             }
         };
+        // The delivery worker of this process, or of any gateway, sends what the pass queued.
+        scheduler.take_queued_mail();
         let next_due = scheduler.tracker().next_due();
         if summary != Default::default() {
             tracing::info!(%summary, accounts = scheduler.tracker().len(), next_due = ?next_due, "scheduler pass");

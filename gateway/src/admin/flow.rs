@@ -25,6 +25,8 @@ pub struct NewMember {
 pub struct Invitation {
     pub account_id: AccountId,
     pub url: String,
+    /// The invitation mail's id in the outbox.
+    pub mail: uuid::Uuid,
 }
 
 /// A domain message as a sentence for a form: "a username has…" becomes "A username has….".
@@ -69,13 +71,14 @@ pub async fn invite(
     };
     let url = format!("{public_url}/invite/{token}");
     let letter = delivery::letter(INVITATION_MAIL, tenure_mail::texts::invitation(email, username.as_str(), &url));
+    let mail = letter.id;
     match accounts.invite(invite, ctx, &crate::state::meta(actor.clone()), vec![letter]).await {
         Ok(_) => {}
         Err(ExecuteError::Username(_)) => return Err(Error::UsernameUnavailable(username)),
         Err(error) => return Err(Error::refused(error, ctx.now)),
     }
     tracing::info!(account = %account_id, by = %actor, "invited; the mail is queued");
-    Ok(Invitation { account_id, url })
+    Ok(Invitation { account_id, url, mail })
 }
 
 /// Invites `member` into the administrator's org.

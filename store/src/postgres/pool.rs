@@ -48,10 +48,18 @@ pub fn pg_error(context: &str, error: &tokio_postgres::Error) -> StoreError {
     let detail = format!("{context}: {detail}");
     match error.code() {
         Some(code) if *code == SqlState::DISK_FULL => StoreError::DiskFull(detail),
-        // Shutting down, starting up, or the connection gone: the database is away for now.
+        // Shutting down or starting up, too many connections, a standby after a failover, or the
+        // connection lost (class 08, except a protocol violation, which is a bug).
         Some(code)
-            if [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW].contains(code)
-                || code.code().starts_with("08") =>
+            if [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+                SqlState::READ_ONLY_SQL_TRANSACTION,
+            ]
+            .contains(code)
+                || (code.code().starts_with("08") && *code != SqlState::PROTOCOL_VIOLATION) =>
         {
             StoreError::Unavailable(detail)
         }
@@ -77,7 +85,10 @@ fn is_io(error: &tokio_postgres::Error) -> bool {
 pub fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     match error {
         deadpool_postgres::PoolError::Backend(e) => pg_error("cannot reach PostgreSQL", &e),
-        other => StoreError::Unavailable(format!("cannot reach PostgreSQL: {other}")),
+        deadpool_postgres::PoolError::Timeout(_) => {
+            StoreError::Unavailable("cannot reach PostgreSQL: timed out".into())
+        }
+        other => StoreError::Backend(format!("cannot reach PostgreSQL: {other}")),
     }
 }
 
