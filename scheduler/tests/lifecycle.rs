@@ -60,7 +60,9 @@ impl World {
         let outbox = tenure_store::outbox::Outbox::of(&self.repo.store).unwrap();
         // Claimed as of far ahead, so that every mail is due and none is claimed twice.
         let ahead = Utc::now() + Duration::days(100_000);
-        let claimed = outbox.claim(ahead, Duration::days(100_000), 100_000).await.unwrap();
+        let mut claimed = outbox.claim(ahead, Duration::days(100_000), 100_000).await.unwrap();
+        // In the order they were queued (the ids are time-ordered); a claim returns them in any.
+        claimed.sort_by_key(|mail| mail.id);
         let mut mails = Vec::new();
         for mail in claimed {
             let account = AccountId(mail.account);
