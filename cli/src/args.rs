@@ -132,8 +132,9 @@ pub enum Projections {
 
 #[derive(Debug, Subcommand)]
 pub enum Mail {
-    /// How many mails are queued, sent and failing, the oldest queued one's age, and why the
-    /// failing ones fail; exits 1 while a mail is failing.
+    /// How many mails are queued, sent, failing and refused for good, the oldest queued one's
+    /// age, and why the failing ones fail; exits 1 while a mail fails or one was refused for good
+    /// (in the last 30 days).
     Status,
     /// Sends what is due now (waiting up to 30 s for a mail server that refuses), then prints
     /// the status.

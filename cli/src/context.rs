@@ -83,7 +83,7 @@ pub fn delivery(global: &Global, context: &Context) -> anyhow::Result<tenure_mai
 /// Sends the mail `ids` a command just queued (and no other), waiting a little for a mail server
 /// that is away; what is still queued then is sent by a running `tenure serve`.
 pub async fn send_queued(global: &Global, context: &Context, ids: &[uuid::Uuid]) -> anyhow::Result<()> {
-    let waiting = delivery(global, context)?.send_these(ids, std::time::Duration::from_secs(10)).await?;
+    let waiting = delivery(global, context)?.send_these(ids, std::time::Duration::from_secs(3)).await?;
     if waiting > 0 {
         eprintln!(
             "mail: {waiting} queued, not sent yet (the mail server did not accept it); `tenure serve` sends it once \

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub mail_failing: Gauge,
     pub mail_sent: Gauge,
     pub mail_sent_again: Gauge,
+    pub mail_refused: Gauge,
     pub mail_oldest_queued: Gauge,
 }
 
@@ -87,6 +88,11 @@ impl Default for Metrics {
             "mail_sent_again",
             "Mails sent more than once, each time with the same Message-ID (a worker stopped between sending and recording it)",
         );
+        let mail_refused = gauge(
+            &mut registry,
+            "mail_refused",
+            "Mails the mail server refused for good (a 5xx reply), never sent (kept 30 days)",
+        );
         let mail_oldest_queued =
             gauge(&mut registry, "mail_oldest_queued_seconds", "Age of the oldest mail not sent yet (0 when none)");
         Metrics {
@@ -95,6 +101,7 @@ impl Default for Metrics {
             mail_failing,
             mail_sent,
             mail_sent_again,
+            mail_refused,
             mail_oldest_queued,
             sign_ins,
             requests,

@@ -97,6 +97,7 @@ pub async fn metrics(State(app): Shared) -> Result<Response, Error> {
     app.metrics.mail_failing.set(mail.failing_count as i64);
     app.metrics.mail_sent.set(mail.sent as i64);
     app.metrics.mail_sent_again.set(mail.sent_again as i64);
+    app.metrics.mail_refused.set(mail.refused as i64);
     let oldest = mail.oldest_queued.map_or(0, |at| (app.clock.now() - at).num_seconds().max(0));
     app.metrics.mail_oldest_queued.set(oldest);
     for status in app.read_models.status(&app.accounts.store).await? {

@@ -72,6 +72,8 @@ pub struct Status {
     /// Mails sent more than once (a worker stopped between sending and marking): each copy had
     /// the same Message-ID.
     pub sent_again: u64,
+    /// Of the dropped, those the mail server refused for good (a 5xx reply): never sent.
+    pub refused: u64,
     pub oldest_queued: Option<DateTime<Utc>>,
     /// Queued mails refused at least once; the first of them (oldest first) are in `failing`.
     pub failing_count: u64,
@@ -348,13 +350,14 @@ impl SqliteOutbox {
                      count(*) FILTER (WHERE sent_at IS NOT NULL), count(*) FILTER (WHERE dropped IS NOT NULL), \
                      count(*) FILTER (WHERE sent_at IS NOT NULL AND attempts > failures + 1), \
                      min(created_at) FILTER (WHERE sent_at IS NULL AND dropped IS NULL), \
-                     count(*) FILTER (WHERE sent_at IS NULL AND dropped IS NULL AND failures > 0) FROM outbox",
+                     count(*) FILTER (WHERE sent_at IS NULL AND dropped IS NULL AND failures > 0), \
+                     count(*) FILTER (WHERE dropped LIKE 'refused for good%') FROM outbox",
                     [],
                     |r| {
                         Ok((
                             (r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?),
                             r.get::<_, Option<i64>>(4)?,
-                            r.get::<_, i64>(5)?,
+                            (r.get::<_, i64>(5)?, r.get::<_, i64>(6)?),
                         ))
                     },
                 )?;
@@ -376,7 +379,7 @@ impl SqliteOutbox {
                 Ok((counts, failing))
             })
             .await?;
-        let ((queued, sent, dropped, sent_again), oldest, failing_count) = counts;
+        let ((queued, sent, dropped, sent_again), oldest, (failing_count, refused)) = counts;
         let failing = failing
             .into_iter()
             .map(|(id, kind, created_at, failures, last_error)| {
@@ -394,6 +397,7 @@ impl SqliteOutbox {
             sent: sent as u64,
             dropped: dropped as u64,
             sent_again: sent_again as u64,
+            refused: refused as u64,
             oldest_queued: oldest.map(time).transpose()?,
             failing_count: failing_count as u64,
             failing,
@@ -590,7 +594,8 @@ impl PgOutbox {
                  count(*) FILTER (WHERE sent_at IS NOT NULL), count(*) FILTER (WHERE dropped IS NOT NULL), \
                  count(*) FILTER (WHERE sent_at IS NOT NULL AND attempts > failures + 1), \
                  min(created_at) FILTER (WHERE sent_at IS NULL AND dropped IS NULL), \
-                 count(*) FILTER (WHERE sent_at IS NULL AND dropped IS NULL AND failures > 0) FROM outbox",
+                 count(*) FILTER (WHERE sent_at IS NULL AND dropped IS NULL AND failures > 0), \
+                     count(*) FILTER (WHERE dropped LIKE 'refused for good%') FROM outbox",
                 &[],
             )
             .await
@@ -619,6 +624,7 @@ impl PgOutbox {
             sent: counts.get::<_, i64>(1) as u64,
             dropped: counts.get::<_, i64>(2) as u64,
             sent_again: counts.get::<_, i64>(3) as u64,
+            refused: counts.get::<_, i64>(6) as u64,
             oldest_queued: counts.get::<_, Option<i64>>(4).map(time).transpose()?,
             failing_count: counts.get::<_, i64>(5) as u64,
             failing,

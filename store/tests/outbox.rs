@@ -145,6 +145,10 @@ async fn a_refused_mail_waits_for_its_retry_and_a_newer_one_replaces_it(w: World
     let one = w.outbox.claim_one(own.id, now + Duration::seconds(7), Duration::minutes(2)).await.unwrap();
     assert_eq!(one.map(|c| c.id), Some(own.id));
     assert!(w.outbox.claim_one(own.id, now + Duration::seconds(8), Duration::minutes(2)).await.unwrap().is_none());
+    // Refused for good: dropped, and counted apart from erased accounts and replaced codes.
+    w.outbox.dropped(own.id, "refused for good: 550 no such user").await.unwrap();
+    let status = w.outbox.status().await.unwrap();
+    assert_eq!((status.dropped, status.refused), (2, 1));
 }
 
 async fn two_workers_claiming_at_once_never_take_the_same_mail(w: World) {

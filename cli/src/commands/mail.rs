@@ -15,7 +15,8 @@ pub async fn run(global: &Global, command: Mail) -> anyhow::Result<ExitCode> {
         Mail::Send => crate::context::delivery(global, &context)?.drain(std::time::Duration::from_secs(30)).await?,
     };
     print(&status);
-    Ok(if status.failing.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    // A mail that fails, or that the server refused for good (kept 30 days), needs a look.
+    Ok(if status.failing_count == 0 && status.refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn print(status: &Status) {
@@ -25,7 +26,11 @@ fn print(status: &Status) {
     println!("queued: {}{oldest}", status.queued);
     println!("failing: {}", status.failing_count);
     println!("sent: {} (of them sent more than once, with the same Message-ID: {})", status.sent, status.sent_again);
-    println!("dropped: {} (accounts erased, or codes replaced, before their mail left)", status.dropped);
+    println!(
+        "dropped: {} (of them refused for good by the mail server: {}; the others belonged to erased accounts or \
+         were codes replaced before they left)",
+        status.dropped, status.refused
+    );
     for failing in &status.failing {
         println!(
             "  {} {} queued {} ago, {} failures: {}",
