@@ -64,6 +64,11 @@ pub struct Invited {
 }
 
 impl Account {
+    /// Where the account's mail goes: the invitation's address, while it is not erased.
+    pub fn email(&self) -> Option<&str> {
+        self.invited.as_ref()?.invitee.known().map(|invitee| invitee.email.as_str())
+    }
+
     pub fn fold<'a>(events: impl IntoIterator<Item = &'a AccountEvent>) -> Account {
         events.into_iter().fold(Account::default(), evolve)
     }

@@ -86,11 +86,10 @@ pub async fn send_code(
     let letter = std::sync::Mutex::new(None);
     let compose = |state: &Account, events: &[AccountEvent]| {
         let issued = events.iter().any(|e| matches!(e, AccountEvent::EmailCodeIssued(_)));
-        let to =
-            state.invited.as_ref().and_then(|invited| invited.invitee.known()).map(|invitee| invitee.email.clone());
+        let to = state.email();
         match (issued, to) {
             (true, Some(to)) => {
-                let queued = delivery::letter(CODE_MAIL, tenure_mail::texts::verification_code(&to, &code));
+                let queued = delivery::letter(CODE_MAIL, tenure_mail::texts::verification_code(to, &code));
                 *letter.lock().unwrap_or_else(|p| p.into_inner()) = Some(queued.id);
                 vec![queued]
             }

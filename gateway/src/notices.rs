@@ -7,8 +7,7 @@ use tenure_store::outbox::Letter;
 
 /// The notice mails `events` call for, to the address of the account they were decided on.
 pub fn compose(state: &Account, events: &[AccountEvent]) -> Vec<Letter> {
-    let Some(invited) = state.invited.as_ref() else { return vec![] };
-    let Some(to) = invited.invitee.known().map(|invitee| invitee.email.as_str()) else { return vec![] };
+    let (Some(invited), Some(to)) = (state.invited.as_ref(), state.email()) else { return vec![] };
     events
         .iter()
         .filter_map(|event| match event {

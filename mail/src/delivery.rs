@@ -192,11 +192,11 @@ impl Delivery {
             *pruned = Some(now);
         }
         // Looking is a read; claiming is a write, made only when something is due.
-        let due = self.outbox.next_due().await?;
-        if due.is_some_and(|due| due <= now) {
+        let mut next = self.outbox.next_due().await?;
+        if next.is_some_and(|due| due <= now) {
             self.pass().await?;
+            next = self.outbox.next_due().await?;
         }
-        let next = self.outbox.next_due().await?;
         let now = (self.now)();
         Ok(next.map_or(POLL, |next| (next - now).to_std().unwrap_or_default().min(POLL)))
     }

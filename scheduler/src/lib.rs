@@ -306,8 +306,7 @@ fn warning_mail(state: &Account, event: &AccountEvent, public_url: &str) -> Opti
         AccountEvent::DeletionWarningSent(e) => (Ahead::Deletion, e.deadline),
         _ => return None,
     };
-    let invited = state.invited.as_ref()?;
-    let to = &invited.invitee.known()?.email;
+    let (invited, to) = (state.invited.as_ref()?, state.email()?);
     let mail = inactivity_warning(to, invited.username.as_str(), ahead, deadline, public_url, String::new());
     Some(tenure_mail::delivery::letter("warning", mail))
 }

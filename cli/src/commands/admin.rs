@@ -10,7 +10,7 @@ use tenure_domain::{AccountError, AccountId, OrgId};
 use tenure_gateway::admin::flow::{self, NewMember};
 use tenure_gateway::error::{ApiError, Error};
 use tenure_store::sqlite::Open;
-use tenure_store::{Meta, secrets};
+use tenure_store::Meta;
 
 use crate::args::{self, Admin, Global};
 use crate::context::{self, Context};
@@ -43,30 +43,11 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
         }
         Admin::Resend { username } => {
             let account_id = resolve(&context, &username).await?;
-            let (token, token_digest) = secrets::new_token()?;
-            let url = format!("{}/invite/{token}", context.public_url);
-            let queued = std::sync::Mutex::new(Vec::new());
-            let compose = |state: &tenure_domain::Account, events: &[tenure_domain::AccountEvent]| {
-                let invited = state.invited.as_ref().filter(|_| !events.is_empty());
-                let to = invited.and_then(|invited| Some((invited.invitee.known()?.email.clone(), invited)));
-                let letters: Vec<_> = to
-                    .map(|(email, invited)| {
-                        let mail = tenure_mail::texts::invitation(&email, invited.username.as_str(), &url);
-                        tenure_mail::delivery::letter("invitation", mail)
-                    })
-                    .into_iter()
-                    .collect();
-                *queued.lock().unwrap_or_else(|p| p.into_inner()) = letters.iter().map(|l| l.id).collect();
-                letters
-            };
-            context
-                .accounts
-                .execute_mailing(account_id, Command::ResendInvitation { token_digest }, &ctx, &meta, compose)
+            let (url, queued) = flow::reinvite(&context.accounts, &context.public_url, &ctx, &meta, account_id)
                 .await
                 .with_context(|| format!("cannot resend the invitation of {username}"))?;
             print_invitation(account_id, &url);
-            let queued = queued.into_inner().unwrap_or_else(|p| p.into_inner());
-            crate::context::send_queued(global, &context, &queued).await?;
+            crate::context::send_queued(global, &context, queued.as_slice()).await?;
         }
         Admin::Mfa { username, mfa: requirement } => {
             let account_id = resolve(&context, &username).await?;

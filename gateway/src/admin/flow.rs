@@ -8,7 +8,6 @@ use tenure_projections::AccountRow;
 use tenure_store::{Accounts, Actor, ExecuteError, Keys, Meta, Store, secrets};
 
 use crate::error::Error;
-use crate::personal;
 use crate::state::App;
 
 /// Someone to invite, as typed.
@@ -115,21 +114,36 @@ fn admin_meta(admin: &AccountRow) -> Meta {
     crate::state::meta(Actor::Admin(admin.account_id))
 }
 
-/// A new invitation link for a member who has not finished first sign-in; the old one stops
-/// working. Returns the link.
-pub async fn resend_invitation(app: &App, admin: &AccountRow, member: &AccountRow) -> Result<String, Error> {
-    let (token, token_digest) = secrets::new_token().map_err(Error::internal)?;
-    let command = Command::ResendInvitation { token_digest };
-    let email = personal::email(app, member)
-        .await?
-        .ok_or_else(|| Error::internal("no email address to send the invitation to"))?;
-    let url = format!("{}/invite/{token}", app.config.public_url);
-    let mail = tenure_mail::texts::invitation(&email, &member.username, &url);
-    let compose = |_: &Account, events: &[AccountEvent]| {
-        if events.is_empty() { vec![] } else { vec![delivery::letter(INVITATION_MAIL, mail.clone())] }
+/// A new invitation link for an account that has not finished first sign-in, its mail queued
+/// in the same write; the old link stops working. For the admin page, the API and `tenure admin
+/// resend`. Returns the link and the mail's id.
+pub async fn reinvite(
+    accounts: &Accounts<Store, Keys>,
+    public_url: &str,
+    ctx: &Ctx,
+    meta: &Meta,
+    account_id: AccountId,
+) -> Result<(String, Option<uuid::Uuid>), ExecuteError> {
+    let (token, token_digest) = secrets::new_token()?;
+    let url = format!("{public_url}/invite/{token}");
+    let queued = std::sync::Mutex::new(None);
+    let compose = |state: &Account, events: &[AccountEvent]| {
+        let (Some(invited), Some(to)) = (state.invited.as_ref(), state.email()) else { return vec![] };
+        if events.is_empty() {
+            return vec![];
+        }
+        let letter =
+            delivery::letter(INVITATION_MAIL, tenure_mail::texts::invitation(to, invited.username.as_str(), &url));
+        *queued.lock().unwrap_or_else(|p| p.into_inner()) = Some(letter.id);
+        vec![letter]
     };
-    app.accounts
-        .execute_mailing(member.account_id, command, &app.ctx(), &admin_meta(admin), compose)
+    accounts.execute_mailing(account_id, Command::ResendInvitation { token_digest }, ctx, meta, compose).await?;
+    Ok((url, queued.into_inner().unwrap_or_else(|p| p.into_inner())))
+}
+
+/// `reinvite` for a member of the administrator's org.
+pub async fn resend_invitation(app: &App, admin: &AccountRow, member: &AccountRow) -> Result<String, Error> {
+    let (url, _) = reinvite(&app.accounts, &app.config.public_url, &app.ctx(), &admin_meta(admin), member.account_id)
         .await
         .map_err(|e| app.refused(e))?;
     app.delivery.wake();
