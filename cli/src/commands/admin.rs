@@ -9,8 +9,8 @@ use tenure_domain::username_claim::ClaimError;
 use tenure_domain::{AccountError, AccountId, OrgId};
 use tenure_gateway::admin::flow::{self, NewMember};
 use tenure_gateway::error::{ApiError, Error};
-use tenure_store::sqlite::Open;
 use tenure_store::Meta;
+use tenure_store::sqlite::Open;
 
 use crate::args::{self, Admin, Global};
 use crate::context::{self, Context};
