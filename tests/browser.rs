@@ -91,6 +91,11 @@ fn world() -> World {
 
 impl World {
     async fn browser(&self) -> Client {
+        self.browser_in(self.profile.path()).await
+    }
+
+    /// A browser with a profile of its own (cookies included): a second device.
+    async fn browser_in(&self, profile: &std::path::Path) -> Client {
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -99,7 +104,7 @@ impl World {
                 "args": [
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={}", self.profile.path().display()),
+                    format!("--user-data-dir={}", profile.display()),
                 ],
             }),
         );
@@ -111,6 +116,24 @@ impl World {
             .expect("a Chromium session");
         browser.set_window_size(1280, 900).await.unwrap();
         browser
+    }
+
+    /// The newest mail to `to` whose text holds `marker`, once it arrives; quoted-printable undone.
+    fn wait_for_mail(&self, to: &str, marker: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let found = self
+                .smtp
+                .messages()
+                .into_iter()
+                .map(|m| m.replace("=\r\n", "").replace("=\n", "").replace("=3D", "="))
+                .rfind(|m| m.contains(&format!("To: {to}")) && m.contains(marker));
+            if let Some(mail) = found {
+                return mail;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no mail to {to} with {marker:?} arrived");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Invites through the CLI; the link is read from the mail the SMTP server received.
@@ -236,8 +259,11 @@ async fn first_sign_in_with_an_authenticator_app_then_sign_out_and_in_again() {
     let app = Authenticator::from_secret(&secret, "Tenure", "alice").unwrap();
     let enrolled_at = unix_now();
     fill(&browser, "code", &app.code_at(enrolled_at)).await;
+    click_to(&browser, "continue", "recovery-codes").await;
+    assert_eq!(text(&browser, "recovery-codes").await.lines().count(), 10, "ten recovery codes, shown once");
+    screenshot(&browser, "first-sign-in-3-recovery-codes").await;
     click_to(&browser, "continue", "accept").await;
-    screenshot(&browser, "first-sign-in-3-terms").await;
+    screenshot(&browser, "first-sign-in-4-terms").await;
 
     click(&browser, "accept").await;
     click_to(&browser, "continue", "welcome").await;
@@ -411,4 +437,166 @@ async fn a_user_edits_the_profile_and_an_admin_reactivates_a_deactivated_user_wh
     first_sign_in(&browser, &wanda_link, "harbor-violet-quill-64").await;
     assert!(browser.find(Locator::Id("tab-orders")).await.is_ok(), "bulkco is wholesale");
     browser.close().await.unwrap();
+}
+
+/// First sign-in with an authenticator app: the key read off the page, the recovery codes shown
+/// once (returned), the terms. Returns the app and the codes.
+async fn first_sign_in_with_app(
+    browser: &Client,
+    link: &str,
+    username: &str,
+    password: &str,
+) -> (Authenticator, Vec<String>) {
+    open_invitation(browser, link).await;
+    fill(browser, "new_password", password).await;
+    fill(browser, "confirm_password", password).await;
+    click_to(browser, "continue", "secret").await;
+    let app = Authenticator::from_secret(&text(browser, "secret").await, "Tenure", username).unwrap();
+    fill(browser, "code", &app.code_at(unix_now())).await;
+    click_to(browser, "continue", "recovery-codes").await;
+    let codes: Vec<String> = text(browser, "recovery-codes").await.lines().map(|l| l.trim().to_string()).collect();
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    let download = browser.find(Locator::Id("download")).await.unwrap();
+    let href = download.attr("href").await.unwrap().unwrap();
+    assert!(href.starts_with("data:text/plain") && href.contains(&codes[0]), "the download holds the codes: {href}");
+    assert_eq!(download.attr("download").await.unwrap().as_deref(), Some("tenure-recovery-codes.txt"));
+    click_to(browser, "continue", "accept").await;
+    click(browser, "accept").await;
+    click_to(browser, "continue", "welcome").await;
+    (app, codes)
+}
+
+/// The code of `app` for a step after the one used last (a used step is refused as a replay).
+fn next_code(app: &Authenticator, after: &mut u64) -> String {
+    let now = unix_now().max(*after + 30);
+    *after = now;
+    app.code_at(now)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_password_and_a_forgotten_username_come_back_by_mail() {
+    let world = world();
+    let link = world.invite("erin", "app", 0);
+    let browser = world.browser().await;
+    let (app, _) = first_sign_in_with_app(&browser, &link, "erin", "cedar-lagoon-window-42").await;
+    let mut used = unix_now();
+    sign_out(&browser).await;
+
+    click_to(&browser, "forgot-password", "send").await;
+    screenshot(&browser, "recover-password").await;
+    fill(&browser, "username", "erin").await;
+    click_to(&browser, "send", "sent").await;
+    screenshot(&browser, "recover-sent").await;
+    let mail = world.wait_for_mail("erin@example.com", "Reset your Tenure password");
+    let at = mail.find(&format!("{}/reset/", world.base)).expect("the link in the mail");
+    let reset: String =
+        mail[at..].chars().take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<' && *c != '>').collect();
+    browser.goto(&reset).await.unwrap();
+    assert_eq!(text(&browser, "username").await, "erin");
+    screenshot(&browser, "reset-password").await;
+    fill(&browser, "new_password", "harbour-sorrel-mitten-19").await;
+    fill(&browser, "confirm_password", "harbour-sorrel-mitten-19").await;
+    click_to(&browser, "continue", "reset-done").await;
+    screenshot(&browser, "reset-done").await;
+    let notice = world.wait_for_mail("erin@example.com", "Your Tenure password was reset");
+    assert!(notice.contains("127.0.0.1") && notice.contains("Chrome"), "where and with what: {notice}");
+
+    // The link worked once.
+    browser.goto(&reset).await.unwrap();
+    let page = browser.source().await.unwrap();
+    assert!(page.contains("This link cannot be used") && page.contains("not valid"), "{page}");
+    screenshot(&browser, "reset-link-used").await;
+
+    // The new password, and the authenticator as before.
+    browser.goto(&format!("{}/sign-in", world.base)).await.unwrap();
+    sign_in(&browser, "erin", "cedar-lagoon-window-42", "form-error").await;
+    browser.goto(&format!("{}/sign-in", world.base)).await.unwrap();
+    sign_in(&browser, "erin", "harbour-sorrel-mitten-19", "code").await;
+    fill(&browser, "code", &next_code(&app, &mut used)).await;
+    click_to(&browser, "continue", "welcome").await;
+    sign_out(&browser).await;
+
+    click_to(&browser, "forgot-username", "email").await;
+    screenshot(&browser, "recover-username").await;
+    fill(&browser, "email", "ERIN@example.com").await;
+    click_to(&browser, "send", "sent").await;
+    let names = world.wait_for_mail("erin@example.com", "Your Tenure username");
+    assert!(names.contains("- erin"), "{names}");
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_code_replaces_a_lost_phone_and_an_administrator_resets_two_factor() {
+    let world = world();
+    let finn_link = world.invite("finn", "app", 0);
+    let ada_link = world.invite_with("ada", &["--org", "acme", "--role", "admin"], 1);
+    let browser = world.browser().await;
+    let (_lost, codes) = first_sign_in_with_app(&browser, &finn_link, "finn", "copper-meadow-lantern-7").await;
+    sign_out(&browser).await;
+
+    // The phone is lost: a recovery code instead, then a new authenticator.
+    sign_in(&browser, "finn", "copper-meadow-lantern-7", "use-recovery-code").await;
+    click_to(&browser, "use-recovery-code", "code").await;
+    screenshot(&browser, "sign-in-recovery-code").await;
+    fill(&browser, "code", &codes[0].to_lowercase()).await;
+    click_to(&browser, "continue", "codes-left").await;
+    assert!(text(&browser, "codes-left").await.contains("9 recovery codes left"));
+    screenshot(&browser, "signed-in-with-recovery-code").await;
+    let used = world.wait_for_mail("finn@example.com", "A Tenure recovery code was used");
+    assert!(used.contains("9 left"), "{used}");
+    click_to(&browser, "new-authenticator", "current_code").await;
+    let new_app = Authenticator::from_secret(&text(&browser, "secret").await, "Tenure", "finn").unwrap();
+    fill(&browser, "current_code", &codes[1]).await;
+    fill(&browser, "code", &new_app.code_at(unix_now())).await;
+    click_to(&browser, "replace", "recovery-codes").await;
+    let fresh = text(&browser, "recovery-codes").await;
+    assert!(!fresh.contains(&codes[2]), "a new set");
+    click_to(&browser, "continue", "profile-heading").await;
+    assert!(text(&browser, "recovery-left").await.contains("10 unused"));
+    sign_out(&browser).await;
+
+    // The administrator resets finn's two-factor sign-in; finn sets up a new authenticator.
+    first_sign_in(&browser, &ada_link, "granite-osprey-violin-3").await;
+    click_to(&browser, "tab-admin", "admin-heading").await;
+    click_to(&browser, "reset-mfa-finn", "members-notice").await;
+    assert!(text(&browser, "members-notice").await.contains("two-factor sign-in is reset"));
+    screenshot(&browser, "admin-reset-two-factor").await;
+    world.wait_for_mail("finn@example.com", "Your Tenure two-factor sign-in was reset");
+    sign_out(&browser).await;
+    sign_in(&browser, "finn", "copper-meadow-lantern-7", "secret").await;
+    screenshot(&browser, "sign-in-new-authenticator").await;
+    let again = Authenticator::from_secret(&text(&browser, "secret").await, "Tenure", "finn").unwrap();
+    fill(&browser, "code", &again.code_at(unix_now())).await;
+    click_to(&browser, "continue", "recovery-codes").await;
+    click_to(&browser, "continue", "welcome").await;
+    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_everywhere_else_ends_a_second_browsers_session() {
+    let world = world();
+    let link = world.invite("gil", "none", 0);
+    let laptop = world.browser().await;
+    first_sign_in(&laptop, &link, "pepper-walnut-harbor-88").await;
+    let phone_profile = tempfile::tempdir().unwrap();
+    let phone = world.browser_in(phone_profile.path()).await;
+    phone.goto(&format!("{}/sign-in", world.base)).await.unwrap();
+    sign_in(&phone, "gil", "pepper-walnut-harbor-88", "welcome").await;
+
+    laptop.goto(&format!("{}/profile", world.base)).await.unwrap();
+    let listed = text(&laptop, "sessions").await;
+    assert!(listed.contains("(this session)") && listed.contains("127.0.0.1"), "{listed}");
+    assert_eq!(laptop.find_all(Locator::Css("#sessions tbody tr")).await.unwrap().len(), 2, "{listed}");
+    laptop.execute("document.getElementById('sessions-heading').scrollIntoView()", vec![]).await.unwrap();
+    screenshot(&laptop, "profile-sessions").await;
+    click_to(&laptop, "sign-out-others", "sessions-notice").await;
+    assert!(text(&laptop, "sessions-notice").await.contains("1 other session ended"), "one other");
+    assert_eq!(laptop.find_all(Locator::Css("#sessions tbody tr")).await.unwrap().len(), 1);
+
+    phone.goto(&format!("{}/dashboard", world.base)).await.unwrap();
+    assert!(phone.current_url().await.unwrap().path().ends_with("/sign-in"), "the phone is signed out");
+    laptop.goto(&format!("{}/dashboard", world.base)).await.unwrap();
+    assert!(laptop.find(Locator::Id("welcome")).await.is_ok(), "this session goes on");
+    phone.close().await.unwrap();
+    laptop.close().await.unwrap();
 }

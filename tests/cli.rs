@@ -797,3 +797,71 @@ fn damaged_disposable_files_are_set_aside_and_made_anew() {
     // The events and the keys are never set aside.
     assert!(tenure(d, &["audit", "member007"]).status.success());
 }
+
+/// Finishes the first sign-in of `username` straight through the store (password, an
+/// authenticator app, the terms), as the pages would.
+fn onboard_with_app(dir: &Path, invitation_url: &str) {
+    use tenure_domain::decide::{Command as Do, Ctx, EnrollmentProof, PasswordVia};
+    let token = invitation_url.rsplit('/').next().unwrap();
+    let digest = tenure_store::secrets::token_digest(token);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let store =
+            tenure_store::SqliteStore::open(&dir.join("tenure.db"), tenure_store::sqlite::Open::MustExist).unwrap();
+        let (keys, master) = tenure_store::keys::key_store_paths(dir);
+        let keys = tenure_store::SqliteKeyStore::open(&keys, &master, false).unwrap();
+        let accounts = tenure_store::Accounts::new(store, keys);
+        let id = accounts.resolve("jdoe").await.unwrap().unwrap();
+        let ctx = Ctx { now: chrono::Utc::now() };
+        let meta = tenure_store::Meta::new(tenure_store::Actor::User(id));
+        let invitation = Some(digest);
+        let password = Do::SetPassword {
+            password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+            via: PasswordVia::Invitation { token_digest: digest },
+        };
+        let proof = EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXP".into(), step: Some(1), recovery: vec![] };
+        for command in [password, Do::EnrollMfa { proof, invitation }, Do::AcceptTerms { version: 1, invitation }] {
+            accounts.execute(id, command, &ctx, &meta).await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn an_operator_mails_a_password_reset_and_resets_two_factor_as_the_named_actor() {
+    let smtp = support::smtp::smtp_sink();
+    let dir = tempfile::tempdir().unwrap();
+    let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let public = ["--smtp", &smtp_url, "--public-url", "https://portal.example.com"];
+    let (_, url) = invite(dir.path(), "jdoe", &["--mfa", "app", "--smtp", &smtp_url]);
+    smtp.wait_for_message(1);
+
+    // Before the first sign-in there is no password to reset: the invitation is the way in.
+    let early = tenure(dir.path(), &[&public[..], &["admin", "reset-password", "jdoe"]].concat());
+    assert_one_line_error(&early, "first sign-in");
+    assert_one_line_error(&tenure(dir.path(), &["admin", "reset-mfa", "nobody"]), "no account named");
+
+    onboard_with_app(dir.path(), &url);
+    let sent = tenure(dir.path(), &[&public[..], &["admin", "reset-password", "jdoe"]].concat());
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    assert!(stdout(&sent).contains("a password reset mail to jdoe is queued"), "{}", stdout(&sent));
+    assert!(!stdout(&sent).contains("/reset/"), "the link goes to the owner only");
+    let mail = smtp.wait_for_message(2).replace("=\r\n", "").replace("=\n", "");
+    assert!(
+        mail.contains("Reset your Tenure password") && mail.contains("https://portal.example.com/reset/"),
+        "{mail}"
+    );
+
+    let reset = tenure(dir.path(), &["--smtp", &smtp_url, "admin", "reset-mfa", "jdoe"]);
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert!(stdout(&reset).contains("no longer work"), "{}", stdout(&reset));
+    let notice = smtp.wait_for_message(3);
+    assert!(notice.contains("two-factor sign-in was reset") && notice.contains("the command line"), "{notice}");
+    let again = tenure(dir.path(), &["--smtp", &smtp_url, "admin", "reset-mfa", "jdoe"]);
+    assert!(stdout(&again).contains("has no second factor set up"), "{}", stdout(&again));
+
+    let audit = tenure(dir.path(), &["audit", "jdoe", "--format", "json"]);
+    let events: serde_json::Value = serde_json::from_str(&stdout(&audit)).unwrap();
+    let by_type = |t: &str| events.as_array().unwrap().iter().find(|e| e["type"] == t).cloned().unwrap_or_default();
+    assert_eq!(by_type("PasswordResetRequested")["actor"], "operator:ops-alice", "{events}");
+    assert_eq!(by_type("MfaReset")["actor"], "operator:ops-alice", "{events}");
+}

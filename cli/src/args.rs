@@ -282,6 +282,11 @@ pub enum Admin {
     Mfa { username: String, mfa: Mfa },
     /// Reactivates a deactivated profile.
     Reactivate { username: String },
+    /// Mails the user a password reset link (a deactivated profile gets a notice instead).
+    ResetPassword { username: String },
+    /// Voids the user's authenticator and recovery codes and ends their sessions: the next
+    /// sign-in sets up a new authenticator after the password.
+    ResetMfa { username: String },
 }
 
 #[derive(Debug, Args)]
@@ -354,6 +359,19 @@ pub enum Bench {
     Scheduler(BenchScheduler),
     /// The database work of a sign-in step (shared flow state) with few and many flows pending.
     Flows(BenchFlows),
+    /// Password reset requests through the HTTP server for held, deactivated, deleted and
+    /// unknown names, alternating: their times, each as a ratio to the unknown name's.
+    Reset(BenchReset),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchReset {
+    /// Requests timed per kind of name.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(20..))]
+    pub samples: u32,
+    /// Concurrent clients, each alternating the kinds of name.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@ mod admin;
 mod audit;
 mod bench;
 mod bench_flows;
+mod bench_reset;
 mod bench_scheduler;
 mod bench_sign_in;
 mod mail;

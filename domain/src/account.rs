@@ -26,6 +26,13 @@ pub struct Enrollment {
     pub secret: Personal<MfaSecret>,
 }
 
+/// The password reset link mailed last: the only one that works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingReset {
+    pub link: Personal<ResetLink>,
+    pub expires_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Account {
     /// How many events have been folded: the expected version for the next append.
@@ -44,6 +51,13 @@ pub struct Account {
     pub guard: Guard,
     /// When the invitation was last sent again, oldest first: the newest `RESENDS_PER_DAY`.
     pub recent_resends: Vec<DateTime<Utc>>,
+    pub reset: Option<PendingReset>,
+    /// When a recovery mail (reset link, the notice that the profile is deactivated, a username
+    /// reminder) was last sent, oldest first: the newest `RESET_MAILS_PER_HOUR`.
+    pub recent_reset_mails: Vec<DateTime<Utc>>,
+    /// The current set of recovery codes by place; a used one is `None`. Empty when there is no
+    /// set, or when it is sealed or erased.
+    pub recovery_codes: Vec<Option<crate::SecretDigest>>,
     pub last_sign_in: Option<DateTime<Utc>>,
     pub last_activity: Option<DateTime<Utc>>,
     pub deactivation_warned_for: Option<DateTime<Utc>>,
@@ -139,7 +153,34 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
                 state.recent_resends.remove(0);
             }
         }
-        AccountEvent::PasswordSet(e) => state.password = Some(e.personal.clone()),
+        AccountEvent::PasswordSet(e) => {
+            state.password = Some(e.personal.clone());
+            // A new password, however it was set, voids a reset link still out.
+            state.reset = None;
+        }
+        AccountEvent::PasswordResetRequested(e) => {
+            state.reset = Some(PendingReset { link: e.personal.clone(), expires_at: e.expires_at });
+            note_reset_mail(&mut state, e.at);
+        }
+        AccountEvent::RecoveryCodesIssued(e) => {
+            state.recovery_codes =
+                e.personal.known().map(|set| set.digests.iter().copied().map(Some).collect()).unwrap_or_default();
+            if e.totp_step.is_some() {
+                state.last_totp_step = e.totp_step;
+            }
+        }
+        AccountEvent::RecoveryCodeUsed(e) => {
+            if let Some(code) = state.recovery_codes.get_mut(e.index as usize) {
+                *code = None;
+            }
+        }
+        AccountEvent::MfaReset(_) => {
+            state.enrollment = None;
+            state.recovery_codes.clear();
+            state.email_code = None;
+            // Steps of the voided key say nothing about a new key's codes.
+            state.last_totp_step = None;
+        }
         AccountEvent::MfaRequirementChanged(e) => state.mfa_requirement = e.mfa,
         AccountEvent::MfaEnrolled(e) => {
             state.enrollment = Some(Enrollment { method: e.method, secret: e.personal.clone() });
@@ -195,7 +236,10 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
         }
         AccountEvent::ProfileUpdated(e) => state.profile = e.personal.clone(),
         AccountEvent::DeactivationWarningSent(e) => state.deactivation_warned_for = Some(e.deadline),
-        AccountEvent::Deactivated(e) => state.deactivated_at = Some(e.at),
+        AccountEvent::Deactivated(e) => {
+            state.deactivated_at = Some(e.at);
+            state.reset = None;
+        }
         AccountEvent::Reactivated(_) => {
             state.deactivated_at = None;
         }
@@ -204,10 +248,22 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
             state.deleted_at = Some(e.at);
             state.invitation = None;
             state.email_code = None;
+            state.reset = None;
+            state.recovery_codes.clear();
         }
-        AccountEvent::SecurityNoticeSent(e) => state.guard.noticed(e.at),
+        AccountEvent::SecurityNoticeSent(e) => match e.reason {
+            NoticeReason::FailedSignIns => state.guard.noticed(e.at),
+            NoticeReason::ResetWhileDeactivated | NoticeReason::UsernameReminder => note_reset_mail(&mut state, e.at),
+        },
     }
     state
+}
+
+fn note_reset_mail(state: &mut Account, at: DateTime<Utc>) {
+    state.recent_reset_mails.push(at);
+    if state.recent_reset_mails.len() > crate::decide::RESET_MAILS_PER_HOUR {
+        state.recent_reset_mails.remove(0);
+    }
 }
 
 fn count_wrong_code(state: &mut Account) {

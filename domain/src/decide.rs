@@ -20,6 +20,13 @@ pub const EMAIL_CODE_MAX_WRONG: u32 = 5;
 pub const EMAIL_CODE_RESEND_INTERVAL: Duration = Duration::seconds(60);
 /// Times an invitation may be sent again within any 24 hours.
 pub const RESENDS_PER_DAY: usize = 5;
+/// How long a password reset link works.
+pub const RESET_LINK_VALIDITY: Duration = Duration::minutes(30);
+/// Password reset mails (links, or the notice that the profile is deactivated) per account per
+/// hour: enough for a user who lost one, too few to flood an inbox.
+pub const RESET_MAILS_PER_HOUR: usize = 3;
+/// Recovery codes in a set.
+pub const RECOVERY_CODES: usize = 10;
 
 /// What `decide` may know besides the state and the command.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +77,24 @@ pub enum Command {
         secret: Confidential,
         step: Option<u64>,
         client: Client,
+        /// The digests of the recovery codes shown with the new key.
+        recovery: Vec<SecretDigest>,
     },
+    /// The owner (or an administrator for them) asks for a password reset: an active profile
+    /// gets a link whose token has the digest `token_digest`, a deactivated one a notice.
+    RequestPasswordReset {
+        token_digest: SecretDigest,
+    },
+    /// Someone who forgot their username asks for the usernames the profile's address holds.
+    RemindUsername,
+    /// A signed-in user asks for a new set of recovery codes, proven with a code from the current
+    /// authenticator (`step`, or `None` when it matched nothing, checked by the caller).
+    IssueRecoveryCodes {
+        step: Option<u64>,
+        digests: Vec<SecretDigest>,
+    },
+    /// An administrator voids the enrolled second factor and the recovery codes.
+    ResetMfa,
     /// A signed-in user gave a wrong current password to change it (checked by the caller).
     WrongCurrentPassword {
         client: Client,
@@ -103,6 +127,8 @@ pub enum PasswordVia {
     Invitation { token_digest: SecretDigest },
     /// A signed-in user who has just re-entered the current password.
     Change,
+    /// The owner of a live reset link.
+    Reset { token_digest: SecretDigest },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +138,8 @@ pub enum EnrollmentProof {
     App {
         secret: Confidential,
         step: Option<u64>,
+        /// The digests of the recovery codes shown with the key, issued with the enrollment.
+        recovery: Vec<SecretDigest>,
     },
     Email {
         presented: SecretDigest,
@@ -132,6 +160,10 @@ pub enum Factor {
         step: Option<u64>,
     },
     EmailCode {
+        presented: SecretDigest,
+    },
+    /// One of the recovery codes, in place of the authenticator.
+    RecoveryCode {
         presented: SecretDigest,
     },
 }
@@ -191,6 +223,14 @@ pub enum AccountError {
     AlreadyWarned { deadline: DateTime<Utc> },
     #[error("the profile is not deactivated")]
     NotDeactivated,
+    #[error("this password reset link is not valid (it may have been used or replaced)")]
+    InvalidResetLink,
+    #[error("this password reset link has expired; ask for a new one")]
+    ResetLinkExpired,
+    #[error("3 recovery mails have been sent within an hour; another can be sent at {retry_at}")]
+    TooManyResetMails { retry_at: DateTime<Utc> },
+    #[error("this profile has no authenticator app")]
+    NoAuthenticator,
 }
 
 pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<AccountEvent>, AccountError> {
@@ -237,6 +277,18 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
                     require_active(state)?;
                     PasswordReason::Change
                 }
+                PasswordVia::Reset { token_digest } => {
+                    require_active(state)?;
+                    let reset = state.reset.as_ref().ok_or(AccountError::InvalidResetLink)?;
+                    // Sealed or erased, the link matches nothing.
+                    if reset.link.known().is_none_or(|link| link.token_digest != token_digest) {
+                        return Err(AccountError::InvalidResetLink);
+                    }
+                    if now >= reset.expires_at {
+                        return Err(AccountError::ResetLinkExpired);
+                    }
+                    PasswordReason::Reset
+                }
             };
             PasswordSet { reason, at: now, personal: Personal::Known(PasswordHash { password_hash: password_hash.0 }) }
                 .into()
@@ -252,7 +304,7 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
                 // The password step just passed for this client address: a code may follow.
                 CodePurpose::SignIn => {
                     require_active(state)?;
-                    if state.mfa_requirement != MfaRequirement::Email {
+                    if state.mfa_requirement != MfaRequirement::Email && !switching_to_app(state) {
                         return Err(AccountError::WrongFactor);
                     }
                 }
@@ -278,18 +330,22 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
             require_not_throttled(state, ENROLLMENT, Attempt::Code, now)?;
             require_password(state)?;
             match proof {
-                EnrollmentProof::App { secret, step } => {
+                EnrollmentProof::App { secret, step, recovery } => {
                     allow_method(state, MfaMethod::App)?;
-                    match step {
-                        None => MfaEnrollmentFailed { method: MfaMethod::App, at: now }.into(),
-                        Some(step) => MfaEnrolled {
-                            method: MfaMethod::App,
-                            totp_step: Some(step),
-                            at: now,
-                            personal: Personal::Known(MfaSecret { totp_secret: Some(secret.0) }),
-                        }
-                        .into(),
-                    }
+                    return Ok(match step {
+                        None => vec![MfaEnrollmentFailed { method: MfaMethod::App, at: now }.into()],
+                        Some(step) => with_recovery_codes(
+                            MfaEnrolled {
+                                method: MfaMethod::App,
+                                totp_step: Some(step),
+                                at: now,
+                                personal: Personal::Known(MfaSecret { totp_secret: Some(secret.0) }),
+                            }
+                            .into(),
+                            recovery,
+                            now,
+                        ),
+                    });
                 }
                 EnrollmentProof::Email { presented } => {
                     allow_method(state, MfaMethod::Email)?;
@@ -324,8 +380,58 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
             TermsAccepted { version, at: now }.into()
         }
         Command::SignIn { factor, client } => return sign_in(state, factor, client, now),
-        Command::SignInEnrolling { secret, step, client } => {
-            return sign_in_enrolling(state, secret, step, client, now);
+        Command::SignInEnrolling { secret, step, client, recovery } => {
+            return sign_in_enrolling(state, secret, step, client, recovery, now);
+        }
+        Command::RemindUsername => {
+            require_recovery_mail_allowed(state, now)?;
+            match state.status() {
+                Status::Active | Status::Deactivated => {
+                    SecurityNoticeSent { reason: NoticeReason::UsernameReminder, at: now }.into()
+                }
+                _ => return Err(AccountError::OnboardingIncomplete),
+            }
+        }
+        Command::RequestPasswordReset { token_digest } => {
+            require_recovery_mail_allowed(state, now)?;
+            match state.status() {
+                Status::Active => PasswordResetRequested {
+                    expires_at: now + RESET_LINK_VALIDITY,
+                    at: now,
+                    personal: Personal::Known(ResetLink { token_digest }),
+                }
+                .into(),
+                Status::Deactivated => {
+                    SecurityNoticeSent { reason: NoticeReason::ResetWhileDeactivated, at: now }.into()
+                }
+                _ => return Err(AccountError::OnboardingIncomplete),
+            }
+        }
+        Command::IssueRecoveryCodes { step, digests } => {
+            require_active(state)?;
+            require_not_throttled(state, ENROLLMENT, Attempt::Code, now)?;
+            if state.enrollment.as_ref().is_none_or(|e| e.method != MfaMethod::App) {
+                return Err(AccountError::NoAuthenticator);
+            }
+            match step {
+                Some(step) if state.last_totp_step.is_none_or(|last| step > last) => RecoveryCodesIssued {
+                    totp_step: Some(step),
+                    at: now,
+                    personal: Personal::Known(RecoveryCodeSet { digests }),
+                }
+                .into(),
+                _ => MfaEnrollmentFailed { method: MfaMethod::App, at: now }.into(),
+            }
+        }
+        Command::ResetMfa => {
+            match state.status() {
+                Status::Active | Status::Deactivated => {}
+                _ => return Err(AccountError::OnboardingIncomplete),
+            }
+            if state.enrollment.is_none() && state.recovery_codes.is_empty() {
+                return Ok(vec![]);
+            }
+            MfaReset { at: now }.into()
         }
         Command::WrongCurrentPassword { client } => {
             require_active(state)?;
@@ -404,8 +510,25 @@ fn sign_in(
 ) -> Result<Vec<AccountEvent>, AccountError> {
     Ok(match sign_in_attempt(state, factor, &client, now)? {
         AccountEvent::SignInFailed(failure) => with_notice(state, failure),
+        signed_in @ AccountEvent::SignedIn(SignedIn { method: SignInMethod::RecoveryCode, .. }) => {
+            let Factor::RecoveryCode { presented } = factor else { unreachable!("signed in by a recovery code") };
+            let index = state.recovery_codes.iter().position(|code| *code == Some(presented));
+            let index = index.expect("a sign-in by recovery code matched one") as u32;
+            let remaining = state.recovery_codes.iter().flatten().count() as u32 - 1;
+            vec![RecoveryCodeUsed { index, remaining, at: now }.into(), signed_in]
+        }
         event => vec![event],
     })
+}
+
+/// An authenticator enrolled, and the recovery codes shown with it.
+fn with_recovery_codes(enrolled: AccountEvent, digests: Vec<SecretDigest>, now: DateTime<Utc>) -> Vec<AccountEvent> {
+    if digests.is_empty() {
+        return vec![enrolled];
+    }
+    let issued =
+        RecoveryCodesIssued { totp_step: None, at: now, personal: Personal::Known(RecoveryCodeSet { digests }) };
+    vec![enrolled, issued.into()]
 }
 
 /// A failure, and the notice it calls for when it finds the brake on and the owner has not been
@@ -429,7 +552,9 @@ fn sign_in_attempt(
 ) -> Result<AccountEvent, AccountError> {
     let attempt = match factor {
         Factor::Password { .. } => Attempt::Password,
-        Factor::Invitation | Factor::Totp { .. } | Factor::EmailCode { .. } => Attempt::Code,
+        Factor::Invitation | Factor::Totp { .. } | Factor::EmailCode { .. } | Factor::RecoveryCode { .. } => {
+            Attempt::Code
+        }
     };
     require_not_throttled(state, &client.address, attempt, now)?;
     let failed = |reason| SignInFailed { reason, at: now, personal: Personal::Known(client.clone()) };
@@ -470,7 +595,23 @@ fn sign_in_attempt(
                 Some(step) => signed_in(SignInMethod::Totp, Some(step)).into(),
             }
         }
-        (Factor::EmailCode { presented }, MfaRequirement::Email) => {
+        (Factor::RecoveryCode { presented }, MfaRequirement::App) => {
+            if !state.mfa_satisfied() {
+                return Err(AccountError::MfaNotEnrolled);
+            }
+            if state.recovery_codes.contains(&Some(presented)) {
+                signed_in(SignInMethod::RecoveryCode, None).into()
+            } else {
+                failed(FailureReason::WrongRecoveryCode).into()
+            }
+        }
+        // The org now requires an authenticator app and this account proves itself with emailed
+        // codes: one last code signs in, and the same sign-in enrolls the app before any session
+        // starts (docs/adr/0015).
+        (Factor::EmailCode { presented }, MfaRequirement::Email)
+        | (Factor::EmailCode { presented }, MfaRequirement::App)
+            if required == MfaRequirement::Email || switching_to_app(state) =>
+        {
             if check_email_code(state, CodePurpose::SignIn, presented, now)? {
                 signed_in(SignInMethod::EmailCode, None).into()
             } else {
@@ -487,6 +628,7 @@ fn sign_in_enrolling(
     secret: Confidential,
     step: Option<u64>,
     client: Client,
+    recovery: Vec<SecretDigest>,
     now: DateTime<Utc>,
 ) -> Result<Vec<AccountEvent>, AccountError> {
     // Only an account with no second factor at all: one that proves itself with emailed codes
@@ -505,7 +647,9 @@ fn sign_in_enrolling(
     let enrolled_state = crate::account::evolve(state.clone(), &enrolled);
     let mut events = sign_in(&enrolled_state, Factor::Totp { step }, client, now)?;
     if matches!(events.first(), Some(AccountEvent::SignedIn(_))) {
-        events.insert(0, enrolled);
+        let mut enrolled = with_recovery_codes(enrolled, recovery, now);
+        enrolled.append(&mut events);
+        return Ok(enrolled);
     }
     Ok(events)
 }
@@ -528,6 +672,13 @@ fn check_email_code(
     Ok(code.digest == presented)
 }
 
+/// Whether the account must move from emailed codes to the authenticator app its org now
+/// requires: it may then sign in once more with an emailed code, to enroll the app.
+fn switching_to_app(state: &Account) -> bool {
+    state.mfa_requirement == MfaRequirement::App
+        && state.enrollment.as_ref().is_some_and(|e| e.method == MfaMethod::Email)
+}
+
 fn lifecycle(state: &Account) -> Lifecycle {
     // Every account past `New` has been invited, which is activity.
     state.lifecycle().expect("an invited account has a lifecycle")
@@ -544,6 +695,17 @@ fn scheduled(state: &Account, step: Step, now: DateTime<Utc>) -> Result<DateTime
     // The release, the only step with a quarantine, is not an account command.
     let due = lifecycle.due_at(step, Duration::zero());
     if now < due { Err(AccountError::NotDue { due }) } else { Ok(deadline) }
+}
+
+/// Every kind of recovery mail counts: none may flood an inbox.
+fn require_recovery_mail_allowed(state: &Account, now: DateTime<Utc>) -> Result<(), AccountError> {
+    if let [oldest, ..] = state.recent_reset_mails[..]
+        && state.recent_reset_mails.len() >= RESET_MAILS_PER_HOUR
+        && now - oldest < Duration::hours(1)
+    {
+        return Err(AccountError::TooManyResetMails { retry_at: oldest + Duration::hours(1) });
+    }
+    Ok(())
 }
 
 fn require_active(state: &Account) -> Result<(), AccountError> {

@@ -136,6 +136,8 @@ pub struct MfaSecret {
 pub enum PasswordReason {
     Onboarding,
     Change,
+    /// Through a reset link mailed to the owner (SPEC §10).
+    Reset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +148,8 @@ pub enum SignInMethod {
     Password,
     Totp,
     EmailCode,
+    /// One of the single-use recovery codes, in place of the authenticator.
+    RecoveryCode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +162,7 @@ pub enum FailureReason {
     /// A signed-in user changing the password typed a wrong current one: guessed like a
     /// password at sign-in (with a stolen session, say), so throttled like one.
     WrongCurrentPassword,
+    WrongRecoveryCode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +195,52 @@ pub struct PasswordSet {
     pub reason: PasswordReason,
     pub at: DateTime<Utc>,
     pub personal: Personal<PasswordHash>,
+}
+
+/// The secret part of a password reset link: only its digest, sealed, so that erasure takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetLink {
+    pub token_digest: SecretDigest,
+}
+
+/// The owner asked for a password reset (or an administrator sent one): a link was mailed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordResetRequested {
+    pub expires_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    pub personal: Personal<ResetLink>,
+}
+
+/// Keyed digests of single-use recovery codes, in the order they were shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryCodeSet {
+    pub digests: Vec<SecretDigest>,
+}
+
+/// A new set of recovery codes was shown to the owner; it voids any earlier set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryCodesIssued {
+    /// The step of the authenticator code that proved a set asked for later; it may not be used
+    /// again. `None` for the set issued with an enrollment.
+    pub totp_step: Option<u64>,
+    pub at: DateTime<Utc>,
+    pub personal: Personal<RecoveryCodeSet>,
+}
+
+/// A recovery code stood in for the authenticator at sign-in; it cannot be used again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryCodeUsed {
+    /// Its place in the set.
+    pub index: u32,
+    pub remaining: u32,
+    pub at: DateTime<Utc>,
+}
+
+/// An administrator voided the enrolled second factor and the recovery codes: the next sign-in
+/// enrolls anew after the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MfaReset {
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +335,10 @@ pub struct Deleted {
 pub enum NoticeReason {
     /// More than 50 failed sign-ins in 24 hours put the brake on (SPEC §2).
     FailedSignIns,
+    /// A password reset was asked for a deactivated profile: the owner is told whom to ask.
+    ResetWhileDeactivated,
+    /// Someone who forgot their username asked which ones the profile's address holds.
+    UsernameReminder,
 }
 
 /// The owner was mailed a security notice.
@@ -542,6 +597,10 @@ catalogue! {
         DeletionWarningSent: 1,
         Deleted: 1,
         SecurityNoticeSent: 1,
+        PasswordResetRequested: 1,
+        RecoveryCodesIssued: 1,
+        RecoveryCodeUsed: 1,
+        MfaReset: 1,
     }
     UsernameClaim(UsernameClaimEvent) {
         UsernameClaimed: 1,
@@ -616,7 +675,11 @@ impl AccountEvent {
             AccountEvent::SignedIn(e) => Some(&mut e.personal),
             AccountEvent::SignInFailed(e) => Some(&mut e.personal),
             AccountEvent::ProfileUpdated(e) => Some(&mut e.personal),
+            AccountEvent::PasswordResetRequested(e) => Some(&mut e.personal),
+            AccountEvent::RecoveryCodesIssued(e) => Some(&mut e.personal),
             AccountEvent::InvitationResent(_)
+            | AccountEvent::RecoveryCodeUsed(_)
+            | AccountEvent::MfaReset(_)
             | AccountEvent::MfaRequirementChanged(_)
             | AccountEvent::MfaEnrollmentFailed(_)
             | AccountEvent::TermsAccepted(_)

@@ -129,7 +129,12 @@ pub fn activity(event: &AccountEvent) -> Option<DateTime<Utc>> {
         | AccountEvent::Deactivated(_)
         | AccountEvent::DeletionWarningSent(_)
         | AccountEvent::Deleted(_)
-        | AccountEvent::SecurityNoticeSent(_) => None,
+        | AccountEvent::SecurityNoticeSent(_)
+        // A reset proves the mailbox, not use of the portal: the sign-in that follows counts.
+        | AccountEvent::PasswordResetRequested(_)
+        | AccountEvent::RecoveryCodesIssued(_)
+        | AccountEvent::RecoveryCodeUsed(_)
+        | AccountEvent::MfaReset(_) => None,
     }
 }
 
@@ -192,7 +197,11 @@ impl Lifecycle {
             | AccountEvent::SignInFailed(_)
             | AccountEvent::EmailCodeIssued(_)
             | AccountEvent::ProfileUpdated(_)
-            | AccountEvent::SecurityNoticeSent(_) => self,
+            | AccountEvent::SecurityNoticeSent(_)
+            | AccountEvent::PasswordResetRequested(_)
+            | AccountEvent::RecoveryCodesIssued(_)
+            | AccountEvent::RecoveryCodeUsed(_)
+            | AccountEvent::MfaReset(_) => self,
         }
     }
 

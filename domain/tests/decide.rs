@@ -342,7 +342,7 @@ fn new_terms_versions_are_accepted_once_and_old_ones_refused() {
 fn app_enrollment_with_a_matching_code_records_the_secret_and_step() {
     given([invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0())])
         .when(Command::EnrollMfa {
-            proof: EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXP".into(), step: Some(100) },
+            proof: EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXP".into(), step: Some(100), recovery: vec![] },
             invitation: Some(TOKEN),
         })
         .then([app_enrolled(100)]);
@@ -352,7 +352,7 @@ fn app_enrollment_with_a_matching_code_records_the_secret_and_step() {
 fn app_enrollment_with_a_wrong_code_is_recorded_as_failed() {
     given([invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0())])
         .when(Command::EnrollMfa {
-            proof: EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXP".into(), step: None },
+            proof: EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXP".into(), step: None, recovery: vec![] },
             invitation: Some(TOKEN),
         })
         .then([MfaEnrollmentFailed { method: MfaMethod::App, at: t0() }.into()]);
@@ -362,7 +362,7 @@ fn app_enrollment_with_a_wrong_code_is_recorded_as_failed() {
 fn enrollment_needs_a_password_and_the_required_method() {
     given([invited(MfaRequirement::App)])
         .when(Command::EnrollMfa {
-            proof: EnrollmentProof::App { secret: "S".into(), step: Some(1) },
+            proof: EnrollmentProof::App { secret: "S".into(), step: Some(1), recovery: vec![] },
             invitation: Some(TOKEN),
         })
         .then_err(AccountError::PasswordNotSet);
@@ -503,7 +503,8 @@ fn a_new_requirement_asks_for_the_second_factor_at_the_next_sign_in() {
 fn a_required_authenticator_is_enrolled_by_the_sign_in_that_first_needs_it() {
     let mut events = active();
     events.push(MfaRequirementChanged { mfa: MfaRequirement::App, at: t0() }.into());
-    let enrolling = |step| Command::SignInEnrolling { secret: "JBSWY3DPEHPK3PXP".into(), step, client: client() };
+    let enrolling =
+        |step| Command::SignInEnrolling { secret: "JBSWY3DPEHPK3PXP".into(), step, client: client(), recovery: vec![] };
     let at = later(1);
     given(events.clone()).at(at).when(enrolling(None)).then([failed(FailureReason::WrongTotp, at)]);
     let enrolled: AccountEvent = MfaEnrolled {
@@ -636,7 +637,7 @@ fn wrong_enrollment_codes_throttle_like_sign_in_failures() {
     }
     given(events)
         .when(Command::EnrollMfa {
-            proof: EnrollmentProof::App { secret: "S".into(), step: Some(1) },
+            proof: EnrollmentProof::App { secret: "S".into(), step: Some(1), recovery: vec![] },
             invitation: Some(TOKEN),
         })
         .then_err(AccountError::Throttled { until: t0() + Duration::minutes(1) });
@@ -848,4 +849,314 @@ fn a_code_whose_mail_never_left_may_be_replaced_at_once() {
             previous_unsent: true,
         })
         .then([code_issued(CodePurpose::SignIn, t0() + Duration::seconds(5))]);
+}
+
+// --- password reset (SPEC §10) ---
+
+fn reset_requested(token: SecretDigest, at: DateTime<Utc>) -> AccountEvent {
+    PasswordResetRequested {
+        expires_at: at + RESET_LINK_VALIDITY,
+        at,
+        personal: Personal::Known(ResetLink { token_digest: token }),
+    }
+    .into()
+}
+
+fn reset_with(token: SecretDigest) -> Command {
+    Command::SetPassword { password_hash: "$argon2id$h".into(), via: PasswordVia::Reset { token_digest: token } }
+}
+
+#[test]
+fn an_active_profile_asking_for_a_reset_gets_a_thirty_minute_link() {
+    given(active()).when(Command::RequestPasswordReset { token_digest: TOKEN }).then([reset_requested(TOKEN, t0())]);
+}
+
+#[test]
+fn a_deactivated_profile_asking_for_a_reset_gets_a_notice_and_no_link() {
+    given(deactivated()).when(Command::RequestPasswordReset { token_digest: TOKEN }).then([SecurityNoticeSent {
+        reason: NoticeReason::ResetWhileDeactivated,
+        at: t0(),
+    }
+    .into()]);
+}
+
+#[test]
+fn a_reset_before_first_sign_in_is_refused_and_a_deleted_profile_gets_nothing() {
+    given([invited(MfaRequirement::None)])
+        .when(Command::RequestPasswordReset { token_digest: TOKEN })
+        .then_err(AccountError::OnboardingIncomplete);
+    let mut deleted = deactivated();
+    deleted.push(Deleted { deadline: later(400), at: later(400) }.into());
+    given(deleted).when(Command::RequestPasswordReset { token_digest: TOKEN }).then_err(AccountError::Deleted);
+}
+
+#[test]
+fn at_most_three_reset_mails_an_hour_count_links_and_notices_alike() {
+    let mut events = active();
+    for minutes in [0, 10, 20] {
+        events.push(reset_requested(TOKEN, t0() + Duration::minutes(minutes)));
+    }
+    given(events.clone())
+        .at(t0() + Duration::minutes(59))
+        .when(Command::RequestPasswordReset { token_digest: OTHER_TOKEN })
+        .then_err(AccountError::TooManyResetMails { retry_at: t0() + Duration::hours(1) });
+    given(events)
+        .at(t0() + Duration::minutes(60))
+        .when(Command::RequestPasswordReset { token_digest: OTHER_TOKEN })
+        .then([reset_requested(OTHER_TOKEN, t0() + Duration::minutes(60))]);
+    let mut notices = deactivated();
+    for minutes in [0, 1, 2] {
+        notices.push(
+            SecurityNoticeSent { reason: NoticeReason::ResetWhileDeactivated, at: t0() + Duration::minutes(minutes) }
+                .into(),
+        );
+    }
+    given(notices)
+        .at(t0() + Duration::minutes(3))
+        .when(Command::RequestPasswordReset { token_digest: TOKEN })
+        .then_err(AccountError::TooManyResetMails { retry_at: t0() + Duration::hours(1) });
+}
+
+#[test]
+fn the_live_link_sets_the_password_once() {
+    let mut events = active();
+    events.push(reset_requested(TOKEN, t0()));
+    let then = given(events.clone()).at(t0() + Duration::minutes(29)).when(reset_with(TOKEN));
+    then.then([password_set(PasswordReason::Reset, t0() + Duration::minutes(29))]);
+    events.push(password_set(PasswordReason::Reset, t0() + Duration::minutes(29)));
+    given(events).at(t0() + Duration::minutes(29)).when(reset_with(TOKEN)).then_err(AccountError::InvalidResetLink);
+}
+
+#[test]
+fn an_expired_replaced_or_unknown_link_is_refused() {
+    let mut events = active();
+    events.push(reset_requested(TOKEN, t0()));
+    given(events.clone())
+        .at(t0() + Duration::minutes(30))
+        .when(reset_with(TOKEN))
+        .then_err(AccountError::ResetLinkExpired);
+    given(events.clone()).when(reset_with(OTHER_TOKEN)).then_err(AccountError::InvalidResetLink);
+    events.push(reset_requested(OTHER_TOKEN, t0() + Duration::minutes(1)));
+    given(events).at(t0() + Duration::minutes(2)).when(reset_with(TOKEN)).then_err(AccountError::InvalidResetLink);
+    given(active()).when(reset_with(TOKEN)).then_err(AccountError::InvalidResetLink);
+}
+
+#[test]
+fn a_password_change_or_deactivation_voids_a_link_still_out() {
+    let mut changed = active();
+    changed.push(reset_requested(TOKEN, t0()));
+    changed.push(password_set(PasswordReason::Change, t0()));
+    given(changed).when(reset_with(TOKEN)).then_err(AccountError::InvalidResetLink);
+    let mut events = active();
+    events.push(reset_requested(TOKEN, t0()));
+    events.push(Deactivated { deadline: t0(), at: t0() }.into());
+    events.push(Reactivated { at: t0() }.into());
+    given(events).when(reset_with(TOKEN)).then_err(AccountError::InvalidResetLink);
+}
+
+#[test]
+fn a_sealed_link_matches_nothing() {
+    let mut events = active();
+    events.push(
+        PasswordResetRequested {
+            expires_at: t0() + RESET_LINK_VALIDITY,
+            at: t0(),
+            personal: Personal::Sealed("c2VhbGVk".into()),
+        }
+        .into(),
+    );
+    given(events).when(reset_with(TOKEN)).then_err(AccountError::InvalidResetLink);
+}
+
+// --- recovery codes ---
+
+const RECOVERY: [SecretDigest; 3] = [SecretDigest([31; 32]), SecretDigest([32; 32]), SecretDigest([33; 32])];
+
+fn codes_issued(step: Option<u64>) -> AccountEvent {
+    RecoveryCodesIssued {
+        totp_step: step,
+        at: t0(),
+        personal: Personal::Known(RecoveryCodeSet { digests: RECOVERY.to_vec() }),
+    }
+    .into()
+}
+
+fn with_codes() -> Vec<AccountEvent> {
+    let mut events = active_with_app();
+    events.push(codes_issued(None));
+    events
+}
+
+fn recovery_sign_in(presented: SecretDigest) -> Command {
+    sign_in(Factor::RecoveryCode { presented })
+}
+
+#[test]
+fn enrolling_an_authenticator_issues_the_recovery_codes_with_it() {
+    let steps = vec![invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0())];
+    given(steps)
+        .when(Command::EnrollMfa {
+            proof: EnrollmentProof::App {
+                secret: "JBSWY3DPEHPK3PXP".into(),
+                step: Some(100),
+                recovery: RECOVERY.to_vec(),
+            },
+            invitation: Some(TOKEN),
+        })
+        .then([app_enrolled(100), codes_issued(None)]);
+}
+
+#[test]
+fn a_recovery_code_signs_in_once_and_counts_what_is_left() {
+    let used = RecoveryCodeUsed { index: 1, remaining: 2, at: t0() };
+    let signed =
+        SignedIn { method: SignInMethod::RecoveryCode, totp_step: None, at: t0(), personal: Personal::Known(client()) };
+    given(with_codes()).when(recovery_sign_in(RECOVERY[1])).then([used.clone().into(), signed.into()]);
+    let mut events = with_codes();
+    events.push(used.into());
+    given(events).when(recovery_sign_in(RECOVERY[1])).then([failed(FailureReason::WrongRecoveryCode, t0())]);
+}
+
+#[test]
+fn a_wrong_recovery_code_is_a_failed_sign_in_and_is_throttled_like_a_code() {
+    given(with_codes()).when(recovery_sign_in(WRONG_CODE)).then([failed(FailureReason::WrongRecoveryCode, t0())]);
+    let mut events = with_codes();
+    for _ in 0..5 {
+        events.push(failed(FailureReason::WrongRecoveryCode, t0()));
+    }
+    assert!(matches!(given(events).when(recovery_sign_in(RECOVERY[0])).result, Err(AccountError::Throttled { .. })));
+}
+
+#[test]
+fn a_recovery_code_is_no_factor_for_an_account_without_an_authenticator() {
+    given(active()).when(recovery_sign_in(RECOVERY[0])).then_err(AccountError::WrongFactor);
+}
+
+#[test]
+fn a_new_set_needs_a_fresh_authenticator_code_and_voids_the_old_set() {
+    let new_set = vec![SecretDigest([41; 32])];
+    let issued = RecoveryCodesIssued {
+        totp_step: Some(101),
+        at: t0(),
+        personal: Personal::Known(RecoveryCodeSet { digests: new_set.clone() }),
+    };
+    given(with_codes())
+        .when(Command::IssueRecoveryCodes { step: Some(101), digests: new_set.clone() })
+        .then([issued.clone().into()]);
+    given(with_codes())
+        .when(Command::IssueRecoveryCodes { step: Some(100), digests: new_set.clone() })
+        .then([MfaEnrollmentFailed { method: MfaMethod::App, at: t0() }.into()]);
+    given(with_codes())
+        .when(Command::IssueRecoveryCodes { step: None, digests: new_set.clone() })
+        .then([MfaEnrollmentFailed { method: MfaMethod::App, at: t0() }.into()]);
+    let mut events = with_codes();
+    events.push(issued.into());
+    given(events).when(recovery_sign_in(RECOVERY[0])).then([failed(FailureReason::WrongRecoveryCode, t0())]);
+    given(active_with_email())
+        .when(Command::IssueRecoveryCodes { step: Some(1), digests: new_set })
+        .then_err(AccountError::NoAuthenticator);
+}
+
+// --- two-factor reset by an administrator ---
+
+#[test]
+fn an_mfa_reset_voids_the_key_and_the_codes_and_the_next_sign_in_enrolls_anew() {
+    given(with_codes()).when(Command::ResetMfa).then([MfaReset { at: t0() }.into()]);
+    let mut events = with_codes();
+    events.push(MfaReset { at: t0() }.into());
+    let state = given(events.clone()).state;
+    assert!(state.enrollment.is_none() && state.recovery_codes.is_empty());
+    given(events.clone()).when(recovery_sign_in(RECOVERY[0])).then_err(AccountError::MfaNotEnrolled);
+    given(events.clone()).when(sign_in(Factor::Totp { step: Some(200) })).then_err(AccountError::MfaNotEnrolled);
+    // Nothing left to reset: nothing recorded.
+    given(events).when(Command::ResetMfa).then([]);
+    given([invited(MfaRequirement::App)]).when(Command::ResetMfa).then_err(AccountError::OnboardingIncomplete);
+}
+
+#[test]
+fn the_owner_of_a_reset_profile_enrolls_at_sign_in_with_new_codes() {
+    let mut events = with_codes();
+    events.push(MfaReset { at: t0() }.into());
+    let result = given(events)
+        .when(Command::SignInEnrolling {
+            secret: "NEWSECRET".into(),
+            step: Some(300),
+            client: client(),
+            recovery: RECOVERY.to_vec(),
+        })
+        .result
+        .unwrap();
+    let types: Vec<&str> = result.iter().map(|e| e.type_name()).collect();
+    assert_eq!(types, ["MfaEnrolled", "RecoveryCodesIssued", "SignedIn"]);
+}
+
+#[test]
+fn a_username_reminder_goes_to_active_and_deactivated_profiles_within_the_same_cap() {
+    let reminder = |at| -> AccountEvent { SecurityNoticeSent { reason: NoticeReason::UsernameReminder, at }.into() };
+    given(active()).when(Command::RemindUsername).then([reminder(t0())]);
+    given(deactivated()).when(Command::RemindUsername).then([reminder(t0())]);
+    given([invited(MfaRequirement::None)]).when(Command::RemindUsername).then_err(AccountError::OnboardingIncomplete);
+    let mut events = active();
+    events.push(reset_requested(TOKEN, t0()));
+    events.push(reminder(t0()));
+    events.push(reminder(t0()));
+    given(events)
+        .when(Command::RemindUsername)
+        .then_err(AccountError::TooManyResetMails { retry_at: t0() + Duration::hours(1) });
+}
+
+// --- from emailed codes to a newly required authenticator app (docs/adr/0015) ---
+
+fn switching() -> Vec<AccountEvent> {
+    let mut events = active_with_email();
+    events.push(MfaRequirementChanged { mfa: MfaRequirement::App, at: t0() }.into());
+    events
+}
+
+#[test]
+fn an_emailed_code_account_whose_org_now_requires_an_app_signs_in_with_a_last_code_then_enrolls() {
+    let issue = |digest| Command::IssueEmailCode {
+        purpose: CodePurpose::SignIn,
+        code_digest: digest,
+        invitation: None,
+        previous_unsent: false,
+    };
+    given(switching()).when(issue(CODE)).then([code_issued(CodePurpose::SignIn, t0())]);
+    let mut events = switching();
+    events.push(code_issued(CodePurpose::SignIn, t0()));
+    given(events.clone())
+        .when(sign_in(Factor::EmailCode { presented: WRONG_CODE }))
+        .then([failed(FailureReason::WrongEmailCode, t0())]);
+    let signed =
+        SignedIn { method: SignInMethod::EmailCode, totp_step: None, at: t0(), personal: Personal::Known(client()) };
+    given(events.clone()).when(sign_in(Factor::EmailCode { presented: CODE })).then([signed.clone().into()]);
+    events.push(signed.into());
+    let result = given(events)
+        .when(Command::EnrollMfa {
+            proof: EnrollmentProof::App {
+                secret: "JBSWY3DPEHPK3PXP".into(),
+                step: Some(100),
+                recovery: RECOVERY.to_vec(),
+            },
+            invitation: None,
+        })
+        .result
+        .unwrap();
+    let types: Vec<&str> = result.iter().map(|e| e.type_name()).collect();
+    assert_eq!(types, ["MfaEnrolled", "RecoveryCodesIssued"]);
+}
+
+#[test]
+fn an_account_with_an_app_gets_no_emailed_code_in_its_place() {
+    let mut events = active_with_app();
+    events.push(code_issued(CodePurpose::SignIn, t0()));
+    given(events).when(sign_in(Factor::EmailCode { presented: CODE })).then_err(AccountError::WrongFactor);
+    given(active_with_app())
+        .when(Command::IssueEmailCode {
+            purpose: CodePurpose::SignIn,
+            code_digest: CODE,
+            invitation: None,
+            previous_unsent: false,
+        })
+        .then_err(AccountError::WrongFactor);
 }

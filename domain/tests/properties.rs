@@ -23,6 +23,10 @@ enum Step {
     Reactivate,
     WarnDeletion,
     Delete,
+    RequestReset,
+    ResetPassword,
+    ResetMfa,
+    RecoveryCode,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -38,6 +42,10 @@ fn step() -> impl Strategy<Value = Step> {
         Just(Step::Reactivate),
         Just(Step::WarnDeletion),
         Just(Step::Delete),
+        Just(Step::RequestReset),
+        Just(Step::ResetPassword),
+        Just(Step::ResetMfa),
+        Just(Step::RecoveryCode),
     ]
 }
 
@@ -51,7 +59,7 @@ fn command(step: Step) -> Command {
             via: PasswordVia::Invitation { token_digest: TOKEN },
         },
         Step::EnrollApp { step } => Command::EnrollMfa {
-            proof: EnrollmentProof::App { secret: "S".into(), step: Some(step) },
+            proof: EnrollmentProof::App { secret: "S".into(), step: Some(step), recovery: vec![TOKEN] },
             invitation: Some(TOKEN),
         },
         Step::AcceptTerms { version } => Command::AcceptTerms { version, invitation: Some(TOKEN) },
@@ -61,6 +69,13 @@ fn command(step: Step) -> Command {
         Step::Reactivate => Command::Reactivate,
         Step::WarnDeletion => Command::SendDeletionWarning,
         Step::Delete => Command::Delete,
+        Step::RequestReset => Command::RequestPasswordReset { token_digest: TOKEN },
+        Step::ResetPassword => Command::SetPassword {
+            password_hash: "$argon2id$y".into(),
+            via: PasswordVia::Reset { token_digest: TOKEN },
+        },
+        Step::ResetMfa => Command::ResetMfa,
+        Step::RecoveryCode => Command::SignIn { factor: Factor::RecoveryCode { presented: TOKEN }, client },
     }
 }
 

@@ -34,14 +34,20 @@ pub async fn held_back(app: &App, row: &AccountRow, address: &str) -> Result<(),
 /// notice it records.
 pub async fn attempt(app: &App, row: &AccountRow, command: Command) -> Result<Vec<AccountEvent>, Error> {
     let account = row.account_id;
+    let client = match &command {
+        Command::SignIn { client, .. }
+        | Command::SignInEnrolling { client, .. }
+        | Command::WrongCurrentPassword { client } => client.clone(),
+        _ => return Err(Error::internal("an attempt names its client")),
+    };
     let events = {
         let _turn = app.turns.take(format!("account {account}")).await;
         app.accounts
-            .execute_mailing(account, command, &app.ctx(), &as_user(account), notices::compose)
+            .execute_mailing(account, command, &app.ctx(), &as_user(account), notices::from(&client))
             .await
             .map_err(|e| app.refused(e))?
     };
-    if events.iter().any(|e| matches!(e, AccountEvent::SecurityNoticeSent(_))) {
+    if notices::queued(&events) {
         app.delivery.wake();
     }
     Ok(events)

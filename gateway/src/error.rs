@@ -29,8 +29,6 @@ pub enum Error {
         until: DateTime<Utc>,
         now: DateTime<Utc>,
     },
-    /// The org requires an authenticator app the account can only get from an administrator.
-    AuthenticatorRequired,
     /// Every password hasher is busy.
     Busy,
     /// A domain rule refused the command; `now` is when.
@@ -73,6 +71,11 @@ pub enum Error {
     Csrf,
     AdminsOnly,
     NoSuchMember,
+    /// No session of the account has that id (it may have ended already).
+    NoSuchSession,
+    /// A password reset link that does not open (used, replaced, or never issued).
+    ResetLinkNotFound,
+    ResetLinkExpired,
     /// The store cannot be reached, or its disk is full: an outage, answered 503 with a reason.
     Outage(Outage),
     /// Anything else: logged, never shown.
@@ -253,11 +256,6 @@ impl From<Error> for ApiError {
                 ApiError::new(S::TOO_MANY_REQUESTS, "throttled", "Too many attempts. Please wait before trying again.")
                     .until(until, now)
             }
-            Error::AuthenticatorRequired => ApiError::new(
-                S::FORBIDDEN,
-                "authenticator_required",
-                "Your organisation now requires an authenticator app. Ask your administrator for a new setup link.",
-            ),
             Error::Busy => ApiError {
                 retry_after: Some(1),
                 ..ApiError::new(
@@ -327,6 +325,17 @@ impl From<Error> for ApiError {
                 ApiError::new(S::FORBIDDEN, "forbidden", "Only your organisation's administrators can do this.")
             }
             Error::NoSuchMember => ApiError::new(S::NOT_FOUND, "not_found", "No such user in your organisation."),
+            Error::NoSuchSession => {
+                ApiError::new(S::NOT_FOUND, "not_found", "No such session; it may have ended already.")
+            }
+            Error::ResetLinkNotFound => ApiError::new(
+                S::NOT_FOUND,
+                "not_found",
+                "This password reset link is not valid (it may have been used or replaced by a newer one).",
+            ),
+            Error::ResetLinkExpired => {
+                ApiError::new(S::GONE, "reset_link_expired", "This password reset link has expired; ask for a new one.")
+            }
             Error::Outage(outage) => {
                 tracing::warn!("{outage:?}: answered 503");
                 ApiError {
@@ -365,6 +374,11 @@ fn rejected(rule: AccountError, now: DateTime<Utc>) -> ApiError {
             (S::NOT_FOUND, "not_found")
         }
         AccountError::InvitationExpired => (S::GONE, "invitation_expired"),
+        AccountError::InvalidResetLink => (S::NOT_FOUND, "not_found"),
+        AccountError::ResetLinkExpired => (S::GONE, "reset_link_expired"),
+        AccountError::TooManyResetMails { retry_at } => {
+            return ApiError::new(S::TOO_MANY_REQUESTS, "throttled", rule.to_string()).until(*retry_at, now);
+        }
         AccountError::EmailCodeExpired | AccountError::EmailCodeExhausted | AccountError::NoEmailCode => {
             (S::GONE, "code_expired")
         }

@@ -42,7 +42,9 @@ const SQLITE_SCHEMA: &str = "
         id_digest  BLOB PRIMARY KEY,
         account_id BLOB NOT NULL,
         created_at INTEGER NOT NULL,
-        last_seen  INTEGER NOT NULL
+        last_seen  INTEGER NOT NULL,
+        client_address TEXT,
+        user_agent     TEXT
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS sessions_account ON sessions (account_id);
     CREATE TABLE IF NOT EXISTS sign_in_flows (
@@ -73,7 +75,18 @@ const SQLITE_SCHEMA: &str = "
         address TEXT PRIMARY KEY,
         tat     INTEGER NOT NULL
     ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS address_failures_tat ON address_failures (tat);";
+    CREATE INDEX IF NOT EXISTS address_failures_tat ON address_failures (tat);
+    CREATE TABLE IF NOT EXISTS email_index (
+        digest     BLOB NOT NULL,
+        account_id BLOB NOT NULL,
+        PRIMARY KEY (digest, account_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS email_index_account ON email_index (account_id);
+    CREATE TABLE IF NOT EXISTS email_index_position (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        position INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO email_index_position (id, position) VALUES (1, 0);";
 
 impl Db {
     /// `sessions.db` at `path`, created or brought up to date.
@@ -81,7 +94,19 @@ impl Db {
         let connection = Connection::open(path)?;
         connection.busy_timeout(std::time::Duration::from_secs(10))?;
         connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        // Rows here name client addresses and email digests: what is deleted is overwritten.
+        connection.execute_batch("PRAGMA secure_delete = ON;")?;
         connection.execute_batch(SQLITE_SCHEMA)?;
+        // Sessions of a build before the sessions list: the columns it shows.
+        let columns: Vec<String> = connection
+            .prepare("SELECT name FROM pragma_table_info('sessions')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if !columns.iter().any(|c| c == "client_address") {
+            connection.execute_batch(
+                "ALTER TABLE sessions ADD COLUMN client_address TEXT; ALTER TABLE sessions ADD COLUMN user_agent TEXT;",
+            )?;
+        }
         Ok(Db::Sqlite(Arc::new(Mutex::new(connection))))
     }
 

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod attempts;
+pub mod browser;
 pub mod codes;
 pub mod dashboard;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod ops;
 pub mod passwords;
 pub mod personal;
 pub mod profile;
+pub mod recovery;
 pub mod routes;
 pub mod server;
 pub mod sessions;

@@ -51,6 +51,7 @@ pub struct Metrics {
     pub mail_sent_again: Gauge,
     pub mail_refused: Gauge,
     pub mail_oldest_queued: Gauge,
+    pub recovery_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -95,8 +96,15 @@ impl Default for Metrics {
         );
         let mail_oldest_queued =
             gauge(&mut registry, "mail_oldest_queued_seconds", "Age of the oldest mail not sent yet (0 when none)");
+        let recovery_dropped = Counter::default();
+        registry.register(
+            "recovery_requests_dropped",
+            "Recovery requests dropped because they arrived faster than they were worked",
+            recovery_dropped.clone(),
+        );
         Metrics {
             registry,
+            recovery_dropped,
             mail_queued,
             mail_failing,
             mail_sent,

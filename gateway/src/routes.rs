@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Router, middleware};
 
 use crate::http::{fallback, middleware as layers, render};
 use crate::state::{App, BODY_LIMIT};
-use crate::{admin, dashboard, first_sign_in, ops, profile, sign_in};
+use crate::{admin, dashboard, first_sign_in, ops, profile, recovery, sign_in};
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -17,6 +17,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/sign-in/{flow}/code", post(sign_in::api::code))
         .route("/api/v1/sign-in/{flow}/resend", post(sign_in::api::resend))
         .route("/api/v1/sign-in/{flow}/terms", post(sign_in::api::terms))
+        .route("/api/v1/sign-in/{flow}/recovery-code", post(sign_in::api::recovery_code))
+        .route("/api/v1/recovery/password", post(recovery::api::password))
+        .route("/api/v1/recovery/username", post(recovery::api::username))
+        .route("/api/v1/resets/{token}", get(recovery::api::link))
+        .route("/api/v1/resets/{token}/password", post(recovery::api::set_password))
         .route("/api/v1/session", get(sign_in::api::session))
         .route("/api/v1/sign-out", post(sign_in::api::sign_out))
         .route("/api/v1/dashboard", get(dashboard::api))
@@ -24,10 +29,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/profile/password", post(profile::api::change_password))
         .route("/api/v1/profile/mfa/start", post(profile::api::mfa_start))
         .route("/api/v1/profile/mfa/verify", post(profile::api::mfa_verify))
+        .route("/api/v1/profile/recovery-codes", post(profile::api::recovery_codes))
+        .route("/api/v1/profile/sessions", get(profile::api::sessions))
+        .route("/api/v1/profile/sessions/sign-out-others", post(profile::api::sign_out_others))
+        .route("/api/v1/profile/sessions/{id}", delete(profile::api::end_session))
         .route("/api/v1/admin/users", get(admin::api::users).post(admin::api::invite))
         .route("/api/v1/admin/users/{id}/reactivate", post(admin::api::reactivate))
         .route("/api/v1/admin/users/{id}/mfa", post(admin::api::mfa))
         .route("/api/v1/admin/users/{id}/resend-invitation", post(admin::api::resend))
+        .route("/api/v1/admin/users/{id}/password-reset", post(admin::api::password_reset))
+        .route("/api/v1/admin/users/{id}/reset-mfa", post(admin::api::reset_mfa))
         .route("/api/v1/invitations/{token}", get(first_sign_in::api::invitation))
         .route("/api/v1/invitations/{token}/password", post(first_sign_in::api::password))
         .route("/api/v1/invitations/{token}/mfa/start", post(first_sign_in::api::mfa_start))
@@ -40,6 +51,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/sign-in/{flow}/code", post(sign_in::pages::code))
         .route("/sign-in/{flow}/resend", post(sign_in::pages::resend))
         .route("/sign-in/{flow}/terms", post(sign_in::pages::terms))
+        .route(
+            "/sign-in/{flow}/recovery-code",
+            get(sign_in::pages::recovery_code_form).post(sign_in::pages::recovery_code),
+        )
+        .route("/recover", get(recovery::pages::password_form).post(recovery::pages::password))
+        .route("/recover/username", get(recovery::pages::username_form).post(recovery::pages::username))
+        .route("/reset/{token}", get(recovery::pages::link).post(recovery::pages::set_password))
         .route("/sign-out", post(sign_in::pages::sign_out))
         .route("/dashboard", get(dashboard::page))
         .route("/services", get(dashboard::tab))
@@ -51,6 +69,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/profile", get(profile::pages::profile).post(profile::pages::save))
         .route("/profile/password", post(profile::pages::change_password))
         .route("/profile/authenticator", get(profile::pages::authenticator).post(profile::pages::replace_authenticator))
+        .route("/profile/recovery-codes", post(profile::pages::recovery_codes))
+        .route("/profile/sessions/{id}/sign-out", post(profile::pages::end_session))
+        .route("/profile/sessions/sign-out-others", post(profile::pages::sign_out_others))
         .route("/admin", get(admin::pages::admin))
         .route("/admin/users", post(admin::pages::invite))
         .route("/admin/users/{id}/{action}", post(admin::pages::action))

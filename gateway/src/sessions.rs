@@ -14,6 +14,7 @@ use hmac::{Hmac, Mac};
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tenure_domain::events::Client;
 use tenure_domain::{AccountId, Clock};
 use uuid::Uuid;
 
@@ -39,6 +40,23 @@ pub struct Session {
     pub account_id: AccountId,
     pub created_at: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
+}
+
+/// A session as its owner sees it in My Profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Not the cookie value, nor its stored digest: a digest of that, which opens nothing.
+    pub id: String,
+    pub started: DateTime<Utc>,
+    pub last_used: DateTime<Utc>,
+    pub client_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The id a session is shown and ended by, from the digest of its cookie.
+fn shown_id(id_digest: &[u8]) -> String {
+    let digest = Sha256::new().chain_update(b"tenure session id v1\0").chain_update(id_digest).finalize();
+    hex::encode(&digest[..16])
 }
 
 #[derive(Clone)]
@@ -80,18 +98,23 @@ impl SessionStore {
 
     /// Starts a session: a fresh id every time, so no id chosen before sign-in survives it.
     /// Returns the cookie value.
-    pub async fn create(&self, account_id: AccountId) -> Result<String, DbError> {
+    /// The session list shows where each one was started: `client`'s address and user agent
+    /// (cut to a sensible length).
+    pub async fn create(&self, account_id: AccountId, client: &Client) -> Result<String, DbError> {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| DbError::Random(e.to_string()))?;
         let cookie = URL_SAFE_NO_PAD.encode(bytes);
         let digest = id_digest(&cookie);
         let now = self.clock.now().timestamp_micros();
+        let address: String = client.address.chars().take(64).collect();
+        let agent: String = client.user_agent.chars().take(256).collect();
         match &self.rows {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
                     c.execute(
-                        "INSERT INTO sessions (id_digest, account_id, created_at, last_seen) VALUES (?1, ?2, ?3, ?3)",
-                        params![digest, account_id.0.as_bytes(), now],
+                        "INSERT INTO sessions (id_digest, account_id, created_at, last_seen, client_address, user_agent)
+                         VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+                        params![digest, account_id.0.as_bytes(), now, address, agent],
                     )?;
                     Ok(())
                 })
@@ -100,13 +123,113 @@ impl SessionStore {
             Db::Postgres(pool) => {
                 Db::execute(
                     pool,
-                    "INSERT INTO sessions (id_digest, account_id, created_at, last_seen) VALUES ($1, $2, $3, $3)",
-                    &[&digest.as_slice(), &account_id.0, &now],
+                    "INSERT INTO sessions (id_digest, account_id, created_at, last_seen, client_address, user_agent)
+                     VALUES ($1, $2, $3, $3, $4, $5)",
+                    &[&digest.as_slice(), &account_id.0, &now, &address, &agent],
                 )
                 .await?;
             }
         }
         Ok(cookie)
+    }
+
+    /// The id the session behind `cookie` is shown by.
+    pub fn shown_id(&self, cookie: &str) -> String {
+        shown_id(&id_digest(cookie))
+    }
+
+    /// The account's live sessions, most recently used first.
+    pub async fn list(&self, account_id: AccountId) -> Result<Vec<SessionInfo>, DbError> {
+        type Listed = (Vec<u8>, i64, i64, Option<String>, Option<String>);
+        let rows: Vec<Listed> = match &self.rows {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
+                    let mut statement = c.prepare_cached(
+                        "SELECT id_digest, created_at, last_seen, client_address, user_agent FROM sessions
+                         WHERE account_id = ?1",
+                    )?;
+                    let rows = statement
+                        .query_map([account_id.0.as_bytes()], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                        })?
+                        .collect::<Result<Vec<Listed>, _>>()?;
+                    Ok(rows)
+                })
+                .await?
+            }
+            Db::Postgres(pool) => {
+                let client = Db::client(pool).await?;
+                let statement = client
+                    .prepare_cached(
+                        "SELECT id_digest, created_at, last_seen, client_address, user_agent FROM sessions
+                         WHERE account_id = $1",
+                    )
+                    .await
+                    .map_err(crate::gateway_db::pg)?;
+                let rows = client.query(&statement, &[&account_id.0]).await.map_err(crate::gateway_db::pg)?;
+                rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect()
+            }
+        };
+        let now = self.clock.now();
+        let time = |micros| DateTime::from_timestamp_micros(micros).ok_or_else(|| DbError::Db("bad time".into()));
+        let mut sessions = Vec::with_capacity(rows.len());
+        for (digest, created, seen, client_address, user_agent) in rows {
+            let (started, last_used) = (time(created)?, time(seen)?);
+            // Expired ones go when next presented or swept; they are not live.
+            if now - last_used >= self.lifetimes.idle || now - started >= self.lifetimes.absolute {
+                continue;
+            }
+            sessions.push(SessionInfo { id: shown_id(&digest), started, last_used, client_address, user_agent });
+        }
+        sessions.sort_by(|a, b| b.last_used.cmp(&a.last_used).then(b.started.cmp(&a.started)));
+        Ok(sessions)
+    }
+
+    /// Ends the account's session shown as `id`; false when it has none by that id.
+    pub async fn revoke_shown(&self, account_id: AccountId, id: &str) -> Result<bool, DbError> {
+        let digests: Vec<Vec<u8>> = match &self.rows {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
+                    let mut statement = c.prepare_cached("SELECT id_digest FROM sessions WHERE account_id = ?1")?;
+                    let rows = statement.query_map([account_id.0.as_bytes()], |r| r.get(0))?;
+                    Ok(rows.collect::<Result<Vec<Vec<u8>>, _>>()?)
+                })
+                .await?
+            }
+            Db::Postgres(pool) => {
+                let client = Db::client(pool).await?;
+                let statement = client
+                    .prepare_cached("SELECT id_digest FROM sessions WHERE account_id = $1")
+                    .await
+                    .map_err(crate::gateway_db::pg)?;
+                let rows = client.query(&statement, &[&account_id.0]).await.map_err(crate::gateway_db::pg)?;
+                rows.iter().map(|r| r.get(0)).collect()
+            }
+        };
+        let Some(digest) = digests.into_iter().find(|digest| shown_id(digest).as_bytes().ct_eq(id.as_bytes()).into())
+        else {
+            return Ok(false);
+        };
+        let removed = match &self.rows {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
+                    Ok(c.execute(
+                        "DELETE FROM sessions WHERE id_digest = ?1 AND account_id = ?2",
+                        params![digest, account_id.0.as_bytes()],
+                    )? as u64)
+                })
+                .await?
+            }
+            Db::Postgres(pool) => {
+                Db::execute(
+                    pool,
+                    "DELETE FROM sessions WHERE id_digest = $1 AND account_id = $2",
+                    &[&digest.as_slice(), &account_id.0],
+                )
+                .await?
+            }
+        };
+        Ok(removed == 1)
     }
 
     /// The live session behind a cookie, refreshed; an expired one is removed.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use tenure_domain::decide::Ctx;
+use tenure_domain::events::Client;
 use tenure_domain::{AccountId, Clock};
 use tenure_mail::Mailer;
 use tenure_mail::delivery::Delivery;
@@ -20,6 +21,8 @@ use crate::limits::{AddressQuota, Limits};
 use crate::metrics::Metrics;
 use crate::offered_keys::OfferedKeys;
 use crate::passwords::PasswordHasherPool;
+use crate::recovery::email_index::EmailIndex;
+use crate::recovery::requests::{Request, Requests};
 use crate::sessions::SessionStore;
 use crate::sign_in::{Flows, RefusalTimes};
 
@@ -59,6 +62,10 @@ pub struct App {
     pub metrics: Metrics,
     pub refusals: RefusalTimes,
     pub turns: Turns,
+    /// Accounts by the keyed digest of their address, for username reminders.
+    pub email_index: EmailIndex,
+    /// Recovery requests, worked off the request that made them.
+    pub recoveries: Requests,
     pub config: Config,
 }
 
@@ -112,8 +119,11 @@ impl App {
         };
         let delivery = Delivery::new(Outbox::of(&store)?, keys.clone(), mailer.clone(), now);
         let (delivering, stop) = tokio::sync::watch::channel(false);
-        tokio::spawn(delivery.clone().run(stop));
-        Ok(Arc::new(App {
+        tokio::spawn(delivery.clone().run(stop.clone()));
+        let email_index = EmailIndex::new(db.clone(), keys.derive("email lookup"));
+        tokio::spawn(email_index.clone().follow(store.clone(), keys.clone(), stop));
+        let (recoveries, requests) = Requests::new();
+        let app = Arc::new(App {
             accounts: Accounts::new(store, keys),
             read_models: ProjectionDb::open_at(location).await?,
             sessions,
@@ -130,8 +140,20 @@ impl App {
             metrics: Metrics::default(),
             refusals,
             turns: Turns::default(),
+            email_index,
+            recoveries,
             config,
-        }))
+        });
+        crate::recovery::requests::start(Arc::downgrade(&app), requests);
+        Ok(app)
+    }
+
+    /// Queues a recovery request; under a flood the surplus is dropped and counted.
+    pub fn ask(&self, request: Request) {
+        if !self.recoveries.submit(request) {
+            self.metrics.recovery_dropped.inc();
+            tracing::warn!("recovery requests are arriving faster than they are worked; one was dropped");
+        }
     }
 
     /// What `decide` knows besides the state and the command: now.
@@ -154,9 +176,9 @@ impl App {
         Error::refused(error, self.clock.now())
     }
 
-    /// Starts a session for `account`; returns the cookie value.
-    pub async fn start_session(&self, account: AccountId) -> Result<String, Error> {
-        let cookie = self.sessions.create(account).await?;
+    /// Starts a session for `account`, signed in from `client`; returns the cookie value.
+    pub async fn start_session(&self, account: AccountId, client: &Client) -> Result<String, Error> {
+        let cookie = self.sessions.create(account, client).await?;
         tracing::info!(account = %account, "signed in");
         Ok(cookie)
     }

@@ -66,7 +66,10 @@ async fn first_sign_in_with_an_authenticator_then_sign_in_and_out(h: Harness) {
     let verified = h
         .call("POST", &format!("{base}/mfa/verify"), Some(json!({"code": app.code_at(now_secs(&h))})), None, None)
         .await;
-    assert_eq!(verified.json, json!({"next": "terms"}), "{verified:?}");
+    assert_eq!(verified.json["next"], "terms", "{verified:?}");
+    let codes = verified.json["recovery_codes"].as_array().expect("recovery codes with the authenticator");
+    assert_eq!(codes.len(), 10, "{verified:?}");
+    assert!(codes.iter().all(|c| c.as_str().is_some_and(|c| c.len() == 11)), "{codes:?}");
 
     h.call("POST", &format!("{base}/terms"), Some(json!({"accept": true, "version": 2})), None, None)
         .await
@@ -290,10 +293,21 @@ async fn the_openapi_document_describes_the_routes_served(h: Harness) {
         "/api/v1/profile/password",
         "/api/v1/profile/mfa/start",
         "/api/v1/profile/mfa/verify",
+        "/api/v1/profile/recovery-codes",
+        "/api/v1/profile/sessions",
+        "/api/v1/profile/sessions/{id}",
+        "/api/v1/profile/sessions/sign-out-others",
+        "/api/v1/sign-in/{flow}/recovery-code",
+        "/api/v1/recovery/password",
+        "/api/v1/recovery/username",
+        "/api/v1/resets/{token}",
+        "/api/v1/resets/{token}/password",
         "/api/v1/admin/users",
         "/api/v1/admin/users/{id}/reactivate",
         "/api/v1/admin/users/{id}/mfa",
         "/api/v1/admin/users/{id}/resend-invitation",
+        "/api/v1/admin/users/{id}/password-reset",
+        "/api/v1/admin/users/{id}/reset-mfa",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -705,6 +719,8 @@ async fn every_admin_endpoint_refuses_the_signed_out_plain_users_other_orgs_and_
         ("POST", format!("/api/v1/admin/users/{member}/reactivate"), None),
         ("POST", format!("/api/v1/admin/users/{member}/mfa"), Some(json!({"mfa": "app"}))),
         ("POST", format!("/api/v1/admin/users/{member}/resend-invitation"), None),
+        ("POST", format!("/api/v1/admin/users/{member}/password-reset"), None),
+        ("POST", format!("/api/v1/admin/users/{member}/reset-mfa"), None),
     ];
     let head = h.app.accounts.store.head().await.unwrap();
     for (method, uri, body) in &endpoints {
@@ -743,7 +759,7 @@ async fn newest_code(h: &Harness) -> String {
     mail[at..at + 6].to_string()
 }
 
-async fn a_password_alone_cannot_replace_emailed_codes_by_an_authenticator(h: Harness) {
+async fn emailed_codes_give_way_to_a_required_authenticator_after_a_last_code(h: Harness) {
     let (_, admin, admin_csrf) = h.signed_in("boss", Role::Admin, "acme").await;
     let (id, token) = h.invite("mailer", MfaRequirement::Email).await;
     let base = format!("/api/v1/invitations/{token}");
@@ -761,10 +777,26 @@ async fn a_password_alone_cannot_replace_emailed_codes_by_an_authenticator(h: Ha
     assert_eq!(changed.status, StatusCode::NO_CONTENT);
     h.caught_up().await;
     let flow = h.start_sign_in("mailer").await;
-    h.password(&flow, "mauve-otter-gravel-1987").await.error(StatusCode::FORBIDDEN, "authenticator_required");
+    let step = h.password(&flow, "mauve-otter-gravel-1987").await;
+    assert_eq!(step.json["next"], "email_code", "the emailed code first: {step:?}");
+    let code_uri = format!("/api/v1/sign-in/{flow}/code");
     let (_, events) = h.app.accounts.load(id).await.unwrap();
     let enrolled = events.iter().filter(|e| e.event.type_name() == "MfaEnrolled").count();
-    assert_eq!(enrolled, 1, "only the email enrollment of the first sign-in: no key was added");
+    assert_eq!(enrolled, 1, "only the email enrollment of the first sign-in: the password alone added no key");
+    h.call("POST", &code_uri, Some(json!({"code": "000000"})), None, None)
+        .await
+        .error(StatusCode::UNAUTHORIZED, "invalid_code");
+    let setup = h.call("POST", &code_uri, Some(json!({"code": newest_code(&h).await})), None, None).await;
+    assert_eq!(setup.json["next"], "totp_setup", "then the app: {setup:?}");
+    assert!(setup.set_cookie.is_none(), "no session before the app is enrolled");
+    let key = Authenticator::from_secret(setup.json["secret"].as_str().unwrap(), "Tenure", "mailer").unwrap();
+    let done = h.call("POST", &code_uri, Some(json!({"code": key.code_at(now_secs(&h))})), None, None).await;
+    assert_eq!(done.json["next"], "done", "{done:?}");
+    assert_eq!(done.json["recovery_codes"].as_array().map(Vec::len), Some(10), "{done:?}");
+    done.session();
+    h.caught_up().await;
+    let flow = h.start_sign_in("mailer").await;
+    assert_eq!(h.password(&flow, "mauve-otter-gravel-1987").await.json["next"], "totp", "the app from now on");
 }
 
 tenure_store::on_both_backends! {
@@ -782,6 +814,6 @@ tenure_store::on_both_backends! {
     org_administration_is_for_admins_of_the_same_org_only,
     an_authenticator_required_after_the_first_sign_in_is_added_at_the_next_sign_in,
     every_admin_endpoint_refuses_the_signed_out_plain_users_other_orgs_and_missing_csrf,
-    a_password_alone_cannot_replace_emailed_codes_by_an_authenticator,
+    emailed_codes_give_way_to_a_required_authenticator_after_a_last_code,
     readiness_tolerates_a_few_seconds_of_lag_and_says_why_it_is_not_ready,
 }

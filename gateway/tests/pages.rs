@@ -289,6 +289,10 @@ async fn an_authenticator_is_replaced_only_with_a_code_from_the_current_one(h: H
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert!(reply.text.contains("Your new authenticator is in use"));
+    assert!(
+        reply.text.contains("id=\"recovery-codes\"") && reply.text.contains("tenure-recovery-codes.txt"),
+        "new codes, once"
+    );
     h.caught_up().await;
 
     // Signing in: the old authenticator's codes no longer work, the new one's do.

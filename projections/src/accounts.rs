@@ -166,6 +166,16 @@ impl AccountRow {
                 self.recent_sign_ins.truncate(RECENT_SIGN_INS);
             }
             AccountEvent::ProfileUpdated(e) => self.profile = personal_at(envelope, &e.personal),
+            AccountEvent::RecoveryCodesIssued(e) => {
+                if e.totp_step.is_some() {
+                    self.last_totp_step = e.totp_step;
+                }
+            }
+            AccountEvent::MfaReset(_) => {
+                self.mfa_method = None;
+                self.totp_secret = None;
+                self.last_totp_step = None;
+            }
             AccountEvent::Deactivated(_) => self.deactivated = true,
             AccountEvent::Reactivated(_) => {
                 self.deactivated = false;
@@ -187,7 +197,9 @@ impl AccountRow {
             | AccountEvent::EmailCodeIssued(_)
             | AccountEvent::DeactivationWarningSent(_)
             | AccountEvent::DeletionWarningSent(_)
-            | AccountEvent::SecurityNoticeSent(_) => {}
+            | AccountEvent::SecurityNoticeSent(_)
+            | AccountEvent::PasswordResetRequested(_)
+            | AccountEvent::RecoveryCodeUsed(_) => {}
         }
     }
 }

@@ -99,7 +99,11 @@ fn history(
     match mfa {
         MfaRequirement::None => {}
         MfaRequirement::App => {
-            let proof = EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into(), step: Some(step) };
+            let proof = EnrollmentProof::App {
+                secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into(),
+                step: Some(step),
+                recovery: vec![],
+            };
             history.run(Command::EnrollMfa { proof, invitation: Some(token) })?;
         }
         MfaRequirement::Email => {

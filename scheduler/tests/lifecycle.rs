@@ -167,7 +167,11 @@ fn check_history(id: AccountId, history: &[(AccountEvent, String)], end: DateTim
             | AccountEvent::SignInFailed(_)
             | AccountEvent::EmailCodeIssued(_)
             | AccountEvent::ProfileUpdated(_)
-            | AccountEvent::SecurityNoticeSent(_) => {}
+            | AccountEvent::SecurityNoticeSent(_)
+            | AccountEvent::PasswordResetRequested(_)
+            | AccountEvent::RecoveryCodesIssued(_)
+            | AccountEvent::RecoveryCodeUsed(_)
+            | AccountEvent::MfaReset(_) => {}
         }
         if matches!(
             event,

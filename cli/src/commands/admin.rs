@@ -4,11 +4,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow};
 use tenure_domain::decide::{Command, Ctx};
-use tenure_domain::events::{MfaRequirement, Org, Role};
+use tenure_domain::events::{Client, MfaRequirement, Org, Role};
 use tenure_domain::username_claim::ClaimError;
 use tenure_domain::{AccountError, AccountId, OrgId};
 use tenure_gateway::admin::flow::{self, NewMember};
 use tenure_gateway::error::{ApiError, Error};
+use tenure_gateway::recovery::flow as recovery;
+use tenure_gateway::sessions::SessionStore;
 use tenure_store::Meta;
 use tenure_store::sqlite::Open;
 
@@ -68,8 +70,52 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot reactivate {username}"))?;
             println!("{username} is active again; the inactivity clock restarts now");
         }
+        Admin::ResetPassword { username } => {
+            let account_id = resolve(&context, &username).await?;
+            let queued =
+                recovery::send_reset(&context.accounts, &context.public_url, &ctx, &meta, account_id, &command_line())
+                    .await
+                    .with_context(|| format!("cannot send {username} a password reset"))?;
+            // The link is only in the mail: whoever runs this has no use for another's password.
+            println!("a password reset mail to {username} is queued");
+            crate::context::send_queued(global, &context, queued.as_slice()).await?;
+        }
+        Admin::ResetMfa { username } => {
+            let account_id = resolve(&context, &username).await?;
+            let reset = flow::reset_two_factor(&context.accounts, &ctx, &meta, account_id, &command_line())
+                .await
+                .with_context(|| format!("cannot reset the two-factor sign-in of {username}"))?;
+            let location = context::location(global)?;
+            let sessions = SessionStore::open_at(
+                &location,
+                std::sync::Arc::new(context::SystemClock),
+                Default::default(),
+                context.accounts.keys.derive("csrf tokens"),
+            )?;
+            let ended = sessions.revoke_all(account_id, None).await?;
+            if reset.is_empty() {
+                println!("{username} has no second factor set up; {ended} sessions ended");
+            } else {
+                println!(
+                    "{username}'s authenticator and recovery codes no longer work; {ended} sessions ended; a new authenticator is set up at the next sign-in"
+                );
+                let outbox = tenure_store::outbox::Outbox::of(&context.accounts.store)?;
+                let notice = outbox.latest(account_id.0, tenure_gateway::notices::NOTICE_MAIL).await?;
+                crate::context::send_queued(
+                    global,
+                    &context,
+                    &notice.map(|(id, _)| id).into_iter().collect::<Vec<_>>(),
+                )
+                .await?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where an operator's change comes from, as a notice names it.
+fn command_line() -> Client {
+    Client { address: "the command line".into(), user_agent: "tenure admin".into() }
 }
 
 async fn resolve(context: &Context, who: &str) -> anyhow::Result<AccountId> {

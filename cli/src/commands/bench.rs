@@ -25,6 +25,7 @@ pub async fn run(global: &Global, bench: Bench) -> anyhow::Result<ExitCode> {
         Bench::Append(args) => append(global, args).await,
         Bench::Rebuild(args) => rebuild(global, args).await,
         Bench::SignIn(args) => super::bench_sign_in::run(global, args).await,
+        Bench::Reset(args) => super::bench_reset::run(global, args).await,
         Bench::Scheduler(args) => super::bench_scheduler::run(global, args).await,
         Bench::Flows(args) => super::bench_flows::run(global, args).await,
     }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::args::{BenchSignIn, Global};
 use crate::context::SystemClock;
 
-const PASSWORD: &str = "benchmark-lantern-orchid-2026";
+pub(crate) const PASSWORD: &str = "benchmark-lantern-orchid-2026";
 const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 
 pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode> {
@@ -160,7 +160,7 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
 
 /// Accounts bench00000…: invited, password set (one hash shared, as its cost is what the
 /// sign-ins measure), authenticator enrolled with a known secret, terms accepted.
-async fn prepare(app: &App, users: usize, phc: &str) -> anyhow::Result<()> {
+pub(crate) async fn prepare(app: &App, users: usize, phc: &str) -> anyhow::Result<()> {
     let meta = Meta::new(Actor::Operator("bench".into()));
     for n in 0..users {
         let (_, token) = secrets::new_token()?;
@@ -183,7 +183,7 @@ async fn prepare(app: &App, users: usize, phc: &str) -> anyhow::Result<()> {
             .execute(id, Command::SetPassword { password_hash: phc.to_string().into(), via }, &ctx, &meta)
             .await?;
         let step = Some((ctx.now.timestamp() / 30) as u64);
-        let proof = EnrollmentProof::App { secret: SECRET.into(), step };
+        let proof = EnrollmentProof::App { secret: SECRET.into(), step, recovery: vec![] };
         app.accounts.execute(id, Command::EnrollMfa { proof, invitation: Some(token) }, &ctx, &meta).await?;
         app.accounts.execute(id, Command::AcceptTerms { version: 1, invitation: Some(token) }, &ctx, &meta).await?;
     }

@@ -13,6 +13,7 @@ use tenure_domain::decide::Command;
 
 use super::flow::{self, NewMember};
 use crate::error::Error;
+use crate::http::client::ClientInfo;
 use crate::http::fallback::ApiPath;
 use crate::http::json::ApiJson;
 use crate::http::session::OrgAdmin;
@@ -105,4 +106,28 @@ pub async fn resend(
         answer["invitation_url"] = json!(url);
     }
     Ok(Json(answer).into_response())
+}
+
+/// Mails the member the password reset link the member could ask for (or, for a deactivated
+/// profile, the notice that says so).
+pub async fn password_reset(
+    State(app): Shared,
+    OrgAdmin(admin): OrgAdmin,
+    ClientInfo(client): ClientInfo,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, Error> {
+    let member = flow::member(&app, &admin.account, &id).await?;
+    flow::send_password_reset(&app, &admin.account, &member, &client).await?;
+    Ok(Json(json!({ "sent": true, "mail": "queued" })).into_response())
+}
+
+pub async fn reset_mfa(
+    State(app): Shared,
+    OrgAdmin(admin): OrgAdmin,
+    ClientInfo(client): ClientInfo,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, Error> {
+    let member = flow::member(&app, &admin.account, &id).await?;
+    flow::reset_mfa(&app, &admin.account, &member, &client).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,7 +1,7 @@
 //! What an administrator (or an operator at the command line) does, free of HTTP.
 
 use tenure_domain::decide::{Command, Ctx, Invite};
-use tenure_domain::events::{MfaRequirement, Org, Role};
+use tenure_domain::events::{Client, MfaRequirement, Org, Role};
 use tenure_domain::{Account, AccountEvent, AccountId, OrgId, Username};
 use tenure_mail::delivery;
 use tenure_projections::AccountRow;
@@ -157,4 +157,50 @@ pub async fn command(app: &App, admin: &AccountRow, member: &AccountRow, command
         .await
         .map_err(|e| app.refused(e))?;
     Ok(())
+}
+
+/// Mails a member the password reset link (or the deactivated notice), as the administrator.
+pub async fn send_password_reset(
+    app: &App,
+    admin: &AccountRow,
+    member: &AccountRow,
+    client: &Client,
+) -> Result<(), Error> {
+    let sent = crate::recovery::flow::send_reset(
+        &app.accounts,
+        &app.config.public_url,
+        &app.ctx(),
+        &admin_meta(admin),
+        member.account_id,
+        client,
+    )
+    .await;
+    sent.map_err(|e| app.refused(e))?;
+    app.delivery.wake();
+    tracing::info!(account = %member.account_id, by = %admin.account_id, "password reset mailed by an administrator");
+    Ok(())
+}
+
+/// Voids a member's authenticator and recovery codes: every session ends, the owner is told, and
+/// the next sign-in sets up a new authenticator after the password.
+pub async fn reset_mfa(app: &App, admin: &AccountRow, member: &AccountRow, client: &Client) -> Result<(), Error> {
+    reset_two_factor(&app.accounts, &app.ctx(), &admin_meta(admin), member.account_id, client)
+        .await
+        .map_err(|e| app.refused(e))?;
+    app.delivery.wake();
+    let ended = app.sessions.revoke_all(member.account_id, None).await?;
+    tracing::info!(account = %member.account_id, by = %admin.account_id, sessions_ended = ended, "two-factor reset");
+    Ok(())
+}
+
+/// `MfaReset` and its notice, for the admin page, the API and `tenure admin reset-mfa` (which
+/// ends the sessions itself).
+pub async fn reset_two_factor(
+    accounts: &Accounts<Store, Keys>,
+    ctx: &Ctx,
+    meta: &Meta,
+    account_id: AccountId,
+    client: &Client,
+) -> Result<Vec<AccountEvent>, ExecuteError> {
+    accounts.execute_mailing(account_id, Command::ResetMfa, ctx, meta, crate::notices::from(client)).await
 }

@@ -13,6 +13,7 @@ use tenure_domain::events::MfaRequirement;
 
 use super::flow::{self, NewMember};
 use crate::error::{ApiError, Error};
+use crate::http::client::ClientInfo;
 use crate::http::fallback::{PageForm, PagePath};
 use crate::http::layout::{Chrome, Feedback, chrome, problem, refuse_form, when};
 use crate::http::render::page;
@@ -194,6 +195,7 @@ fn requirement_label(mfa: MfaRequirement) -> &'static str {
 pub async fn action(
     State(app): Shared,
     SignedInPage(admin): SignedInPage,
+    ClientInfo(client): ClientInfo,
     PagePath((id, action)): PagePath<(String, String)>,
     PageForm(form): PageForm<MemberForm>,
 ) -> Response {
@@ -216,6 +218,17 @@ pub async fn action(
             "resend-invitation" => {
                 let url = flow::resend_invitation(&app, &admin.account, &member).await?;
                 Ok((format!("A new invitation is on its way to {name}."), app.mailer.is_outbox().then_some(url)))
+            }
+            "password-reset" => {
+                flow::send_password_reset(&app, &admin.account, &member, &client).await?;
+                Ok((format!("A password reset mail is on its way to {name}."), None))
+            }
+            "reset-mfa" => {
+                flow::reset_mfa(&app, &admin.account, &member, &client).await?;
+                let notice = format!(
+                    "{name}'s two-factor sign-in is reset: they are signed out and set up a new authenticator at their next sign-in."
+                );
+                Ok((notice, None))
             }
             _ => Err(Error::NoSuchMember),
         }

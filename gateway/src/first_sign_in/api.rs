@@ -59,7 +59,10 @@ pub async fn mfa_verify(
     ApiPath(token): ApiPath<String>,
     ApiJson(body): ApiJson<CodeBody>,
 ) -> Result<Response, Error> {
-    Ok(next(flow::verify_mfa(&app, &token, &body.code).await?))
+    match flow::verify_mfa(&app, &token, &body.code).await? {
+        (step, Some(codes)) => Ok(Json(json!({ "next": step, "recovery_codes": codes })).into_response()),
+        (step, None) => Ok(next(step)),
+    }
 }
 
 pub async fn terms(

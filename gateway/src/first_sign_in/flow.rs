@@ -106,15 +106,20 @@ pub async fn pending_key(app: &App, token: &str) -> Option<String> {
     offered.map_err(Error::from).inspect_err(Error::log_if_internal).ok().flatten()
 }
 
-pub async fn verify_mfa(app: &App, token: &str, code: &str) -> Result<&'static str, Error> {
+/// Confirms the second factor; returns the next step and, for an authenticator app, the
+/// recovery codes issued with it (to show once).
+pub async fn verify_mfa(app: &App, token: &str, code: &str) -> Result<(&'static str, Option<Vec<String>>), Error> {
     let (row, digest) = invited(app, token).await?;
     let now = app.clock.now();
+    let mut shown = None;
     let proof = match row.mfa_requirement {
         MfaRequirement::App => {
             let secret = app.offered_keys.offered(Slot::Invitation(token), now).await?;
             let secret = secret.ok_or(Error::MfaNotStarted)?;
             let step = mfa::matching_step(app, &secret, &row.username, code, now)?;
-            EnrollmentProof::App { secret: secret.into(), step }
+            let (codes, recovery) = app.code_key.recovery_set(row.account_id.0.as_bytes());
+            shown = Some(codes);
+            EnrollmentProof::App { secret: secret.into(), step, recovery }
         }
         MfaRequirement::Email => {
             EnrollmentProof::Email { presented: app.code_key.digest(row.account_id.0.as_bytes(), code) }
@@ -131,7 +136,7 @@ pub async fn verify_mfa(app: &App, token: &str, code: &str) -> Result<&'static s
         return Err(Error::WrongCode);
     }
     app.offered_keys.withdraw(Slot::Invitation(token)).await?;
-    step_done(app, row.account_id, token).await
+    Ok((step_done(app, row.account_id, token).await?, shown))
 }
 
 /// The last step: the terms, then the first sign-in. Returns the session cookie's value.
@@ -141,7 +146,7 @@ pub async fn accept_terms(app: &App, token: &str, accept: bool, version: u32, cl
     let account = row.account_id;
     let accept = Command::AcceptTerms { version, invitation: Some(digest) };
     app.accounts.execute(account, accept, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?;
-    let first = Command::SignIn { factor: Factor::Invitation, client };
+    let first = Command::SignIn { factor: Factor::Invitation, client: client.clone() };
     app.accounts.execute(account, first, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?;
-    app.start_session(account).await
+    app.start_session(account, &client).await
 }

@@ -17,7 +17,7 @@ use crate::error::{ApiError, Error};
 use crate::http::client::ClientInfo;
 use crate::http::fallback::{PageForm, PagePath};
 use crate::http::json::CodeBody;
-use crate::http::render::{ProblemPage, TermsForm, TermsPage, enter, page, see};
+use crate::http::render::{ProblemPage, RecoveryCodesPage, TermsForm, TermsPage, enter, page, see};
 use crate::mfa::{self, AppSetup, MfaSetup};
 use crate::state::App;
 
@@ -154,7 +154,10 @@ pub async fn mfa(
         Err(error) => return problem(error),
     };
     match flow::verify_mfa(&app, &token, &form.code).await {
-        Ok(_) => see(&format!("/invite/{token}")),
+        Ok((_, Some(codes))) => {
+            page(StatusCode::OK, RecoveryCodesPage::new(&row.username, codes, format!("/invite/{token}"), None))
+        }
+        Ok((_, None)) => see(&format!("/invite/{token}")),
         Err(error) => {
             let error = ApiError::from(error);
             let setup = flow::pending_key(&app, &token)

@@ -88,12 +88,21 @@ pub async fn front_door(
 /// HTML forms alike. Looking up ids is counted too, or guessing them would cost nothing.
 fn is_sign_in_step(request: &axum::extract::Request) -> bool {
     let path = request.uri().path();
-    let steps = ["/api/v1/sign-in", "/api/v1/invitations/", "/sign-in", "/invite/"];
+    let steps = [
+        "/api/v1/sign-in",
+        "/api/v1/invitations/",
+        "/sign-in",
+        "/invite/",
+        "/api/v1/recovery/",
+        "/api/v1/resets/",
+        "/recover",
+        "/reset/",
+    ];
     match *request.method() {
         Method::POST => steps.iter().any(|p| path.starts_with(p)),
-        Method::GET | Method::HEAD => {
-            ["/api/v1/invitations/", "/sign-in/", "/invite/"].iter().any(|p| path.starts_with(p))
-        }
+        Method::GET | Method::HEAD => ["/api/v1/invitations/", "/sign-in/", "/invite/", "/api/v1/resets/", "/reset/"]
+            .iter()
+            .any(|p| path.starts_with(p)),
         _ => false,
     }
 }
@@ -129,8 +138,11 @@ pub async fn limit_addresses(
     // password and prove nothing against the client.
     let refused = is_cross_site(request.headers(), &app.config.public_url);
     let response = if refused { cross_site(api) } else { next.run(request).await };
-    let failed =
-        refused || matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND | StatusCode::GONE);
+    // A recovery request always succeeds, so each one counts: an address may not mail a
+    // stranger's inbox, or probe the queue, faster than it may guess passwords.
+    let failed = refused
+        || matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND | StatusCode::GONE)
+        || response.status() == StatusCode::ACCEPTED;
     if failed && let Err(error) = app.limits.address_failed(address, now).await {
         Error::from(error).log_if_internal();
     }

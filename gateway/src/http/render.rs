@@ -57,3 +57,33 @@ pub struct ProblemPage {
     pub heading: &'static str,
     pub message: String,
 }
+
+/// New recovery codes, shown once: to copy, print or download as a text file, then go on.
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+pub struct RecoveryCodesPage {
+    pub codes: Vec<String>,
+    /// The same codes as a `data:` link, so that nothing is kept on the server to download.
+    pub download: String,
+    pub continue_to: String,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+}
+
+impl RecoveryCodesPage {
+    pub fn new(username: &str, codes: Vec<String>, continue_to: String, notice: Option<String>) -> RecoveryCodesPage {
+        let text = format!(
+            "Tenure recovery codes for {username}\n\nEach code works once, in place of a code from your authenticator app.\nKeep them somewhere safe.\n\n{}\n",
+            codes.join("\n")
+        );
+        let mut download = String::from("data:text/plain;charset=utf-8,");
+        for byte in text.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._".contains(&byte) {
+                download.push(byte as char);
+            } else {
+                download.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        RecoveryCodesPage { codes, download, continue_to, notice, error: None }
+    }
+}

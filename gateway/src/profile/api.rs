@@ -15,6 +15,7 @@ use tenure_projections::AccountRow;
 use super::flow::{self, ProfileView};
 use crate::error::Error;
 use crate::http::client::ClientInfo;
+use crate::http::fallback::ApiPath;
 use crate::http::json::ApiJson;
 use crate::http::session::{SignedIn, SignedInWithCsrf, session_cookie};
 use crate::mfa::MfaSetup;
@@ -101,11 +102,64 @@ pub struct ReenrollBody {
     code: String,
 }
 
+/// The new authenticator is in use: the answer carries its recovery codes, shown once.
 pub async fn mfa_verify(
     State(app): Shared,
     SignedInWithCsrf(signed_in): SignedInWithCsrf,
+    ClientInfo(client): ClientInfo,
     ApiJson(body): ApiJson<ReenrollBody>,
 ) -> Result<Response, Error> {
-    flow::finish_reenrollment(&app, &signed_in.account, &body.current_code, &body.code).await?;
+    let codes = flow::finish_reenrollment(&app, &signed_in.account, &body.current_code, &body.code, &client).await?;
+    Ok(Json(json!({ "recovery_codes": codes })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryCodesBody {
+    code: String,
+}
+
+pub async fn recovery_codes(
+    State(app): Shared,
+    SignedInWithCsrf(signed_in): SignedInWithCsrf,
+    ClientInfo(client): ClientInfo,
+    ApiJson(body): ApiJson<RecoveryCodesBody>,
+) -> Result<Response, Error> {
+    let codes = flow::new_recovery_codes(&app, &signed_in.account, &body.code, &client).await?;
+    Ok(Json(json!({ "recovery_codes": codes })).into_response())
+}
+
+pub async fn sessions(State(app): Shared, signed_in: SignedIn) -> Result<Response, Error> {
+    let sessions = flow::sessions(&app, &signed_in.account, &signed_in.cookie).await?;
+    let listed: Vec<serde_json::Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.info.id,
+                "started": s.info.started,
+                "last_used": s.info.last_used,
+                "client_address": s.info.client_address,
+                "browser": s.browser,
+                "current": s.current,
+            })
+        })
+        .collect();
+    Ok(Json(listed).into_response())
+}
+
+pub async fn end_session(
+    State(app): Shared,
+    SignedInWithCsrf(signed_in): SignedInWithCsrf,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, Error> {
+    flow::end_session(&app, &signed_in.account, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn sign_out_others(
+    State(app): Shared,
+    SignedInWithCsrf(signed_in): SignedInWithCsrf,
+) -> Result<Response, Error> {
+    let ended = flow::sign_out_others(&app, &signed_in.account, &signed_in.cookie).await?;
+    Ok(Json(json!({ "ended": ended })).into_response())
 }

@@ -3,15 +3,16 @@
 use chrono::{DateTime, Utc};
 use tenure_domain::decide::{Command, EnrollmentProof, PasswordVia};
 use tenure_domain::events::{Client, MfaMethod, MfaRequirement, Profile, SignInMethod};
-use tenure_domain::{Username, password};
+use tenure_domain::{AccountEvent, Username, password};
 use tenure_projections::AccountRow;
 
 use crate::attempts::{attempt, held_back};
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
 use crate::offered_keys::Slot;
-use crate::personal;
+use crate::sessions::SessionInfo;
 use crate::state::{App, as_user};
+use crate::{notices, personal};
 
 /// A signed-in user's profile, opened with the account's key.
 pub struct ProfileView {
@@ -92,11 +93,12 @@ pub async fn change_password(
     let password_hash = app.hasher.hash(new_password).await?;
     let command = Command::SetPassword { password_hash: password_hash.into(), via: PasswordVia::Change };
     app.accounts
-        .execute(row.account_id, command, &app.ctx(), &as_user(row.account_id))
+        .execute_mailing(row.account_id, command, &app.ctx(), &as_user(row.account_id), notices::from(&client))
         .await
         .map_err(|e| app.refused(e))?;
+    app.delivery.wake();
     let ended = app.sessions.revoke_all(row.account_id, None).await?;
-    let fresh = app.sessions.create(row.account_id).await?;
+    let fresh = app.sessions.create(row.account_id, &client).await?;
     tracing::info!(account = %row.account_id, sessions_ended = ended, "password changed; a fresh session goes on");
     Ok(fresh)
 }
@@ -131,10 +133,18 @@ pub async fn pending_reenrollment(app: &App, row: &AccountRow) -> Option<MfaSetu
     mfa::setup_for(app, &row.username, Some(&secret)).inspect_err(Error::log_if_internal).ok()
 }
 
-/// Replaces the authenticator: a code from the current one proves the user still holds it (a
-/// stolen session alone cannot move the second factor), and a code from the new key proves it
-/// was added. A wrong code of either kind counts towards throttling like a wrong sign-in code.
-pub async fn finish_reenrollment(app: &App, row: &AccountRow, current_code: &str, new_code: &str) -> Result<(), Error> {
+/// Replaces the authenticator: a code from the current one (or, for a user who has lost it, one
+/// of the recovery codes) proves the user still holds a second factor, so that a stolen session
+/// alone cannot move it, and a code from the new key proves it was added. A wrong code of either
+/// kind counts towards throttling like a wrong sign-in code. The new authenticator comes with a
+/// new set of recovery codes, returned to show once; the old set no longer works.
+pub async fn finish_reenrollment(
+    app: &App,
+    row: &AccountRow,
+    current_code: &str,
+    new_code: &str,
+    client: &Client,
+) -> Result<Vec<String>, Error> {
     if !uses_authenticator(row) {
         return Err(Error::NoAuthenticator);
     }
@@ -145,24 +155,105 @@ pub async fn finish_reenrollment(app: &App, row: &AccountRow, current_code: &str
     // just used the code now presented.
     let state = app.accounts.state(row.account_id).await.map_err(Error::internal)?;
     let now = app.clock.now();
+    let account = row.account_id.0.as_bytes();
     let current_ok = mfa::matching_step(app, &old_secret, &row.username, current_code, now)?
-        .is_some_and(|step| state.last_totp_step.is_none_or(|last| step > last));
+        .is_some_and(|step| state.last_totp_step.is_none_or(|last| step > last))
+        || state.recovery_codes.contains(&Some(app.code_key.recovery_digest(account, current_code)));
     let new_step = mfa::matching_step(app, &new_secret, &row.username, new_code, now)?;
     let (step, refusal) = match (current_ok, new_step) {
         (true, Some(step)) => (Some(step), None),
-        (false, _) => (None, Some(("current_code", "The code from your current authenticator is not correct."))),
+        (false, _) => (
+            None,
+            Some((
+                "current_code",
+                "The code from your current authenticator is not correct (nor is it an unused recovery code).",
+            )),
+        ),
         (true, None) => (None, Some(("code", "The code from the new authenticator is not correct."))),
     };
-    let proof = EnrollmentProof::App { secret: new_secret.into(), step };
+    let (codes, recovery) = app.code_key.recovery_set(account);
+    let proof = EnrollmentProof::App { secret: new_secret.into(), step, recovery };
     let command = Command::EnrollMfa { proof, invitation: None };
     app.accounts
-        .execute(row.account_id, command, &app.ctx(), &as_user(row.account_id))
+        .execute_mailing(row.account_id, command, &app.ctx(), &as_user(row.account_id), notices::from(client))
         .await
         .map_err(|e| app.refused(e))?;
     if let Some((field, message)) = refusal {
         return Err(Error::WrongCodeFor { field, message });
     }
+    app.delivery.wake();
     app.offered_keys.withdraw(Slot::Account(row.account_id)).await?;
     tracing::info!(account = %row.account_id, "authenticator replaced");
+    Ok(codes)
+}
+
+/// A new set of recovery codes for a signed-in user, proven by a code from the current
+/// authenticator; the old set no longer works. Returns the codes to show once.
+pub async fn new_recovery_codes(
+    app: &App,
+    row: &AccountRow,
+    code: &str,
+    client: &Client,
+) -> Result<Vec<String>, Error> {
+    if !uses_authenticator(row) {
+        return Err(Error::NoAuthenticator);
+    }
+    let secret = personal::totp_secret(app, row).await?;
+    let step = mfa::matching_step(app, &secret, &row.username, code, app.clock.now())?;
+    let (codes, digests) = app.code_key.recovery_set(row.account_id.0.as_bytes());
+    let command = Command::IssueRecoveryCodes { step, digests };
+    let events = app
+        .accounts
+        .execute_mailing(row.account_id, command, &app.ctx(), &as_user(row.account_id), notices::from(client))
+        .await
+        .map_err(|e| app.refused(e))?;
+    if !events.iter().any(|e| matches!(e, AccountEvent::RecoveryCodesIssued(_))) {
+        return Err(Error::WrongCodeFor { field: "code", message: "The code from your authenticator is not correct." });
+    }
+    app.delivery.wake();
+    tracing::info!(account = %row.account_id, "new recovery codes issued");
+    Ok(codes)
+}
+
+/// Unused recovery codes of the account's current set.
+pub async fn recovery_codes_left(app: &App, row: &AccountRow) -> Result<usize, Error> {
+    let state = app.accounts.state(row.account_id).await.map_err(|e| app.refused(e))?;
+    Ok(state.recovery_codes.iter().flatten().count())
+}
+
+/// A session in the list of My Profile.
+pub struct SessionView {
+    pub info: SessionInfo,
+    pub browser: String,
+    pub current: bool,
+}
+
+/// The account's sessions, this one (`cookie`) marked.
+pub async fn sessions(app: &App, row: &AccountRow, cookie: &str) -> Result<Vec<SessionView>, Error> {
+    let current = app.sessions.shown_id(cookie);
+    let listed = app.sessions.list(row.account_id).await?;
+    Ok(listed
+        .into_iter()
+        .map(|info| SessionView {
+            browser: crate::browser::describe(info.user_agent.as_deref().unwrap_or("")),
+            current: info.id == current,
+            info,
+        })
+        .collect())
+}
+
+/// Ends one of the account's sessions (this one included, which is then signed out).
+pub async fn end_session(app: &App, row: &AccountRow, id: &str) -> Result<(), Error> {
+    if !app.sessions.revoke_shown(row.account_id, id).await? {
+        return Err(Error::NoSuchSession);
+    }
+    tracing::info!(account = %row.account_id, "a session was signed out from My Profile");
     Ok(())
+}
+
+/// Ends every session of the account but this one (`cookie`); returns how many.
+pub async fn sign_out_others(app: &App, row: &AccountRow, cookie: &str) -> Result<u64, Error> {
+    let ended = app.sessions.revoke_all(row.account_id, Some(cookie)).await?;
+    tracing::info!(account = %row.account_id, ended, "signed out everywhere else");
+    Ok(ended)
 }

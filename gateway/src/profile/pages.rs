@@ -14,9 +14,9 @@ use tenure_domain::events::SignInMethod;
 use super::flow;
 use crate::error::{ApiError, Error};
 use crate::http::client::ClientInfo;
-use crate::http::fallback::PageForm;
+use crate::http::fallback::{PageForm, PagePath};
 use crate::http::layout::{Chrome, Feedback, chrome, mfa_label, refuse_form, when};
-use crate::http::render::{page, see};
+use crate::http::render::{RecoveryCodesPage, page, see};
 use crate::http::session::{SignedIn, SignedInPage, session_cookie};
 use crate::mfa::MfaSetup;
 use crate::state::App;
@@ -41,8 +41,19 @@ struct ProfilePage {
     address: String,
     mfa: &'static str,
     can_replace_authenticator: bool,
+    recovery_left: usize,
     recent: Vec<RecentSignIn>,
+    sessions: Vec<SessionRow>,
     feedback: Feedback,
+}
+
+pub struct SessionRow {
+    pub id: String,
+    pub browser: String,
+    pub address: String,
+    pub started: String,
+    pub last_used: String,
+    pub current: bool,
 }
 
 /// The fields as typed, when a form is shown again with an error; otherwise the stored ones.
@@ -58,6 +69,7 @@ fn method_label(method: SignInMethod) -> &'static str {
         SignInMethod::Password => "password",
         SignInMethod::Totp => "password and authenticator app",
         SignInMethod::EmailCode => "password and emailed code",
+        SignInMethod::RecoveryCode => "password and recovery code",
     }
 }
 
@@ -93,6 +105,28 @@ async fn profile_page(
             user_agent: client.as_ref().map_or_else(|| "erased".into(), |c| c.user_agent.clone()),
         })
         .collect();
+    let sessions = match flow::sessions(app, &row, &signed_in.cookie).await {
+        Ok(sessions) => sessions
+            .into_iter()
+            .map(|s| SessionRow {
+                id: s.info.id,
+                browser: s.browser,
+                address: s.info.client_address.unwrap_or_else(|| "unknown".into()),
+                started: when(s.info.started),
+                last_used: when(s.info.last_used),
+                current: s.current,
+            })
+            .collect(),
+        Err(error) => return error.into_response(),
+    };
+    let recovery_left = if flow::uses_authenticator(&row) {
+        match flow::recovery_codes_left(app, &row).await {
+            Ok(left) => left,
+            Err(error) => return error.into_response(),
+        }
+    } else {
+        0
+    };
     page(
         status,
         ProfilePage {
@@ -104,7 +138,9 @@ async fn profile_page(
             address: typed.address,
             mfa: mfa_label(row.mfa_method),
             can_replace_authenticator: flow::uses_authenticator(&row),
+            recovery_left,
             recent,
+            sessions,
             feedback,
         },
     )
@@ -241,15 +277,17 @@ pub struct ReenrollForm {
 pub async fn replace_authenticator(
     State(app): Shared,
     SignedInPage(signed_in): SignedInPage,
+    ClientInfo(client): ClientInfo,
     PageForm(form): PageForm<ReenrollForm>,
 ) -> Response {
     if let Some(refused) = refuse_form(&app, &signed_in, &form.csrf) {
         return refused;
     }
-    match flow::finish_reenrollment(&app, &signed_in.account, &form.current_code, &form.code).await {
-        Ok(()) => {
-            let feedback = Feedback::notice("mfa", "Your new authenticator is in use; the old one no longer works.");
-            profile_page(&app, &signed_in, None, StatusCode::OK, feedback).await
+    match flow::finish_reenrollment(&app, &signed_in.account, &form.current_code, &form.code, &client).await {
+        Ok(codes) => {
+            let notice = Some("Your new authenticator is in use; the old one no longer works.".to_string());
+            let shown = RecoveryCodesPage::new(&signed_in.account.username, codes, "/profile".into(), notice);
+            page(StatusCode::OK, shown)
         }
         Err(error) => {
             let error = ApiError::from(error);
@@ -260,4 +298,72 @@ pub async fn replace_authenticator(
             }
         }
     }
+}
+
+#[derive(Deserialize)]
+pub struct RecoveryCodesForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn recovery_codes(
+    State(app): Shared,
+    SignedInPage(signed_in): SignedInPage,
+    ClientInfo(client): ClientInfo,
+    PageForm(form): PageForm<RecoveryCodesForm>,
+) -> Response {
+    if let Some(refused) = refuse_form(&app, &signed_in, &form.csrf) {
+        return refused;
+    }
+    match flow::new_recovery_codes(&app, &signed_in.account, &form.code, &client).await {
+        Ok(codes) => {
+            let notice = Some("Your new recovery codes are ready; the old ones no longer work.".to_string());
+            page(StatusCode::OK, RecoveryCodesPage::new(&signed_in.account.username, codes, "/profile".into(), notice))
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            let status = error.status;
+            profile_page(&app, &signed_in, None, status, Feedback::error("recovery", error)).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn end_session(
+    State(app): Shared,
+    SignedInPage(signed_in): SignedInPage,
+    PagePath(id): PagePath<String>,
+    PageForm(form): PageForm<CsrfOnly>,
+) -> Response {
+    if let Some(refused) = refuse_form(&app, &signed_in, &form.csrf) {
+        return refused;
+    }
+    let feedback = match flow::end_session(&app, &signed_in.account, &id).await {
+        Ok(()) => Feedback::notice("sessions", "That session is signed out."),
+        Err(error) => Feedback::error("sessions", ApiError::from(error)),
+    };
+    profile_page(&app, &signed_in, None, StatusCode::OK, feedback).await
+}
+
+pub async fn sign_out_others(
+    State(app): Shared,
+    SignedInPage(signed_in): SignedInPage,
+    PageForm(form): PageForm<CsrfOnly>,
+) -> Response {
+    if let Some(refused) = refuse_form(&app, &signed_in, &form.csrf) {
+        return refused;
+    }
+    let feedback = match flow::sign_out_others(&app, &signed_in.account, &signed_in.cookie).await {
+        Ok(1) => Feedback::notice("sessions", "Signed out everywhere else: 1 other session ended."),
+        Ok(ended) => Feedback::notice("sessions", format!("Signed out everywhere else: {ended} other sessions ended.")),
+        Err(error) => Feedback::error("sessions", ApiError::from(error)),
+    };
+    profile_page(&app, &signed_in, None, StatusCode::OK, feedback).await
 }

@@ -14,8 +14,8 @@ use super::flow::{self, Next};
 use crate::error::Error;
 use crate::http::client::ClientInfo;
 use crate::http::fallback::ApiPath;
-use crate::http::json::{ApiJson, CodeBody, TermsBody, done, next};
-use crate::http::session::{SignedIn, SignedInWithCsrf, removal};
+use crate::http::json::{ApiJson, CodeBody, TermsBody, done};
+use crate::http::session::{SignedIn, SignedInWithCsrf, removal, session_cookie};
 use crate::mfa::MfaSetup;
 use crate::state::App;
 
@@ -54,36 +54,60 @@ pub async fn code(
     jar: CookieJar,
     ApiJson(body): ApiJson<CodeBody>,
 ) -> Result<Response, Error> {
-    let next = flow::code(&app, &flow_id, &body.code, client).await?;
-    Ok(answer(&app, jar, next))
+    let (next, codes) = flow::code(&app, &flow_id, &body.code, client).await?;
+    let extra = codes.map(|codes| ("recovery_codes", json!(codes)));
+    Ok(answer_with(&app, jar, next, extra))
+}
+
+pub async fn recovery_code(
+    State(app): Shared,
+    ApiPath(flow_id): ApiPath<String>,
+    ClientInfo(client): ClientInfo,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<CodeBody>,
+) -> Result<Response, Error> {
+    let (next, left) = flow::recovery_code(&app, &flow_id, &body.code, client).await?;
+    Ok(answer_with(&app, jar, next, Some(("recovery_codes_left", json!(left)))))
+}
+
+fn answer(app: &App, jar: CookieJar, step: Next) -> Response {
+    answer_with(app, jar, step, None)
 }
 
 /// What follows a sign-in step: the session cookie when done, otherwise the next step's name and
-/// what the client needs for it.
-fn answer(app: &App, jar: CookieJar, step: Next) -> Response {
-    match step {
-        Next::Done(cookie) => done(app, jar, cookie),
-        Next::TotpSetup(MfaSetup::App { otpauth_uri, secret, qr_png_base64 }) => Json(json!({
+/// what the client needs for it; and `extra`, a field of the step just taken.
+fn answer_with(app: &App, jar: CookieJar, step: Next, extra: Option<(&str, serde_json::Value)>) -> Response {
+    let mut jar = Some(jar);
+    let mut body = match step {
+        Next::Done(cookie) => {
+            jar = jar.map(|jar| jar.add(session_cookie(app, cookie)));
+            json!({ "next": "done" })
+        }
+        Next::TotpSetup(MfaSetup::App { otpauth_uri, secret, qr_png_base64 }) => json!({
             "next": "totp_setup",
             "otpauth_uri": otpauth_uri,
             "secret": secret,
             "qr_png_base64": qr_png_base64,
-        }))
-        .into_response(),
-        Next::Terms => Json(json!({ "next": "terms", "terms_version": app.config.terms_version })).into_response(),
+        }),
+        Next::Terms => json!({ "next": "terms", "terms_version": app.config.terms_version }),
         // The code's mail is recorded with it and queued: the worker sends it, retrying.
-        Next::EmailCode => Json(json!({ "next": "email_code", "mail": "queued" })).into_response(),
-        other => next(other.name()),
+        Next::EmailCode => json!({ "next": "email_code", "mail": "queued" }),
+        other => json!({ "next": other.name() }),
+    };
+    if let (Some((name, value)), Some(fields)) = (extra, body.as_object_mut()) {
+        fields.insert(name.to_string(), value);
     }
+    (jar, Json(body)).into_response()
 }
 
 pub async fn terms(
     State(app): Shared,
     ApiPath(flow_id): ApiPath<String>,
+    ClientInfo(client): ClientInfo,
     jar: CookieJar,
     ApiJson(body): ApiJson<TermsBody>,
 ) -> Result<Response, Error> {
-    let cookie = flow::accept_terms(&app, &flow_id, body.accept, body.version).await?;
+    let cookie = flow::accept_terms(&app, &flow_id, body.accept, body.version, &client).await?;
     Ok(done(&app, jar, cookie))
 }
 

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tenure_domain::decide::{Command, Factor};
+use tenure_domain::decide::{Command, EnrollmentProof, Factor};
 use tenure_domain::events::{Client, CodePurpose, MfaMethod, MfaRequirement};
 use tenure_domain::{AccountError, AccountEvent, Username};
 use tenure_projections::AccountRow;
@@ -14,7 +14,7 @@ use crate::attempts::{attempt, held_back};
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
 use crate::state::{App, as_user};
-use crate::{personal, terms};
+use crate::{notices, personal, terms};
 
 /// The slowest recent refusal of a known account's password, in microseconds: a maximum that
 /// decays by 1/64 with every refusal, so it tracks the machine's current speed.
@@ -133,11 +133,11 @@ async fn password_step(app: &App, flow_id: &str, flow: Flow, password: String, c
     held_back(app, &row, &client.address).await?;
     let phc = personal::password_hash(app, &row).await?;
     let correct = app.hasher.verify(password, phc).await?;
-    let command = Command::SignIn { factor: Factor::Password { correct }, client };
+    let command = Command::SignIn { factor: Factor::Password { correct }, client: client.clone() };
     match attempt(app, &row, command).await {
         Ok(events) if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) => {
             app.metrics.sign_in("success");
-            signed_in(app, flow_id, &Step::Password, &row).await
+            signed_in(app, flow_id, &Step::Password, &row, &client).await
         }
         Ok(_) => {
             app.metrics.sign_in("wrong_password");
@@ -150,10 +150,11 @@ async fn password_step(app: &App, flow_id: &str, flow: Flow, password: String, c
                     (MfaMethod::Email, Next::EmailCode)
                 }
                 // An account that proves itself with emailed codes must not lose that factor to
-                // whoever holds its password: only an account with no second factor yet adds one here.
+                // whoever holds its password: an emailed code first, then the app (ADR 0015).
                 _ if row.mfa_method == Some(MfaMethod::Email) => {
-                    app.metrics.sign_in("refused");
-                    return Err(Error::AuthenticatorRequired);
+                    mfa::send_code(app, &row, CodePurpose::SignIn, None).await?;
+                    moved(app.flows.advance(flow_id, &Step::Password, Step::SwitchCode).await?)?;
+                    return Ok(Next::EmailCode);
                 }
                 _ if row.mfa_method.is_none() => {
                     let setup = mfa::setup_for(app, &row.username, None)?;
@@ -200,13 +201,13 @@ async fn unknown_password(app: &App, username: &str, password: String, client: &
 /// After the `SignedIn` event: the session, or first the current terms when the account
 /// accepted older ones (SPEC §3: users accept a new version at their next sign-in). The sign-in
 /// stands either way, since the user proved who they are; only the session waits.
-async fn signed_in(app: &App, flow_id: &str, at: &Step, row: &AccountRow) -> Result<Next, Error> {
+async fn signed_in(app: &App, flow_id: &str, at: &Step, row: &AccountRow, client: &Client) -> Result<Next, Error> {
     if row.terms_version.is_none_or(|accepted| accepted < app.config.terms_version) {
         moved(app.flows.advance(flow_id, at, Step::Terms).await?)?;
         return Ok(Next::Terms);
     }
     moved(app.flows.finish(flow_id, at).await?)?;
-    Ok(Next::Done(app.start_session(row.account_id).await?))
+    Ok(Next::Done(app.start_session(row.account_id, client).await?))
 }
 
 /// A step another request (on any gateway) took first leaves nothing for this one.
@@ -215,7 +216,13 @@ fn moved(changed: bool) -> Result<(), Error> {
 }
 
 /// The terms step of a sign-in; returns the session cookie's value.
-pub async fn accept_terms(app: &App, flow_id: &str, accept: bool, version: u32) -> Result<String, Error> {
+pub async fn accept_terms(
+    app: &App,
+    flow_id: &str,
+    accept: bool,
+    version: u32,
+    client: &Client,
+) -> Result<String, Error> {
     let flow = flow(app, flow_id).await?;
     let (Step::Terms, Some(account)) = (flow.step, flow.account) else { return Err(Error::FlowGone) };
     terms::check(app, accept, version)?;
@@ -223,46 +230,110 @@ pub async fn accept_terms(app: &App, flow_id: &str, accept: bool, version: u32) 
     moved(app.flows.finish(flow_id, &Step::Terms).await?)?;
     let command = Command::AcceptTerms { version, invitation: None };
     app.accounts.execute(account, command, &app.ctx(), &as_user(account)).await.map_err(|e| app.refused(e))?;
-    app.start_session(account).await
+    app.start_session(account, client).await
 }
 
 /// The code step: a code from the authenticator, from the mail, or from a new authenticator
-/// being added.
-pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Result<Next, Error> {
+/// being added. A new authenticator comes with recovery codes, returned to show once.
+pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Result<(Next, Option<Vec<String>>), Error> {
     let now = app.clock.now();
     let flow = flow(app, flow_id).await?;
     let Some(account) = flow.account else { return Err(Error::FlowGone) };
     let row = app.read_models.account_view(account).await?.ok_or(Error::FlowGone)?;
+    let mut shown = None;
     let command = match &flow.step {
         Step::Code(MfaMethod::App) => {
             let secret = personal::totp_secret(app, &row).await?;
             let step = mfa::matching_step(app, &secret, &row.username, code, now)?;
-            Command::SignIn { factor: Factor::Totp { step }, client }
+            Command::SignIn { factor: Factor::Totp { step }, client: client.clone() }
         }
         Step::Code(MfaMethod::Email) => {
             let presented = app.code_key.digest(account.0.as_bytes(), code);
-            Command::SignIn { factor: Factor::EmailCode { presented }, client }
+            Command::SignIn { factor: Factor::EmailCode { presented }, client: client.clone() }
         }
         Step::EnrollApp { secret } => {
             let step = mfa::matching_step(app, secret, &row.username, code, now)?;
-            Command::SignInEnrolling { secret: secret.clone().into(), step, client }
+            let (codes, recovery) = app.code_key.recovery_set(account.0.as_bytes());
+            shown = Some(codes);
+            Command::SignInEnrolling { secret: secret.clone().into(), step, client: client.clone(), recovery }
+        }
+        Step::SwitchCode => {
+            let presented = app.code_key.digest(account.0.as_bytes(), code);
+            let command = Command::SignIn { factor: Factor::EmailCode { presented }, client: client.clone() };
+            let events = attempt(app, &row, command).await?;
+            if !events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) {
+                app.metrics.sign_in("wrong_code");
+                return Err(Error::WrongCode);
+            }
+            let setup = mfa::setup_for(app, &row.username, None)?;
+            let MfaSetup::App { secret, .. } = &setup else { unreachable!("an authenticator setup") };
+            moved(app.flows.advance(flow_id, &Step::SwitchCode, Step::SwitchApp { secret: secret.clone() }).await?)?;
+            return Ok((Next::TotpSetup(setup), None));
+        }
+        Step::SwitchApp { secret } => {
+            let step = mfa::matching_step(app, secret, &row.username, code, now)?;
+            let (codes, recovery) = app.code_key.recovery_set(account.0.as_bytes());
+            let proof = EnrollmentProof::App { secret: secret.clone().into(), step, recovery };
+            let command = Command::EnrollMfa { proof, invitation: None };
+            let events = app
+                .accounts
+                .execute_mailing(account, command, &app.ctx(), &as_user(account), notices::from(&client))
+                .await
+                .map_err(|e| app.refused(e))?;
+            if !events.iter().any(|e| matches!(e, AccountEvent::MfaEnrolled(_))) {
+                app.metrics.sign_in("wrong_code");
+                return Err(Error::WrongCode);
+            }
+            app.delivery.wake();
+            app.metrics.sign_in("success");
+            return Ok((signed_in(app, flow_id, &flow.step, &row, &client).await?, Some(codes)));
         }
         Step::Password | Step::Terms => return Err(Error::FlowGone),
     };
     let events = attempt(app, &row, command).await?;
     if events.iter().any(|e| matches!(e, AccountEvent::SignedIn(_))) {
         app.metrics.sign_in("success");
-        signed_in(app, flow_id, &flow.step, &row).await
+        Ok((signed_in(app, flow_id, &flow.step, &row, &client).await?, shown))
     } else {
         app.metrics.sign_in("wrong_code");
         Err(Error::WrongCode)
     }
 }
 
+/// A recovery code in place of the authenticator's: signs in (or goes on to new terms) and says
+/// how many codes are left.
+pub async fn recovery_code(app: &App, flow_id: &str, code: &str, client: Client) -> Result<(Next, u32), Error> {
+    let flow = flow(app, flow_id).await?;
+    let (Step::Code(MfaMethod::App), Some(account)) = (&flow.step, flow.account) else {
+        return Err(Error::FlowGone);
+    };
+    let row = app.read_models.account_view(account).await?.ok_or(Error::FlowGone)?;
+    let presented = app.code_key.recovery_digest(account.0.as_bytes(), code);
+    let command = Command::SignIn { factor: Factor::RecoveryCode { presented }, client: client.clone() };
+    let events = attempt(app, &row, command).await?;
+    let left = events.iter().find_map(|e| match e {
+        AccountEvent::RecoveryCodeUsed(used) => Some(used.remaining),
+        _ => None,
+    });
+    match left {
+        Some(left) => {
+            app.metrics.sign_in("success");
+            tracing::info!(account = %account, left, "signed in with a recovery code");
+            Ok((signed_in(app, flow_id, &flow.step, &row, &client).await?, left))
+        }
+        None => {
+            app.metrics.sign_in("wrong_code");
+            Err(Error::WrongCode)
+        }
+    }
+}
+
 /// Another emailed code, as the decider allows.
 pub async fn resend_code(app: &App, flow_id: &str) -> Result<(), Error> {
     let flow = flow(app, flow_id).await?;
-    let (Step::Code(MfaMethod::Email), Some(account)) = (flow.step, flow.account) else { return Err(Error::FlowGone) };
+    let (Step::Code(MfaMethod::Email) | Step::SwitchCode, Some(account)) = (flow.step, flow.account) else {
+        return Err(Error::FlowGone);
+    };
     let row = app.read_models.account_view(account).await?.ok_or(Error::FlowGone)?;
     mfa::send_code(app, &row, CodePurpose::SignIn, None).await
 }

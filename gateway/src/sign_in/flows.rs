@@ -32,6 +32,13 @@ pub enum Step {
     },
     /// Signed in, but the current terms are not accepted yet: the session waits for them.
     Terms,
+    /// The password was right; the account proves itself with emailed codes and its org now
+    /// requires an authenticator app: an emailed code first (docs/adr/0015).
+    SwitchCode,
+    /// The emailed code was right: the new app's code enrolls it, then the session starts.
+    SwitchApp {
+        secret: String,
+    },
 }
 
 impl Step {
@@ -42,6 +49,8 @@ impl Step {
             Step::Code(MfaMethod::Email) => "code_email",
             Step::EnrollApp { .. } => "enroll_app",
             Step::Terms => "terms",
+            Step::SwitchCode => "switch_code",
+            Step::SwitchApp { .. } => "switch_app",
         }
     }
 }
@@ -154,12 +163,12 @@ impl Flows {
             "code_app" => Step::Code(MfaMethod::App),
             "code_email" => Step::Code(MfaMethod::Email),
             "terms" => Step::Terms,
-            "enroll_app" => {
+            "switch_code" => Step::SwitchCode,
+            "enroll_app" | "switch_app" => {
                 let opened = sealed.and_then(|sealed| self.seal.open(&key, &sealed));
                 let secret = opened.and_then(|bytes| String::from_utf8(bytes).ok());
-                Step::EnrollApp {
-                    secret: secret.ok_or_else(|| DbError::Db("a flow's sealed key does not open".into()))?,
-                }
+                let secret = secret.ok_or_else(|| DbError::Db("a flow's sealed key does not open".into()))?;
+                if tag == "enroll_app" { Step::EnrollApp { secret } } else { Step::SwitchApp { secret } }
             }
             other => return Err(DbError::Db(format!("a flow at an unknown step {other:?}"))),
         };
@@ -221,7 +230,7 @@ impl Flows {
 
     fn sealed(&self, key: &[u8; 32], step: &Step) -> Result<Option<Vec<u8>>, DbError> {
         match step {
-            Step::EnrollApp { secret } => {
+            Step::EnrollApp { secret } | Step::SwitchApp { secret } => {
                 self.seal.seal(key, secret.as_bytes()).map(Some).map_err(|e| DbError::Random(e.to_string()))
             }
             _ => Ok(None),

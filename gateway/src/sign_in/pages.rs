@@ -19,8 +19,8 @@ use crate::http::client::ClientInfo;
 use crate::http::fallback::{PageForm, PagePath};
 use crate::http::json::CodeBody;
 use crate::http::layout::refuse_form;
-use crate::http::render::{TermsForm, TermsPage, enter, page, see};
-use crate::http::session::{SignedIn, SignedInPage, removal};
+use crate::http::render::{RecoveryCodesPage, TermsForm, TermsPage, enter, page, see};
+use crate::http::session::{SignedIn, SignedInPage, removal, session_cookie};
 use crate::mfa::{self, AppSetup};
 use crate::state::App;
 
@@ -112,7 +112,9 @@ pub async fn step(State(app): Shared, PagePath(flow_id): PagePath<String>) -> Re
         Step::Password => {
             page(StatusCode::OK, PasswordPage { flow: flow_id, username: flow.username, error: None, notice: None })
         }
-        Step::Code(_) | Step::EnrollApp { .. } => page(StatusCode::OK, code_page(&app, flow_id, &flow, None, None)),
+        Step::Code(_) | Step::EnrollApp { .. } | Step::SwitchCode | Step::SwitchApp { .. } => {
+            page(StatusCode::OK, code_page(&app, flow_id, &flow, None, None))
+        }
         Step::Terms => {
             let notice = "The terms and conditions have changed since you last agreed to them.";
             page(StatusCode::OK, terms_page(&app, &flow_id, None, Some(notice.into())))
@@ -163,8 +165,17 @@ pub async fn code(
     PageForm(form): PageForm<CodeBody>,
 ) -> Response {
     match flow::code(&app, &flow_id, &form.code, client).await {
-        Ok(Next::Done(cookie)) => enter(&app, jar, cookie),
-        Ok(_) => see(&format!("/sign-in/{flow_id}")),
+        Ok((Next::Done(cookie), None)) => enter(&app, jar, cookie),
+        Ok((_, None)) => see(&format!("/sign-in/{flow_id}")),
+        Ok((next, Some(codes))) => {
+            let username = live(&app, &flow_id).await.map(|f| f.username).unwrap_or_default();
+            let (jar, continue_to) = match next {
+                Next::Done(cookie) => (jar.add(session_cookie(&app, cookie)), "/dashboard".to_string()),
+                _ => (jar, format!("/sign-in/{flow_id}")),
+            };
+            let notice = Some("Your new authenticator is set up.".to_string());
+            (jar, page(StatusCode::OK, RecoveryCodesPage::new(&username, codes, continue_to, notice))).into_response()
+        }
         Err(Error::FlowGone) => expired(),
         Err(error) => {
             let flow = match live(&app, &flow_id).await {
@@ -177,13 +188,74 @@ pub async fn code(
     }
 }
 
+#[derive(Template)]
+#[template(path = "recovery_code.html")]
+struct RecoveryCodePage {
+    flow: String,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+/// Signed in with a recovery code: how many are left, and the way to a new authenticator.
+#[derive(Template)]
+#[template(path = "recovered.html")]
+struct RecoveredPage {
+    left: u32,
+    continue_to: String,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn recovery_code_form(State(app): Shared, PagePath(flow_id): PagePath<String>) -> Response {
+    match live(&app, &flow_id).await {
+        Ok(Flow { step: Step::Code(MfaMethod::App), .. }) => {
+            page(StatusCode::OK, RecoveryCodePage { flow: flow_id, error: None, notice: None })
+        }
+        Ok(_) => see(&format!("/sign-in/{flow_id}")),
+        Err(response) => response,
+    }
+}
+
+pub async fn recovery_code(
+    State(app): Shared,
+    PagePath(flow_id): PagePath<String>,
+    ClientInfo(client): ClientInfo,
+    jar: CookieJar,
+    PageForm(form): PageForm<CodeBody>,
+) -> Response {
+    match flow::recovery_code(&app, &flow_id, &form.code, client).await {
+        Ok((Next::Done(cookie), left)) => {
+            let done = RecoveredPage { left, continue_to: "/dashboard".into(), error: None, notice: None };
+            (jar.add(session_cookie(&app, cookie)), page(StatusCode::OK, done)).into_response()
+        }
+        Ok((_, left)) => {
+            let terms_next =
+                RecoveredPage { left, continue_to: format!("/sign-in/{flow_id}"), error: None, notice: None };
+            page(StatusCode::OK, terms_next)
+        }
+        Err(Error::FlowGone) => expired(),
+        Err(error) => {
+            let error = ApiError::from(error);
+            let mut response =
+                page(error.status, RecoveryCodePage { flow: flow_id, error: Some(error.message), notice: None });
+            if let Some(seconds) = error.retry_after
+                && let Ok(value) = seconds.to_string().parse()
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
+}
+
 pub async fn terms(
     State(app): Shared,
     PagePath(flow_id): PagePath<String>,
+    ClientInfo(client): ClientInfo,
     jar: CookieJar,
     PageForm(form): PageForm<TermsForm>,
 ) -> Response {
-    match flow::accept_terms(&app, &flow_id, form.accept.is_some(), form.version).await {
+    match flow::accept_terms(&app, &flow_id, form.accept.is_some(), form.version, &client).await {
         Ok(cookie) => enter(&app, jar, cookie),
         Err(Error::FlowGone) => expired(),
         Err(error) => {
@@ -208,10 +280,13 @@ pub async fn resend(State(app): Shared, PagePath(flow_id): PagePath<String>) -> 
 /// The code page of a sign-in flow at `step`.
 fn code_page(app: &App, flow_id: String, flow: &Flow, error: Option<String>, notice: Option<String>) -> CodePage {
     let setup = match &flow.step {
-        Step::EnrollApp { secret } => AppSetup::of(mfa::setup_for(app, &flow.username, Some(secret))),
+        Step::EnrollApp { secret } | Step::SwitchApp { secret } => {
+            AppSetup::of(mfa::setup_for(app, &flow.username, Some(secret)))
+        }
         _ => None,
     };
-    CodePage { flow: flow_id, email: flow.step == Step::Code(MfaMethod::Email), setup, error, notice }
+    let email = matches!(flow.step, Step::Code(MfaMethod::Email) | Step::SwitchCode);
+    CodePage { flow: flow_id, email, setup, error, notice }
 }
 
 pub async fn sign_out(

@@ -132,6 +132,12 @@ impl Harness {
 
     /// A signed-in user of "acme" who enrolled an authenticator app, and that app.
     pub async fn signed_in_with_authenticator(&self, username: &str) -> (AccountId, String, Authenticator) {
+        let (id, cookie, app, _) = self.signed_in_with_codes(username).await;
+        (id, cookie, app)
+    }
+
+    /// As `signed_in_with_authenticator`, with the recovery codes shown at the enrollment.
+    pub async fn signed_in_with_codes(&self, username: &str) -> (AccountId, String, Authenticator, Vec<String>) {
         let (id, token) = self.invite_into(username, MfaRequirement::App, Role::User, "acme").await;
         let password =
             json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
@@ -142,8 +148,25 @@ impl Harness {
         let verified =
             self.call("POST", &format!("/api/v1/invitations/{token}/mfa/verify"), Some(code), None, None).await;
         assert_eq!(verified.json["next"], "terms", "{verified:?}");
+        let codes = verified.json["recovery_codes"].as_array().expect("recovery codes");
+        let codes = codes.iter().map(|c| c.as_str().unwrap().to_string()).collect();
         let (_, cookie, _) = self.onboarded(id, &token).await;
-        (id, cookie, app)
+        (id, cookie, app, codes)
+    }
+
+    /// Every mail delivered to the outbox folder so far (once what is queued has left), as text
+    /// with quoted-printable soft breaks and escapes undone, oldest first.
+    pub async fn mails(&self) -> Vec<String> {
+        self.app.delivery.flush(std::time::Duration::from_secs(10)).await.unwrap();
+        let Ok(dir) = std::fs::read_dir(self.place.dir.path().join("outbox")) else { return vec![] };
+        let mut files: Vec<_> = dir.map(|e| e.unwrap().path()).collect();
+        files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+        files.iter().map(|p| unquote(&std::fs::read_to_string(p).unwrap())).collect()
+    }
+
+    /// The mails to `to` whose text holds `marker`.
+    pub async fn mails_to(&self, to: &str, marker: &str) -> Vec<String> {
+        self.mails().await.into_iter().filter(|m| m.contains(&format!("To: {to}")) && m.contains(marker)).collect()
     }
 
     /// Accepts the terms of an invitation whose other steps are done (setting the password when
@@ -301,4 +324,32 @@ impl Reply {
 
 pub fn now_secs(h: &Harness) -> u64 {
     h.clock.now().timestamp() as u64
+}
+
+/// Quoted-printable as lettre writes it, undone: soft line breaks and `=XX` escapes.
+pub fn unquote(mail: &str) -> String {
+    let joined = mail.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            out.push(u8::from_str_radix(&joined[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The reset token of the link in `mail`.
+pub fn reset_token(mail: &str) -> String {
+    let at = mail.find("/reset/").expect("a reset link") + "/reset/".len();
+    mail[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
 }
