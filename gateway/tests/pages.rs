@@ -330,6 +330,8 @@ async fn every_admin_form_refuses_the_signed_out_plain_users_other_orgs_and_miss
         format!("/admin/users/{member}/reactivate"),
         format!("/admin/users/{member}/mfa"),
         format!("/admin/users/{member}/resend-invitation"),
+        format!("/admin/users/{member}/password-reset"),
+        format!("/admin/users/{member}/reset-mfa"),
     ];
     let fields = [("username", "newbie"), ("email", "newbie@example.com"), ("role", "user"), ("mfa", "app")];
     let h = &h;
@@ -419,8 +421,48 @@ async fn a_deleted_profile_is_listed_and_recreated_under_a_free_username(h: Harn
     );
 }
 
+/// The profile's new forms change nothing without the session's CSRF token.
+async fn the_profile_session_and_recovery_forms_need_the_csrf_token(h: Harness) {
+    let (_, laptop, _) = h.signed_in("jdoe", Role::User, "acme").await;
+    let flow = h.start_sign_in("jdoe").await;
+    let phone = h.password(&flow, "mauve-otter-gravel-1987").await.session();
+    let (_, other, _) = h.signed_in("bob", Role::User, "acme").await;
+    let other_csrf = csrf_in(&h.page("/profile", Some(&other)).await);
+    let page = h.page("/profile", Some(&laptop)).await;
+    assert!(page.text.contains("id=\"sessions\"") && page.text.contains("(this session)"), "{}", page.text);
+    let at = page.text.find("/profile/sessions/").expect("a sign-out form for the other session") + 18;
+    let id: String = page.text[at..].chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+    assert_eq!(id.len(), 32);
+    let head = h.app.accounts.store.head().await.unwrap();
+    for (uri, fields) in [
+        (format!("/profile/sessions/{id}/sign-out"), vec![]),
+        ("/profile/sessions/sign-out-others".to_string(), vec![]),
+        ("/profile/recovery-codes".to_string(), vec![("code", "123456")]),
+    ] {
+        for csrf in [None, Some(other_csrf.as_str())] {
+            let mut all = fields.clone();
+            if let Some(csrf) = csrf {
+                all.push(("csrf", csrf));
+            }
+            let refused = h.form(&uri, &all, Some(&laptop)).await;
+            assert_eq!(refused.status, StatusCode::FORBIDDEN, "{uri} with {csrf:?}");
+        }
+    }
+    assert_eq!(
+        h.call("GET", "/api/v1/session", None, Some(&phone), None).await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
+    assert_eq!(h.app.accounts.store.head().await.unwrap(), head, "nothing recorded");
+    let csrf = csrf_in(&page);
+    let ended = h.form(&format!("/profile/sessions/{id}/sign-out"), &[("csrf", &csrf)], Some(&laptop)).await;
+    assert!(ended.text.contains("That session is signed out."), "{}", ended.text);
+    h.call("GET", "/api/v1/session", None, Some(&phone), None).await.error(StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
+    the_profile_session_and_recovery_forms_need_the_csrf_token,
     a_deleted_profile_is_listed_and_recreated_under_a_free_username,
     pages_need_a_session_and_the_admin_pages_an_admin_of_the_same_org,
     the_orders_tab_is_for_wholesale_orgs_only,
