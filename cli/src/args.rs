@@ -236,6 +236,10 @@ pub struct Serve {
     /// The client is the right-most address in the chain that is not one of them.
     #[arg(long, env = "TENURE_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
     pub trusted_proxies: TrustedProxies,
+    /// The peers that may read /metrics (CIDR[,CIDR…]), asking directly, not through a proxy:
+    /// its counters tell what happened, such as whether a reset request found an account.
+    #[arg(long, env = "TENURE_METRICS_FROM", default_value = "127.0.0.0/8,::1", value_parser = TrustedProxies::parse)]
+    pub metrics_from: TrustedProxies,
     /// Failed sign-in steps (wrong password or code, unknown token, refused form) a client
     /// address may make per minute, and at once, before it is answered 429.
     #[arg(long, env = "TENURE_ADDRESS_FAILURES_PER_MINUTE", default_value_t = 30,

@@ -71,6 +71,11 @@ pub enum Error {
     Csrf,
     AdminsOnly,
     NoSuchMember,
+    /// A recovery code offered at a step that takes none (before the password, or while a new
+    /// authenticator is being set up).
+    NoRecoveryCodeHere,
+    /// `/metrics` asked for through a proxy, or from a peer `--metrics-from` does not name.
+    MetricsElsewhere,
     /// No session of the account has that id (it may have ended already).
     NoSuchSession,
     /// A password reset link that does not open (used, replaced, or never issued).
@@ -325,6 +330,16 @@ impl From<Error> for ApiError {
                 ApiError::new(S::FORBIDDEN, "forbidden", "Only your organisation's administrators can do this.")
             }
             Error::NoSuchMember => ApiError::new(S::NOT_FOUND, "not_found", "No such user in your organisation."),
+            Error::NoRecoveryCodeHere => ApiError::new(
+                S::CONFLICT,
+                "no_recovery_code_here",
+                "A recovery code is taken only in place of a code from your authenticator app, after the password.",
+            ),
+            Error::MetricsElsewhere => ApiError::new(
+                S::FORBIDDEN,
+                "forbidden",
+                "Metrics are served only to the addresses --metrics-from names, asking directly.",
+            ),
             Error::NoSuchSession => {
                 ApiError::new(S::NOT_FOUND, "not_found", "No such session; it may have ended already.")
             }

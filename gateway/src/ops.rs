@@ -90,7 +90,17 @@ fn not_ready(reason: &'static str, projections: Vec<serde_json::Value>) -> Respo
     response
 }
 
-pub async fn metrics(State(app): Shared) -> Result<Response, Error> {
+/// Prometheus metrics, for the peers `--metrics-from` names, asking directly. Their counters
+/// (mail sent, sign-in outcomes) move with what a request did, which an answer to it never
+/// tells: served through the public front door they would tell whether a reset request found an
+/// account.
+pub async fn metrics(State(app): Shared, request: axum::extract::Request) -> Result<Response, Error> {
+    let peer = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+    let forwarded =
+        ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|name| request.headers().contains_key(*name));
+    if forwarded || peer.is_some_and(|peer| !app.config.metrics_from.trusts(crate::http::client::canonical(peer))) {
+        return Err(Error::MetricsElsewhere);
+    }
     app.metrics.hash_queue.set(app.hasher.depth() as i64);
     let mail = app.delivery.outbox().status().await?;
     app.metrics.mail_queued.set(mail.queued as i64);

@@ -41,6 +41,9 @@ pub struct Config {
     /// Peers believed for `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto`.
     pub trusted_proxies: TrustedProxies,
     pub session_lifetimes: crate::sessions::Lifetimes,
+    /// The TCP peers that may read `/metrics`, asking directly (no forwarding headers). Empty:
+    /// none over the network (requests without a peer, in-process, may).
+    pub metrics_from: TrustedProxies,
 }
 
 pub struct App {

@@ -799,8 +799,29 @@ async fn emailed_codes_give_way_to_a_required_authenticator_after_a_last_code(h:
     assert_eq!(h.password(&flow, "mauve-otter-gravel-1987").await.json["next"], "totp", "the app from now on");
 }
 
+/// `/metrics` tells what requests did (mail sent after a reset request, say): only peers that
+/// `--metrics-from` names, asking directly, may read it.
+async fn metrics_are_for_the_named_peers_asking_directly(h: Harness) {
+    let local: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let outside: std::net::SocketAddr = "203.0.113.5:40000".parse().unwrap();
+    let scraped = h.call_via(&h.app, Some(local), "GET", "/metrics", None, None, None).await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert!(scraped.text.contains("tenure_mail_sent"), "{}", scraped.text);
+    h.call_via(&h.app, Some(outside), "GET", "/metrics", None, None, None)
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    let request = Request::get("/metrics")
+        .header("x-forwarded-for", "198.51.100.7")
+        .extension(axum::extract::ConnectInfo(local))
+        .body(Body::empty())
+        .unwrap();
+    let proxied = router(h.app.clone()).oneshot(request).await.unwrap();
+    assert_eq!(proxied.status(), StatusCode::FORBIDDEN, "through a proxy, even one on this host");
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
+    metrics_are_for_the_named_peers_asking_directly,
     new_terms_are_accepted_at_the_next_sign_in_before_the_session_starts,
     first_sign_in_with_an_authenticator_then_sign_in_and_out,
     unknown_usernames_get_the_same_answers_and_throttling_starts_at_the_sixth_failure,

@@ -307,7 +307,7 @@ async fn an_administrator_resets_two_factor_and_sends_a_reset_link(h: Harness) {
     assert_eq!(setup.json["next"], "totp_setup", "the next sign-in enrolls anew: {setup:?}");
     h.call("POST", &format!("/api/v1/sign-in/{flow}/recovery-code"), Some(json!({"code": codes[1]})), None, None)
         .await
-        .error(StatusCode::NOT_FOUND, "flow_not_found");
+        .error(StatusCode::CONFLICT, "no_recovery_code_here");
     let app =
         tenure_gateway::totp::Authenticator::from_secret(setup.json["secret"].as_str().unwrap(), "Tenure", "jdoe")
             .unwrap();
@@ -347,6 +347,7 @@ async fn the_sessions_list_signs_out_one_session_or_every_other(h: Harness) {
     assert_eq!(sessions.len(), 3);
     let current: Vec<_> = sessions.iter().filter(|s| s["current"] == true).collect();
     assert_eq!(current.len(), 1);
+    assert_eq!(sessions[0]["current"], true, "the session in use is the most recently used");
     for session in sessions {
         let id = session["id"].as_str().unwrap();
         assert!(others.iter().chain([&laptop]).all(|cookie| !cookie.contains(id) && !id.contains(cookie.as_str())));

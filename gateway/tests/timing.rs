@@ -57,6 +57,7 @@ async fn unknown_and_known_usernames_take_the_same_time() {
         address_quota: Default::default(),
         trusted_proxies: Default::default(),
         session_lifetimes: Default::default(),
+        metrics_from: Default::default(),
     };
     let mailer = Mailer::outbox(&dir.path().join("outbox"), "t@tenure.invalid").unwrap();
     let app = App::open(
@@ -150,6 +151,7 @@ async fn reset_requests_take_the_same_time_whatever_the_name() {
         address_quota: Default::default(),
         trusted_proxies: Default::default(),
         session_lifetimes: Default::default(),
+        metrics_from: Default::default(),
     };
     let mailer = Mailer::outbox(&dir.path().join("outbox"), "t@tenure.invalid").unwrap();
     let location = tenure_store::Location::parse(None, dir.path()).unwrap();

@@ -66,6 +66,7 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
         address_quota: tenure_gateway::limits::AddressQuota::unlimited(),
         trusted_proxies: Default::default(),
         session_lifetimes: Default::default(),
+        metrics_from: Default::default(),
     };
     let mailer = tenure_mail::Mailer::outbox(&scratch.path().join("outbox"), "bench@tenure.invalid")?;
     let location = tenure_store::Location::parse(None, scratch.path()).map_err(anyhow::Error::msg)?;

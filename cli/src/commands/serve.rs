@@ -45,6 +45,7 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
             burst: serve.address_failures_per_minute,
         },
         trusted_proxies: serve.trusted_proxies.clone(),
+        metrics_from: serve.metrics_from.clone(),
         session_lifetimes: tenure_gateway::sessions::Lifetimes {
             idle: chrono::Duration::minutes(i64::from(serve.session_idle_minutes)),
             absolute: chrono::Duration::hours(i64::from(serve.session_max_hours)),

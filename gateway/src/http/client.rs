@@ -38,7 +38,7 @@ impl TrustedProxies {
 }
 
 /// IPv4 peers of a dual-stack socket arrive as `::ffff:a.b.c.d`.
-fn canonical(address: IpAddr) -> IpAddr {
+pub fn canonical(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
         v4 => v4,

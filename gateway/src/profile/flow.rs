@@ -231,15 +231,23 @@ pub struct SessionView {
 /// The account's sessions, this one (`cookie`) marked.
 pub async fn sessions(app: &App, row: &AccountRow, cookie: &str) -> Result<Vec<SessionView>, Error> {
     let current = app.sessions.shown_id(cookie);
-    let listed = app.sessions.list(row.account_id).await?;
-    Ok(listed
+    let now = app.clock.now();
+    let mut listed: Vec<SessionView> = app
+        .sessions
+        .list(row.account_id)
+        .await?
         .into_iter()
-        .map(|info| SessionView {
-            browser: crate::browser::describe(info.user_agent.as_deref().unwrap_or("")),
-            current: info.id == current,
-            info,
+        .map(|mut info| {
+            // In use right now, however stale its stored time (refreshed once a minute).
+            let current = info.id == current;
+            if current {
+                info.last_used = now;
+            }
+            SessionView { browser: crate::browser::describe(info.user_agent.as_deref().unwrap_or("")), current, info }
         })
-        .collect())
+        .collect();
+    listed.sort_by(|a, b| b.info.last_used.cmp(&a.info.last_used));
+    Ok(listed)
 }
 
 /// Ends one of the account's sessions (this one included, which is then signed out).

@@ -14,8 +14,8 @@ use super::{email_index::EmailIndex, flow};
 use crate::error::Error;
 use crate::state::{App, as_user};
 
-/// Requests waiting to be worked: a few seconds' worth at most.
-const QUEUE: usize = 256;
+/// Requests waiting to be worked: a few seconds' worth, some hundred kilobytes at most.
+const QUEUE: usize = 4096;
 /// How long a username reminder waits for the email index to reach the store's head.
 const INDEX_CATCH_UP: Duration = Duration::from_secs(5);
 

@@ -305,7 +305,7 @@ pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Resul
 pub async fn recovery_code(app: &App, flow_id: &str, code: &str, client: Client) -> Result<(Next, u32), Error> {
     let flow = flow(app, flow_id).await?;
     let (Step::Code(MfaMethod::App), Some(account)) = (&flow.step, flow.account) else {
-        return Err(Error::FlowGone);
+        return Err(Error::NoRecoveryCodeHere);
     };
     let row = app.read_models.account_view(account).await?.ok_or(Error::FlowGone)?;
     let presented = app.code_key.recovery_digest(account.0.as_bytes(), code);

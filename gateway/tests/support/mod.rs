@@ -52,6 +52,7 @@ async fn gateway(place: &TestLocation, clock: Arc<ManualClock>) -> Arc<App> {
         address_quota: Default::default(),
         trusted_proxies: tenure_gateway::http::client::TrustedProxies::parse("10.0.0.0/8").unwrap(),
         session_lifetimes: Default::default(),
+        metrics_from: tenure_gateway::http::client::TrustedProxies::parse("127.0.0.0/8,::1").unwrap(),
     };
     let mailer = Mailer::outbox(&place.dir.path().join("outbox"), "Tenure <no-reply@tenure.example>").unwrap();
     let cheap = HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 };
