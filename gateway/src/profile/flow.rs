@@ -246,7 +246,7 @@ pub async fn sessions(app: &App, row: &AccountRow, cookie: &str) -> Result<Vec<S
             SessionView { browser: crate::browser::describe(info.user_agent.as_deref().unwrap_or("")), current, info }
         })
         .collect();
-    listed.sort_by(|a, b| b.info.last_used.cmp(&a.info.last_used));
+    listed.sort_by_key(|s| std::cmp::Reverse(s.info.last_used));
     Ok(listed)
 }
 
