@@ -819,7 +819,8 @@ fn onboard_with_app(dir: &Path, invitation_url: &str) {
             password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
             via: PasswordVia::Invitation { token_digest: digest },
         };
-        let proof = EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXP".into(), step: Some(1), recovery: vec![] };
+        let proof =
+            EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXP".into(), step: Some(1), recovery: vec![], spent: None };
         for command in [password, Do::EnrollMfa { proof, invitation }, Do::AcceptTerms { version: 1, invitation }] {
             accounts.execute(id, command, &ctx, &meta).await.unwrap();
         }

@@ -52,9 +52,11 @@ pub struct Account {
     /// When the invitation was last sent again, oldest first: the newest `RESENDS_PER_DAY`.
     pub recent_resends: Vec<DateTime<Utc>>,
     pub reset: Option<PendingReset>,
-    /// When a recovery mail (reset link, the notice that the profile is deactivated, a username
-    /// reminder) was last sent, oldest first: the newest `RESET_MAILS_PER_HOUR`.
+    /// When a reset link was last mailed, oldest first: the newest `RESET_MAILS_PER_HOUR`.
     pub recent_reset_mails: Vec<DateTime<Utc>>,
+    /// The same for the other recovery mail: the notice that the profile is deactivated, and
+    /// username reminders.
+    pub recent_recovery_notices: Vec<DateTime<Utc>>,
     /// The current set of recovery codes by place; a used one is `None`. Empty when there is no
     /// set, or when it is sealed or erased.
     pub recovery_codes: Vec<Option<crate::SecretDigest>>,
@@ -160,7 +162,7 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
         }
         AccountEvent::PasswordResetRequested(e) => {
             state.reset = Some(PendingReset { link: e.personal.clone(), expires_at: e.expires_at });
-            note_reset_mail(&mut state, e.at);
+            note_recent(&mut state.recent_reset_mails, e.at);
         }
         AccountEvent::RecoveryCodesIssued(e) => {
             state.recovery_codes =
@@ -253,16 +255,18 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
         }
         AccountEvent::SecurityNoticeSent(e) => match e.reason {
             NoticeReason::FailedSignIns => state.guard.noticed(e.at),
-            NoticeReason::ResetWhileDeactivated | NoticeReason::UsernameReminder => note_reset_mail(&mut state, e.at),
+            NoticeReason::ResetWhileDeactivated | NoticeReason::UsernameReminder => {
+                note_recent(&mut state.recent_recovery_notices, e.at)
+            }
         },
     }
     state
 }
 
-fn note_reset_mail(state: &mut Account, at: DateTime<Utc>) {
-    state.recent_reset_mails.push(at);
-    if state.recent_reset_mails.len() > crate::decide::RESET_MAILS_PER_HOUR {
-        state.recent_reset_mails.remove(0);
+fn note_recent(recent: &mut Vec<DateTime<Utc>>, at: DateTime<Utc>) {
+    recent.push(at);
+    if recent.len() > crate::decide::RESET_MAILS_PER_HOUR {
+        recent.remove(0);
     }
 }
 

@@ -84,6 +84,9 @@ pub enum Command {
     /// gets a link whose token has the digest `token_digest`, a deactivated one a notice.
     RequestPasswordReset {
         token_digest: SecretDigest,
+        /// Held to the hourly cap of reset links: the owner's own requests are, since anyone may
+        /// make them; an administrator's or operator's are not.
+        capped: bool,
     },
     /// Someone who forgot their username asks for the usernames the profile's address holds.
     RemindUsername,
@@ -140,6 +143,9 @@ pub enum EnrollmentProof {
         step: Option<u64>,
         /// The digests of the recovery codes shown with the key, issued with the enrollment.
         recovery: Vec<SecretDigest>,
+        /// A recovery code given in place of a code from the current authenticator (a user
+        /// who lost it moves to a new one): it must be unused, and is recorded as used.
+        spent: Option<SecretDigest>,
     },
     Email {
         presented: SecretDigest,
@@ -330,21 +336,29 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
             require_not_throttled(state, ENROLLMENT, Attempt::Code, now)?;
             require_password(state)?;
             match proof {
-                EnrollmentProof::App { secret, step, recovery } => {
+                EnrollmentProof::App { secret, step, recovery, spent } => {
                     allow_method(state, MfaMethod::App)?;
-                    return Ok(match step {
-                        None => vec![MfaEnrollmentFailed { method: MfaMethod::App, at: now }.into()],
-                        Some(step) => with_recovery_codes(
-                            MfaEnrolled {
-                                method: MfaMethod::App,
-                                totp_step: Some(step),
-                                at: now,
-                                personal: Personal::Known(MfaSecret { totp_secret: Some(secret.0) }),
-                            }
-                            .into(),
-                            recovery,
-                            now,
-                        ),
+                    let used = spent.map(|digest| state.recovery_codes.iter().position(|code| *code == Some(digest)));
+                    return Ok(match (step, used) {
+                        (None, _) | (_, Some(None)) => {
+                            vec![MfaEnrollmentFailed { method: MfaMethod::App, at: now }.into()]
+                        }
+                        (Some(step), used) => used
+                            .flatten()
+                            .map(|index| used_code(state, index, now))
+                            .into_iter()
+                            .chain(with_recovery_codes(
+                                MfaEnrolled {
+                                    method: MfaMethod::App,
+                                    totp_step: Some(step),
+                                    at: now,
+                                    personal: Personal::Known(MfaSecret { totp_secret: Some(secret.0) }),
+                                }
+                                .into(),
+                                recovery,
+                                now,
+                            ))
+                            .collect(),
                     });
                 }
                 EnrollmentProof::Email { presented } => {
@@ -384,7 +398,7 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
             return sign_in_enrolling(state, secret, step, client, recovery, now);
         }
         Command::RemindUsername => {
-            require_recovery_mail_allowed(state, now)?;
+            require_under_cap(&state.recent_recovery_notices, now)?;
             match state.status() {
                 Status::Active | Status::Deactivated => {
                     SecurityNoticeSent { reason: NoticeReason::UsernameReminder, at: now }.into()
@@ -392,21 +406,24 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
                 _ => return Err(AccountError::OnboardingIncomplete),
             }
         }
-        Command::RequestPasswordReset { token_digest } => {
-            require_recovery_mail_allowed(state, now)?;
-            match state.status() {
-                Status::Active => PasswordResetRequested {
+        Command::RequestPasswordReset { token_digest, capped } => match state.status() {
+            Status::Active => {
+                if capped {
+                    require_under_cap(&state.recent_reset_mails, now)?;
+                }
+                PasswordResetRequested {
                     expires_at: now + RESET_LINK_VALIDITY,
                     at: now,
                     personal: Personal::Known(ResetLink { token_digest }),
                 }
-                .into(),
-                Status::Deactivated => {
-                    SecurityNoticeSent { reason: NoticeReason::ResetWhileDeactivated, at: now }.into()
-                }
-                _ => return Err(AccountError::OnboardingIncomplete),
+                .into()
             }
-        }
+            Status::Deactivated => {
+                require_under_cap(&state.recent_recovery_notices, now)?;
+                SecurityNoticeSent { reason: NoticeReason::ResetWhileDeactivated, at: now }.into()
+            }
+            _ => return Err(AccountError::OnboardingIncomplete),
+        },
         Command::IssueRecoveryCodes { step, digests } => {
             require_active(state)?;
             require_not_throttled(state, ENROLLMENT, Attempt::Code, now)?;
@@ -428,8 +445,12 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
                 Status::Active | Status::Deactivated => {}
                 _ => return Err(AccountError::OnboardingIncomplete),
             }
-            if state.enrollment.is_none() && state.recovery_codes.is_empty() {
-                return Ok(vec![]);
+            match &state.enrollment {
+                Some(enrollment) if enrollment.method == MfaMethod::App => {}
+                // Emailed codes go to the mailbox: there is no key to void, and nothing to set up.
+                Some(_) => return Err(AccountError::NoAuthenticator),
+                None if state.recovery_codes.is_empty() => return Ok(vec![]),
+                None => {}
             }
             MfaReset { at: now }.into()
         }
@@ -513,12 +534,16 @@ fn sign_in(
         signed_in @ AccountEvent::SignedIn(SignedIn { method: SignInMethod::RecoveryCode, .. }) => {
             let Factor::RecoveryCode { presented } = factor else { unreachable!("signed in by a recovery code") };
             let index = state.recovery_codes.iter().position(|code| *code == Some(presented));
-            let index = index.expect("a sign-in by recovery code matched one") as u32;
-            let remaining = state.recovery_codes.iter().flatten().count() as u32 - 1;
-            vec![RecoveryCodeUsed { index, remaining, at: now }.into(), signed_in]
+            vec![used_code(state, index.expect("a sign-in by recovery code matched one"), now), signed_in]
         }
         event => vec![event],
     })
+}
+
+/// The recovery code at `index` used up.
+fn used_code(state: &Account, index: usize, now: DateTime<Utc>) -> AccountEvent {
+    let remaining = state.recovery_codes.iter().flatten().count() as u32 - 1;
+    RecoveryCodeUsed { index: index as u32, remaining, at: now }.into()
 }
 
 /// An authenticator enrolled, and the recovery codes shown with it.
@@ -697,10 +722,12 @@ fn scheduled(state: &Account, step: Step, now: DateTime<Utc>) -> Result<DateTime
     if now < due { Err(AccountError::NotDue { due }) } else { Ok(deadline) }
 }
 
-/// Every kind of recovery mail counts: none may flood an inbox.
-fn require_recovery_mail_allowed(state: &Account, now: DateTime<Utc>) -> Result<(), AccountError> {
-    if let [oldest, ..] = state.recent_reset_mails[..]
-        && state.recent_reset_mails.len() >= RESET_MAILS_PER_HOUR
+/// At most `RESET_MAILS_PER_HOUR` mails of one kind (reset links; notices and reminders) in an
+/// hour: none may flood an inbox. The kinds have a cap each, so that reminders asked for by
+/// someone who knows the address cannot use up the owner's reset links.
+fn require_under_cap(recent: &[DateTime<Utc>], now: DateTime<Utc>) -> Result<(), AccountError> {
+    if let [oldest, ..] = recent[..]
+        && recent.len() >= RESET_MAILS_PER_HOUR
         && now - oldest < Duration::hours(1)
     {
         return Err(AccountError::TooManyResetMails { retry_at: oldest + Duration::hours(1) });

@@ -342,7 +342,12 @@ fn new_terms_versions_are_accepted_once_and_old_ones_refused() {
 fn app_enrollment_with_a_matching_code_records_the_secret_and_step() {
     given([invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0())])
         .when(Command::EnrollMfa {
-            proof: EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXP".into(), step: Some(100), recovery: vec![] },
+            proof: EnrollmentProof::App {
+                secret: "JBSWY3DPEHPK3PXP".into(),
+                step: Some(100),
+                recovery: vec![],
+                spent: None,
+            },
             invitation: Some(TOKEN),
         })
         .then([app_enrolled(100)]);
@@ -352,7 +357,12 @@ fn app_enrollment_with_a_matching_code_records_the_secret_and_step() {
 fn app_enrollment_with_a_wrong_code_is_recorded_as_failed() {
     given([invited(MfaRequirement::App), password_set(PasswordReason::Onboarding, t0())])
         .when(Command::EnrollMfa {
-            proof: EnrollmentProof::App { secret: "JBSWY3DPEHPK3PXP".into(), step: None, recovery: vec![] },
+            proof: EnrollmentProof::App {
+                secret: "JBSWY3DPEHPK3PXP".into(),
+                step: None,
+                recovery: vec![],
+                spent: None,
+            },
             invitation: Some(TOKEN),
         })
         .then([MfaEnrollmentFailed { method: MfaMethod::App, at: t0() }.into()]);
@@ -362,7 +372,7 @@ fn app_enrollment_with_a_wrong_code_is_recorded_as_failed() {
 fn enrollment_needs_a_password_and_the_required_method() {
     given([invited(MfaRequirement::App)])
         .when(Command::EnrollMfa {
-            proof: EnrollmentProof::App { secret: "S".into(), step: Some(1), recovery: vec![] },
+            proof: EnrollmentProof::App { secret: "S".into(), step: Some(1), recovery: vec![], spent: None },
             invitation: Some(TOKEN),
         })
         .then_err(AccountError::PasswordNotSet);
@@ -637,7 +647,7 @@ fn wrong_enrollment_codes_throttle_like_sign_in_failures() {
     }
     given(events)
         .when(Command::EnrollMfa {
-            proof: EnrollmentProof::App { secret: "S".into(), step: Some(1), recovery: vec![] },
+            proof: EnrollmentProof::App { secret: "S".into(), step: Some(1), recovery: vec![], spent: None },
             invitation: Some(TOKEN),
         })
         .then_err(AccountError::Throttled { until: t0() + Duration::minutes(1) });
@@ -868,26 +878,28 @@ fn reset_with(token: SecretDigest) -> Command {
 
 #[test]
 fn an_active_profile_asking_for_a_reset_gets_a_thirty_minute_link() {
-    given(active()).when(Command::RequestPasswordReset { token_digest: TOKEN }).then([reset_requested(TOKEN, t0())]);
+    given(active())
+        .when(Command::RequestPasswordReset { token_digest: TOKEN, capped: true })
+        .then([reset_requested(TOKEN, t0())]);
 }
 
 #[test]
 fn a_deactivated_profile_asking_for_a_reset_gets_a_notice_and_no_link() {
-    given(deactivated()).when(Command::RequestPasswordReset { token_digest: TOKEN }).then([SecurityNoticeSent {
-        reason: NoticeReason::ResetWhileDeactivated,
-        at: t0(),
-    }
-    .into()]);
+    given(deactivated())
+        .when(Command::RequestPasswordReset { token_digest: TOKEN, capped: true })
+        .then([SecurityNoticeSent { reason: NoticeReason::ResetWhileDeactivated, at: t0() }.into()]);
 }
 
 #[test]
 fn a_reset_before_first_sign_in_is_refused_and_a_deleted_profile_gets_nothing() {
     given([invited(MfaRequirement::None)])
-        .when(Command::RequestPasswordReset { token_digest: TOKEN })
+        .when(Command::RequestPasswordReset { token_digest: TOKEN, capped: true })
         .then_err(AccountError::OnboardingIncomplete);
     let mut deleted = deactivated();
     deleted.push(Deleted { deadline: later(400), at: later(400) }.into());
-    given(deleted).when(Command::RequestPasswordReset { token_digest: TOKEN }).then_err(AccountError::Deleted);
+    given(deleted)
+        .when(Command::RequestPasswordReset { token_digest: TOKEN, capped: true })
+        .then_err(AccountError::Deleted);
 }
 
 #[test]
@@ -898,11 +910,11 @@ fn at_most_three_reset_mails_an_hour_count_links_and_notices_alike() {
     }
     given(events.clone())
         .at(t0() + Duration::minutes(59))
-        .when(Command::RequestPasswordReset { token_digest: OTHER_TOKEN })
+        .when(Command::RequestPasswordReset { token_digest: OTHER_TOKEN, capped: true })
         .then_err(AccountError::TooManyResetMails { retry_at: t0() + Duration::hours(1) });
     given(events)
         .at(t0() + Duration::minutes(60))
-        .when(Command::RequestPasswordReset { token_digest: OTHER_TOKEN })
+        .when(Command::RequestPasswordReset { token_digest: OTHER_TOKEN, capped: true })
         .then([reset_requested(OTHER_TOKEN, t0() + Duration::minutes(60))]);
     let mut notices = deactivated();
     for minutes in [0, 1, 2] {
@@ -913,7 +925,7 @@ fn at_most_three_reset_mails_an_hour_count_links_and_notices_alike() {
     }
     given(notices)
         .at(t0() + Duration::minutes(3))
-        .when(Command::RequestPasswordReset { token_digest: TOKEN })
+        .when(Command::RequestPasswordReset { token_digest: TOKEN, capped: true })
         .then_err(AccountError::TooManyResetMails { retry_at: t0() + Duration::hours(1) });
 }
 
@@ -1000,6 +1012,7 @@ fn enrolling_an_authenticator_issues_the_recovery_codes_with_it() {
                 secret: "JBSWY3DPEHPK3PXP".into(),
                 step: Some(100),
                 recovery: RECOVERY.to_vec(),
+                spent: None,
             },
             invitation: Some(TOKEN),
         })
@@ -1097,12 +1110,53 @@ fn a_username_reminder_goes_to_active_and_deactivated_profiles_within_the_same_c
     given(deactivated()).when(Command::RemindUsername).then([reminder(t0())]);
     given([invited(MfaRequirement::None)]).when(Command::RemindUsername).then_err(AccountError::OnboardingIncomplete);
     let mut events = active();
-    events.push(reset_requested(TOKEN, t0()));
-    events.push(reminder(t0()));
-    events.push(reminder(t0()));
-    given(events)
+    for _ in 0..3 {
+        events.push(reminder(t0()));
+    }
+    given(events.clone())
         .when(Command::RemindUsername)
         .then_err(AccountError::TooManyResetMails { retry_at: t0() + Duration::hours(1) });
+    // Reminders asked for by whoever knows the address leave the owner's reset links alone.
+    given(events)
+        .when(Command::RequestPasswordReset { token_digest: TOKEN, capped: true })
+        .then([reset_requested(TOKEN, t0())]);
+}
+
+#[test]
+fn an_administrators_reset_is_not_held_to_the_owners_hourly_cap() {
+    let mut events = active();
+    for minutes in [0, 10, 20] {
+        events.push(reset_requested(TOKEN, t0() + Duration::minutes(minutes)));
+    }
+    given(events)
+        .at(t0() + Duration::minutes(30))
+        .when(Command::RequestPasswordReset { token_digest: OTHER_TOKEN, capped: false })
+        .then([reset_requested(OTHER_TOKEN, t0() + Duration::minutes(30))]);
+}
+
+#[test]
+fn a_two_factor_reset_is_for_an_authenticator_app_not_for_emailed_codes() {
+    given(active_with_email()).when(Command::ResetMfa).then_err(AccountError::NoAuthenticator);
+}
+
+#[test]
+fn a_recovery_code_stands_in_for_the_lost_authenticator_once_when_moving_to_a_new_one() {
+    let proof = |spent| EnrollmentProof::App {
+        secret: "NEWSECRET".into(),
+        step: Some(300),
+        recovery: vec![SecretDigest([41; 32])],
+        spent: Some(spent),
+    };
+    let result = given(with_codes()).when(Command::EnrollMfa { proof: proof(RECOVERY[2]), invitation: None }).result;
+    let types: Vec<&str> = result.unwrap().iter().map(|e| e.type_name()).collect();
+    assert_eq!(types, ["RecoveryCodeUsed", "MfaEnrolled", "RecoveryCodesIssued"]);
+    let mut used = with_codes();
+    used.push(RecoveryCodeUsed { index: 2, remaining: 2, at: t0() }.into());
+    given(used).when(Command::EnrollMfa { proof: proof(RECOVERY[2]), invitation: None }).then([MfaEnrollmentFailed {
+        method: MfaMethod::App,
+        at: t0(),
+    }
+    .into()]);
 }
 
 // --- from emailed codes to a newly required authenticator app (docs/adr/0015) ---
@@ -1137,6 +1191,7 @@ fn an_emailed_code_account_whose_org_now_requires_an_app_signs_in_with_a_last_co
                 secret: "JBSWY3DPEHPK3PXP".into(),
                 step: Some(100),
                 recovery: RECOVERY.to_vec(),
+                spent: None,
             },
             invitation: None,
         })

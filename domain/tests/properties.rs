@@ -59,7 +59,7 @@ fn command(step: Step) -> Command {
             via: PasswordVia::Invitation { token_digest: TOKEN },
         },
         Step::EnrollApp { step } => Command::EnrollMfa {
-            proof: EnrollmentProof::App { secret: "S".into(), step: Some(step), recovery: vec![TOKEN] },
+            proof: EnrollmentProof::App { secret: "S".into(), step: Some(step), recovery: vec![TOKEN], spent: None },
             invitation: Some(TOKEN),
         },
         Step::AcceptTerms { version } => Command::AcceptTerms { version, invitation: Some(TOKEN) },
@@ -69,7 +69,7 @@ fn command(step: Step) -> Command {
         Step::Reactivate => Command::Reactivate,
         Step::WarnDeletion => Command::SendDeletionWarning,
         Step::Delete => Command::Delete,
-        Step::RequestReset => Command::RequestPasswordReset { token_digest: TOKEN },
+        Step::RequestReset => Command::RequestPasswordReset { token_digest: TOKEN, capped: true },
         Step::ResetPassword => Command::SetPassword {
             password_hash: "$argon2id$y".into(),
             via: PasswordVia::Reset { token_digest: TOKEN },

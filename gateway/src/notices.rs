@@ -42,6 +42,12 @@ pub fn compose(state: &Account, events: &[AccountEvent], client: &Client) -> Vec
                 // A set asked for in My Profile; the set that comes with an authenticator is told
                 // of by that authenticator's notice.
                 AccountEvent::RecoveryCodesIssued(e) if e.totp_step.is_some() => Change::RecoveryCodesRenewed,
+                // Used to move to a new authenticator, whose notice tells of it (and of a new set).
+                AccountEvent::RecoveryCodeUsed(_)
+                    if events.iter().any(|e| matches!(e, AccountEvent::RecoveryCodesIssued(_))) =>
+                {
+                    return None;
+                }
                 AccountEvent::RecoveryCodeUsed(e) => Change::RecoveryCodeUsed { remaining: e.remaining },
                 _ => return None,
             };

@@ -340,6 +340,32 @@ impl SessionStore {
         }
     }
 
+    /// Deletes the sessions that have expired by `now` (idle or too old): they hold the client
+    /// address and browser they started from, which should not outlive them. Returns how many.
+    pub async fn sweep(&self, now: DateTime<Utc>) -> Result<u64, DbError> {
+        let idle_since = (now - self.lifetimes.idle).timestamp_micros();
+        let started_before = (now - self.lifetimes.absolute).timestamp_micros();
+        match &self.rows {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
+                    Ok(c.execute(
+                        "DELETE FROM sessions WHERE last_seen <= ?1 OR created_at <= ?2",
+                        params![idle_since, started_before],
+                    )? as u64)
+                })
+                .await
+            }
+            Db::Postgres(pool) => {
+                Db::execute(
+                    pool,
+                    "DELETE FROM sessions WHERE last_seen <= $1 OR created_at <= $2",
+                    &[&idle_since, &started_before],
+                )
+                .await
+            }
+        }
+    }
+
     /// The CSRF token of a session: state-changing requests must send it back.
     pub fn csrf_token(&self, cookie: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.csrf_key).expect("HMAC takes keys of any length");

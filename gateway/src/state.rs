@@ -179,6 +179,15 @@ impl App {
         Error::refused(error, self.clock.now())
     }
 
+    /// Ends every session and sign-in in progress of `account`, except the session `keep`. Done
+    /// before a change of credentials is recorded (so that a failure after it leaves none
+    /// behind) and again after (for one that started in between). Returns the sessions ended.
+    pub async fn end_sessions(&self, account: AccountId, keep: Option<&str>) -> Result<u64, Error> {
+        let ended = self.sessions.revoke_all(account, keep).await?;
+        self.flows.end_all_of(account).await?;
+        Ok(ended)
+    }
+
     /// Starts a session for `account`, signed in from `client`; returns the cookie value.
     pub async fn start_session(&self, account: AccountId, client: &Client) -> Result<String, Error> {
         let cookie = self.sessions.create(account, client).await?;

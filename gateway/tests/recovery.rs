@@ -100,6 +100,13 @@ async fn a_newer_link_replaces_older_ones_links_expire_and_three_mails_an_hour_a
     h.call("GET", &format!("/api/v1/resets/{older}"), None, None, None).await.error(StatusCode::NOT_FOUND, "not_found");
     assert_eq!(h.call("GET", &format!("/api/v1/resets/{newer}"), None, None, None).await.status, StatusCode::OK);
 
+    // Username reminders, which anyone who knows the address may ask for, have a cap of their
+    // own: they cannot use up the owner's reset links.
+    for _ in 0..3 {
+        let email = json!({"email": "jdoe@example.com"});
+        let asked = h.call("POST", "/api/v1/recovery/username", Some(email), None, None).await;
+        assert_eq!(asked.status, StatusCode::ACCEPTED);
+    }
     ask_reset(&h, "jdoe").await;
     ask_reset(&h, "jdoe").await;
     let capped = wait_for_mails(&h, "jdoe@example.com", "Reset your Tenure password", 3).await;
@@ -270,7 +277,7 @@ async fn a_recovery_code_signs_in_once_and_a_new_set_voids_the_old(h: Harness) {
 }
 
 async fn a_recovery_code_stands_in_for_a_lost_authenticator_when_moving_to_a_new_one(h: Harness) {
-    let (_, cookie, _lost, codes) = h.signed_in_with_codes("jdoe").await;
+    let (id, cookie, _lost, codes) = h.signed_in_with_codes("jdoe").await;
     let csrf = h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.json["csrf_token"]
         .as_str()
         .unwrap()
@@ -283,6 +290,14 @@ async fn a_recovery_code_stands_in_for_a_lost_authenticator_when_moving_to_a_new
     let fresh = moved.json["recovery_codes"].as_array().unwrap_or_else(|| panic!("{moved:?}"));
     assert_eq!(fresh.len(), 10);
     wait_for_mails(&h, "jdoe@example.com", "A new authenticator app was set up", 1).await;
+    assert!(
+        h.mails_to("jdoe@example.com", "A Tenure recovery code was used").await.is_empty(),
+        "the new authenticator's notice tells of it"
+    );
+    let (_, events) = h.app.accounts.load(id).await.unwrap();
+    let kinds = types(&events);
+    let at = kinds.iter().position(|t| *t == "RecoveryCodeUsed").expect("the code recorded as used");
+    assert_eq!(&kinds[at..at + 3], ["RecoveryCodeUsed", "MfaEnrolled", "RecoveryCodesIssued"]);
     let flow = h.start_sign_in("jdoe").await;
     h.password(&flow, PASSWORD).await;
     let recover = format!("/api/v1/sign-in/{flow}/recovery-code");
@@ -316,23 +331,26 @@ async fn an_administrator_resets_two_factor_and_sends_a_reset_link(h: Harness) {
     assert_eq!(done.json["next"], "done", "{done:?}");
     assert_eq!(done.json["recovery_codes"].as_array().map(Vec::len), Some(10), "{done:?}");
 
+    // The owner's own requests are capped at 3 links an hour; the administrator's are not.
+    for _ in 0..3 {
+        ask_reset(&h, "jdoe").await;
+    }
+    wait_for_mails(&h, "jdoe@example.com", "Reset your Tenure password", 3).await;
     let sent = h
         .call("POST", &format!("/api/v1/admin/users/{id}/password-reset"), None, Some(&admin), Some(&admin_csrf))
         .await;
     assert_eq!(sent.json, json!({"sent": true, "mail": "queued"}), "{sent:?}");
-    let mails = wait_for_mails(&h, "jdoe@example.com", "Reset your Tenure password", 1).await;
-    let token = reset_token(&mails[0]);
+    let mails = wait_for_mails(&h, "jdoe@example.com", "Reset your Tenure password", 4).await;
+    assert_eq!(mails.len(), 4, "past the owner's cap");
+    let token = reset_token(&mails[3]);
     assert_eq!(h.call("GET", &format!("/api/v1/resets/{token}"), None, None, None).await.json["username"], "jdoe");
     let (_, events) = h.app.accounts.load(id).await.unwrap();
-    let by_admin = events
-        .iter()
-        .filter(|e| matches!(e.event, AccountEvent::MfaReset(_) | AccountEvent::PasswordResetRequested(_)))
-        .all(|e| e.recorded.actor.starts_with("admin:"));
-    assert!(
-        by_admin,
-        "the administrator is the actor: {:?}",
-        events.iter().map(|e| &e.recorded.actor).collect::<Vec<_>>()
-    );
+    let actors = |wanted: fn(&AccountEvent) -> bool| -> Vec<String> {
+        events.iter().filter(|e| wanted(&e.event)).map(|e| e.recorded.actor.split(':').next().unwrap().into()).collect()
+    };
+    assert_eq!(actors(|e| matches!(e, AccountEvent::MfaReset(_))), ["admin"]);
+    let resets = actors(|e| matches!(e, AccountEvent::PasswordResetRequested(_)));
+    assert_eq!(resets, ["user", "user", "user", "admin"], "the owner's three, then the administrator's");
 }
 
 async fn the_sessions_list_signs_out_one_session_or_every_other(h: Harness) {

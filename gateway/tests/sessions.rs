@@ -136,6 +136,8 @@ async fn the_sessions_list_shows_each_session_by_an_id_that_opens_nothing((place
     assert!(store.get(&laptop).await.unwrap().is_some() && store.get(&bobs).await.unwrap().is_some());
     clock.advance(Duration::minutes(31));
     assert!(store.list(jane).await.unwrap().is_empty(), "an expired session is not listed");
+    assert_eq!(store.sweep(clock.now()).await.unwrap(), 2, "and is swept, with its address");
+    assert_eq!(store.sweep(clock.now()).await.unwrap(), 0);
     drop(place);
 }
 

@@ -103,6 +103,7 @@ fn history(
                 secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into(),
                 step: Some(step),
                 recovery: vec![],
+                spent: None,
             };
             history.run(Command::EnrollMfa { proof, invitation: Some(token) })?;
         }

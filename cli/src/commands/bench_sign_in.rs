@@ -184,7 +184,7 @@ pub(crate) async fn prepare(app: &App, users: usize, phc: &str) -> anyhow::Resul
             .execute(id, Command::SetPassword { password_hash: phc.to_string().into(), via }, &ctx, &meta)
             .await?;
         let step = Some((ctx.now.timestamp() / 30) as u64);
-        let proof = EnrollmentProof::App { secret: SECRET.into(), step, recovery: vec![] };
+        let proof = EnrollmentProof::App { secret: SECRET.into(), step, recovery: vec![], spent: None };
         app.accounts.execute(id, Command::EnrollMfa { proof, invitation: Some(token) }, &ctx, &meta).await?;
         app.accounts.execute(id, Command::AcceptTerms { version: 1, invitation: Some(token) }, &ctx, &meta).await?;
     }

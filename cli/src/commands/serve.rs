@@ -63,7 +63,7 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         }
     });
 
-    // Expired flows, offered keys and counters go, whichever gateway sweeps first.
+    // Expired sessions, flows, offered keys and counters go, whichever gateway sweeps first.
     let swept = app.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -71,6 +71,9 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
             every.tick().await;
             if let Err(error) = swept.db.sweep(swept.clock.now()).await {
                 tracing::warn!("sweeping expired flows: {error}");
+            }
+            if let Err(error) = swept.sessions.sweep(swept.clock.now()).await {
+                tracing::warn!("sweeping expired sessions: {error}");
             }
         }
     });

@@ -119,7 +119,7 @@ pub async fn verify_mfa(app: &App, token: &str, code: &str) -> Result<(&'static 
             let step = mfa::matching_step(app, &secret, &row.username, code, now)?;
             let (codes, recovery) = app.code_key.recovery_set(row.account_id.0.as_bytes());
             shown = Some(codes);
-            EnrollmentProof::App { secret: secret.into(), step, recovery }
+            EnrollmentProof::App { secret: secret.into(), step, recovery, spent: None }
         }
         MfaRequirement::Email => {
             EnrollmentProof::Email { presented: app.code_key.digest(row.account_id.0.as_bytes(), code) }

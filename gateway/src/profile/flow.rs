@@ -92,12 +92,13 @@ pub async fn change_password(
         .map_err(|rule| Error::WeakPassword { reason: rule.to_string(), field: Some("new_password") })?;
     let password_hash = app.hasher.hash(new_password).await?;
     let command = Command::SetPassword { password_hash: password_hash.into(), via: PasswordVia::Change };
+    let mut ended = app.end_sessions(row.account_id, None).await?;
     app.accounts
         .execute_mailing(row.account_id, command, &app.ctx(), &as_user(row.account_id), notices::from(&client))
         .await
         .map_err(|e| app.refused(e))?;
     app.delivery.wake();
-    let ended = app.sessions.revoke_all(row.account_id, None).await?;
+    ended += app.end_sessions(row.account_id, None).await?;
     let fresh = app.sessions.create(row.account_id, &client).await?;
     tracing::info!(account = %row.account_id, sessions_ended = ended, "password changed; a fresh session goes on");
     Ok(fresh)
@@ -156,9 +157,13 @@ pub async fn finish_reenrollment(
     let state = app.accounts.state(row.account_id).await.map_err(Error::internal)?;
     let now = app.clock.now();
     let account = row.account_id.0.as_bytes();
-    let current_ok = mfa::matching_step(app, &old_secret, &row.username, current_code, now)?
-        .is_some_and(|step| state.last_totp_step.is_none_or(|last| step > last))
-        || state.recovery_codes.contains(&Some(app.code_key.recovery_digest(account, current_code)));
+    let by_app = mfa::matching_step(app, &old_secret, &row.username, current_code, now)?
+        .is_some_and(|step| state.last_totp_step.is_none_or(|last| step > last));
+    // Otherwise a recovery code: the decider checks it against the stream and records it used.
+    let spent = (!by_app)
+        .then(|| app.code_key.recovery_digest(account, current_code))
+        .filter(|digest| state.recovery_codes.contains(&Some(*digest)));
+    let current_ok = by_app || spent.is_some();
     let new_step = mfa::matching_step(app, &new_secret, &row.username, new_code, now)?;
     let (step, refusal) = match (current_ok, new_step) {
         (true, Some(step)) => (Some(step), None),
@@ -172,14 +177,19 @@ pub async fn finish_reenrollment(
         (true, None) => (None, Some(("code", "The code from the new authenticator is not correct."))),
     };
     let (codes, recovery) = app.code_key.recovery_set(account);
-    let proof = EnrollmentProof::App { secret: new_secret.into(), step, recovery };
+    let proof = EnrollmentProof::App { secret: new_secret.into(), step, recovery, spent };
     let command = Command::EnrollMfa { proof, invitation: None };
-    app.accounts
+    let events = app
+        .accounts
         .execute_mailing(row.account_id, command, &app.ctx(), &as_user(row.account_id), notices::from(client))
         .await
         .map_err(|e| app.refused(e))?;
     if let Some((field, message)) = refusal {
         return Err(Error::WrongCodeFor { field, message });
+    }
+    if !events.iter().any(|e| matches!(e, AccountEvent::MfaEnrolled(_))) {
+        // The recovery code was used up a moment ago, by another request.
+        return Err(Error::WrongCodeFor { field: "current_code", message: "That recovery code has been used." });
     }
     app.delivery.wake();
     app.offered_keys.withdraw(Slot::Account(row.account_id)).await?;

@@ -24,6 +24,8 @@ const TYPES: &[&str] = &[AccountInvited::TYPE, Deleted::TYPE];
 pub struct EmailIndex {
     db: Db,
     key: [u8; 32],
+    /// One catch-up at a time in this process; between processes, the position's compare-and-set.
+    turn: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What one page of the log changes.
@@ -35,7 +37,7 @@ struct Changes {
 
 impl EmailIndex {
     pub fn new(db: Db, key: [u8; 32]) -> EmailIndex {
-        EmailIndex { db, key }
+        EmailIndex { db, key, turn: Default::default() }
     }
 
     /// The digest of an address as typed: case and surrounding spaces do not matter.
@@ -88,14 +90,23 @@ impl EmailIndex {
         Ok(position.max(0) as u64)
     }
 
-    /// Applies one page of changes and the position it reaches, in one transaction. Every
-    /// gateway may apply the same page: adding is idempotent, and the position only moves on.
-    async fn apply(&self, changes: Changes, position: u64) -> Result<(), DbError> {
-        let at = position as i64;
+    /// Applies one page of changes read from `from` on and the position `to` it reaches, in one
+    /// transaction, if the index is still at `from`; false when another catch-up (another
+    /// gateway) moved it first. A page read before a `Deleted` was applied elsewhere must not
+    /// add the deleted account's digest back.
+    async fn apply(&self, changes: Changes, from: u64, to: u64) -> Result<bool, DbError> {
+        let (from, to) = (from as i64, to as i64);
         match &self.db {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
                     let tx = c.unchecked_transaction()?;
+                    let moved = tx.execute(
+                        "UPDATE email_index_position SET position = ?2 WHERE id = 1 AND position = ?1",
+                        [from, to],
+                    )?;
+                    if moved == 0 {
+                        return Ok(false);
+                    }
                     for (digest, account) in &changes.added {
                         tx.execute(
                             "INSERT OR IGNORE INTO email_index (digest, account_id) VALUES (?1, ?2)",
@@ -105,21 +116,36 @@ impl EmailIndex {
                     for account in &changes.erased {
                         tx.execute("DELETE FROM email_index WHERE account_id = ?1", [account.0.as_bytes()])?;
                     }
-                    tx.execute("UPDATE email_index_position SET position = max(position, ?1) WHERE id = 1", [at])?;
                     tx.commit()?;
                     if !changes.erased.is_empty() {
                         // The write-ahead log still holds the pages as they were before the
                         // deletion: fold it into the file (where `secure_delete` overwrote the
                         // rows) and empty it. A reader elsewhere may hold it a moment longer.
-                        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                        let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+                        if busy != 0 {
+                            tracing::warn!(
+                                "email index: the log could not be emptied after an erasure (a reader holds it)"
+                            );
+                        }
                     }
-                    Ok(())
+                    Ok(true)
                 })
                 .await
             }
             Db::Postgres(pool) => {
                 let mut client = Db::client(pool).await?;
                 let tx = client.transaction().await.map_err(pg)?;
+                // The row lock orders concurrent gateways; the loser finds the position moved.
+                let moved = tx
+                    .execute(
+                        "UPDATE email_index_position SET position = $2 WHERE id = 1 AND position = $1",
+                        &[&from, &to],
+                    )
+                    .await
+                    .map_err(pg)?;
+                if moved == 0 {
+                    return Ok(false);
+                }
                 for (digest, account) in &changes.added {
                     tx.execute(
                         "INSERT INTO email_index (digest, account_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -131,16 +157,15 @@ impl EmailIndex {
                 for account in &changes.erased {
                     tx.execute("DELETE FROM email_index WHERE account_id = $1", &[&account.0]).await.map_err(pg)?;
                 }
-                tx.execute("UPDATE email_index_position SET position = GREATEST(position, $1) WHERE id = 1", &[&at])
-                    .await
-                    .map_err(pg)?;
-                tx.commit().await.map_err(pg)
+                tx.commit().await.map_err(pg)?;
+                Ok(true)
             }
         }
     }
 
     /// Brings the index up to the store's head; returns the position reached.
     pub async fn catch_up(&self, store: &Store, keys: &Keys) -> Result<u64, DbError> {
+        let _turn = self.turn.lock().await;
         let mut position = self.position().await?;
         loop {
             // Read before the page: an event appended between the two is then after `head`,
@@ -149,8 +174,9 @@ impl EmailIndex {
             let page = store.read_all_of_types(position + 1, PAGE, TYPES).await?;
             let Some(last) = page.last().map(|event| event.position) else {
                 // Nothing of these types up to `head`.
-                if head > position {
-                    self.apply(Changes::default(), head).await?;
+                if head > position && !self.apply(Changes::default(), position, head).await? {
+                    position = self.position().await?;
+                    continue;
                 }
                 return Ok(head.max(position));
             };
@@ -172,8 +198,7 @@ impl EmailIndex {
                     Err(error) => tracing::warn!(account = %account, "email index: an event does not decode: {error}"),
                 }
             }
-            self.apply(changes, last).await?;
-            position = last;
+            position = if self.apply(changes, position, last).await? { last } else { self.position().await? };
         }
     }
 

@@ -38,8 +38,9 @@ fn parse_reset_token(token: &str) -> Option<(AccountId, SecretDigest)> {
 }
 
 /// Mails a reset link to an active account, or to a deactivated one the notice that says whom
-/// to ask; the mail is queued with the event. For the owner's request, the admin page and API,
-/// and `tenure admin reset-password`. Returns the queued mail's id, if a mail was queued.
+/// to ask; the mail is queued with the event. For the owner's request (`capped`: at most 3 links
+/// an hour), the admin page and API, and `tenure admin reset-password`. Returns the queued mail's
+/// id, if a mail was queued.
 pub async fn send_reset(
     accounts: &Accounts<Store, Keys>,
     public_url: &str,
@@ -48,6 +49,7 @@ pub async fn send_reset(
     account_id: AccountId,
     client: &Client,
 ) -> Result<Option<uuid::Uuid>, ExecuteError> {
+    let capped = matches!(meta.actor, tenure_store::Actor::User(_));
     let (token, token_digest) = new_reset_token(account_id)?;
     let url = format!("{public_url}/reset/{token}");
     let queued = std::sync::Mutex::new(None);
@@ -63,7 +65,9 @@ pub async fn send_reset(
         *queued.lock().unwrap_or_else(|p| p.into_inner()) = letters.first().map(|letter| letter.id);
         letters
     };
-    accounts.execute_mailing(account_id, Command::RequestPasswordReset { token_digest }, ctx, meta, compose).await?;
+    accounts
+        .execute_mailing(account_id, Command::RequestPasswordReset { token_digest, capped }, ctx, meta, compose)
+        .await?;
     Ok(queued.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
@@ -108,6 +112,7 @@ pub async fn reset_password(
     let command =
         Command::SetPassword { password_hash: password_hash.into(), via: PasswordVia::Reset { token_digest } };
     let account = row.account_id;
+    let mut ended = app.end_sessions(account, None).await?;
     match app.accounts.execute_mailing(account, command, &app.ctx(), &as_user(account), notices::from(client)).await {
         Ok(_) => {}
         // Used a moment ago (another tab, another gateway), or replaced by a newer link.
@@ -116,7 +121,7 @@ pub async fn reset_password(
         Err(error) => return Err(app.refused(error)),
     }
     app.delivery.wake();
-    let ended = app.sessions.revoke_all(account, None).await?;
+    ended += app.end_sessions(account, None).await?;
     tracing::info!(account = %account, sessions_ended = ended, "password reset through a mailed link");
     Ok(())
 }

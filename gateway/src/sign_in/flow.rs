@@ -273,7 +273,7 @@ pub async fn code(app: &App, flow_id: &str, code: &str, client: Client) -> Resul
         Step::SwitchApp { secret } => {
             let step = mfa::matching_step(app, secret, &row.username, code, now)?;
             let (codes, recovery) = app.code_key.recovery_set(account.0.as_bytes());
-            let proof = EnrollmentProof::App { secret: secret.clone().into(), step, recovery };
+            let proof = EnrollmentProof::App { secret: secret.clone().into(), step, recovery, spent: None };
             let command = Command::EnrollMfa { proof, invitation: None };
             let events = app
                 .accounts

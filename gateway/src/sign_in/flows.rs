@@ -228,6 +228,22 @@ impl Flows {
         Ok(removed == 1)
     }
 
+    /// Ends every sign-in in progress of `account`: after a password reset or a two-factor
+    /// reset, a sign-in that got past the old password must not go on to a session.
+    pub async fn end_all_of(&self, account: AccountId) -> Result<u64, DbError> {
+        match &self.db {
+            Db::Sqlite(connection) => {
+                Db::with(connection, move |c| {
+                    Ok(c.execute("DELETE FROM sign_in_flows WHERE account_id = ?1", [account.0.as_bytes()])? as u64)
+                })
+                .await
+            }
+            Db::Postgres(pool) => {
+                Db::execute(pool, "DELETE FROM sign_in_flows WHERE account_id = $1", &[&account.0]).await
+            }
+        }
+    }
+
     fn sealed(&self, key: &[u8; 32], step: &Step) -> Result<Option<Vec<u8>>, DbError> {
         match step {
             Step::EnrollApp { secret } | Step::SwitchApp { secret } => {
