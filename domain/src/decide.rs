@@ -445,12 +445,11 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
                 Status::Active | Status::Deactivated => {}
                 _ => return Err(AccountError::OnboardingIncomplete),
             }
-            match &state.enrollment {
-                Some(enrollment) if enrollment.method == MfaMethod::App => {}
-                // Emailed codes go to the mailbox: there is no key to void, and nothing to set up.
-                Some(_) => return Err(AccountError::NoAuthenticator),
-                None if state.recovery_codes.is_empty() => return Ok(vec![]),
-                None => {}
+            // Only an authenticator app (or codes left from one) has anything to void: emailed
+            // codes go to the mailbox, and an account already reset has set up nothing since.
+            let has_app = state.enrollment.as_ref().is_some_and(|e| e.method == MfaMethod::App);
+            if !has_app && state.recovery_codes.is_empty() {
+                return Err(AccountError::NoAuthenticator);
             }
             MfaReset { at: now }.into()
         }

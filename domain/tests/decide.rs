@@ -1081,8 +1081,9 @@ fn an_mfa_reset_voids_the_key_and_the_codes_and_the_next_sign_in_enrolls_anew() 
     assert!(state.enrollment.is_none() && state.recovery_codes.is_empty());
     given(events.clone()).when(recovery_sign_in(RECOVERY[0])).then_err(AccountError::MfaNotEnrolled);
     given(events.clone()).when(sign_in(Factor::Totp { step: Some(200) })).then_err(AccountError::MfaNotEnrolled);
-    // Nothing left to reset: nothing recorded.
-    given(events).when(Command::ResetMfa).then([]);
+    // Nothing left to reset: refused, nothing recorded.
+    given(events).when(Command::ResetMfa).then_err(AccountError::NoAuthenticator);
+    given(active()).when(Command::ResetMfa).then_err(AccountError::NoAuthenticator);
     given([invited(MfaRequirement::App)]).when(Command::ResetMfa).then_err(AccountError::OnboardingIncomplete);
 }
 

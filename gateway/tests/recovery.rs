@@ -10,7 +10,7 @@ use support::{Harness, now_secs, reset_token};
 use tenure_domain::decide::{Command, Ctx, Invite};
 use tenure_domain::events::{MfaRequirement, Org, PasswordReason, Role};
 use tenure_domain::{AccountEvent, AccountId, Clock, OrgId, Username};
-use tenure_store::{Actor, KeyStore, Meta, secrets};
+use tenure_store::{Actor, EventStore, KeyStore, Meta, secrets};
 use uuid::Uuid;
 
 const PASSWORD: &str = "mauve-otter-gravel-1987";
@@ -308,6 +308,14 @@ async fn a_recovery_code_stands_in_for_a_lost_authenticator_when_moving_to_a_new
 
 async fn an_administrator_resets_two_factor_and_sends_a_reset_link(h: Harness) {
     let (_, admin, admin_csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    // Nothing to reset (no authenticator app): refused, and the member stays signed in.
+    let (plain, plain_cookie, _) = h.signed_in("plain", Role::User, "acme").await;
+    let head = h.app.accounts.store.head().await.unwrap();
+    h.call("POST", &format!("/api/v1/admin/users/{plain}/reset-mfa"), None, Some(&admin), Some(&admin_csrf))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "not_allowed");
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&plain_cookie), None).await.status, StatusCode::OK);
+    assert_eq!(h.app.accounts.store.head().await.unwrap(), head, "nothing recorded");
     let (id, cookie, _, codes) = h.signed_in_with_codes("jdoe").await;
     let reset =
         h.call("POST", &format!("/api/v1/admin/users/{id}/reset-mfa"), None, Some(&admin), Some(&admin_csrf)).await;

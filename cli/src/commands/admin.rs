@@ -82,7 +82,7 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
         }
         Admin::ResetMfa { username } => {
             let account_id = resolve(&context, &username).await?;
-            let reset = flow::reset_two_factor(&context.accounts, &ctx, &meta, account_id, &command_line())
+            flow::reset_two_factor(&context.accounts, &ctx, &meta, account_id, &command_line())
                 .await
                 .with_context(|| format!("cannot reset the two-factor sign-in of {username}"))?;
             let location = context::location(global)?;
@@ -93,21 +93,13 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
                 context.accounts.keys.derive("csrf tokens"),
             )?;
             let ended = sessions.revoke_all(account_id, None).await?;
-            if reset.is_empty() {
-                println!("{username} has no second factor set up; {ended} sessions ended");
-            } else {
-                println!(
-                    "{username}'s authenticator and recovery codes no longer work; {ended} sessions ended; a new authenticator is set up at the next sign-in"
-                );
-                let outbox = tenure_store::outbox::Outbox::of(&context.accounts.store)?;
-                let notice = outbox.latest(account_id.0, tenure_gateway::notices::NOTICE_MAIL).await?;
-                crate::context::send_queued(
-                    global,
-                    &context,
-                    &notice.map(|(id, _)| id).into_iter().collect::<Vec<_>>(),
-                )
-                .await?;
-            }
+            println!(
+                "{username}'s authenticator and recovery codes no longer work; {ended} sessions ended; a new authenticator is set up at the next sign-in"
+            );
+            let outbox = tenure_store::outbox::Outbox::of(&context.accounts.store)?;
+            let notice = outbox.latest(account_id.0, tenure_gateway::notices::NOTICE_MAIL).await?;
+            let notice: Vec<uuid::Uuid> = notice.map(|(id, _)| id).into_iter().collect();
+            crate::context::send_queued(global, &context, &notice).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -184,12 +184,12 @@ pub async fn send_password_reset(
 /// Voids a member's authenticator and recovery codes: every session ends, the owner is told, and
 /// the next sign-in sets up a new authenticator after the password.
 pub async fn reset_mfa(app: &App, admin: &AccountRow, member: &AccountRow, client: &Client) -> Result<(), Error> {
-    let mut ended = app.end_sessions(member.account_id, None).await?;
+    // Sessions end only once the reset is recorded: a refused one changes nothing.
     reset_two_factor(&app.accounts, &app.ctx(), &admin_meta(admin), member.account_id, client)
         .await
         .map_err(|e| app.refused(e))?;
     app.delivery.wake();
-    ended += app.end_sessions(member.account_id, None).await?;
+    let ended = app.end_sessions(member.account_id, None).await?;
     tracing::info!(account = %member.account_id, by = %admin.account_id, sessions_ended = ended, "two-factor reset");
     Ok(())
 }
