@@ -16,6 +16,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod mfa;
+pub mod new_password;
 pub mod notices;
 pub mod offered_keys;
 pub mod ops;

@@ -375,18 +375,9 @@ async fn every_admin_form_refuses_the_signed_out_plain_users_other_orgs_and_miss
 }
 
 async fn a_deleted_profile_is_listed_and_recreated_under_a_free_username(h: Harness) {
-    use tenure_domain::decide::{Command, Ctx};
-    use tenure_store::{Actor, Meta};
     let (_, admin, _) = h.signed_in("boss", Role::Admin, "acme").await;
     let (gone, _, _) = h.signed_in("gone", Role::User, "acme").await;
-    let scheduler = Meta::new(Actor::Scheduler);
-    let now = tenure_domain::Clock::now(&*h.clock);
-    h.app
-        .accounts
-        .execute(gone, Command::Deactivate, &Ctx { now: now + Duration::days(200) }, &scheduler)
-        .await
-        .unwrap();
-    h.app.accounts.execute(gone, Command::Delete, &Ctx { now: now + Duration::days(400) }, &scheduler).await.unwrap();
+    h.delete(gone).await;
     h.caught_up().await;
 
     let page = h.page("/admin", Some(&admin)).await;

@@ -41,13 +41,11 @@ async fn post(app: &Arc<App>, uri: &str, body: Value) -> (StatusCode, Value) {
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-/// The tests of this file time the machine: one at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_and_known_usernames_take_the_same_time() {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
+/// A gateway over an embedded store in `dir`, on a manual clock, with its projections running.
+async fn gateway(
+    dir: &std::path::Path,
+    cost: HashCost,
+) -> (Arc<App>, Arc<ManualClock>, tokio::task::JoinHandle<Result<(), tenure_projections::ProjectionError>>) {
     let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
     let config = Config {
         public_url: "http://t".into(),
@@ -59,19 +57,22 @@ async fn unknown_and_known_usernames_take_the_same_time() {
         session_lifetimes: Default::default(),
         metrics_from: Default::default(),
     };
-    let mailer = Mailer::outbox(&dir.path().join("outbox"), "t@tenure.invalid").unwrap();
-    let app = App::open(
-        &tenure_store::Location::parse(None, dir.path()).unwrap(),
-        config,
-        mailer,
-        clock.clone(),
-        HashCost::default(),
-    )
-    .await
-    .unwrap();
+    let mailer = Mailer::outbox(&dir.join("outbox"), "t@tenure.invalid").unwrap();
+    let location = tenure_store::Location::parse(None, dir).unwrap();
+    let app = App::open(&location, config, mailer, clock.clone(), cost).await.unwrap();
     let runners =
         tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone()).await.unwrap().unwrap();
-    let runners = tokio::spawn(runners);
+    (app, clock, tokio::spawn(runners))
+}
+
+/// The tests of this file time the machine: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_known_usernames_take_the_same_time() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, clock, runners) = gateway(dir.path(), HashCost::default()).await;
 
     let (_, token_digest) = secrets::new_token().unwrap();
     let id = AccountId(Uuid::now_v7());
@@ -142,24 +143,8 @@ async fn unknown_and_known_usernames_take_the_same_time() {
 async fn reset_requests_take_the_same_time_whatever_the_name() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
-    let config = Config {
-        public_url: "http://t".into(),
-        insecure_cookies: false,
-        terms_version: 1,
-        issuer: "Tenure".into(),
-        address_quota: Default::default(),
-        trusted_proxies: Default::default(),
-        session_lifetimes: Default::default(),
-        metrics_from: Default::default(),
-    };
-    let mailer = Mailer::outbox(&dir.path().join("outbox"), "t@tenure.invalid").unwrap();
-    let location = tenure_store::Location::parse(None, dir.path()).unwrap();
     let cheap = HashCost { memory_kib: 1024, iterations: 1, parallelism: 1 };
-    let app = App::open(&location, config, mailer, clock.clone(), cheap).await.unwrap();
-    let runners =
-        tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone()).await.unwrap().unwrap();
-    let runners = tokio::spawn(runners);
+    let (app, clock, runners) = gateway(dir.path(), cheap).await;
     let meta = Meta::new(Actor::Operator("timing".into()));
     let scheduler = Meta::new(Actor::Scheduler);
     for (name, taken) in [("active", 0), ("sleeping", 1), ("gone", 2)] {

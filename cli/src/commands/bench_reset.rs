@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -13,12 +12,10 @@ use serde_json::json;
 use tenure_domain::decide::{Command, Ctx};
 use tenure_gateway::passwords::{HashCost, PasswordHasherPool};
 use tenure_gateway::routes::router;
-use tenure_gateway::state::{App, Config};
 use tenure_store::{Actor, EventStore, Meta};
 
-use super::bench_sign_in::{PASSWORD, prepare};
+use super::bench_sign_in::{PASSWORD, prepare, scratch_gateway};
 use crate::args::{BenchReset, Global};
-use crate::context::SystemClock;
 
 /// What each kind of request asks for: a name, or the floor.
 const KINDS: [(&str, Option<&str>); 5] = [
@@ -32,20 +29,7 @@ const KINDS: [(&str, Option<&str>); 5] = [
 pub async fn run(global: &Global, args: BenchReset) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&global.data_dir)?;
     let scratch = tempfile::Builder::new().prefix("bench-reset-").tempdir_in(&global.data_dir)?;
-    let config = Config {
-        public_url: "http://bench".into(),
-        insecure_cookies: true,
-        terms_version: 1,
-        issuer: "Tenure".into(),
-        // Every client is 127.0.0.1: the per-address limit would measure itself.
-        address_quota: tenure_gateway::limits::AddressQuota::unlimited(),
-        trusted_proxies: Default::default(),
-        session_lifetimes: Default::default(),
-        metrics_from: Default::default(),
-    };
-    let mailer = tenure_mail::Mailer::outbox(&scratch.path().join("outbox"), "bench@tenure.invalid")?;
-    let location = tenure_store::Location::parse(None, scratch.path()).map_err(anyhow::Error::msg)?;
-    let app = App::open(&location, config, mailer, Arc::new(SystemClock), HashCost::default()).await?;
+    let app = scratch_gateway(scratch.path()).await?;
     let phc = PasswordHasherPool::new(HashCost::default(), 1, 0)?.hash(PASSWORD.into()).await?;
     prepare(&app, 3, &phc).await?;
     let scheduler = Meta::new(Actor::Scheduler);

@@ -57,20 +57,7 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
 
     // Accounts that can each sign in once in the run (a TOTP time step is accepted once).
     let users = ((raw * args.seconds * 1.5) as usize).max(100);
-    // Every client comes from 127.0.0.1: the per-address limit would measure itself.
-    let config = Config {
-        public_url: "http://bench".into(),
-        insecure_cookies: true,
-        terms_version: 1,
-        issuer: "Tenure".into(),
-        address_quota: tenure_gateway::limits::AddressQuota::unlimited(),
-        trusted_proxies: Default::default(),
-        session_lifetimes: Default::default(),
-        metrics_from: Default::default(),
-    };
-    let mailer = tenure_mail::Mailer::outbox(&scratch.path().join("outbox"), "bench@tenure.invalid")?;
-    let location = tenure_store::Location::parse(None, scratch.path()).map_err(anyhow::Error::msg)?;
-    let app = App::open(&location, config, mailer, Arc::new(SystemClock), HashCost::default()).await?;
+    let app = scratch_gateway(scratch.path()).await?;
     println!(
         "sign-in benchmark: {cores} cores, {} clients, {:.0} s per part; preparing {users} accounts",
         args.clients, args.seconds
@@ -157,6 +144,24 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
     );
     server.abort();
     Ok(ExitCode::SUCCESS)
+}
+
+/// A gateway over a scratch embedded store in `dir`, mail into its outbox folder.
+pub(crate) async fn scratch_gateway(dir: &std::path::Path) -> anyhow::Result<Arc<App>> {
+    let config = Config {
+        public_url: "http://bench".into(),
+        insecure_cookies: true,
+        terms_version: 1,
+        issuer: "Tenure".into(),
+        // Every client comes from 127.0.0.1: the per-address limit would measure itself.
+        address_quota: tenure_gateway::limits::AddressQuota::unlimited(),
+        trusted_proxies: Default::default(),
+        session_lifetimes: Default::default(),
+        metrics_from: Default::default(),
+    };
+    let mailer = tenure_mail::Mailer::outbox(&dir.join("outbox"), "bench@tenure.invalid")?;
+    let location = tenure_store::Location::parse(None, dir).map_err(anyhow::Error::msg)?;
+    Ok(App::open(&location, config, mailer, Arc::new(SystemClock), HashCost::default()).await?)
 }
 
 /// Accounts bench00000…: invited, password set (one hash shared, as its cost is what the

@@ -2,12 +2,13 @@
 
 use tenure_domain::decide::{Command, EnrollmentProof, Factor, PasswordVia};
 use tenure_domain::events::{Client, CodePurpose, MfaRequirement};
-use tenure_domain::{AccountEvent, AccountId, SecretDigest, Username, password};
+use tenure_domain::{AccountEvent, AccountId, SecretDigest};
 use tenure_projections::AccountRow;
 use tenure_store::secrets;
 
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
+use crate::new_password::hash_new;
 use crate::offered_keys::Slot;
 use crate::state::{App, as_user};
 use crate::terms;
@@ -65,13 +66,7 @@ pub async fn set_password(
     confirm_password: &str,
 ) -> Result<&'static str, Error> {
     let (row, token_digest) = invited(app, token).await?;
-    if new_password != confirm_password {
-        return Err(Error::PasswordMismatch { field: None });
-    }
-    let username = Username::parse(&row.username).map_err(Error::internal)?;
-    password::check(&new_password, &username)
-        .map_err(|rule| Error::WeakPassword { reason: rule.to_string(), field: None })?;
-    let password_hash = app.hasher.hash(new_password).await?;
+    let password_hash = hash_new(&app.hasher, &row.username, new_password, confirm_password, false).await?;
     let command =
         Command::SetPassword { password_hash: password_hash.into(), via: PasswordVia::Invitation { token_digest } };
     app.accounts

@@ -18,6 +18,17 @@ pub fn page(status: StatusCode, template: impl Template) -> Response {
     }
 }
 
+/// A form drawn again with a refusal: its status, and `Retry-After` where it says when to try again.
+pub fn refused_page(status: StatusCode, retry_after: Option<u64>, template: impl Template) -> Response {
+    let mut response = page(status, template);
+    if let Some(seconds) = retry_after
+        && let Ok(value) = seconds.to_string().parse()
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 /// A redirect the browser follows with a GET.
 pub fn see(to: &str) -> Response {
     Redirect::to(to).into_response()

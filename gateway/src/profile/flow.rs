@@ -1,14 +1,15 @@
 //! What a signed-in user does with their own profile, free of HTTP.
 
 use chrono::{DateTime, Utc};
+use tenure_domain::AccountEvent;
 use tenure_domain::decide::{Command, EnrollmentProof, PasswordVia};
 use tenure_domain::events::{Client, MfaMethod, MfaRequirement, Profile, SignInMethod};
-use tenure_domain::{AccountEvent, Username, password};
 use tenure_projections::AccountRow;
 
 use crate::attempts::{attempt, held_back};
 use crate::error::Error;
 use crate::mfa::{self, MfaSetup};
+use crate::new_password::hash_new;
 use crate::offered_keys::Slot;
 use crate::sessions::SessionInfo;
 use crate::state::{App, as_user};
@@ -84,13 +85,7 @@ pub async fn change_password(
         attempt(app, row, Command::WrongCurrentPassword { client }).await?;
         return Err(Error::WrongCurrentPassword);
     }
-    if new_password != confirm_password {
-        return Err(Error::PasswordMismatch { field: Some("confirm_password") });
-    }
-    let username = Username::parse(&row.username).map_err(Error::internal)?;
-    password::check(&new_password, &username)
-        .map_err(|rule| Error::WeakPassword { reason: rule.to_string(), field: Some("new_password") })?;
-    let password_hash = app.hasher.hash(new_password).await?;
+    let password_hash = hash_new(&app.hasher, &row.username, new_password, confirm_password, true).await?;
     let command = Command::SetPassword { password_hash: password_hash.into(), via: PasswordVia::Change };
     let mut ended = app.end_sessions(row.account_id, None).await?;
     app.accounts

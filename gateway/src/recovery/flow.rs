@@ -4,13 +4,14 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tenure_domain::decide::{Command, Ctx, PasswordVia};
-use tenure_domain::events::{Client, NoticeReason};
-use tenure_domain::{Account, AccountError, AccountEvent, AccountId, SecretDigest, Status, Username, password};
+use tenure_domain::events::Client;
+use tenure_domain::{Account, AccountError, AccountEvent, AccountId, SecretDigest, Status};
 use tenure_mail::delivery;
 use tenure_projections::AccountRow;
 use tenure_store::{Accounts, ExecuteError, Keys, Meta, Store, secrets};
 
 use crate::error::Error;
+use crate::new_password::hash_new;
 use crate::notices;
 use crate::state::{App, as_user};
 
@@ -102,13 +103,7 @@ pub async fn reset_password(
     client: &Client,
 ) -> Result<(), Error> {
     let (row, token_digest) = open_link(app, token).await?;
-    if new_password != confirm_password {
-        return Err(Error::PasswordMismatch { field: Some("confirm_password") });
-    }
-    let username = Username::parse(&row.username).map_err(Error::internal)?;
-    password::check(&new_password, &username)
-        .map_err(|rule| Error::WeakPassword { reason: rule.to_string(), field: Some("new_password") })?;
-    let password_hash = app.hasher.hash(new_password).await?;
+    let password_hash = hash_new(&app.hasher, &row.username, new_password, confirm_password, true).await?;
     let command =
         Command::SetPassword { password_hash: password_hash.into(), via: PasswordVia::Reset { token_digest } };
     let account = row.account_id;
@@ -129,26 +124,16 @@ pub async fn reset_password(
 /// Mails the usernames `rows` (all of one address) to that address, recorded on the first
 /// account that may be told (active or deactivated, below its hourly cap of recovery mail).
 pub async fn remind_usernames(app: &App, rows: &[AccountRow]) -> Result<(), Error> {
-    let listed: Vec<(String, bool)> = rows
-        .iter()
-        .filter(|row| matches!(row.status(), Status::Active | Status::Deactivated))
-        .map(|row| (row.username.clone(), row.status() == Status::Active))
-        .collect();
-    if listed.is_empty() {
-        return Ok(());
-    }
+    let told: Vec<&AccountRow> =
+        rows.iter().filter(|row| matches!(row.status(), Status::Active | Status::Deactivated)).collect();
+    let listed: Vec<(String, bool)> =
+        told.iter().map(|row| (row.username.clone(), row.status() == Status::Active)).collect();
     let sign_in = format!("{}/sign-in", app.config.public_url);
-    for row in rows.iter().filter(|row| matches!(row.status(), Status::Active | Status::Deactivated)) {
-        let compose = |state: &Account, events: &[AccountEvent]| {
-            let reminded = events.iter().any(
-                |e| matches!(e, AccountEvent::SecurityNoticeSent(n) if n.reason == NoticeReason::UsernameReminder),
-            );
-            match (reminded, state.email()) {
-                (true, Some(to)) => {
-                    vec![delivery::letter(RECOVERY_MAIL, tenure_mail::texts::usernames(to, &listed, &sign_in))]
-                }
-                _ => vec![],
-            }
+    for row in &told {
+        // Called only for the reminder decided: it is the one event.
+        let compose = |state: &Account, _: &[AccountEvent]| match state.email() {
+            Some(to) => vec![delivery::letter(RECOVERY_MAIL, tenure_mail::texts::usernames(to, &listed, &sign_in))],
+            None => vec![],
         };
         let account = row.account_id;
         match app
@@ -164,7 +149,9 @@ pub async fn remind_usernames(app: &App, rows: &[AccountRow]) -> Result<(), Erro
             Err(error) => return Err(app.refused(error)),
         }
     }
-    tracing::info!("a username reminder was not sent: every account of the address reached its hourly cap");
+    if !told.is_empty() {
+        tracing::info!("a username reminder was not sent: every account of the address reached its hourly cap");
+    }
     Ok(())
 }
 

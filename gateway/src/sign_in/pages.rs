@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use crate::http::client::ClientInfo;
 use crate::http::fallback::{PageForm, PagePath};
 use crate::http::json::CodeBody;
 use crate::http::layout::refuse_form;
-use crate::http::render::{RecoveryCodesPage, TermsForm, TermsPage, enter, page, see};
+use crate::http::render::{RecoveryCodesPage, TermsForm, TermsPage, enter, page, refused_page, see};
 use crate::http::session::{SignedIn, SignedInPage, removal, session_cookie};
 use crate::mfa::{self, AppSetup};
 use crate::state::App;
@@ -146,13 +146,7 @@ pub async fn password(
                 error: Some(error.message.clone()),
                 notice: None,
             };
-            let mut response = page(error.status, again);
-            if let Some(seconds) = error.retry_after
-                && let Ok(value) = seconds.to_string().parse()
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            response
+            refused_page(error.status, error.retry_after, again)
         }
     }
 }
@@ -236,14 +230,8 @@ pub async fn recovery_code(
         Err(Error::FlowGone) => expired(),
         Err(error) => {
             let error = ApiError::from(error);
-            let mut response =
-                page(error.status, RecoveryCodePage { flow: flow_id, error: Some(error.message), notice: None });
-            if let Some(seconds) = error.retry_after
-                && let Ok(value) = seconds.to_string().parse()
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            response
+            let again = RecoveryCodePage { flow: flow_id, error: Some(error.message), notice: None };
+            refused_page(error.status, error.retry_after, again)
         }
     }
 }

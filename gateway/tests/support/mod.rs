@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use tenure_domain::decide::{Ctx, Invite};
+use tenure_domain::decide::{Command, Ctx, Invite};
 use tenure_domain::events::{MfaRequirement, Org, Role};
 use tenure_domain::{AccountId, Clock, OrgId, Username};
 use tenure_gateway::passwords::HashCost;
@@ -17,7 +17,7 @@ use tenure_gateway::routes::router;
 use tenure_gateway::state::{App, Config};
 use tenure_gateway::totp::Authenticator;
 use tenure_mail::Mailer;
-use tenure_store::{Actor, EventStore, Meta, secrets};
+use tenure_store::{Actor, EventStore, KeyStore, Meta, secrets};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -97,6 +97,23 @@ impl Harness {
     }
 
     pub async fn invite_org(&self, username: &str, mfa: MfaRequirement, role: Role, org: Org) -> (AccountId, String) {
+        self.invite_as(username, &format!("{username}@example.com"), mfa, role, org).await
+    }
+
+    /// A user of "acme" without MFA, invited at `email`.
+    pub async fn invite_at(&self, username: &str, email: &str) -> (AccountId, String) {
+        let acme = Org { id: OrgId("acme".into()), name: "ACME".into(), wholesale: false };
+        self.invite_as(username, email, MfaRequirement::None, Role::User, acme).await
+    }
+
+    async fn invite_as(
+        &self,
+        username: &str,
+        email: &str,
+        mfa: MfaRequirement,
+        role: Role,
+        org: Org,
+    ) -> (AccountId, String) {
         let (token, token_digest) = secrets::new_token().unwrap();
         let id = AccountId(Uuid::now_v7());
         let invite = Invite {
@@ -105,7 +122,7 @@ impl Harness {
             org,
             role,
             mfa,
-            email: format!("{username}@example.com"),
+            email: email.to_string(),
             display_name: None,
             token_digest,
         };
@@ -172,7 +189,7 @@ impl Harness {
 
     /// Accepts the terms of an invitation whose other steps are done (setting the password when
     /// it is not set yet): the session cookie and CSRF token of the first sign-in.
-    async fn onboarded(&self, id: AccountId, token: &str) -> (AccountId, String, String) {
+    pub async fn onboarded(&self, id: AccountId, token: &str) -> (AccountId, String, String) {
         let password =
             json!({"new_password": "mauve-otter-gravel-1987", "confirm_password": "mauve-otter-gravel-1987"});
         let info = self.call("GET", &format!("/api/v1/invitations/{token}"), None, None, None).await;
@@ -188,6 +205,21 @@ impl Harness {
             .unwrap()
             .to_string();
         (id, cookie, csrf)
+    }
+
+    /// What the scheduler does after six months without a sign-in: deactivates `id`.
+    pub async fn deactivate(&self, id: AccountId) {
+        let later = Ctx { now: self.clock.now() + Duration::days(200) };
+        let scheduler = Meta::new(Actor::Scheduler);
+        self.app.accounts.execute(id, Command::Deactivate, &later, &scheduler).await.unwrap();
+    }
+
+    /// And six months more: deletes it, destroying its key.
+    pub async fn delete(&self, id: AccountId) {
+        self.deactivate(id).await;
+        let later = Ctx { now: self.clock.now() + Duration::days(400) };
+        self.app.accounts.execute(id, Command::Delete, &later, &Meta::new(Actor::Scheduler)).await.unwrap();
+        self.app.accounts.keys.destroy(id).await.unwrap();
     }
 
     /// The username step; returns the flow id.
