@@ -63,8 +63,12 @@ impl SmtpSink {
         fn walk(dir: &Path, files: &mut Vec<(std::time::SystemTime, String)>) {
             for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let path = entry.path();
+                // A maildir writes each message into tmp/ first, then moves it whole into new/:
+                // what is in tmp/ may be half written.
                 if path.is_dir() {
-                    walk(&path, files);
+                    if !path.ends_with("tmp") {
+                        walk(&path, files);
+                    }
                 } else if let (Ok(text), Ok(meta)) = (std::fs::read_to_string(&path), entry.metadata()) {
                     files.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), text));
                 }
