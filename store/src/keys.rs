@@ -5,6 +5,8 @@
 //! At rest each data key is wrapped (XChaCha20-Poly1305) with a master key that lives outside
 //! both databases: `<data-dir>/master.key`, created with mode 0600 on first use.
 
+mod log_key;
+
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -108,6 +110,11 @@ impl SqliteKeyStore {
                  CREATE TABLE IF NOT EXISTS account_keys (
                      account_id BLOB PRIMARY KEY,
                      wrapped    BLOB NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS log_keys (
+                     key_id     BLOB    PRIMARY KEY,
+                     wrapped    BLOB    NOT NULL,
+                     created_at INTEGER NOT NULL
                  );",
             )
             .map_err(|e| key_error(path, e))?;

@@ -4,6 +4,7 @@
 //! chain), and `Accounts::execute`: load, fold, decide, append with the expected version.
 
 pub mod accounts;
+pub mod audit_log;
 pub mod backend;
 pub mod chain;
 pub mod codec;
@@ -12,6 +13,7 @@ pub mod conformance;
 pub mod disposable;
 pub mod event_store;
 pub mod keys;
+pub mod merkle;
 pub mod outbox;
 pub mod postgres;
 pub mod secrets;

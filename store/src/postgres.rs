@@ -13,7 +13,7 @@
 //! per batch rather than once per append. Other processes learn of appends through
 //! `NOTIFY tenure_events`, and subscriptions also poll, so a lost notification only delays.
 
-mod events;
+pub(crate) mod events;
 mod lock;
 mod migrations;
 mod pool;

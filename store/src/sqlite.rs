@@ -20,10 +20,11 @@ use uuid::Uuid;
 
 use crate::chain;
 use crate::event_store::*;
+use crate::merkle::{self, TreeWriter};
 
 /// "TENU": marks a SQLite file as a Tenure store.
 pub const APPLICATION_ID: i64 = 0x5445_4e55;
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// The most requests one group commit takes.
 const MAX_BATCH: usize = 1024;
 const IDLE_READERS: usize = 8;
@@ -68,7 +69,7 @@ CREATE INDEX outbox_pending ON outbox (next_try_at) WHERE sent_at IS NULL AND dr
 CREATE INDEX outbox_account ON outbox (account, kind, created_at);
 ";
 
-const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
+pub(crate) const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
                        recorded_at, actor, correlation_id, data, prev_hash, hash";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +139,12 @@ impl SqliteStore {
         let mut writer = Connection::open(path).map_err(|e| open_error(path, e))?;
         configure(&writer, path)?;
         migrate(&mut writer, path)?;
+        // A store written before the tree existed gets it now. A tree that cannot be extended
+        // (a hole in the log) is left for `tenure audit verify-store` to report: opening must
+        // still work for that.
+        if let Err(error) = merkle::sqlite::catch_up(&mut writer) {
+            tracing::warn!(%error, "the Merkle tree does not cover the log");
+        }
         let head = current_head(&writer).map_err(|e| open_error(path, e))?;
         let (head, _) = watch::channel(head);
         let writer = Arc::new(Writer {
@@ -148,11 +155,25 @@ impl SqliteStore {
         Ok(SqliteStore { inner: Arc::new(Inner { writer, readers: ReadPool::new(path) }) })
     }
 
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.inner.readers.read(read).await
+    }
+
+    /// Runs `work` on the writing connection, off the async threads, between group commits.
+    pub(crate) async fn with_writer<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let writer = self.inner.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = writer.connection.lock().map_err(|_| StoreError::Closed)?;
+            work(&mut connection.connection)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("writer task failed: {e}")))?
     }
 
     /// The store's file.
@@ -312,14 +333,19 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
         (0, 0) if tables == 0 => {
             tx.execute_batch(SCHEMA).map_err(|e| open_error(path, e))?;
             tx.execute_batch(OUTBOX).map_err(|e| open_error(path, e))?;
+            tx.execute_batch(merkle::sqlite::SCHEMA).map_err(|e| open_error(path, e))?;
             tx.execute_batch(&format!(
                 "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
             ))
             .map_err(|e| open_error(path, e))?;
         }
         (APPLICATION_ID, SCHEMA_VERSION) => {}
-        (APPLICATION_ID, 1) => {
-            tx.execute_batch(OUTBOX).map_err(|e| open_error(path, e))?;
+        (APPLICATION_ID, found @ 1..SCHEMA_VERSION) => {
+            if found < 2 {
+                tx.execute_batch(OUTBOX).map_err(|e| open_error(path, e))?;
+            }
+            // The tree itself is built from the events once the schema is in place.
+            tx.execute_batch(merkle::sqlite::SCHEMA).map_err(|e| open_error(path, e))?;
             tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")).map_err(|e| open_error(path, e))?;
         }
         (APPLICATION_ID, found) if found > SCHEMA_VERSION => {
@@ -359,7 +385,7 @@ fn read_error(path: &Path, error: rusqlite::Error) -> StoreError {
     }
 }
 
-fn current_head(connection: &Connection) -> rusqlite::Result<Position> {
+pub(crate) fn current_head(connection: &Connection) -> rusqlite::Result<Position> {
     connection.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get::<_, i64>(0).map(|p| p as u64))
 }
 
@@ -378,7 +404,7 @@ fn uuid(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, Box::new(e)))
 }
 
-fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
+pub(crate) fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let position = row.get::<_, i64>(0)? as u64;
     // A malformed row is reported with its position, so that an operator can find it.
     let at_position = |error: rusqlite::Error| match error {
@@ -499,13 +525,14 @@ fn apply_request(
     request: &WriteRequest,
     committed: &Heads,
     batch: &Heads,
+    tree: &mut TreeWriter,
 ) -> Result<(Vec<Appended>, Heads), AppendError> {
     let mut heads = Heads::new();
     let mut appended = Vec::with_capacity(request.appends.len());
     for append in &request.appends {
         let known =
             heads.get(&append.stream).or_else(|| batch.get(&append.stream)).or_else(|| committed.get(&append.stream));
-        let (result, head) = apply(connection, append, known.copied())?;
+        let (result, head) = apply(connection, append, known.copied(), tree)?;
         appended.push(result);
         heads.insert(append.stream.clone(), head);
     }
@@ -536,12 +563,21 @@ fn commit_batch(writer: &mut WriteConnection, batch: &[WriteRequest]) -> Vec<Res
     if let Err(error) = run(connection, "BEGIN IMMEDIATE") {
         return failed_all(error);
     }
+    // Read in the transaction: another process may have appended since this one last did.
+    let mut tree = match merkle::sqlite::load(connection) {
+        Ok(tree) => tree,
+        Err(error) => {
+            let _ = run(connection, "ROLLBACK");
+            return batch.iter().map(|_| Err(AppendError::Store(error.clone()))).collect();
+        }
+    };
+    let tree_size = tree.frontier.size();
     let mut results = Vec::with_capacity(batch.len());
     let mut batch_heads = Heads::new();
     if let [request] = batch {
         // Alone in the batch, a request needs no savepoint: on failure the whole transaction
         // is rolled back.
-        match apply_request(connection, request, &writer.heads, &batch_heads) {
+        match apply_request(connection, request, &writer.heads, &batch_heads, &mut tree) {
             Ok((appended, heads)) => {
                 batch_heads = heads;
                 results.push(Ok(appended));
@@ -557,21 +593,31 @@ fn commit_batch(writer: &mut WriteConnection, batch: &[WriteRequest]) -> Vec<Res
                 return failed_all(error);
             }
             // A failed request is undone alone; the rest of the batch is unaffected.
-            let (closed, result) = match apply_request(connection, request, &writer.heads, &batch_heads) {
+            let before = tree.clone();
+            let (closed, result) = match apply_request(connection, request, &writer.heads, &batch_heads, &mut tree) {
                 Ok((appended, heads)) => {
                     batch_heads.extend(heads);
                     (run(connection, "RELEASE request"), Ok(appended))
                 }
-                Err(error) => (
-                    run(connection, "ROLLBACK TO request").and_then(|()| run(connection, "RELEASE request")),
-                    Err(error),
-                ),
+                Err(error) => {
+                    tree = before;
+                    (
+                        run(connection, "ROLLBACK TO request").and_then(|()| run(connection, "RELEASE request")),
+                        Err(error),
+                    )
+                }
             };
             if let Err(error) = closed {
                 return failed_all(error);
             }
             results.push(result);
         }
+    }
+    if tree.frontier.size() != tree_size
+        && let Err(error) = merkle::sqlite::store(connection, &mut tree)
+    {
+        let _ = run(connection, "ROLLBACK");
+        return batch.iter().map(|_| Err(AppendError::Store(error.clone()))).collect();
     }
     if let Err(error) = run(connection, "COMMIT") {
         return failed_all(error);
@@ -612,6 +658,7 @@ fn apply(
     tx: &Connection,
     append: &StreamAppend,
     known: Option<(Version, [u8; 32])>,
+    tree: &mut TreeWriter,
 ) -> Result<(Appended, (Version, [u8; 32])), AppendError> {
     if append.events.is_empty() {
         // Nothing to write: only the expectation is checked, against the stored head.
@@ -657,13 +704,17 @@ fn apply(
     let mut position = 0;
     let mut insert = tx
         .prepare_cached(&format!(
-            "INSERT INTO events ({COLUMNS}) VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            "INSERT INTO events ({COLUMNS}, leaf) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         ))
         .map_err(store_error)?;
     for event in &append.events {
         version += 1;
         let hash = chain::hash(event, &append.stream, version, &prev_hash);
+        // The tree numbers the events: the next position is the one after the last it covers.
+        let at = tree.next_position();
+        let leaf = tree.push(&append.stream, version, &hash);
         let inserted = insert.execute(params![
+            at as i64,
             append.stream,
             version as i64,
             event.id.as_bytes(),
@@ -675,6 +726,7 @@ fn apply(
             event.data,
             prev_hash,
             hash,
+            leaf,
         ]);
         match inserted {
             Ok(_) => {}
@@ -687,7 +739,7 @@ fn apply(
             }
             Err(e) => return Err(store_error(e)),
         }
-        position = tx.last_insert_rowid() as u64;
+        position = at;
         prev_hash = hash;
     }
     Ok((Appended { version, position }, (version, prev_hash)))

@@ -15,12 +15,13 @@ use uuid::Uuid;
 use super::{Open, ensure_schema, pg_error, pool, pool_error};
 use crate::chain;
 use crate::event_store::*;
+use crate::merkle::{self, Frontier, TreeWriter};
 
 /// The most requests one group commit takes.
 const MAX_BATCH: usize = 512;
 const NOTIFY_CHANNEL: &str = "tenure_events";
 
-const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
+pub(crate) const COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
                        recorded_at, actor, correlation_id, data, prev_hash, hash";
 
 #[derive(Clone)]
@@ -57,6 +58,11 @@ impl PgStore {
     pub async fn open(url: &str, mode: Open) -> Result<PgStore, StoreError> {
         let pool = pool(url)?;
         ensure_schema(url, &pool, mode).await?;
+        // A database written before the tree existed gets it now; a tree that cannot be
+        // extended (a hole in the log) is left for `tenure audit verify-store` to report.
+        if let Err(error) = merkle::postgres::catch_up(&pool).await {
+            tracing::warn!(%error, "the Merkle tree does not cover the log");
+        }
         let client = pool.get().await.map_err(pool_error)?;
         let head = current_head(&**client).await?;
         drop(client);
@@ -182,7 +188,7 @@ impl EventStore for PgStore {
     }
 }
 
-fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+pub(crate) fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
     let position = row.try_get::<_, i64>(0).map_err(|e| StoreError::Corrupt(format!("an event's position: {e}")))?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("event at position {position}: {what}"));
     let column = |e: tokio_postgres::Error| corrupt(&e.to_string());
@@ -270,6 +276,7 @@ struct Rows {
     data: Vec<Vec<u8>>,
     prev_hash: Vec<Vec<u8>>,
     hash: Vec<Vec<u8>>,
+    leaf: Vec<Vec<u8>>,
 }
 
 type Heads = HashMap<String, (Version, [u8; 32])>;
@@ -299,7 +306,7 @@ async fn try_commit_batch(
     batch: &[WriteRequest],
 ) -> Result<Vec<Result<Vec<Appended>, AppendError>>, StoreError> {
     let failed = |e: tokio_postgres::Error| pg_error("append failed", &e);
-    let lock = client.prepare_cached("SELECT position FROM head FOR UPDATE").await.map_err(failed)?;
+    let lock = client.prepare_cached("SELECT position, tree FROM head FOR UPDATE").await.map_err(failed)?;
     let heads_sql = client
         .prepare_cached(
             // One index probe per stream, whatever its length.
@@ -340,6 +347,10 @@ async fn try_commit_batch(
     .await
     .map_err(failed)?;
     let mut position = head.get::<_, i64>(0) as Position;
+    let mut tree = TreeWriter::new(Frontier::decode(head.get(1))?);
+    if tree.frontier.size() != position {
+        merkle::postgres::extend(client, &mut tree, position).await?;
+    }
     let mut heads = Heads::new();
     for row in found {
         let stream: String = row.get(0);
@@ -385,6 +396,7 @@ async fn try_commit_batch(
                 version += 1;
                 position += 1;
                 let hash = chain::hash(event, &append.stream, version, &prev_hash);
+                rows.leaf.push(tree.push(&append.stream, version, &hash).to_vec());
                 rows.position.push(position as i64);
                 rows.stream.push(append.stream.clone());
                 rows.version.push(version as i64);
@@ -419,15 +431,19 @@ async fn try_commit_batch(
     // rollback.
     let insert = client
         .prepare_cached(&format!(
-            "WITH inserted AS (INSERT INTO events ({COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], \
+            "WITH inserted AS (INSERT INTO events ({COLUMNS}, leaf) SELECT * FROM unnest($1::bigint[], $2::text[], \
              $3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::bigint[], $8::text[], $9::uuid[], \
-             $10::bytea[], $11::bytea[], $12::bytea[])), \
-             moved AS (UPDATE head SET position = $13::bigint) \
-             SELECT pg_notify('{NOTIFY_CHANNEL}', ($13::bigint)::text)"
+             $10::bytea[], $11::bytea[], $12::bytea[], $13::bytea[])), \
+             moved AS (UPDATE head SET position = $14::bigint, tree = $15::bytea), \
+             nodes AS (INSERT INTO merkle_nodes (level, idx, hash) \
+             SELECT * FROM unnest($16::smallint[], $17::bigint[], $18::bytea[])) \
+             SELECT pg_notify('{NOTIFY_CHANNEL}', ($14::bigint)::text)"
         ))
         .await
         .map_err(failed)?;
     let head = position as i64;
+    let frontier = tree.frontier.encode();
+    let nodes = merkle::postgres::NodeColumns::of(&tree.completed);
     let (inserted, committed) = futures_util::future::join(
         client.query(
             &insert,
@@ -444,7 +460,12 @@ async fn try_commit_batch(
                 &rows.data,
                 &rows.prev_hash,
                 &rows.hash,
+                &rows.leaf,
                 &head,
+                &frontier,
+                &nodes.levels,
+                &nodes.indices,
+                &nodes.hashes,
             ],
         ),
         client.batch_execute("COMMIT"),
