@@ -330,9 +330,13 @@ pub enum Mfa {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Audit {
+    #[command(subcommand)]
+    pub log: Option<AuditLog>,
     /// A username or an account id.
-    pub who: String,
+    #[arg(required = true)]
+    pub who: Option<String>,
     /// Print the account's state at this time (RFC 3339) instead of its history.
     #[arg(long, value_parser = parse_time)]
     pub as_of: Option<DateTime<Utc>>,
@@ -341,6 +345,43 @@ pub struct Audit {
     /// Check the stream's hash chain; exit non-zero naming the first bad event.
     #[arg(long, conflicts_with = "as_of")]
     pub verify: bool,
+    /// Print every event as stored with its inclusion proof against the latest signed head (a
+    /// JSON file for `tenure audit check-proof`).
+    #[arg(long, conflicts_with_all = ["as_of", "verify"])]
+    pub proof: bool,
+}
+
+/// The verifiable log (SPEC §12). A username that is one of these words is audited by its id.
+#[derive(Debug, Subcommand)]
+pub enum AuditLog {
+    /// Prints the latest signed tree head as JSON, signing one first if the log grew since.
+    Head,
+    /// Prints the log's Ed25519 public key (PEM), which checks heads and proofs.
+    PublicKey,
+    /// Checks the whole store: every chain, positions 1..n, the tree against every signed head
+    /// and, with --head, against a head saved earlier. Exits non-zero naming each problem.
+    VerifyStore {
+        /// A signed head saved earlier (the JSON `tenure audit head` prints).
+        #[arg(long)]
+        head: Option<PathBuf>,
+    },
+    /// Proves that the log of one saved head is a prefix of the log of a later one.
+    Consistency {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Checks a proof saved from `tenure audit <account> --proof`, offline.
+    CheckProof {
+        file: PathBuf,
+        /// The log's public key as `tenure audit public-key` printed it; without it, the key
+        /// written in the proof is used.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Builds the Merkle tree again from the events.
+    RebuildTree,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

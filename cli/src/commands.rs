@@ -1,5 +1,6 @@
 mod admin;
 mod audit;
+mod audit_log;
 mod bench;
 mod bench_flows;
 mod bench_reset;

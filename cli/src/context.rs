@@ -42,12 +42,23 @@ pub async fn open(global: &Global, mode: Open) -> anyhow::Result<Context> {
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     }
     let (store, keys) = location(global)?.open(mode).await?;
+    Ok(context(global, store, keys))
+}
+
+/// The store for checking it: opened even when its events no longer match its keys, which is
+/// what an auditor may be looking for.
+pub async fn open_for_audit(global: &Global) -> anyhow::Result<Context> {
+    let (store, keys) = location(global)?.open_unchecked(Open::MustExist).await?;
+    Ok(context(global, store, keys))
+}
+
+fn context(global: &Global, store: Store, keys: Keys) -> Context {
     let public_url = global.public_url.clone().unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"));
-    Ok(Context {
+    Context {
         accounts: Accounts::new(store, keys),
         public_url: public_url.trim_end_matches('/').to_string(),
         clock: Box::new(SystemClock),
-    })
+    }
 }
 
 /// The read models beside the store.

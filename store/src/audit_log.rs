@@ -1,6 +1,9 @@
 //! The verifiable audit log over whichever backend holds the events: the tree's reads, signed
 //! tree heads, and proofs. Heads are signed only for a tree that extends the last signed one.
 
+pub mod proof_file;
+pub mod verify;
+
 use crate::backend::{Keys, Store};
 use crate::event_store::{RecordedEvent, StoreError};
 use crate::merkle::heads::{LogKey, SignedHead};
@@ -19,10 +22,7 @@ impl Store {
     /// The tree as the last append left it.
     pub async fn tree_frontier(&self) -> Result<Frontier, StoreError> {
         match self {
-            Store::Sqlite(s) => {
-                let bytes = s.read(merkle::sqlite::stored_frontier).await?;
-                bytes.map_or(Ok(Frontier::default()), |b| Frontier::decode(&b))
-            }
+            Store::Sqlite(s) => s.read(|c| Ok(merkle::sqlite::frontier_at(c, crate::sqlite::current_head(c)?))).await?,
             Store::Postgres(s) => merkle::postgres::frontier(&pg_client(s).await?).await,
         }
     }

@@ -61,6 +61,17 @@ impl Location {
     /// Opens the event store and the key store. The key store is made only for an empty event
     /// store, and must be the one that sealed the events of a store that has some.
     pub async fn open(&self, mode: Open) -> Result<(Store, Keys), StoreError> {
+        let (store, keys) = self.open_unchecked(mode).await?;
+        if store.head().await? > 0 {
+            let (keys_path, _) = key_store_paths(self.data_dir());
+            keys_sealed(&store, &keys, &keys_path).await?;
+        }
+        Ok((store, keys))
+    }
+
+    /// As `open`, without checking that the key store sealed the events: for auditors, who must
+    /// be able to read a store whose events were tampered with.
+    pub async fn open_unchecked(&self, mode: Open) -> Result<(Store, Keys), StoreError> {
         let store = self.open_events(mode).await?;
         let empty = store.head().await? == 0;
         let create = mode == Open::CreateIfMissing && empty;
@@ -75,9 +86,6 @@ impl Location {
                 Keys::Postgres(PgKeyStore::open(url, &master, create).await.map_err(lost)?)
             }
         };
-        if !empty {
-            keys_sealed(&store, &keys, &keys_path).await?;
-        }
         Ok((store, keys))
     }
 

@@ -116,6 +116,34 @@ impl Frontier {
         acc
     }
 
+    /// The frontier of the first `size` leaves, from kept hashes: `kept(level, from, to)` gives
+    /// the kept hashes with index `from..to` at a kept level (0: the leaves), fewer when some
+    /// are missing.
+    pub fn from_kept(
+        size: u64,
+        mut kept: impl FnMut(u32, u64, u64) -> Result<Vec<Hash>, StoreError>,
+    ) -> Result<Frontier, StoreError> {
+        let mut roots = Vec::new();
+        let mut start = 0;
+        for level in (0..64).rev().filter(|bit| size >> bit & 1 == 1) {
+            let base = level - level % STRIDE;
+            let count = 1u64 << (level - base);
+            let from = start >> base;
+            let mut hashes = kept(base, from, from + count)?;
+            if hashes.len() as u64 != count {
+                return Err(StoreError::Corrupt(format!(
+                    "the kept Merkle tree lacks hashes at level {base} from {from}: run `tenure audit rebuild-tree`"
+                )));
+            }
+            while hashes.len() > 1 {
+                hashes = hashes.chunks_exact(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
+            }
+            roots.push((level, hashes[0]));
+            start += 1u64 << level;
+        }
+        Ok(Frontier { size, roots })
+    }
+
     /// `size` (8 bytes, big-endian), then each root (level byte, 32 bytes).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + self.roots.len() * 33);
@@ -235,6 +263,31 @@ mod tests {
         let level8: Vec<_> = kept.iter().filter(|(l, _)| *l == 8).map(|(_, i)| *i).collect();
         assert_eq!(level8, (0..257).collect::<Vec<_>>());
         assert_eq!(kept.iter().filter(|(l, _)| *l == 16).count(), 1);
+    }
+
+    #[test]
+    fn a_frontier_is_rebuilt_from_the_kept_hashes() {
+        let mut frontier = Frontier::default();
+        let mut leaves = Vec::new();
+        let mut kept = std::collections::HashMap::new();
+        for i in 0..70_000u64 {
+            let leaf = leaf_hash(&i.to_be_bytes());
+            leaves.push(leaf);
+            frontier.push(leaf, |node| {
+                kept.insert((node.level, node.index), node.hash);
+            });
+            if [1, 255, 256, 257, 65_535, 65_536, 69_999].contains(&i) {
+                let rebuilt = Frontier::from_kept(frontier.size(), |level, from, to| {
+                    Ok(match level {
+                        0 => leaves[from as usize..(to as usize).min(leaves.len())].to_vec(),
+                        _ => (from..to).map_while(|i| kept.get(&(level, i)).copied()).collect(),
+                    })
+                })
+                .unwrap();
+                assert_eq!(rebuilt, frontier, "size {}", frontier.size());
+            }
+        }
+        assert!(Frontier::from_kept(70_000, |_, _, _| Ok(vec![])).is_err());
     }
 
     #[test]

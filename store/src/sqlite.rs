@@ -101,6 +101,8 @@ struct WriteConnection {
     connection: Connection,
     /// Stream heads as of the last commit through this connection.
     heads: Heads,
+    /// The Merkle tree's frontier as of the last commit through this connection.
+    tree: Option<merkle::Frontier>,
 }
 
 /// Stream name → (version, hash) of its last event. A head taken from here is always a true past
@@ -149,7 +151,7 @@ impl SqliteStore {
         let (head, _) = watch::channel(head);
         let writer = Arc::new(Writer {
             queue: Mutex::default(),
-            connection: Mutex::new(WriteConnection { connection: writer, heads: Heads::new() }),
+            connection: Mutex::new(WriteConnection { connection: writer, heads: Heads::new(), tree: None }),
             head,
         });
         Ok(SqliteStore { inner: Arc::new(Inner { writer, readers: ReadPool::new(path) }) })
@@ -170,6 +172,8 @@ impl SqliteStore {
         let writer = self.inner.writer.clone();
         tokio::task::spawn_blocking(move || {
             let mut connection = writer.connection.lock().map_err(|_| StoreError::Closed)?;
+            // What `work` writes is not in the commit caches' view.
+            connection.tree = None;
             work(&mut connection.connection)
         })
         .await
@@ -564,7 +568,7 @@ fn commit_batch(writer: &mut WriteConnection, batch: &[WriteRequest]) -> Vec<Res
         return failed_all(error);
     }
     // Read in the transaction: another process may have appended since this one last did.
-    let mut tree = match merkle::sqlite::load(connection) {
+    let mut tree = match merkle::sqlite::load(connection, writer.tree.take()) {
         Ok(tree) => tree,
         Err(error) => {
             let _ = run(connection, "ROLLBACK");
@@ -614,7 +618,7 @@ fn commit_batch(writer: &mut WriteConnection, batch: &[WriteRequest]) -> Vec<Res
         }
     }
     if tree.frontier.size() != tree_size
-        && let Err(error) = merkle::sqlite::store(connection, &mut tree)
+        && let Err(error) = merkle::sqlite::store(&writer.connection, &mut tree)
     {
         let _ = run(connection, "ROLLBACK");
         return batch.iter().map(|_| Err(AppendError::Store(error.clone()))).collect();
@@ -622,6 +626,7 @@ fn commit_batch(writer: &mut WriteConnection, batch: &[WriteRequest]) -> Vec<Res
     if let Err(error) = run(connection, "COMMIT") {
         return failed_all(error);
     }
+    writer.tree = Some(tree.frontier);
     if writer.heads.len() + batch_heads.len() > MAX_CACHED_HEADS {
         writer.heads.clear();
     }

@@ -19,9 +19,13 @@ const REDACTED: &str = "redacted";
 const SECRET_FIELDS: [&str; 2] = ["password_hash", "totp_secret"];
 
 pub async fn run(global: &Global, audit: Audit) -> anyhow::Result<ExitCode> {
+    if let Some(command) = audit.log {
+        return super::audit_log::run(global, command).await;
+    }
+    let who = audit.who.ok_or_else(|| anyhow!("name an account, or a command such as `tenure audit head`"))?;
     let context = context::open(global, Open::MustExist).await?;
     let accounts = &context.accounts;
-    let id = accounts.resolve(&audit.who).await?.ok_or_else(|| anyhow!("no account named {:?}", audit.who))?;
+    let id = accounts.resolve(&who).await?.ok_or_else(|| anyhow!("no account named {who:?}"))?;
     let recorded = accounts.store.read_stream(&id.stream(), 1).await?;
     // Only a recorded deletion destroys a key: a key missing without one was lost, and its
     // personal data must not pass for erased, nor the history for intact.
@@ -31,6 +35,10 @@ pub async fn run(global: &Global, audit: Audit) -> anyhow::Result<ExitCode> {
             "the data key of account {id} is missing, and no Deleted event destroyed it: its personal data is \
              lost, not erased; restore keys.db and master.key from a backup (docs/operations.md)"
         );
+    }
+
+    if audit.proof {
+        return super::audit_log::prove_account(&context, id).await;
     }
 
     if audit.verify {

@@ -78,6 +78,22 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         }
     });
 
+    // The log key is made at first start; then a head is signed at most once a minute while
+    // events arrive (ADR 0016), by whichever gateways run: the first head of a size is kept.
+    let log_key = app.accounts.keys.log_key().await?;
+    let signer = app.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            let store = &signer.accounts.store;
+            let now = signer.clock.now().timestamp_millis().max(0) as u64;
+            if let Err(error) = store.sign_head(&log_key, now).await {
+                tracing::error!("signing a tree head: {error}");
+            }
+        }
+    });
+
     if serve.with_scheduler {
         // The lease may be held by another scheduler: waiting for it must not hold up serving.
         let (global, days, app) = (global.clone(), serve.quarantine.days, app.clone());

@@ -118,7 +118,8 @@ impl PublicKey {
     }
 }
 
-mod base64_bytes {
+/// Fixed-size bytes as base64 in JSON.
+pub mod base64_bytes {
     use super::*;
 
     pub fn serialize<S: serde::Serializer, const N: usize>(bytes: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
@@ -129,6 +130,38 @@ mod base64_bytes {
         let text = String::deserialize(d)?;
         let bytes = STANDARD.decode(text).map_err(serde::de::Error::custom)?;
         bytes.try_into().map_err(|_| serde::de::Error::custom(format!("expected {N} bytes")))
+    }
+}
+
+/// Bytes of any length as base64 in JSON.
+pub mod base64_vec {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD.decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A list of hashes as a list of base64 strings in JSON.
+pub mod base64_list {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(hashes: &[Hash], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(hashes.iter().map(|h| STANDARD.encode(h)))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(|text| {
+                let bytes = STANDARD.decode(text).map_err(serde::de::Error::custom)?;
+                bytes.try_into().map_err(|_| serde::de::Error::custom("a hash is 32 bytes"))
+            })
+            .collect()
     }
 }
 

@@ -13,15 +13,28 @@ use crate::postgres::{pg_error, pool_error};
 
 const PAGE: i64 = 4096;
 
+/// Checks the frontier read under the head lock against the head. Every append moves both in one
+/// statement, so they differ only in a database written before the tree existed (no tree: it is
+/// built now) or by someone else (never taken into the tree).
+pub async fn reconcile(client: &impl GenericClient, tree: &mut TreeWriter, head: Position) -> Result<(), StoreError> {
+    match tree.frontier.size() {
+        size if size == head => Ok(()),
+        size if size > head => Err(removed(size, head)),
+        0 => {
+            tracing::info!(events = head, "building the Merkle tree over the log");
+            extend(client, tree, head).await
+        }
+        size => Err(StoreError::Corrupt(format!(
+            "positions {} to {head} were written without the Merkle tree (not by Tenure); \
+             nothing is appended until `tenure audit verify-store` has been run",
+            size + 1
+        ))),
+    }
+}
+
 /// Extends `tree` over the events after it up to `head`, inside the caller's transaction (which
 /// holds the head lock), recording their leaves and the completed roots.
-pub async fn extend(client: &impl GenericClient, tree: &mut TreeWriter, head: Position) -> Result<(), StoreError> {
-    if tree.frontier.size() > head {
-        return Err(removed(tree.frontier.size(), head));
-    }
-    if tree.frontier.size() < head {
-        tracing::info!(from = tree.frontier.size(), to = head, "extending the Merkle tree over the log");
-    }
+async fn extend(client: &impl GenericClient, tree: &mut TreeWriter, head: Position) -> Result<(), StoreError> {
     let failed = |e: tokio_postgres::Error| pg_error("cannot extend the Merkle tree", &e);
     while tree.frontier.size() < head {
         let page = read_page(client, tree.frontier.size() as i64, PAGE).await?;
@@ -93,10 +106,10 @@ pub async fn catch_up(pool: &Pool) -> Result<(), StoreError> {
     let row = tx.query_one("SELECT position, tree FROM head FOR UPDATE", &[]).await.map_err(failed)?;
     let head = row.get::<_, i64>(0) as Position;
     let mut tree = TreeWriter::new(Frontier::decode(row.get(1))?);
-    if tree.frontier.size() >= head {
+    if tree.frontier.size() != 0 || head == 0 {
         return Ok(());
     }
-    extend(&tx, &mut tree, head).await?;
+    reconcile(&tx, &mut tree, head).await?;
     tx.execute("UPDATE head SET tree = $1", &[&tree.frontier.encode()]).await.map_err(failed)?;
     tx.commit().await.map_err(failed)
 }

@@ -18,11 +18,6 @@ CREATE TABLE merkle_nodes (
     hash  BLOB    NOT NULL,
     PRIMARY KEY (level, idx)
 ) WITHOUT ROWID;
-CREATE TABLE merkle_frontier (
-    only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
-    frontier BLOB    NOT NULL
-);
-INSERT INTO merkle_frontier VALUES (1, x'0000000000000000');
 CREATE TABLE tree_heads (
     tree_size INTEGER PRIMARY KEY,
     root_hash BLOB    NOT NULL,
@@ -32,24 +27,50 @@ CREATE TABLE tree_heads (
 );
 ";
 
-/// The tree as stored, caught up with events it does not cover yet. A tree that covers more
-/// events than the log holds means events were removed: nothing is appended then, since a new
-/// event would take a position a signed head already covers.
-pub fn load(connection: &Connection) -> Result<TreeWriter, StoreError> {
-    let failed = |e: rusqlite::Error| write_error("cannot read the Merkle tree", &e);
-    let mut tree = TreeWriter::new(frontier(connection)?);
-    let head = current_head(connection).map_err(failed)?;
-    if tree.frontier.size() > head {
-        return Err(removed(tree.frontier.size(), head));
-    }
-    if tree.frontier.size() < head {
-        extend(connection, &mut tree, head)?;
-        store(connection, &mut tree)?;
-    }
-    Ok(tree)
+fn read_failed(e: rusqlite::Error) -> StoreError {
+    write_error("cannot read the Merkle tree", &e)
 }
 
-/// Writes the completed roots and the frontier, inside the caller's transaction.
+/// The frontier of the first `size` events, from their leaves and the kept roots.
+pub fn frontier_at(connection: &Connection, size: u64) -> Result<Frontier, StoreError> {
+    Frontier::from_kept(size, |level, from, to| {
+        match level {
+            0 => leaves(connection, from, to),
+            _ => nodes(connection, level, from, to),
+        }
+        .map_err(read_failed)
+    })
+}
+
+/// The tree to extend with the next append. The writer keeps the frontier of its last commit
+/// (`cached`), good while no other process appended since; otherwise it is read from the kept
+/// hashes, which costs a few hundred reads, not a page written per commit. A signed head or a
+/// kept root beyond the log's end means events were removed: nothing is appended then, since a
+/// new event would take a position a signed head already covers.
+pub fn load(connection: &Connection, cached: Option<Frontier>) -> Result<TreeWriter, StoreError> {
+    let head = current_head(connection).map_err(read_failed)?;
+    if let Some(frontier) = cached {
+        if frontier.size() == head {
+            return Ok(TreeWriter::new(frontier));
+        }
+        if frontier.size() > head {
+            return Err(removed(frontier.size(), head));
+        }
+    }
+    let covered: i64 = connection
+        .prepare_cached(
+            "SELECT max(coalesce((SELECT max(tree_size) FROM tree_heads), 0), \
+                        coalesce((SELECT (max(idx) + 1) << 8 FROM merkle_nodes WHERE level = 8), 0))",
+        )
+        .and_then(|mut select| select.query_row([], |row| row.get(0)))
+        .map_err(read_failed)?;
+    if covered as u64 > head {
+        return Err(removed(covered as u64, head));
+    }
+    Ok(TreeWriter::new(frontier_at(connection, head)?))
+}
+
+/// Writes the roots completed since the tree was loaded, inside the caller's transaction.
 pub fn store(connection: &Connection, tree: &mut TreeWriter) -> Result<(), StoreError> {
     let failed = |e: rusqlite::Error| write_error("cannot write the Merkle tree", &e);
     let mut insert = connection
@@ -58,16 +79,16 @@ pub fn store(connection: &Connection, tree: &mut TreeWriter) -> Result<(), Store
     for node in tree.completed.drain(..) {
         insert.execute(params![node.level, node.index as i64, node.hash]).map_err(failed)?;
     }
-    connection
-        .prepare_cached("UPDATE merkle_frontier SET frontier = ?1")
-        .and_then(|mut update| update.execute([tree.frontier.encode()]))
-        .map_err(failed)?;
     Ok(())
 }
 
-/// Extends the tree over the events after it up to `head`, recording their leaves.
-fn extend(connection: &Connection, tree: &mut TreeWriter, head: Position) -> Result<(), StoreError> {
-    tracing::info!(from = tree.frontier.size(), to = head, "extending the Merkle tree over the log");
+/// Extends the tree over the events after it up to `head`, recording their leaves and roots.
+fn extend(
+    connection: &Connection,
+    tree: &mut TreeWriter,
+    head: Position,
+    progress: &dyn Fn(u64),
+) -> Result<(), StoreError> {
     let failed = |e: rusqlite::Error| write_error("cannot extend the Merkle tree", &e);
     let mut update = connection.prepare_cached("UPDATE events SET leaf = ?1 WHERE position = ?2").map_err(failed)?;
     while tree.frontier.size() < head {
@@ -82,56 +103,41 @@ fn extend(connection: &Connection, tree: &mut TreeWriter, head: Position) -> Res
             let leaf = tree.push(&event.stream, event.version, &event.hash);
             update.execute(params![leaf, event.position as i64]).map_err(failed)?;
         }
+        store(connection, tree)?;
+        progress(tree.frontier.size());
     }
     Ok(())
 }
 
-fn frontier(connection: &Connection) -> Result<Frontier, StoreError> {
-    let stored: Option<Vec<u8>> = connection
-        .prepare_cached("SELECT frontier FROM merkle_frontier")
-        .and_then(|mut select| select.query_row([], |row| row.get(0)).optional())
-        .map_err(|e| write_error("cannot read the Merkle tree", &e))?;
-    // A removed row is a tree to build again from the first event.
-    stored.map_or(Ok(Frontier::default()), |bytes| Frontier::decode(&bytes))
-}
-
-/// Makes the tree cover the whole log, in one transaction; a no-op when it already does.
+/// Builds the tree of a store written before the tree existed: its first event has no leaf.
+/// Events without a leaf after others that have one were not written by Tenure: they are left
+/// for `tenure audit verify-store` to report, never taken into the tree.
 pub fn catch_up(connection: &mut Connection) -> Result<(), StoreError> {
-    let failed = |e: rusqlite::Error| write_error("cannot extend the Merkle tree", &e);
+    let failed = |e: rusqlite::Error| write_error("cannot build the Merkle tree", &e);
     let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(failed)?;
-    let stored = frontier(&tx)?;
-    if stored.size() >= current_head(&tx).map_err(failed)? {
+    let absent: bool = tx
+        .query_row("SELECT leaf IS NULL FROM events ORDER BY position LIMIT 1", [], |row| row.get(0))
+        .optional()
+        .map_err(failed)?
+        .unwrap_or(false);
+    if !absent {
         return Ok(());
     }
-    load(&tx)?;
+    let head = current_head(&tx).map_err(failed)?;
+    tracing::info!(events = head, "building the Merkle tree over the log");
+    let mut tree = TreeWriter::new(Frontier::default());
+    extend(&tx, &mut tree, head, &|_| {})?;
     tx.commit().map_err(failed)
 }
 
-/// Builds the tree again from the events: every leaf, kept root and the frontier.
+/// Builds the tree again from the events: every leaf and kept root.
 pub fn rebuild(connection: &mut Connection, progress: &dyn Fn(u64)) -> Result<Frontier, StoreError> {
     let failed = |e: rusqlite::Error| write_error("cannot rebuild the Merkle tree", &e);
     let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(failed)?;
-    tx.execute_batch("DELETE FROM merkle_nodes; DELETE FROM merkle_frontier; UPDATE events SET leaf = NULL;")
-        .map_err(failed)?;
-    tx.execute("INSERT INTO merkle_frontier VALUES (1, ?1)", [Frontier::default().encode()]).map_err(failed)?;
+    tx.execute_batch("DELETE FROM merkle_nodes; UPDATE events SET leaf = NULL;").map_err(failed)?;
+    let head = current_head(&tx).map_err(failed)?;
     let mut tree = TreeWriter::new(Frontier::default());
-    let mut update = tx.prepare("UPDATE events SET leaf = ?1 WHERE position = ?2").map_err(failed)?;
-    let mut after = 0i64;
-    loop {
-        let page = read_page(&tx, after, 4096)?;
-        let Some((last, _)) = page.last() else { break };
-        after = last.position as i64;
-        for (event, _) in &page {
-            if event.position != tree.next_position() {
-                return Err(missing(tree.next_position()));
-            }
-            let leaf = tree.push(&event.stream, event.version, &event.hash);
-            update.execute(params![leaf, event.position as i64]).map_err(failed)?;
-        }
-        progress(tree.frontier.size());
-    }
-    drop(update);
-    store(&tx, &mut tree)?;
+    extend(&tx, &mut tree, head, progress)?;
     tx.commit().map_err(failed)?;
     Ok(tree.frontier)
 }
@@ -167,10 +173,6 @@ pub fn nodes(connection: &Connection, level: u32, from: u64, to: u64) -> rusqlit
         .prepare_cached("SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx >= ?2 AND idx < ?3 ORDER BY idx")?;
     let rows = select.query_map(params![level, from as i64, to as i64], |row| row.get::<_, [u8; 32]>(0))?;
     rows.collect()
-}
-
-pub fn stored_frontier(connection: &Connection) -> rusqlite::Result<Option<Vec<u8>>> {
-    connection.query_row("SELECT frontier FROM merkle_frontier", [], |row| row.get(0)).optional()
 }
 
 pub fn put_head(connection: &Connection, head: &SignedHead) -> rusqlite::Result<()> {

@@ -349,7 +349,7 @@ async fn try_commit_batch(
     let mut position = head.get::<_, i64>(0) as Position;
     let mut tree = TreeWriter::new(Frontier::decode(head.get(1))?);
     if tree.frontier.size() != position {
-        merkle::postgres::extend(client, &mut tree, position).await?;
+        merkle::postgres::reconcile(client, &mut tree, position).await?;
     }
     let mut heads = Heads::new();
     for row in found {
