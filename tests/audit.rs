@@ -70,19 +70,13 @@ impl Place {
     ///
     /// 1 claim jdoe, 2 jdoe invited, 3 claim asmith, 4 asmith invited, 5 jdoe mfa,
     /// 6 claim bwong, 7 bwong invited, 8 claim cdavis, 9 cdavis invited, 10 asmith mfa.
+    fn invite(&self, name: &str) {
+        let email = format!("{name}@example.com");
+        self.ok(&["admin", "invite", "--username", name, "--email", &email, "--org", "acme"]);
+    }
+
     fn scenario(&self) {
-        let invite = |name: &str| {
-            self.ok(&[
-                "admin",
-                "invite",
-                "--username",
-                name,
-                "--email",
-                &format!("{name}@example.com"),
-                "--org",
-                "acme",
-            ]);
-        };
+        let invite = |name: &str| self.invite(name);
         invite("jdoe");
         invite("asmith");
         self.ok(&["admin", "mfa", "jdoe", "email"]);
@@ -291,18 +285,7 @@ fn two_reordered_events_are_reported() {
 fn a_store_rolled_back_to_an_older_copy_is_caught_by_a_later_saved_head() {
     for postgres in [false, true] {
         let place = Place::new(postgres);
-        let invite = |name: &str| {
-            place.ok(&[
-                "admin",
-                "invite",
-                "--username",
-                name,
-                "--email",
-                &format!("{name}@example.com"),
-                "--org",
-                "acme",
-            ]);
-        };
+        let invite = |name: &str| place.invite(name);
         invite("jdoe");
         invite("asmith");
         place.ok(&["audit", "head"]);
