@@ -118,7 +118,7 @@ impl Store {
         proofs::consistency(self, first, second).await
     }
 
-    async fn within_tree(&self, size: u64) -> Result<(), ProofError> {
+    pub(crate) async fn within_tree(&self, size: u64) -> Result<(), ProofError> {
         let covered = self.tree_frontier().await?.size();
         if size > covered {
             return Err(ProofError::OutOfRange { size: covered, what: format!("a tree of {size} events") });

@@ -65,6 +65,27 @@ pub fn empty_root() -> Hash {
     Sha256::digest([]).into()
 }
 
+/// Where the complete subtree at `level` with index `index` is kept: the kept level below it
+/// (0: the leaves) and the index range of its hashes there (at most 256 of them).
+pub fn kept_span(level: u32, index: u64) -> (u32, u64, u64) {
+    let base = level - level % STRIDE;
+    let count = 1u64 << (level - base);
+    (base, index * count, (index + 1) * count)
+}
+
+/// The subtree root over kept hashes `from..to` at level `base`, as `kept_span` named them.
+pub fn root_of_kept(mut hashes: Vec<Hash>, base: u32, from: u64, to: u64) -> Result<Hash, StoreError> {
+    if hashes.len() as u64 != to - from {
+        return Err(StoreError::Corrupt(format!(
+            "the kept Merkle tree lacks hashes at level {base} from {from} to {to}: run `tenure audit rebuild-tree`"
+        )));
+    }
+    while hashes.len() > 1 {
+        hashes = hashes.chunks_exact(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
+    }
+    Ok(hashes[0])
+}
+
 /// A kept subtree root: the complete subtree at `level` whose leaves are
 /// `index * 2^level .. (index + 1) * 2^level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,19 +147,9 @@ impl Frontier {
         let mut roots = Vec::new();
         let mut start = 0;
         for level in (0..64).rev().filter(|bit| size >> bit & 1 == 1) {
-            let base = level - level % STRIDE;
-            let count = 1u64 << (level - base);
-            let from = start >> base;
-            let mut hashes = kept(base, from, from + count)?;
-            if hashes.len() as u64 != count {
-                return Err(StoreError::Corrupt(format!(
-                    "the kept Merkle tree lacks hashes at level {base} from {from}: run `tenure audit rebuild-tree`"
-                )));
-            }
-            while hashes.len() > 1 {
-                hashes = hashes.chunks_exact(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
-            }
-            roots.push((level, hashes[0]));
+            let (base, from, to) = kept_span(level, start >> level);
+            let hash = root_of_kept(kept(base, from, to)?, base, from, to)?;
+            roots.push((level, hash));
             start += 1u64 << level;
         }
         Ok(Frontier { size, roots })

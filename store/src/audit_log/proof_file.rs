@@ -58,12 +58,15 @@ pub async fn prove(
     stream: &str,
     events: &[RecordedEvent],
 ) -> Result<AccountProof, StoreError> {
+    let failed = |e: proofs::ProofError| match e {
+        proofs::ProofError::Store(error) => error,
+        other => StoreError::Corrupt(other.to_string()),
+    };
+    // One check that the tree covers the head, not one per event.
+    store.within_tree(head.tree_size).await.map_err(failed)?;
     let mut proven = Vec::with_capacity(events.len());
-    for event in events.iter().filter(|e| e.position <= head.tree_size) {
-        let audit_path = store.inclusion_proof(event.position, head.tree_size).await.map_err(|e| match e {
-            proofs::ProofError::Store(error) => error,
-            other => StoreError::Corrupt(other.to_string()),
-        })?;
+    for event in events.iter().filter(|e| (1..=head.tree_size).contains(&e.position)) {
+        let audit_path = proofs::inclusion(store, event.position - 1, head.tree_size).await.map_err(failed)?;
         proven.push(ProvenEvent {
             position: event.position,
             stream: event.stream.clone(),

@@ -7,7 +7,7 @@ use std::future::Future;
 use ct_merkle::{ConsistencyProof, InclusionProof, RootHash};
 use sha2::Sha256;
 
-use super::{Hash, STRIDE, node_hash};
+use super::{Hash, kept_span, node_hash, root_of_kept};
 use crate::event_store::StoreError;
 
 /// Reads the kept parts of the tree.
@@ -30,19 +30,9 @@ pub enum ProofError {
 
 /// The hash of the complete subtree at `level` with index `index`.
 async fn subtree(source: &impl TreeSource, level: u32, index: u64) -> Result<Hash, StoreError> {
-    let base = level - level % STRIDE;
-    let count = 1u64 << (level - base);
-    let (from, to) = (index * count, (index + 1) * count);
-    let mut hashes = if base == 0 { source.leaves(from, to).await? } else { source.nodes(base, from, to).await? };
-    if hashes.len() as u64 != count {
-        return Err(StoreError::Corrupt(format!(
-            "the kept Merkle tree lacks nodes at level {base} from {from} to {to}: run `tenure audit rebuild-tree`"
-        )));
-    }
-    while hashes.len() > 1 {
-        hashes = hashes.chunks_exact(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
-    }
-    Ok(hashes[0])
+    let (base, from, to) = kept_span(level, index);
+    let hashes = if base == 0 { source.leaves(from, to).await? } else { source.nodes(base, from, to).await? };
+    root_of_kept(hashes, base, from, to)
 }
 
 /// MTH of leaves `start..end`, where `start` is a multiple of the largest power of two below

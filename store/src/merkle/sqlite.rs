@@ -194,21 +194,14 @@ pub fn put_head(connection: &Connection, head: &SignedHead) -> rusqlite::Result<
 /// Signed heads, oldest first; with `size`, only the head of that size; with `latest`, only the
 /// largest.
 pub fn heads(connection: &Connection, size: Option<u64>, latest: bool) -> rusqlite::Result<Vec<SignedHead>> {
-    let sql = match (size, latest) {
-        (Some(_), _) => {
-            "SELECT tree_size, root_hash, timestamp, key_id, signature FROM tree_heads WHERE tree_size = ?1"
-        }
-        (None, true) => {
-            "SELECT tree_size, root_hash, timestamp, key_id, signature FROM tree_heads \
-                         WHERE ?1 IS NULL ORDER BY tree_size DESC LIMIT 1"
-        }
-        (None, false) => {
-            "SELECT tree_size, root_hash, timestamp, key_id, signature FROM tree_heads \
-                          WHERE ?1 IS NULL ORDER BY tree_size"
-        }
+    const COLUMNS: &str = "tree_size, root_hash, timestamp, key_id, signature";
+    let (filter, size) = match (size, latest) {
+        (Some(size), _) => ("WHERE tree_size = ?1", size as i64),
+        (None, true) => ("WHERE tree_size >= ?1 ORDER BY tree_size DESC LIMIT 1", 0),
+        (None, false) => ("WHERE tree_size >= ?1 ORDER BY tree_size", 0),
     };
-    let mut select = connection.prepare_cached(sql)?;
-    let rows = select.query_map([size.map(|s| s as i64)], |row| {
+    let mut select = connection.prepare_cached(&format!("SELECT {COLUMNS} FROM tree_heads {filter}"))?;
+    let rows = select.query_map([size], |row| {
         let bytes = |index: usize| -> rusqlite::Result<Vec<u8>> { row.get(index) };
         let fixed = |index: usize, bytes: Vec<u8>| {
             rusqlite::Error::FromSqlConversionFailure(
