@@ -392,3 +392,26 @@ fn proofs_check_offline_with_the_public_key_also_after_erasure() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not by"));
 }
+
+#[test]
+fn operators_make_auditors_of_one_org_or_of_every_org() {
+    let place = Place::new(false);
+    let invite = |name: &str, extra: &[&str]| {
+        let email = format!("{name}@example.com");
+        let mut args = vec!["admin", "invite", "--username", name, "--email", &email, "--org", "acme"];
+        args.extend(extra);
+        place.tenure(&args)
+    };
+    assert!(invite("eve", &["--role", "auditor"]).status.success());
+    assert!(invite("olga", &["--role", "auditor", "--all-orgs"]).status.success());
+    let refused = invite("mallory", &["--role", "user", "--all-orgs"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--all-orgs"), "{refused:?}");
+    let invited = |name: &str| -> serde_json::Value {
+        let history: serde_json::Value = serde_json::from_str(&place.ok(&["audit", name, "--format", "json"])).unwrap();
+        history[0]["data"].clone()
+    };
+    let (eve, olga) = (invited("eve"), invited("olga"));
+    assert_eq!((eve["role"].as_str(), eve.get("all_orgs")), (Some("auditor"), None), "{eve}");
+    assert_eq!((olga["role"].as_str(), olga["all_orgs"].as_bool()), (Some("auditor"), Some(true)), "{olga}");
+}

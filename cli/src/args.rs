@@ -310,6 +310,9 @@ pub struct Invite {
     pub wholesale: bool,
     #[arg(long, value_enum, default_value_t = Role::User)]
     pub role: Role,
+    /// With `--role auditor`: the auditor reads the accounts of every org, not only `--org`'s.
+    #[arg(long, requires = "role")]
+    pub all_orgs: bool,
     #[arg(long, value_enum, default_value_t = Mfa::None)]
     pub mfa: Mfa,
     #[arg(long)]
@@ -320,6 +323,8 @@ pub struct Invite {
 pub enum Role {
     User,
     Admin,
+    /// Reads account histories (the Audit tab and `/api/v1/audit/…`); changes nothing.
+    Auditor,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -75,6 +75,8 @@ pub struct Invited {
     pub username: Username,
     pub org: Org,
     pub role: Role,
+    /// An auditor for every org (SPEC §12).
+    pub all_orgs: bool,
     pub invitee: Personal<Invitee>,
     pub at: DateTime<Utc>,
 }
@@ -140,6 +142,7 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
                 username: e.username.clone(),
                 org: e.org.clone(),
                 role: e.role,
+                all_orgs: e.all_orgs,
                 invitee: e.personal.clone(),
                 at: e.at,
             });
@@ -259,6 +262,8 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
                 note_recent(&mut state.recent_recovery_notices, e.at)
             }
         },
+        // A record of what an auditor read; it changes nothing about the auditor's account.
+        AccountEvent::AuditorRead(_) => {}
     }
     state
 }

@@ -110,6 +110,11 @@ pub enum Command {
     Reactivate,
     SendDeletionWarning,
     Delete,
+    /// An auditor read a history, a proof or a head: recorded on the auditor's own stream.
+    RecordAuditRead {
+        what: AuditRead,
+        subject: Option<AccountId>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +127,8 @@ pub struct Invite {
     pub email: String,
     pub display_name: Option<String>,
     pub token_digest: SecretDigest,
+    /// An auditor for every org (only an operator makes one).
+    pub all_orgs: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +192,10 @@ pub enum AccountError {
     InvalidProfile(#[from] ProfileError),
     #[error("the account already exists")]
     AlreadyExists,
+    #[error("only an auditor reads histories")]
+    NotAnAuditor,
+    #[error("only an auditor can be made for every org")]
+    AllOrgsForAuditorsOnly,
     #[error("the profile is deactivated; the organisation's administrator can reactivate it")]
     Deactivated,
     #[error("the profile has been deleted")]
@@ -245,6 +256,9 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
         crate::ids::check_email(&invite.email)?;
         let display_name = Profile { display_name: invite.display_name.clone(), ..Profile::default() };
         profile::check(&display_name)?;
+        if invite.all_orgs && invite.role != Role::Auditor {
+            return Err(AccountError::AllOrgsForAuditorsOnly);
+        }
         return match state.status() {
             Status::New => Ok(vec![invited(invite, now)]),
             _ => Err(AccountError::AlreadyExists),
@@ -491,6 +505,12 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
             let deadline = scheduled(state, Step::WarnDeletion, now)?;
             DeletionWarningSent { deadline, at: now }.into()
         }
+        Command::RecordAuditRead { what, subject } => {
+            if state.status() != Status::Active || state.invited.as_ref().map(|i| i.role) != Some(Role::Auditor) {
+                return Err(AccountError::NotAnAuditor);
+            }
+            AuditorRead { what, subject, at: now }.into()
+        }
         Command::Delete => {
             if state.status() != Status::Deactivated {
                 return Err(AccountError::NotDeactivated);
@@ -510,6 +530,7 @@ fn invited(invite: Invite, now: DateTime<Utc>) -> AccountEvent {
         role: invite.role,
         mfa: invite.mfa,
         invitation: invitation(invite.token_digest, now),
+        all_orgs: invite.all_orgs,
         at: now,
         personal: Personal::Known(Invitee { email: invite.email, display_name: invite.display_name }),
     }

@@ -29,6 +29,8 @@ pub enum EventError {
 pub enum Role {
     User,
     Admin,
+    /// Reads the histories of the org's accounts (SPEC §12); changes nothing.
+    Auditor,
 }
 
 /// What an administrator requires as second factor.
@@ -70,7 +72,8 @@ macro_rules! names {
 }
 
 names! {
-    Role { User => "user", Admin => "admin" }
+    Role { User => "user", Admin => "admin", Auditor => "auditor" }
+    AuditRead { Search => "search", Events => "events", State => "state", Proof => "proof", Head => "head", PublicKey => "public_key" }
     MfaRequirement { None => "none", App => "app", Email => "email" }
     MfaMethod { App => "app", Email => "email" }
 }
@@ -180,6 +183,10 @@ pub struct AccountInvited {
     pub role: Role,
     pub mfa: MfaRequirement,
     pub invitation: Invitation,
+    /// An auditor made by an operator for every org, not only its own (SPEC §12). Absent from
+    /// events written before auditors existed, which read as `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_orgs: bool,
     pub at: DateTime<Utc>,
     pub personal: Personal<Invitee>,
 }
@@ -320,6 +327,32 @@ pub struct Reactivated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletionWarningSent {
     pub deadline: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+}
+
+/// What an auditor read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditRead {
+    /// Looked accounts up by username.
+    Search,
+    /// An account's events (its timeline, an export).
+    Events,
+    /// An account's state as of a time.
+    State,
+    /// An inclusion or consistency proof.
+    Proof,
+    /// The latest signed tree head.
+    Head,
+    PublicKey,
+}
+
+/// An auditor read something through the API or the Audit tab: who looked at whose history
+/// (`subject`, when the read was about one account), and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditorRead {
+    pub what: AuditRead,
+    pub subject: Option<AccountId>,
     pub at: DateTime<Utc>,
 }
 
@@ -601,6 +634,7 @@ catalogue! {
         RecoveryCodesIssued: 1,
         RecoveryCodeUsed: 1,
         MfaReset: 1,
+        AuditorRead: 1,
     }
     UsernameClaim(UsernameClaimEvent) {
         UsernameClaimed: 1,
@@ -680,6 +714,7 @@ impl AccountEvent {
             AccountEvent::InvitationResent(_)
             | AccountEvent::RecoveryCodeUsed(_)
             | AccountEvent::MfaReset(_)
+            | AccountEvent::AuditorRead(_)
             | AccountEvent::MfaRequirementChanged(_)
             | AccountEvent::MfaEnrollmentFailed(_)
             | AccountEvent::TermsAccepted(_)

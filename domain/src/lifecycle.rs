@@ -134,7 +134,9 @@ pub fn activity(event: &AccountEvent) -> Option<DateTime<Utc>> {
         | AccountEvent::PasswordResetRequested(_)
         | AccountEvent::RecoveryCodesIssued(_)
         | AccountEvent::RecoveryCodeUsed(_)
-        | AccountEvent::MfaReset(_) => None,
+        | AccountEvent::MfaReset(_)
+        // An auditor reads while signed in: the sign-in counted.
+        | AccountEvent::AuditorRead(_) => None,
     }
 }
 
@@ -201,7 +203,8 @@ impl Lifecycle {
             | AccountEvent::PasswordResetRequested(_)
             | AccountEvent::RecoveryCodesIssued(_)
             | AccountEvent::RecoveryCodeUsed(_)
-            | AccountEvent::MfaReset(_) => self,
+            | AccountEvent::MfaReset(_)
+            | AccountEvent::AuditorRead(_) => self,
         }
     }
 

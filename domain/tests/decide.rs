@@ -27,6 +27,7 @@ fn client() -> Client {
 
 fn invite_command(mfa: MfaRequirement) -> Invite {
     Invite {
+        all_orgs: false,
         account_id: id(),
         username: Username::parse("jdoe").unwrap(),
         org: Org { id: OrgId("acme".into()), name: "Acme".into(), wholesale: false },
@@ -46,6 +47,7 @@ fn invited(mfa: MfaRequirement) -> AccountEvent {
         role: Role::User,
         mfa,
         invitation: Invitation { token_digest: TOKEN, expires_at: t0() + Duration::days(7) },
+        all_orgs: false,
         at: t0(),
         personal: Personal::Known(Invitee { email: "jane@example.com".into(), display_name: Some("Jane Doe".into()) }),
     }

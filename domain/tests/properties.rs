@@ -81,6 +81,7 @@ fn command(step: Step) -> Command {
 
 fn invite() -> Command {
     Command::Invite(Invite {
+        all_orgs: false,
         account_id: AccountId(Uuid::from_u128(7)),
         username: Username::parse("prop").unwrap(),
         org: Org { id: OrgId("o".into()), name: "O".into(), wholesale: false },

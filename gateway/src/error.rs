@@ -71,6 +71,9 @@ pub enum Error {
     Csrf,
     AdminsOnly,
     NoSuchMember,
+    AuditorsOnly,
+    /// No account with that id, or one the auditor's scope does not cover: the same answer.
+    NoSuchAuditedAccount,
     /// A recovery code offered at a step that takes none (before the password, or while a new
     /// authenticator is being set up).
     NoRecoveryCodeHere,
@@ -330,6 +333,12 @@ impl From<Error> for ApiError {
                 ApiError::new(S::FORBIDDEN, "forbidden", "Only your organisation's administrators can do this.")
             }
             Error::NoSuchMember => ApiError::new(S::NOT_FOUND, "not_found", "No such user in your organisation."),
+            Error::AuditorsOnly => {
+                ApiError::new(S::FORBIDDEN, "forbidden", "Only auditors can read account histories.")
+            }
+            Error::NoSuchAuditedAccount => {
+                ApiError::new(S::NOT_FOUND, "not_found", "No account you may audit has that id.")
+            }
             Error::NoRecoveryCodeHere => ApiError::new(
                 S::CONFLICT,
                 "no_recovery_code_here",
@@ -399,6 +408,7 @@ fn rejected(rule: AccountError, now: DateTime<Utc>) -> ApiError {
         }
         AccountError::StaleTermsVersion { .. } => (S::CONFLICT, "stale_terms"),
         AccountError::InvalidEmail(_) => (S::UNPROCESSABLE_ENTITY, "invalid_email"),
+        AccountError::NotAnAuditor => (S::FORBIDDEN, "forbidden"),
         _ => (S::UNPROCESSABLE_ENTITY, "not_allowed"),
     };
     ApiError::new(status, code, rule.to_string())

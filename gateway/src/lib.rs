@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod attempts;
+pub mod audit;
 pub mod browser;
 pub mod codes;
 pub mod dashboard;

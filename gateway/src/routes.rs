@@ -8,7 +8,7 @@ use axum::{Router, middleware};
 
 use crate::http::{fallback, middleware as layers, render};
 use crate::state::{App, BODY_LIMIT};
-use crate::{admin, dashboard, first_sign_in, ops, profile, recovery, sign_in};
+use crate::{admin, audit, dashboard, first_sign_in, ops, profile, recovery, sign_in};
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -39,6 +39,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/admin/users/{id}/resend-invitation", post(admin::api::resend))
         .route("/api/v1/admin/users/{id}/password-reset", post(admin::api::password_reset))
         .route("/api/v1/admin/users/{id}/reset-mfa", post(admin::api::reset_mfa))
+        .route("/api/v1/audit/head", get(audit::api::head))
+        .route("/api/v1/audit/public-key", get(audit::api::public_key))
+        .route("/api/v1/audit/proof/inclusion", get(audit::api::inclusion))
+        .route("/api/v1/audit/proof/consistency", get(audit::api::consistency))
+        .route("/api/v1/audit/accounts", get(audit::api::accounts))
+        .route("/api/v1/audit/accounts/{id}/events", get(audit::api::events))
+        .route("/api/v1/audit/accounts/{id}/state", get(audit::api::state))
         .route("/api/v1/invitations/{token}", get(first_sign_in::api::invitation))
         .route("/api/v1/invitations/{token}/password", post(first_sign_in::api::password))
         .route("/api/v1/invitations/{token}/mfa/start", post(first_sign_in::api::mfa_start))
@@ -75,6 +82,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin", get(admin::pages::admin))
         .route("/admin/users", post(admin::pages::invite))
         .route("/admin/users/{id}/{action}", post(admin::pages::action))
+        .route("/audit", get(audit::pages::search))
+        .route("/audit/accounts/{id}", get(audit::pages::account))
+        .route("/audit/accounts/{id}/export/{format}", get(audit::pages::export))
         .route("/invite/{token}", get(first_sign_in::pages::invitation))
         .route(
             "/invite/{token}/password",

@@ -79,6 +79,7 @@ async fn unknown_and_known_usernames_take_the_same_time() {
     let ctx = Ctx { now: clock.now() };
     let meta = Meta::new(Actor::Operator("timing".into()));
     let invite = Invite {
+        all_orgs: false,
         account_id: id,
         username: Username::parse("present").unwrap(),
         org: Org { id: OrgId("o".into()), name: "O".into(), wholesale: false },
@@ -152,6 +153,7 @@ async fn reset_requests_take_the_same_time_whatever_the_name() {
         let id = AccountId(Uuid::now_v7());
         let ctx = Ctx { now: clock.now() };
         let invite = Invite {
+            all_orgs: false,
             account_id: id,
             username: Username::parse(name).unwrap(),
             org: Org { id: OrgId("o".into()), name: "O".into(), wholesale: false },

@@ -199,7 +199,8 @@ impl AccountRow {
             | AccountEvent::DeletionWarningSent(_)
             | AccountEvent::SecurityNoticeSent(_)
             | AccountEvent::PasswordResetRequested(_)
-            | AccountEvent::RecoveryCodeUsed(_) => {}
+            | AccountEvent::RecoveryCodeUsed(_)
+            | AccountEvent::AuditorRead(_) => {}
         }
     }
 }
@@ -256,6 +257,17 @@ impl ProjectionDb {
         token_digest: SecretDigest,
     ) -> Result<Option<AccountRow>, ProjectionError> {
         on_backend!(Backend, &self.backend, db => db.account_by_invitation(token_digest).await)
+    }
+
+    /// The auditor's search: accounts whose username contains `query` (deleted ones too), of
+    /// `org` or, for an auditor of every org, of all.
+    pub async fn find_accounts(
+        &self,
+        org: Option<&OrgId>,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<AccountRow>, ProjectionError> {
+        on_backend!(Backend, &self.backend, db => db.find_accounts(org, query, limit).await)
     }
 
     /// The org directory: an org's accounts with state and last sign-in, by username. Deleted

@@ -5,6 +5,7 @@
 //! copy keeps answering. Where the rows live, SQLite or PostgreSQL, is `storage`'s business.
 
 pub mod accounts;
+pub mod history;
 pub mod org_widgets;
 pub mod projection;
 pub mod rebuild;

@@ -76,6 +76,7 @@ fn history(
     };
     let org = n % 97;
     let invite = Invite {
+        all_orgs: false,
         account_id: id,
         username: username.clone(),
         org: Org {

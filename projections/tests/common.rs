@@ -100,6 +100,7 @@ pub fn meta() -> Meta {
 pub async fn invite(repo: &Repo, username: &str, org: &str, role: Role, at: DateTime<Utc>) -> AccountId {
     let id = AccountId(Uuid::now_v7());
     let invite = Invite {
+        all_orgs: false,
         account_id: id,
         username: Username::parse(username).unwrap(),
         org: Org { id: OrgId(org.into()), name: format!("{org} Ltd"), wholesale: org == "acme" },

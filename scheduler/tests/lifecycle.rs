@@ -81,6 +81,7 @@ impl World {
         let id = AccountId(Uuid::now_v7());
         let (_, token_digest) = secrets::new_token().unwrap();
         let invite = Invite {
+            all_orgs: false,
             account_id: id,
             username: Username::parse(name).unwrap(),
             org: Org { id: OrgId("acme".into()), name: "Acme".into(), wholesale: false },
@@ -171,7 +172,8 @@ fn check_history(id: AccountId, history: &[(AccountEvent, String)], end: DateTim
             | AccountEvent::PasswordResetRequested(_)
             | AccountEvent::RecoveryCodesIssued(_)
             | AccountEvent::RecoveryCodeUsed(_)
-            | AccountEvent::MfaReset(_) => {}
+            | AccountEvent::MfaReset(_)
+            | AccountEvent::AuditorRead(_) => {}
         }
         if matches!(
             event,
@@ -356,6 +358,7 @@ async fn a_pass_far_ahead_takes_every_step_once_in_order_then_releases_the_usern
     let amy = Username::parse("amy").unwrap();
     let (_, token_digest) = secrets::new_token().unwrap();
     let again = |_: DateTime<Utc>| Invite {
+        all_orgs: false,
         account_id: AccountId(Uuid::now_v7()),
         username: amy.clone(),
         org: Org { id: OrgId("acme".into()), name: "Acme".into(), wholesale: false },

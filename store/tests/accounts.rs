@@ -28,6 +28,7 @@ fn t0() -> DateTime<Utc> {
 
 fn invite(username: &str, email: &str, name: &str) -> Invite {
     Invite {
+        all_orgs: false,
         account_id: AccountId(Uuid::now_v7()),
         username: Username::parse(username).unwrap(),
         org: Org { id: OrgId("acme".into()), name: "Acme".into(), wholesale: false },
@@ -315,6 +316,7 @@ async fn stored_v1_invitations_are_upcast_when_loaded() {
         role: Role::Admin,
         mfa: MfaRequirement::Email,
         invitation: Invitation { token_digest: SecretDigest([0; 32]), expires_at: t0() },
+        all_orgs: false,
         at: t0(),
         personal: Personal::Known(Invitee { email: "old@example.com".into(), display_name: None }),
     });

@@ -41,6 +41,7 @@ impl World {
     async fn invite(&self, name: &str, mail: Vec<Letter>) -> Result<AccountId, ExecuteError> {
         let id = AccountId(Uuid::now_v7());
         let invite = Invite {
+            all_orgs: false,
             account_id: id,
             username: Username::parse(name).unwrap(),
             org: Org { id: OrgId("acme".into()), name: "Acme".into(), wholesale: false },

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use tenure_domain::decide::{Command, Ctx};
 use tenure_domain::events::{Client, MfaRequirement, Org, Role};
 use tenure_domain::username_claim::ClaimError;
@@ -29,13 +29,18 @@ pub async fn run(global: &Global, admin: Admin) -> anyhow::Result<ExitCode> {
             let role = match invite.role {
                 args::Role::User => Role::User,
                 args::Role::Admin => Role::Admin,
+                args::Role::Auditor => Role::Auditor,
             };
+            if invite.all_orgs && role != Role::Auditor {
+                bail!("--all-orgs is for an auditor: add --role auditor");
+            }
             let member = NewMember {
                 username: invite.username.clone(),
                 email: invite.email,
                 role,
                 mfa: mfa(invite.mfa),
                 display_name: invite.display_name,
+                all_orgs: invite.all_orgs,
             };
             let invited = flow::invite(&context.accounts, &context.public_url, &ctx, meta.actor, org, member).await;
             let invitation = invited.map_err(|error| refusal(&invite.username, error))?;

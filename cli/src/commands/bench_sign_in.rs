@@ -174,6 +174,7 @@ pub(crate) async fn prepare(app: &App, users: usize, phc: &str) -> anyhow::Resul
         // Enrolled a few minutes ago, so the sign-in's time step is a later one.
         let ctx = Ctx { now: app.clock.now() - chrono::Duration::minutes(5) };
         let invite = Invite {
+            all_orgs: false,
             account_id: id,
             username: Username::parse(&format!("bench{n:05}"))?,
             org: Org { id: OrgId("bench".into()), name: "Bench".into(), wholesale: false },

@@ -152,6 +152,7 @@ async fn bootstrap(app: &App, public_url: &str) -> anyhow::Result<()> {
     }
     let (token, token_digest) = secrets::new_token()?;
     let invite = Invite {
+        all_orgs: false,
         account_id: AccountId(Uuid::now_v7()),
         username: Username::parse("admin")?,
         org: Org { id: OrgId("operators".into()), name: "Operators".into(), wholesale: false },

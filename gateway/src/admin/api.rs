@@ -58,7 +58,14 @@ pub async fn invite(
 ) -> Result<Response, Error> {
     let role = flow::parse_role(&body.role)?;
     let mfa = flow::parse_mfa(&body.mfa)?;
-    let member = NewMember { username: body.username, email: body.email, role, mfa, display_name: body.display_name };
+    let member = NewMember {
+        username: body.username,
+        email: body.email,
+        role,
+        mfa,
+        display_name: body.display_name,
+        all_orgs: false,
+    };
     let invited = flow::invite_member(&app, &admin.account, member).await?;
     let mut answer = json!({ "account_id": invited.account_id, "mail": "queued" });
     if app.mailer.is_outbox() {

@@ -17,6 +17,8 @@ pub struct NewMember {
     pub role: Role,
     pub mfa: MfaRequirement,
     pub display_name: Option<String>,
+    /// An auditor of every org: only an operator makes one (`tenure admin invite --all-orgs`).
+    pub all_orgs: bool,
 }
 
 /// An invitation made, its mail queued: the new account, and the link (to show only where mail
@@ -59,6 +61,7 @@ pub async fn invite(
     let (token, token_digest) = secrets::new_token().map_err(Error::internal)?;
     let account_id = AccountId(uuid::Uuid::now_v7());
     let invite = Invite {
+        all_orgs: member.all_orgs,
         account_id,
         username: username.clone(),
         org,
@@ -94,7 +97,7 @@ const INVITATION_MAIL: &str = "invitation";
 
 /// The role or MFA requirement a form names.
 pub fn parse_role(text: &str) -> Result<Role, Error> {
-    Role::parse(text).ok_or(Error::InvalidField { field: "role", message: "Use user or admin.".into() })
+    Role::parse(text).ok_or(Error::InvalidField { field: "role", message: "Use user, admin or auditor.".into() })
 }
 
 pub fn parse_mfa(text: &str) -> Result<MfaRequirement, Error> {

@@ -154,6 +154,7 @@ pub async fn invite(
             role,
             mfa,
             display_name: Some(form.display_name.clone()),
+            all_orgs: false,
         };
         flow::invite_member(&app, &admin.account, member).await
     }

@@ -2,7 +2,7 @@
 //! the pages cannot read. Under `/api/` they are in the API's error shape; elsewhere they are
 //! the site's own page, never the framework's plain text.
 
-use axum::extract::rejection::{FormRejection, PathRejection};
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -79,6 +79,25 @@ impl From<PathRejection> for ApiPathProblem {
 impl IntoResponse for ApiPathProblem {
     fn into_response(self) -> Response {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "There is nothing at this address.").into_response()
+    }
+}
+
+/// A query string of the API; one that cannot be read is `400 invalid_query`, in the API's shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiQueryProblem))]
+pub struct ApiQuery<T>(pub T);
+
+pub struct ApiQueryProblem;
+
+impl From<QueryRejection> for ApiQueryProblem {
+    fn from(_: QueryRejection) -> Self {
+        ApiQueryProblem
+    }
+}
+
+impl IntoResponse for ApiQueryProblem {
+    fn into_response(self) -> Response {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "The query string could not be read.").into_response()
     }
 }
 

@@ -15,11 +15,13 @@ use crate::http::session::SignedIn;
 use crate::state::App;
 
 /// The portal's tabs for an account: Orders only for wholesale orgs, Admin only for org
-/// administrators.
+/// administrators, Audit only for auditors.
 pub fn tabs(row: &AccountRow) -> Vec<&'static str> {
     let mut tabs = vec!["Services", "APIs", "Monitoring & Reports", "Billing"];
-    if row.role == Role::Admin {
-        tabs.push("Admin");
+    match row.role {
+        Role::Admin => tabs.push("Admin"),
+        Role::Auditor => tabs.push("Audit"),
+        Role::User => {}
     }
     tabs.push("Support");
     if row.wholesale {
@@ -50,6 +52,7 @@ fn href(tab: &str) -> &'static str {
         "Monitoring & Reports" => "/monitoring",
         "Billing" => "/billing",
         "Admin" => "/admin",
+        "Audit" => "/audit",
         "Support" => "/support",
         "Orders" => "/orders",
         _ => "/dashboard",

@@ -97,13 +97,22 @@ impl Harness {
     }
 
     pub async fn invite_org(&self, username: &str, mfa: MfaRequirement, role: Role, org: Org) -> (AccountId, String) {
-        self.invite_as(username, &format!("{username}@example.com"), mfa, role, org).await
+        self.invite_as(username, &format!("{username}@example.com"), mfa, role, org, false).await
+    }
+
+    /// A signed-in auditor of every org, as an operator makes one (`--all-orgs`), nominally of
+    /// the org "ops".
+    pub async fn signed_in_auditor_of_all_orgs(&self, username: &str) -> (AccountId, String, String) {
+        let ops = Org { id: OrgId("ops".into()), name: "Operations".into(), wholesale: false };
+        let email = format!("{username}@example.com");
+        let (id, token) = self.invite_as(username, &email, MfaRequirement::None, Role::Auditor, ops, true).await;
+        self.onboarded(id, &token).await
     }
 
     /// A user of "acme" without MFA, invited at `email`.
     pub async fn invite_at(&self, username: &str, email: &str) -> (AccountId, String) {
         let acme = Org { id: OrgId("acme".into()), name: "ACME".into(), wholesale: false };
-        self.invite_as(username, email, MfaRequirement::None, Role::User, acme).await
+        self.invite_as(username, email, MfaRequirement::None, Role::User, acme, false).await
     }
 
     async fn invite_as(
@@ -113,10 +122,12 @@ impl Harness {
         mfa: MfaRequirement,
         role: Role,
         org: Org,
+        all_orgs: bool,
     ) -> (AccountId, String) {
         let (token, token_digest) = secrets::new_token().unwrap();
         let id = AccountId(Uuid::now_v7());
         let invite = Invite {
+            all_orgs,
             account_id: id,
             username: Username::parse(username).unwrap(),
             org,

@@ -138,6 +138,25 @@ impl PgStorage {
         Ok(self.accounts_where("invitation_digest = $1", &digest.0.as_slice()).await?.pop())
     }
 
+    pub(crate) async fn find_accounts(
+        &self,
+        org_id: Option<&OrgId>,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<AccountRow>, ProjectionError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT row FROM rm_accounts WHERE strpos(username, $1) > 0 AND ($2::text IS NULL OR org_id = $2) \
+                 ORDER BY username, invited_at LIMIT $3",
+            )
+            .await
+            .map_err(db_error)?;
+        let org_id = org_id.map(|o| o.0.as_str());
+        let rows = client.query(&statement, &[&query, &org_id, &(limit as i64)]).await.map_err(db_error)?;
+        rows.iter().map(parse).collect()
+    }
+
     pub(crate) async fn org_directory(&self, org_id: &OrgId) -> Result<Vec<DirectoryEntry>, ProjectionError> {
         let rows = self.accounts_where("org_id = $1", &org_id.0.as_str()).await?;
         Ok(rows

@@ -196,6 +196,22 @@ impl SqliteStorage {
         self.account_where("invitation_digest = ?1", token_digest.0).await
     }
 
+    pub(crate) async fn find_accounts(
+        &self,
+        org_id: Option<&OrgId>,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<AccountRow>, ProjectionError> {
+        let (org_id, query) = (org_id.map(|o| o.0.clone()), query.to_string());
+        self.read(move |c| {
+            let filter =
+                "instr(username, ?1) > 0 AND (?2 IS NULL OR org_id = ?2) ORDER BY username, invited_at LIMIT ?3";
+            let mut statement = c.prepare_cached(&select("", filter))?;
+            statement.query_map(params![query, org_id, limit as i64], read)?.collect()
+        })
+        .await
+    }
+
     pub(crate) async fn org_directory(&self, org_id: &OrgId) -> Result<Vec<DirectoryEntry>, ProjectionError> {
         let org_id = org_id.0.clone();
         self.read(move |c| {
