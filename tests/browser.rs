@@ -600,3 +600,106 @@ async fn signing_out_everywhere_else_ends_a_second_browsers_session() {
     phone.close().await.unwrap();
     laptop.close().await.unwrap();
 }
+
+/// Deletes `username` as the scheduler does a year after the last sign-in, its key destroyed.
+async fn delete(world: &World, username: &str) {
+    let dir = world.data_dir.path();
+    let store = SqliteStore::open(&dir.join("tenure.db"), Open::MustExist).unwrap();
+    let (keys, master) = tenure_store::keys::key_store_paths(dir);
+    let accounts = Accounts::new(store, SqliteKeyStore::open(&keys, &master, false).unwrap());
+    let id = accounts.resolve(username).await.unwrap().expect("the account");
+    let scheduler = Meta::new(Actor::Scheduler);
+    for (command, days) in [(DomainCommand::Deactivate, 200), (DomainCommand::Delete, 400)] {
+        let later = Ctx { now: chrono::Utc::now() + chrono::Duration::days(days) };
+        accounts.execute(id, command, &later, &scheduler).await.unwrap();
+    }
+    tenure_store::KeyStore::destroy(&accounts.keys, id).await.unwrap();
+}
+
+/// What `uri` answers the signed-in browser: status and body.
+async fn fetch(browser: &Client, uri: &str) -> (u64, String) {
+    let script = "const done = arguments[arguments.length - 1]; \
+                  fetch(arguments[0]).then(r => r.text().then(t => done([r.status, t])));";
+    let answer = browser.execute_async(script, vec![json!(uri)]).await.unwrap();
+    (answer[0].as_u64().unwrap(), answer[1].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_reads_a_deleted_users_verified_history_others_cannot() {
+    let world = world();
+    let iris = world.invite_with("iris", &["--org", "acme", "--role", "auditor"], 0);
+    let dora = world.invite_with("dora", &["--org", "acme"], 1);
+    let adam = world.invite_with("adam", &["--org", "acme", "--role", "admin"], 2);
+    let ugo = world.invite_with("ugo", &["--org", "acme"], 3);
+    let bea = world.invite_with("bea", &["--org", "beta", "--role", "auditor"], 4);
+    let browser = world.browser().await;
+    first_sign_in(&browser, &dora, "saffron-meadow-pylon-31").await;
+    sign_out(&browser).await;
+    delete(&world, "dora").await;
+
+    // The auditor finds the deleted user and reads the timeline, the badge and the state.
+    first_sign_in(&browser, &iris, "cobalt-juniper-ferry-47").await;
+    assert!(browser.find(Locator::Id("tab-admin")).await.is_err(), "an auditor administers nothing");
+    click_to(&browser, "tab-audit", "audit-query").await;
+    fill(&browser, "audit-query", "dora").await;
+    click_to(&browser, "audit-find", "audit-results").await;
+    assert!(text(&browser, "audit-results").await.contains("deleted"));
+    screenshot(&browser, "audit-search").await;
+    click_to(&browser, "audit-open-dora", "audit-badge").await;
+    let badge = text(&browser, "badge-verified").await;
+    assert!(badge.contains("Verified") && badge.contains("included in the log's signed tree head"), "{badge}");
+    assert!(!text(&browser, "badge-root").await.is_empty(), "the head is shown");
+    let timeline = text(&browser, "audit-timeline").await;
+    for fact in
+        ["AccountInvited", "Invited as dora (user) into acme, email erased", "Signed in", "Deactivated", "Deleted"]
+    {
+        assert!(timeline.contains(fact), "{fact:?} not in the timeline:\n{timeline}");
+    }
+    assert!(text(&browser, "audit-heading").await.contains("dora"));
+    // Now, the deletion (dated a year ahead by the scheduler above) has not happened yet.
+    assert_eq!(text(&browser, "state-status").await, "active");
+    screenshot(&browser, "audit-account").await;
+    let after = (chrono::Utc::now() + chrono::Duration::days(401)).format("%Y-%m-%dT%H:%M").to_string();
+    browser.execute("document.getElementById('as-of').value = arguments[0]", vec![json!(after)]).await.unwrap();
+    click_to(&browser, "as-of-show", "audit-state").await;
+    assert_eq!(text(&browser, "state-status").await, "deleted");
+    assert_eq!(text(&browser, "state-email").await, "erased");
+
+    // The exports, and a proof that checks offline with the public key alone.
+    let here = browser.current_url().await.unwrap().path().to_string();
+    let (status, csv) = fetch(&browser, &format!("{here}/export/csv")).await;
+    assert_eq!(status, 200);
+    assert!(csv.starts_with("position,version,recorded_at,actor,type,facts,event_id,hash"), "{csv}");
+    assert!(csv.lines().last().unwrap().contains(",Deleted,"), "{csv}");
+    let (_, cloud) = fetch(&browser, &format!("{here}/export/cloudevents")).await;
+    let cloud: serde_json::Value = serde_json::from_str(&cloud).unwrap();
+    assert_eq!(cloud[0]["specversion"], "1.0");
+    let (_, proof) = fetch(&browser, &format!("{here}/export/proof")).await;
+    let proof_file = world.data_dir.path().join("dora-proof.json");
+    std::fs::write(&proof_file, proof).unwrap();
+    let checked = Command::new(env!("CARGO_BIN_EXE_tenure")).args(["audit", "check-proof"]).arg(&proof_file).output();
+    let checked = checked.unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    let (status, _) = fetch(&browser, "/api/v1/audit/head").await;
+    assert_eq!(status, 200);
+    sign_out(&browser).await;
+
+    // A plain user and an administrator: no Audit tab, and 403 from the API.
+    for (link, password) in [(&ugo, "lilac-harbor-tundra-29"), (&adam, "garnet-willow-canyon-65")] {
+        first_sign_in(&browser, link, password).await;
+        assert!(browser.find(Locator::Id("tab-audit")).await.is_err(), "no Audit tab");
+        let (status, body) = fetch(&browser, "/api/v1/audit/accounts?query=dora").await;
+        assert_eq!(status, 403, "{body}");
+        browser.goto(&format!("{}/audit", world.base)).await.unwrap();
+        assert!(browser.source().await.unwrap().contains("Auditors only"));
+        sign_out(&browser).await;
+    }
+
+    // Another org's auditor: the account is not found.
+    first_sign_in(&browser, &bea, "tangerine-oxbow-lattice-83").await;
+    let (status, _) = fetch(&browser, &format!("/api/v1{here}/events")).await;
+    assert_eq!(status, 404);
+    browser.goto(&format!("{}{here}", world.base)).await.unwrap();
+    assert!(browser.source().await.unwrap().contains("No such account"));
+    browser.close().await.unwrap();
+}

@@ -412,6 +412,9 @@ pub enum Bench {
     /// Password reset requests through the HTTP server for held, deactivated, deleted and
     /// unknown names, alternating: their times, each as a ratio to the unknown name's.
     Reset(BenchReset),
+    /// `tenure audit verify-store` over a generated store with a signed head, beside a raw scan
+    /// of its events (SQLite).
+    VerifyStore(BenchRebuild),
 }
 
 #[derive(Debug, Args)]

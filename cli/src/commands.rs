@@ -6,6 +6,7 @@ mod bench_flows;
 mod bench_reset;
 mod bench_scheduler;
 mod bench_sign_in;
+mod bench_verify;
 mod mail;
 mod migrate;
 mod org;

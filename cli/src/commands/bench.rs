@@ -28,6 +28,7 @@ pub async fn run(global: &Global, bench: Bench) -> anyhow::Result<ExitCode> {
         Bench::Reset(args) => super::bench_reset::run(global, args).await,
         Bench::Scheduler(args) => super::bench_scheduler::run(global, args).await,
         Bench::Flows(args) => super::bench_flows::run(global, args).await,
+        Bench::VerifyStore(args) => super::bench_verify::run(global, args).await,
     }
 }
 

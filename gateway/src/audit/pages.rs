@@ -166,7 +166,7 @@ fn account_page(chrome: Chrome, history: History, as_of: chrono::DateTime<chrono
         .map(|e| Line {
             position: e.recorded.position,
             version: e.recorded.version,
-            time: history::time(e.recorded.recorded_at),
+            time: e.recorded.recorded_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             event_type: e.recorded.event_type.clone(),
             actor: e.recorded.actor.clone(),
             facts: history::describe(&e.recorded.event_type, &e.payload),
