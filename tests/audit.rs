@@ -415,3 +415,26 @@ fn operators_make_auditors_of_one_org_or_of_every_org() {
     assert_eq!((eve["role"].as_str(), eve.get("all_orgs")), (Some("auditor"), None), "{eve}");
     assert_eq!((olga["role"].as_str(), olga["all_orgs"].as_bool()), (Some("auditor"), Some(true)), "{olga}");
 }
+
+/// The first complaint: an account's own `--verify` passed what its chain cannot see.
+#[test]
+fn an_accounts_verify_sees_a_moved_tail_a_deleted_tail_and_a_deleted_stream() {
+    let cases: [(&str, fn(&Place) -> String); 3] = [
+        ("asmith", |p| {
+            p.sql("UPDATE events SET stream = 'account-00000000-0000-7000-8000-000000000000' WHERE position = 10")
+        }),
+        ("jdoe", |p| p.sql("DELETE FROM events WHERE position = 5")),
+        ("asmith", |p| p.sql(&format!("DELETE FROM events WHERE stream = '{}'", p.stream_at(4)))),
+    ];
+    for (name, tamper) in cases {
+        both(|place| {
+            let intact = place.tenure(&["audit", name, "--verify"]);
+            assert!(intact.status.success(), "{}", String::from_utf8_lossy(&intact.stdout));
+            tamper(place);
+            let output = place.tenure(&["audit", name, "--verify"]);
+            let text = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "{name}: tampering passed: {text}");
+            assert!(text.contains("log NOT verified") && text.contains("error: position"), "{text}");
+        });
+    }
+}

@@ -222,7 +222,7 @@ async fn every_invitation_field_refuses_bad_values_next_to_the_field_and_invites
         ("email", "jane.example.com", "name@example.com"),
         ("email", "jane@example", "name@example.com"),
         ("display_name", &long_name, "1 to 100 characters"),
-        ("role", "owner", "user or admin"),
+        ("role", "owner", "user, admin or auditor"),
         ("mfa", "sms", "none, app or email"),
     ];
     for (field, bad, message) in cases {

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail};
 use serde_json::Value;
 use tenure_projections::history;
 use tenure_store::sqlite::Open;
-use tenure_store::{EventStore, KeyStore, chain};
+use tenure_store::{EventStore, KeyStore};
 
 use crate::args::{Audit, Format, Global};
 use crate::context;
@@ -37,17 +37,7 @@ pub async fn run(global: &Global, audit: Audit) -> anyhow::Result<ExitCode> {
     }
 
     if audit.verify {
-        return Ok(match chain::verify(&recorded) {
-            Ok(count) => {
-                let head = recorded.last().map(|e| hex::encode(e.hash)).unwrap_or_default();
-                println!("hash chain intact: {count} events of {}, head {head}", id.stream());
-                ExitCode::SUCCESS
-            }
-            Err(broken) => {
-                eprintln!("error: hash chain broken at {broken}");
-                ExitCode::FAILURE
-            }
-        });
+        return super::audit_log::verify_account(&context, id, &recorded).await;
     }
 
     if let Some(as_of) = audit.as_of {

@@ -59,6 +59,58 @@ pub async fn prove_account(context: &context::Context, id: AccountId) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
+/// `tenure audit <account> --verify`: the account's hash chain, and the whole log it belongs to.
+/// A chain alone cannot see its own missing tail, a missing stream, or an event moved to another
+/// stream; the log's tree and positions can, so the store is verified too.
+pub async fn verify_account(
+    context: &context::Context,
+    id: AccountId,
+    recorded: &[tenure_store::RecordedEvent],
+) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    match tenure_store::chain::verify(recorded) {
+        Ok(count) => {
+            let head = recorded.last().map(|e| hex::encode(e.hash)).unwrap_or_default();
+            println!("hash chain intact: {count} events of {}, head {head}", id.stream());
+        }
+        Err(broken) => {
+            eprintln!("error: hash chain broken at {broken}");
+            failed = true;
+        }
+    }
+    if recorded.is_empty() {
+        eprintln!("error: account {id} is named by its username but its stream holds no events");
+        failed = true;
+    }
+    let key = context.accounts.keys.log_key().await?.public();
+    let progress = Progress::new("verify-store");
+    let report =
+        verify::verify_store(&context.accounts.store, &key, None, |done, head| progress.set(done, head)).await?;
+    progress.finish();
+    for finding in &report.findings {
+        println!("error: {finding}");
+    }
+    if report.unlisted > 0 {
+        println!("error: … and {} more of the same kinds", report.unlisted);
+    }
+    if report.findings.is_empty() {
+        println!(
+            "log verified: {} events in {} streams, root {}, {} signed heads checked",
+            report.events,
+            report.streams,
+            verify::base64(&report.root),
+            report.heads_checked
+        );
+    } else {
+        println!(
+            "log NOT verified: {} problems (see `tenure audit verify-store`)",
+            report.findings.len() + report.unlisted
+        );
+        failed = true;
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
 fn check_proof(file: &Path, public_key: Option<&Path>) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let proof: proof_file::AccountProof =

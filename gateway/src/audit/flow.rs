@@ -8,7 +8,7 @@ use tenure_domain::events::{AuditRead, Role};
 use tenure_domain::{AccountId, OrgId};
 use tenure_projections::AccountRow;
 use tenure_projections::history::{self, Entry};
-use tenure_store::audit_log::proof_file;
+use tenure_store::audit_log::{Heads, proof_file};
 use tenure_store::merkle::heads::{PublicKey, SignedHead};
 use tenure_store::merkle::proofs::ProofError;
 use tenure_store::{Actor, EventStore, KeyStore, RecordedEvent, chain};
@@ -144,7 +144,7 @@ pub async fn history(app: &App, scope: &Scope, id: AccountId) -> Result<History,
 }
 
 async fn verify(app: &App, id: &AccountId, recorded: &[RecordedEvent]) -> Result<Verification, Error> {
-    let head = latest_head(app).await?;
+    let head = head_covering(app, recorded.last().map_or(0, |e| e.position)).await?;
     let public = app.accounts.keys.log_key().await?.public();
     let mut problems = Vec::new();
     if let Err(broken) = chain::verify(recorded) {
@@ -192,6 +192,16 @@ pub async fn state_as_of(app: &App, scope: &Scope, id: AccountId, as_of: DateTim
         return Err(Error::NoSuchAuditedAccount);
     }
     Ok(history::state_json(id, as_of, &events))
+}
+
+/// The latest signed head if it covers `position`; otherwise one signed now. Reading a history
+/// does not sign a head each time: the gateways sign one a minute while events arrive.
+async fn head_covering(app: &App, position: u64) -> Result<SignedHead, Error> {
+    let latest = app.accounts.store.signed_heads(Heads::Latest).await?.pop();
+    match latest {
+        Some(head) if head.tree_size >= position && position > 0 => Ok(head),
+        _ => latest_head(app).await,
+    }
 }
 
 /// The latest signed head, signed now if the tree has grown since the last one.
