@@ -416,10 +416,13 @@ fn operators_make_auditors_of_one_org_or_of_every_org() {
     assert_eq!((olga["role"].as_str(), olga["all_orgs"].as_bool()), (Some("auditor"), Some(true)), "{olga}");
 }
 
+/// A change made to the store behind Tenure's back; returns what the SQL printed.
+type Tamper = fn(&Place) -> String;
+
 /// The first complaint: an account's own `--verify` passed what its chain cannot see.
 #[test]
 fn an_accounts_verify_sees_a_moved_tail_a_deleted_tail_and_a_deleted_stream() {
-    let cases: [(&str, fn(&Place) -> String); 3] = [
+    let cases: [(&str, Tamper); 3] = [
         ("asmith", |p| {
             p.sql("UPDATE events SET stream = 'account-00000000-0000-7000-8000-000000000000' WHERE position = 10")
         }),

@@ -342,12 +342,14 @@ pub struct Audit {
     /// A username or an account id.
     #[arg(required = true)]
     pub who: Option<String>,
-    /// Print the account's state at this time (RFC 3339) instead of its history.
-    #[arg(long, value_parser = parse_time)]
+    /// Print the account's state at this time instead of its history: RFC 3339 (to the end of
+    /// its last digit), a date and time in UTC, or a date (to its end).
+    #[arg(long, value_parser = tenure_projections::history::parse_as_of)]
     pub as_of: Option<DateTime<Utc>>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Check the stream's hash chain; exit non-zero naming the first bad event.
+    /// Check the stream's hash chain and the whole log it belongs to; exit non-zero naming each
+    /// bad event.
     #[arg(long, conflicts_with = "as_of")]
     pub verify: bool,
     /// Print every event as stored with its inclusion proof against the latest signed head (a

@@ -110,11 +110,9 @@ pub enum Command {
     Reactivate,
     SendDeletionWarning,
     Delete,
-    /// An auditor read a history, a proof or a head: recorded on the auditor's own stream.
-    RecordAuditRead {
-        what: AuditRead,
-        subject: Option<AccountId>,
-    },
+    /// An auditor read a history, a proof or a head: recorded on the auditor's own stream, at
+    /// the command's time.
+    RecordAuditRead(AuditorRead),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -505,11 +503,11 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
             let deadline = scheduled(state, Step::WarnDeletion, now)?;
             DeletionWarningSent { deadline, at: now }.into()
         }
-        Command::RecordAuditRead { what, subject } => {
+        Command::RecordAuditRead(read) => {
             if state.status() != Status::Active || state.invited.as_ref().map(|i| i.role) != Some(Role::Auditor) {
                 return Err(AccountError::NotAnAuditor);
             }
-            AuditorRead { what, subject, at: now }.into()
+            AuditorRead { at: now, ..read }.into()
         }
         Command::Delete => {
             if state.status() != Status::Deactivated {

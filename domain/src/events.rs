@@ -73,7 +73,6 @@ macro_rules! names {
 
 names! {
     Role { User => "user", Admin => "admin", Auditor => "auditor" }
-    AuditRead { Search => "search", Events => "events", State => "state", Proof => "proof", Head => "head", PublicKey => "public_key" }
     MfaRequirement { None => "none", App => "app", Email => "email" }
     MfaMethod { App => "app", Email => "email" }
 }
@@ -336,10 +335,12 @@ pub struct DeletionWarningSent {
 pub enum AuditRead {
     /// Looked accounts up by username.
     Search,
-    /// An account's events (its timeline, an export).
+    /// An account's events (its timeline).
     Events,
     /// An account's state as of a time.
     State,
+    /// An account's history as a file (`format` says which).
+    Export,
     /// An inclusion or consistency proof.
     Proof,
     /// The latest signed tree head.
@@ -348,12 +349,29 @@ pub enum AuditRead {
 }
 
 /// An auditor read something through the API or the Audit tab: who looked at whose history
-/// (`subject`, when the read was about one account), and when.
+/// (`subject`, or the accounts a search `found`), when, and whether it was answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditorRead {
     pub what: AuditRead,
     pub subject: Option<AccountId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub found: Vec<AccountId>,
+    /// The time a state was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
+    /// An export's format: `json`, `cloudevents`, `csv` or `proof`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Not answered: no account the auditor may read has that id, or the request was wrong.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
     pub at: DateTime<Utc>,
+}
+
+impl AuditorRead {
+    pub fn of(what: AuditRead, subject: Option<AccountId>, at: DateTime<Utc>) -> AuditorRead {
+        AuditorRead { what, subject, found: Vec::new(), as_of: None, format: None, refused: false, at }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

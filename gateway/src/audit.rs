@@ -6,3 +6,4 @@
 pub mod api;
 pub mod flow;
 pub mod pages;
+pub mod reads;

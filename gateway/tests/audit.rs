@@ -150,9 +150,16 @@ async fn the_state_as_of_a_time_and_consistent_heads(h: Harness) {
     let then = state(invited.to_rfc3339()).await;
     assert_eq!(then.json["status"], "active", "{then:?}");
     assert_eq!(then.json["email"], "worker@example.com", "personal fields are shown to the auditor");
+    // The time an event is shown at (milliseconds) includes it, though it is kept in microseconds.
+    let events = h.call("GET", &format!("/api/v1/audit/accounts/{worker}/events"), None, Some(&inspector), None).await;
+    let signed_in = events.json["events"].as_array().unwrap().iter().find(|e| e["type"] == "SignedIn").unwrap();
+    let shown = state(signed_in["recorded_at"].as_str().unwrap().to_string()).await;
+    assert!(shown.json["last_sign_in"].is_string(), "{shown:?}");
     let earlier = state(before.to_rfc3339()).await;
     assert_eq!(earlier.json["events"], 0, "{earlier:?}");
-    state("yesterday".into()).await.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    for bad in ["yesterday", "2026-12-03T06:00:60Z", "-2026-01-01", "0000-01-01"] {
+        state(bad.into()).await.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    }
     let today = state(invited.format("%Y-%m-%d").to_string()).await;
     assert_eq!(today.status, StatusCode::OK, "a date reads as its end");
 
@@ -174,6 +181,8 @@ async fn the_state_as_of_a_time_and_consistent_heads(h: Harness) {
         ("/api/v1/audit/proof/inclusion?position=1&tree_size=999999", "tree_size"),
         ("/api/v1/audit/proof/inclusion?position=999999&tree_size=2", "position"),
         ("/api/v1/audit/proof/consistency?first=3&second=2", "first"),
+        ("/api/v1/audit/proof/consistency?first=0&second=2", "first"),
+        ("/api/v1/audit/proof/inclusion?position=1&tree_size=0", "tree_size"),
         ("/api/v1/audit/proof/consistency?first=1&second=999999", "second"),
         ("/api/v1/audit/proof/consistency?first=1", "second"),
     ] {
@@ -217,14 +226,67 @@ async fn every_auditor_read_is_an_event_on_the_auditors_stream(h: Harness) {
         [
             ("search".to_string(), None, me.clone()),
             ("events".to_string(), worker.clone(), me.clone()),
-            ("state".to_string(), worker, me.clone()),
+            ("state".to_string(), worker.clone(), me.clone()),
             ("head".to_string(), None, me),
         ]
+    );
+    let search: Value =
+        serde_json::from_slice(&stream.iter().find(|e| e.event_type == "AuditorRead").unwrap().data).unwrap();
+    assert_eq!(search["found"], serde_json::json!([worker.clone().unwrap()]), "a search records what it found");
+    // A read of an id no account of the org has is recorded as refused.
+    let (outsider, _, _) = h.signed_in("outsider", Role::User, "beta").await;
+    let refused = format!("/api/v1/audit/accounts/{outsider}/events");
+    h.call("GET", &refused, None, Some(&inspector), None).await.error(StatusCode::NOT_FOUND, "not_found");
+    let last = h.app.accounts.store.read_stream(&inspector_id.stream(), 1).await.unwrap().pop().unwrap();
+    let last: Value = serde_json::from_slice(&last.data).unwrap();
+    assert_eq!(
+        (last["subject"].as_str(), last["refused"].as_bool()),
+        (Some(outsider.to_string().as_str()), Some(true))
     );
     // The history says so in words.
     let own =
         h.call("GET", &format!("/api/v1/audit/accounts/{inspector_id}/events"), None, Some(&inspector), None).await;
     assert!(own.json["events"].as_array().unwrap().iter().any(|e| e["type"] == "AuditorRead"));
+}
+
+/// One auditor's reads in parallel, through two gateways: each is answered and recorded, and the
+/// heads signed meanwhile stay one growing log.
+async fn parallel_reads_through_two_gateways_are_all_answered_and_recorded(h: Harness) {
+    let (inspector_id, inspector, _) = h.signed_in("inspector", Role::Auditor, "acme").await;
+    let (worker, _, _) = h.signed_in("worker", Role::User, "acme").await;
+    let other = h.second_gateway().await;
+    let uris = [format!("/api/v1/audit/accounts/{worker}/events"), "/api/v1/audit/head".to_string()];
+    let before = h.app.accounts.store.read_stream(&inspector_id.stream(), 1).await.unwrap().len();
+    let h = &h;
+    let calls = (0..24).map(|n| {
+        let (app, uri, cookie) = (if n % 2 == 0 { &h.app } else { &other }, &uris[n % 4 / 2], &inspector);
+        async move { h.call_via(app, None, "GET", uri, None, Some(cookie), None).await }
+    });
+    for reply in futures_util::future::join_all(calls).await {
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    }
+    let after = h.app.accounts.store.read_stream(&inspector_id.stream(), 1).await.unwrap().len();
+    assert_eq!(after - before, 24, "every read recorded once");
+    let heads = h.app.accounts.store.signed_heads(tenure_store::audit_log::Heads::All).await.unwrap();
+    for pair in heads.windows(2) {
+        assert!(pair[0].tree_size < pair[1].tree_size, "{heads:?}");
+    }
+}
+
+/// Secrets and digests never leave in a history; an operator's auditor is read only by auditors
+/// of every org, since its reads name every org's accounts.
+async fn digests_are_redacted_and_an_operators_auditor_is_no_orgs_to_read(h: Harness) {
+    let (_, inspector, _) = h.signed_in("inspector", Role::Auditor, "acme").await;
+    let (overseer, everyone, _) = h.signed_in_auditor_of_all_orgs("overseer").await;
+    let (worker, _, _) = h.signed_in("worker", Role::User, "acme").await;
+    let history = h.call("GET", &format!("/api/v1/audit/accounts/{worker}/events"), None, Some(&everyone), None).await;
+    let invited = &history.json["events"][0]["data"];
+    assert_eq!(invited["invitation"]["token_digest"], "redacted", "{invited}");
+    let password = history.json["events"].as_array().unwrap().iter().find(|e| e["type"] == "PasswordSet").unwrap();
+    assert_eq!(password["data"]["personal"]["password_hash"], "redacted");
+    let of_overseer = format!("/api/v1/audit/accounts/{overseer}/events");
+    h.call("GET", &of_overseer, None, Some(&inspector), None).await.error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(h.call("GET", &of_overseer, None, Some(&everyone), None).await.status, StatusCode::OK);
 }
 
 tenure_store::on_both_backends! {
@@ -233,4 +295,6 @@ tenure_store::on_both_backends! {
     a_deleted_accounts_history_reads_erased_and_still_verifies,
     the_state_as_of_a_time_and_consistent_heads,
     every_auditor_read_is_an_event_on_the_auditors_stream,
+    parallel_reads_through_two_gateways_are_all_answered_and_recorded,
+    digests_are_redacted_and_an_operators_auditor_is_no_orgs_to_read,
 }

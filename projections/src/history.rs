@@ -3,7 +3,7 @@
 //! hashes and TOTP secrets never), in JSON, CloudEvents, CSV or words; and the account's state as
 //! of a time.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, SecondsFormat, Timelike, Utc};
 use serde_json::{Map, Value, json};
 use tenure_domain::{Account, AccountEvent, AccountId};
 use tenure_store::{DataKey, RecordedEvent, codec};
@@ -52,7 +52,39 @@ pub fn events_until(
         .collect()
 }
 
-/// Erased personal data reads "erased"; secrets read "redacted".
+/// A time as an auditor types it, taken to the end of what it names: RFC 3339 (to the end of
+/// its last digit, so that an event shown at `…13.584Z` is in the state as of `…13.584Z`), a date
+/// and time without a zone (UTC, to the end of its second or minute, as a browser's
+/// `datetime-local` sends it), or a date (to its end).
+pub fn parse_as_of(raw: &str) -> Result<DateTime<Utc>, String> {
+    let raw = raw.trim();
+    let naive = |format: &str| NaiveDateTime::parse_from_str(raw, format).ok().map(|t| t.and_utc());
+    let (start, span) = if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        let nanos = t.timestamp_subsec_nanos();
+        let span = match nanos {
+            0 => Duration::seconds(1),
+            n if n % 1_000_000 == 0 => Duration::milliseconds(1),
+            n if n % 1_000 == 0 => Duration::microseconds(1),
+            _ => Duration::nanoseconds(1),
+        };
+        (t.with_timezone(&Utc), span)
+    } else if let Some(t) = naive("%Y-%m-%dT%H:%M:%S") {
+        (t, Duration::seconds(1))
+    } else if let Some(t) = naive("%Y-%m-%dT%H:%M") {
+        (t, Duration::minutes(1))
+    } else if let Ok(day) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        (day.and_time(chrono::NaiveTime::MIN).and_utc(), Duration::days(1))
+    } else {
+        return Err("give an RFC 3339 time such as 2026-06-30T12:00:00Z, or a date such as 2026-06-30".into());
+    };
+    // A leap second, or a year no event can have.
+    if start.nanosecond() >= 1_000_000_000 || !(1970..=9999).contains(&start.year()) || raw.starts_with(['-', '+']) {
+        return Err(format!("{raw:?} is not a time between 1970 and 9999"));
+    }
+    Ok(start + span - Duration::nanoseconds(1))
+}
+
+/// Erased personal data reads "erased"; secrets, and digests of tokens and codes, read "redacted".
 fn present(mut payload: Value) -> Value {
     if let Some(personal) = payload.get_mut("personal").filter(|p| p.is_null()) {
         *personal = Value::String(ERASED.into());
@@ -65,7 +97,8 @@ fn redact(value: &mut Value) {
     match value {
         Value::Object(fields) => {
             for (name, field) in fields.iter_mut() {
-                if SECRET_FIELDS.contains(&name.as_str()) && !field.is_null() {
+                let secret = SECRET_FIELDS.contains(&name.as_str()) || name.ends_with("_digest") || name == "digests";
+                if secret && !field.is_null() {
                     *field = Value::String(REDACTED.into());
                 } else {
                     redact(field);
@@ -273,4 +306,22 @@ pub fn state_json(id: AccountId, as_of: DateTime<Utc>, events: &[AccountEvent]) 
 /// A domain enum's JSON name.
 fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_as_of;
+
+    #[test]
+    fn a_time_reaches_to_the_end_of_what_it_names() {
+        let at = |raw: &str| parse_as_of(raw).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        assert_eq!(at("2026-12-03T05:54:13.584Z"), "2026-12-03T05:54:13.584999999Z");
+        assert_eq!(at("2026-12-03T05:54:13Z"), "2026-12-03T05:54:13.999999999Z");
+        assert_eq!(at("2026-12-03T06:54:13+01:00"), "2026-12-03T05:54:13.999999999Z");
+        assert_eq!(at("2026-12-03T05:54"), "2026-12-03T05:54:59.999999999Z");
+        assert_eq!(at("2026-12-03"), "2026-12-03T23:59:59.999999999Z");
+        for bad in ["yesterday", "2026-12-03T06:00:60Z", "-2026-01-01", "+2026-01-01", "0000-01-01", ""] {
+            assert!(parse_as_of(bad).is_err(), "{bad:?}");
+        }
+    }
 }

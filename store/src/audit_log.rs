@@ -72,8 +72,10 @@ impl Store {
     /// The latest signed head, after signing one for the tree as it is now if it has grown
     /// since. A tree that does not extend the last signed head is refused, never signed.
     pub async fn sign_head(&self, key: &LogKey, timestamp_ms: u64) -> Result<SignedHead, StoreError> {
-        let frontier = self.tree_frontier().await?;
+        // The head first, then the tree: another process may sign a larger head at any moment,
+        // and a tree read before it would look shorter than that head without being so.
         let latest = self.signed_heads(Heads::Latest).await?.pop();
+        let frontier = self.tree_frontier().await?;
         if let Some(latest) = &latest {
             if latest.tree_size == frontier.size() {
                 return Ok(latest.clone());

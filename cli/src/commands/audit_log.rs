@@ -134,6 +134,10 @@ fn check_proof(file: &Path, public_key: Option<&Path>) -> anyhow::Result<ExitCod
                 millis(proof.head.timestamp),
                 base64(&key.id())
             );
+            println!(
+                "(it shows that these events are in the log, unchanged and in order from the account's first; not \
+                 that the account has no later ones: `tenure audit verify-store --head` on the store shows that)"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(problems) => {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use tenure_domain::events::MfaRequirement;
 use super::flow::{self, NewMember};
 use crate::error::{ApiError, Error};
 use crate::http::client::ClientInfo;
-use crate::http::fallback::{PageForm, PagePath};
+use crate::http::fallback::{PageForm, PagePath, PageQuery};
 use crate::http::layout::{Chrome, Feedback, chrome, problem, refuse_form, when};
 use crate::http::render::page;
 use crate::http::session::{SignedIn, SignedInPage};
@@ -118,7 +118,11 @@ pub struct AdminQuery {
     recreate: Option<String>,
 }
 
-pub async fn admin(State(app): Shared, SignedInPage(admin): SignedInPage, Query(query): Query<AdminQuery>) -> Response {
+pub async fn admin(
+    State(app): Shared,
+    SignedInPage(admin): SignedInPage,
+    PageQuery(query): PageQuery<AdminQuery>,
+) -> Response {
     if let Some(refused) = refuse_non_admin(&app, &admin, None) {
         return refused;
     }

@@ -7,11 +7,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tenure_domain::events::AuditRead;
+use tenure_domain::events::{AuditRead, AuditorRead};
 use tenure_projections::history;
 use tenure_store::audit_log::verify::base64;
+use tenure_store::merkle::Hash;
 
-use super::flow;
+use super::{flow, reads};
 use crate::error::Error;
 use crate::http::fallback::{ApiPath, ApiQuery};
 use crate::http::session::SignedIn;
@@ -20,13 +21,17 @@ use crate::state::App;
 type Shared = State<Arc<App>>;
 
 pub async fn head(State(app): Shared, auditor: SignedIn) -> Result<Response, Error> {
-    flow::record(&app, &auditor, AuditRead::Head, None).await?;
+    reads::scope(&app, &auditor).await?;
+    // Recorded first, so that the head signed now covers this read too.
+    reads::record(&app, &auditor, AuditorRead::of(AuditRead::Head, None, app.clock.now())).await?;
     Ok(Json(flow::latest_head(&app).await?).into_response())
 }
 
 pub async fn public_key(State(app): Shared, auditor: SignedIn) -> Result<Response, Error> {
-    flow::record(&app, &auditor, AuditRead::PublicKey, None).await?;
-    let key = flow::public_key(&app).await?;
+    reads::scope(&app, &auditor).await?;
+    let key = flow::public_key(&app).await;
+    let key =
+        reads::recorded(&app, &auditor, AuditorRead::of(AuditRead::PublicKey, None, app.clock.now()), key).await?;
     Ok(Json(json!({
         "algorithm": "Ed25519",
         "key_id": base64(&key.id()),
@@ -51,25 +56,26 @@ fn number(value: Option<&str>, field: &'static str) -> Result<u64, Error> {
         .ok_or(Error::InvalidField { field, message: format!("Give {field} as a whole number.") })
 }
 
+fn hashes(list: &[Hash]) -> Vec<String> {
+    list.iter().map(|h| base64(h)).collect()
+}
+
 /// `tree_size` defaults to the latest signed head's.
 pub async fn inclusion(
     State(app): Shared,
     auditor: SignedIn,
     ApiQuery(q): ApiQuery<ProofQuery>,
 ) -> Result<Response, Error> {
-    flow::record(&app, &auditor, AuditRead::Proof, None).await?;
-    let position = number(q.position.as_deref(), "position")?;
-    let tree_size = match q.tree_size.as_deref() {
-        Some(size) => number(Some(size), "tree_size")?,
-        None => flow::latest_head(&app).await?.tree_size,
-    };
-    let path = app.accounts.store.inclusion_proof(position, tree_size).await.map_err(|e| {
-        let beyond = position == 0 || position > tree_size;
-        flow::proof_refused(e, if beyond { "position" } else { "tree_size" })
-    })?;
-    let path: Vec<String> = path.iter().map(|h| base64(h)).collect();
-    Ok(Json(json!({"position": position, "leaf_index": position - 1, "tree_size": tree_size, "audit_path": path}))
-        .into_response())
+    reads::scope(&app, &auditor).await?;
+    let answer = async {
+        let position = number(q.position.as_deref(), "position")?;
+        let tree_size = q.tree_size.as_deref().map(|size| number(Some(size), "tree_size")).transpose()?;
+        let (tree_size, path) = flow::inclusion(&app, position, tree_size).await?;
+        Ok(json!({"position": position, "leaf_index": position - 1, "tree_size": tree_size, "audit_path": hashes(&path)}))
+    }
+    .await;
+    let read = AuditorRead::of(AuditRead::Proof, None, app.clock.now());
+    Ok(Json(reads::recorded(&app, &auditor, read, answer).await?).into_response())
 }
 
 pub async fn consistency(
@@ -77,19 +83,16 @@ pub async fn consistency(
     auditor: SignedIn,
     ApiQuery(q): ApiQuery<ProofQuery>,
 ) -> Result<Response, Error> {
-    flow::record(&app, &auditor, AuditRead::Proof, None).await?;
-    let first = number(q.first.as_deref(), "first")?;
-    let second = number(q.second.as_deref(), "second")?;
-    if first > second {
-        return Err(Error::InvalidField {
-            field: "first",
-            message: "The first tree size is larger than the second.".into(),
-        });
+    reads::scope(&app, &auditor).await?;
+    let answer = async {
+        let first = number(q.first.as_deref(), "first")?;
+        let second = number(q.second.as_deref(), "second")?;
+        let proof = flow::consistency(&app, first, second).await?;
+        Ok(json!({"first": first, "second": second, "proof": hashes(&proof)}))
     }
-    let proof =
-        app.accounts.store.consistency_proof(first, second).await.map_err(|e| flow::proof_refused(e, "second"))?;
-    let proof: Vec<String> = proof.iter().map(|h| base64(h)).collect();
-    Ok(Json(json!({"first": first, "second": second, "proof": proof})).into_response())
+    .await;
+    let read = AuditorRead::of(AuditRead::Proof, None, app.clock.now());
+    Ok(Json(reads::recorded(&app, &auditor, read, answer).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -103,8 +106,11 @@ pub async fn accounts(
     auditor: SignedIn,
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Response, Error> {
-    let scope = flow::record(&app, &auditor, AuditRead::Search, None).await?;
-    let found = flow::search(&app, &scope, &q.query).await?;
+    let scope = reads::scope(&app, &auditor).await?;
+    let answer = flow::search(&app, &scope, &q.query).await;
+    let mut read = AuditorRead::of(AuditRead::Search, None, app.clock.now());
+    read.found = answer.iter().flatten().map(|row| row.account_id).collect();
+    let found = reads::recorded(&app, &auditor, read, answer).await?;
     let list: Vec<Value> = found
         .iter()
         .map(|row| {
@@ -122,9 +128,14 @@ pub async fn accounts(
 }
 
 pub async fn events(State(app): Shared, auditor: SignedIn, ApiPath(id): ApiPath<String>) -> Result<Response, Error> {
-    let id = flow::account_id(&id)?;
-    let scope = flow::record(&app, &auditor, AuditRead::Events, Some(id)).await?;
-    let history = flow::history(&app, &scope, id).await?;
+    let scope = reads::scope(&app, &auditor).await?;
+    let id = flow::account_id(&id);
+    let read = AuditorRead::of(AuditRead::Events, id.as_ref().ok().copied(), app.clock.now());
+    let answer = match id {
+        Ok(id) => flow::history(&app, &scope, id).await,
+        Err(error) => Err(error),
+    };
+    let history = reads::recorded(&app, &auditor, read, answer).await?;
     Ok(Json(json!({
         "account_id": history.account_id,
         "username": history.username,
@@ -148,11 +159,14 @@ pub async fn state(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<StateQuery>,
 ) -> Result<Response, Error> {
-    let id = flow::account_id(&id)?;
-    let scope = flow::record(&app, &auditor, AuditRead::State, Some(id)).await?;
-    let as_of = match q.as_of.as_deref() {
-        Some(raw) => flow::parse_time(raw)?,
-        None => app.clock.now(),
+    let scope = reads::scope(&app, &auditor).await?;
+    let id = flow::account_id(&id);
+    let as_of = q.as_of.as_deref().map(flow::parse_time).transpose();
+    let mut read = AuditorRead::of(AuditRead::State, id.as_ref().ok().copied(), app.clock.now());
+    read.as_of = as_of.as_ref().ok().copied().flatten();
+    let answer = match (id, as_of) {
+        (Ok(id), Ok(as_of)) => flow::state_as_of(&app, &scope, id, as_of.unwrap_or_else(|| app.clock.now())).await,
+        (Err(error), _) | (_, Err(error)) => Err(error),
     };
-    Ok(Json(flow::state_as_of(&app, &scope, id, as_of).await?).into_response())
+    Ok(Json(reads::recorded(&app, &auditor, read, answer).await?).into_response())
 }

@@ -1,70 +1,22 @@
-//! What an auditor reads, free of HTTP: each read is first recorded on the auditor's own stream
-//! (a read that cannot be recorded is not served), then answered within the auditor's scope.
+//! What an auditor reads, free of HTTP, within the auditor's scope (`reads.rs` records it).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tenure_domain::decide::Command;
-use tenure_domain::events::{AuditRead, Role};
-use tenure_domain::{AccountId, OrgId};
+use tenure_domain::{AccountEvent, AccountId, OrgId};
 use tenure_projections::AccountRow;
 use tenure_projections::history::{self, Entry};
 use tenure_store::audit_log::{Heads, proof_file};
+use tenure_store::merkle::Hash;
 use tenure_store::merkle::heads::{PublicKey, SignedHead};
 use tenure_store::merkle::proofs::ProofError;
-use tenure_store::{Actor, EventStore, KeyStore, RecordedEvent, chain};
+use tenure_store::{EventStore, KeyStore, RecordedEvent, chain};
 
+use super::reads::Scope;
 use crate::error::Error;
-use crate::http::session::SignedIn;
 use crate::state::App;
 
 /// The most accounts a search answers with.
 const FOUND: usize = 50;
-
-/// Whose histories an auditor may read.
-pub enum Scope {
-    Org(OrgId),
-    AllOrgs,
-}
-
-impl Scope {
-    fn covers(&self, org: &OrgId) -> bool {
-        match self {
-            Scope::Org(own) => own == org,
-            Scope::AllOrgs => true,
-        }
-    }
-
-    fn org(&self) -> Option<&OrgId> {
-        match self {
-            Scope::Org(own) => Some(own),
-            Scope::AllOrgs => None,
-        }
-    }
-}
-
-/// Records that `auditor` reads `what` (about `subject`), and returns the auditor's scope.
-pub async fn record(
-    app: &App,
-    auditor: &SignedIn,
-    what: AuditRead,
-    subject: Option<AccountId>,
-) -> Result<Scope, Error> {
-    let id = auditor.account.account_id;
-    require_auditor(auditor)?;
-    let ctx = app.ctx();
-    let meta = crate::state::meta(Actor::User(id));
-    app.accounts
-        .execute(id, Command::RecordAuditRead { what, subject }, &ctx, &meta)
-        .await
-        .map_err(|e| Error::refused(e, ctx.now))?;
-    let state = app.accounts.state(id).await.map_err(|e| Error::refused(e, ctx.now))?;
-    let invited = state.invited.ok_or(Error::AuditorsOnly)?;
-    Ok(if invited.all_orgs { Scope::AllOrgs } else { Scope::Org(invited.org.id) })
-}
-
-pub fn require_auditor(signed_in: &SignedIn) -> Result<(), Error> {
-    if signed_in.account.role == Role::Auditor { Ok(()) } else { Err(Error::AuditorsOnly) }
-}
 
 /// The accounts whose username contains `query`, deleted ones too.
 pub async fn search(app: &App, scope: &Scope, query: &str) -> Result<Vec<AccountRow>, Error> {
@@ -125,7 +77,8 @@ pub async fn history(app: &App, scope: &Scope, id: AccountId) -> Result<History,
     ) else {
         return Err(Error::NoSuchAuditedAccount);
     };
-    if !scope.covers(&OrgId(org.to_string())) {
+    let all_orgs = invited.and_then(|p| p.get("all_orgs")).and_then(Value::as_bool).unwrap_or(false);
+    if !scope.covers(&OrgId(org.to_string()), all_orgs) {
         return Err(Error::NoSuchAuditedAccount);
     }
     let (org, username) = (org.to_string(), username.to_string());
@@ -154,8 +107,9 @@ async fn verify(app: &App, id: &AccountId, recorded: &[RecordedEvent]) -> Result
     let proven = match proof.map(|proof| proof_file::check(&proof, &public)) {
         Ok(Ok(count)) => count,
         Ok(Err(found)) => {
+            let proven = recorded.len().saturating_sub(found.len());
             problems.extend(found);
-            0
+            proven
         }
         Err(error) => {
             problems.push(format!("no inclusion proof: {error}"));
@@ -177,20 +131,12 @@ async fn verify(app: &App, id: &AccountId, recorded: &[RecordedEvent]) -> Result
 pub async fn state_as_of(app: &App, scope: &Scope, id: AccountId, as_of: DateTime<Utc>) -> Result<Value, Error> {
     let recorded = app.accounts.store.read_stream(&id.stream(), 1).await?;
     let key = app.accounts.keys.get(id).await?;
-    let events = history::events_until(&recorded, key.as_ref(), as_of).map_err(Error::internal)?;
-    let Some(tenure_domain::AccountEvent::AccountInvited(invited)) = events.first() else {
-        // Invited after `as_of`, or no such account: say which only to whom the scope allows.
-        let all = history::events_until(&recorded, key.as_ref(), DateTime::<Utc>::MAX_UTC).map_err(Error::internal)?;
-        return match all.first() {
-            Some(tenure_domain::AccountEvent::AccountInvited(invited)) if scope.covers(&invited.org.id) => {
-                Ok(history::state_json(id, as_of, &[]))
-            }
-            _ => Err(Error::NoSuchAuditedAccount),
-        };
-    };
-    if !scope.covers(&invited.org.id) {
-        return Err(Error::NoSuchAuditedAccount);
+    let all = history::events_until(&recorded, key.as_ref(), DateTime::<Utc>::MAX_UTC).map_err(Error::internal)?;
+    match all.first() {
+        Some(AccountEvent::AccountInvited(invited)) if scope.covers(&invited.org.id, invited.all_orgs) => {}
+        _ => return Err(Error::NoSuchAuditedAccount),
     }
+    let events = history::events_until(&recorded, key.as_ref(), as_of).map_err(Error::internal)?;
     Ok(history::state_json(id, as_of, &events))
 }
 
@@ -220,39 +166,53 @@ pub fn account_id(raw: &str) -> Result<AccountId, Error> {
     raw.parse::<AccountId>().map_err(|_| Error::NoSuchAuditedAccount)
 }
 
-/// A time as an auditor types it: RFC 3339, a date and time as a browser's `datetime-local`
-/// sends it (UTC), or a date (its end).
+/// A time as an auditor types it (`history::parse_as_of`).
 pub fn parse_time(raw: &str) -> Result<DateTime<Utc>, Error> {
-    let raw = raw.trim();
-    let parsed = DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .ok()
-        .or_else(|| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M").ok().map(|t| t.and_utc()))
-        .or_else(|| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S").ok().map(|t| t.and_utc()))
-        .or_else(|| {
-            NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_milli_opt(23, 59, 59, 999))
-                .map(|t| t.and_utc())
-        });
-    parsed.ok_or(Error::InvalidField {
-        field: "as_of",
-        message: "Give a time such as 2026-06-30T12:00:00Z, or a date such as 2026-06-30.".into(),
-    })
+    history::parse_as_of(raw).map_err(|message| Error::InvalidField { field: "as_of", message: sentence(&message) })
 }
 
-/// A proof the store cannot give: out of range is the asker's mistake, anything else ours.
-pub fn proof_refused(error: ProofError, field: &'static str) -> Error {
+/// The audit path of the event at `position` in the tree of the first `tree_size` events (the
+/// latest signed head's when not given).
+pub async fn inclusion(app: &App, position: u64, tree_size: Option<u64>) -> Result<(u64, Vec<Hash>), Error> {
+    let log = app.accounts.store.tree_frontier().await?.size();
+    let tree_size = match tree_size {
+        Some(size) => size,
+        None => latest_head(app).await?.tree_size,
+    };
+    within("tree_size", tree_size, log, "the events in the log")?;
+    within("position", position, tree_size, "the tree's size")?;
+    let path = app.accounts.store.inclusion_proof(position, tree_size).await.map_err(proof_refused)?;
+    Ok((tree_size, path))
+}
+
+/// The proof that the tree of the first `first` events is a prefix of the tree of `second`.
+pub async fn consistency(app: &App, first: u64, second: u64) -> Result<Vec<Hash>, Error> {
+    let log = app.accounts.store.tree_frontier().await?.size();
+    within("second", second, log, "the events in the log")?;
+    within("first", first, second, "second")?;
+    app.accounts.store.consistency_proof(first, second).await.map_err(proof_refused)
+}
+
+fn within(field: &'static str, value: u64, most: u64, what: &str) -> Result<(), Error> {
+    if (1..=most).contains(&value) {
+        return Ok(());
+    }
+    Err(Error::InvalidField { field, message: format!("{field} must be from 1 to {most} ({what}).") })
+}
+
+/// A proof the store cannot give once the sizes are checked: ours to answer for.
+fn proof_refused(error: ProofError) -> Error {
     match error {
-        ProofError::OutOfRange { .. } => {
-            Error::InvalidField { field, message: format!("{}.", capitalised(&error.to_string())) }
-        }
-        ProofError::Invalid(_) => Error::internal(error),
         ProofError::Store(error) => error.into(),
+        other => Error::internal(other),
     }
 }
 
-fn capitalised(text: &str) -> String {
+fn sentence(text: &str) -> String {
     let mut chars = text.chars();
-    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+    let mut out: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
 }

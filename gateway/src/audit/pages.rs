@@ -4,19 +4,20 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
-use tenure_domain::events::AuditRead;
+use tenure_domain::events::{AuditRead, AuditorRead};
 use tenure_projections::history;
 use tenure_store::audit_log::proof_file;
 use tenure_store::audit_log::verify::base64;
 
 use super::flow::{self, History};
+use super::reads;
 use crate::error::{ApiError, Error};
-use crate::http::fallback::PagePath;
+use crate::http::fallback::{PagePath, PageQuery};
 use crate::http::layout::{Chrome, chrome, problem, when};
 use crate::http::render::page;
 use crate::http::session::{SignedIn, SignedInPage};
@@ -97,16 +98,19 @@ fn refused(app: &App, auditor: &SignedIn, error: Error) -> Response {
 pub async fn search(
     State(app): Shared,
     SignedInPage(auditor): SignedInPage,
-    Query(form): Query<SearchForm>,
+    PageQuery(form): PageQuery<SearchForm>,
 ) -> Response {
     let searched = !form.query.trim().is_empty();
     let found = async {
+        let scope = reads::scope(&app, &auditor).await?;
         if !searched {
-            // Nothing is read yet: only who may read is checked.
-            return flow::require_auditor(&auditor).map(|_| Vec::new());
+            // Nothing is read yet.
+            return Ok(Vec::new());
         }
-        let scope = flow::record(&app, &auditor, AuditRead::Search, None).await?;
-        flow::search(&app, &scope, &form.query).await
+        let answer = flow::search(&app, &scope, &form.query).await;
+        let mut read = AuditorRead::of(AuditRead::Search, None, app.clock.now());
+        read.found = answer.iter().flatten().map(|row| row.account_id).collect();
+        reads::recorded(&app, &auditor, read, answer).await
     }
     .await;
     let found = match found {
@@ -136,18 +140,30 @@ pub async fn account(
     State(app): Shared,
     SignedInPage(auditor): SignedInPage,
     PagePath(id): PagePath<String>,
-    Query(query): Query<AccountQuery>,
+    PageQuery(query): PageQuery<AccountQuery>,
 ) -> Response {
     let shown = async {
-        let id = flow::account_id(&id)?;
-        let scope = flow::record(&app, &auditor, AuditRead::Events, Some(id)).await?;
-        let history = flow::history(&app, &scope, id).await?;
-        let as_of = match query.as_of.as_deref().filter(|t| !t.trim().is_empty()) {
-            Some(raw) => flow::parse_time(raw)?,
-            None => app.clock.now(),
+        let scope = reads::scope(&app, &auditor).await?;
+        let id = flow::account_id(&id);
+        let subject = id.as_ref().ok().copied();
+        let answer = match &id {
+            Ok(id) => flow::history(&app, &scope, *id).await,
+            Err(_) => Err(Error::NoSuchAuditedAccount),
         };
-        flow::record(&app, &auditor, AuditRead::State, Some(id)).await?;
-        let state = flow::state_as_of(&app, &scope, id, as_of).await?;
+        let history =
+            reads::recorded(&app, &auditor, AuditorRead::of(AuditRead::Events, subject, app.clock.now()), answer)
+                .await?;
+        let as_of = match query.as_of.as_deref().filter(|t| !t.trim().is_empty()) {
+            Some(raw) => flow::parse_time(raw),
+            None => Ok(app.clock.now()),
+        };
+        let mut read = AuditorRead::of(AuditRead::State, subject, app.clock.now());
+        read.as_of = as_of.as_ref().ok().copied();
+        let answer = match as_of {
+            Ok(as_of) => flow::state_as_of(&app, &scope, history.account_id, as_of).await.map(|state| (as_of, state)),
+            Err(error) => Err(error),
+        };
+        let (as_of, state) = reads::recorded(&app, &auditor, read, answer).await?;
         Ok::<_, Error>((history, as_of, state))
     }
     .await;
@@ -215,28 +231,15 @@ pub async fn export(
     PagePath((id, format)): PagePath<(String, String)>,
 ) -> Response {
     let exported = async {
-        let id = flow::account_id(&id)?;
-        let what = if format == "proof" { AuditRead::Proof } else { AuditRead::Events };
-        let scope = flow::record(&app, &auditor, what, Some(id)).await?;
-        let history = flow::history(&app, &scope, id).await?;
-        let (body, kind, extension) = match format.as_str() {
-            "json" => (json(history.entries.iter().map(history::json_event).collect())?, "application/json", "json"),
-            "cloudevents" => (
-                json(history.entries.iter().map(history::cloud_event).collect())?,
-                "application/cloudevents-batch+json",
-                "cloudevents.json",
-            ),
-            "csv" => (history::csv(&history.entries).map_err(Error::internal)?, "text/csv; charset=utf-8", "csv"),
-            "proof" => {
-                let public = flow::public_key(&app).await?;
-                let head = history.verification.head.clone();
-                let proof =
-                    proof_file::prove(&app.accounts.store, &head, &public, &id.stream(), &history.recorded).await?;
-                (serde_json::to_string_pretty(&proof).map_err(Error::internal)?, "application/json", "proof.json")
-            }
-            _ => return Err(Error::NoSuchAuditedAccount),
+        let scope = reads::scope(&app, &auditor).await?;
+        let id = flow::account_id(&id);
+        let mut read = AuditorRead::of(AuditRead::Export, id.as_ref().ok().copied(), app.clock.now());
+        read.format = Some(format.chars().take(16).collect());
+        let answer = match id {
+            Ok(id) => export_file(&app, &scope, id, &format).await,
+            Err(error) => Err(error),
         };
-        Ok::<_, Error>((body, kind, format!("attachment; filename=\"{}.{extension}\"", history.username)))
+        reads::recorded(&app, &auditor, read, answer).await
     }
     .await;
     match exported {
@@ -246,6 +249,33 @@ pub async fn export(
         }
         Err(error) => refused(&app, &auditor, error),
     }
+}
+
+/// The file's body, type and name.
+async fn export_file(
+    app: &App,
+    scope: &reads::Scope,
+    id: tenure_domain::AccountId,
+    format: &str,
+) -> Result<(String, &'static str, String), Error> {
+    let history = flow::history(app, scope, id).await?;
+    let (body, kind, extension) = match format {
+        "json" => (json(history.entries.iter().map(history::json_event).collect())?, "application/json", "json"),
+        "cloudevents" => (
+            json(history.entries.iter().map(history::cloud_event).collect())?,
+            "application/cloudevents-batch+json",
+            "cloudevents.json",
+        ),
+        "csv" => (history::csv(&history.entries).map_err(Error::internal)?, "text/csv; charset=utf-8", "csv"),
+        "proof" => {
+            let public = flow::public_key(app).await?;
+            let head = history.verification.head.clone();
+            let proof = proof_file::prove(&app.accounts.store, &head, &public, &id.stream(), &history.recorded).await?;
+            (serde_json::to_string_pretty(&proof).map_err(Error::internal)?, "application/json", "proof.json")
+        }
+        _ => return Err(Error::NoSuchAuditedAccount),
+    };
+    Ok((body, kind, format!("attachment; filename=\"{}.{extension}\"", history.username)))
 }
 
 fn json(list: Vec<Value>) -> Result<String, Error> {

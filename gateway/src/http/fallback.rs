@@ -122,3 +122,24 @@ impl IntoResponse for PagePathProblem {
         )
     }
 }
+
+/// A query string of the pages; one that cannot be read (a field given twice, say) gets the
+/// site's page, never the framework's plain text.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(PageQueryProblem))]
+pub struct PageQuery<T>(pub T);
+
+pub struct PageQueryProblem;
+
+impl From<QueryRejection> for PageQueryProblem {
+    fn from(_: QueryRejection) -> Self {
+        PageQueryProblem
+    }
+}
+
+impl IntoResponse for PageQueryProblem {
+    fn into_response(self) -> Response {
+        let message = "The address has a part this page cannot read. Please go back and try again.".into();
+        page(StatusCode::BAD_REQUEST, ProblemPage { heading: "The address could not be read", message })
+    }
+}

@@ -101,6 +101,9 @@ pub fn check(proof: &AccountProof, key: &PublicKey) -> Result<usize, Vec<String>
         problems.push(format!("not a Tenure inclusion proof (format {:?})", proof.format));
         return Err(problems);
     }
+    if proof.events.is_empty() {
+        problems.push("the proof holds no events: it proves nothing".into());
+    }
     if let Err(error) = proof.head.verify(key) {
         problems.push(error);
     }
