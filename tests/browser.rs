@@ -334,15 +334,28 @@ async fn first_sign_in_and_sign_in_with_codes_by_email() {
 /// Deactivates `username` as the scheduler does once six months have passed without a sign-in
 /// (the scheduler itself is another issue): the command, run against the store of the serving
 /// process, at a time past the deadline.
-async fn deactivate(world: &World, username: &str) {
+/// Runs the scheduler's `steps` on `username`, each the given number of days from now, as another
+/// process beside the server; returns the accounts, to do more.
+async fn schedule(
+    world: &World,
+    username: &str,
+    steps: &[(DomainCommand, i64)],
+) -> (Accounts<SqliteStore, SqliteKeyStore>, tenure_domain::AccountId) {
     let dir = world.data_dir.path();
     let store = SqliteStore::open(&dir.join("tenure.db"), Open::MustExist).unwrap();
     let (keys, master) = tenure_store::keys::key_store_paths(dir);
     let accounts = Accounts::new(store, SqliteKeyStore::open(&keys, &master, false).unwrap());
     let id = accounts.resolve(username).await.unwrap().expect("the account");
-    let later = Ctx { now: chrono::Utc::now() + chrono::Duration::days(200) };
-    let events = accounts.execute(id, DomainCommand::Deactivate, &later, &Meta::new(Actor::Scheduler)).await.unwrap();
-    assert_eq!(events.len(), 1, "{events:?}");
+    for (command, days) in steps {
+        let later = Ctx { now: chrono::Utc::now() + chrono::Duration::days(*days) };
+        let events = accounts.execute(id, command.clone(), &later, &Meta::new(Actor::Scheduler)).await.unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+    }
+    (accounts, id)
+}
+
+async fn deactivate(world: &World, username: &str) {
+    schedule(world, username, &[(DomainCommand::Deactivate, 200)]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -603,16 +616,8 @@ async fn signing_out_everywhere_else_ends_a_second_browsers_session() {
 
 /// Deletes `username` as the scheduler does a year after the last sign-in, its key destroyed.
 async fn delete(world: &World, username: &str) {
-    let dir = world.data_dir.path();
-    let store = SqliteStore::open(&dir.join("tenure.db"), Open::MustExist).unwrap();
-    let (keys, master) = tenure_store::keys::key_store_paths(dir);
-    let accounts = Accounts::new(store, SqliteKeyStore::open(&keys, &master, false).unwrap());
-    let id = accounts.resolve(username).await.unwrap().expect("the account");
-    let scheduler = Meta::new(Actor::Scheduler);
-    for (command, days) in [(DomainCommand::Deactivate, 200), (DomainCommand::Delete, 400)] {
-        let later = Ctx { now: chrono::Utc::now() + chrono::Duration::days(days) };
-        accounts.execute(id, command, &later, &scheduler).await.unwrap();
-    }
+    let steps = [(DomainCommand::Deactivate, 200), (DomainCommand::Delete, 400)];
+    let (accounts, id) = schedule(world, username, &steps).await;
     tenure_store::KeyStore::destroy(&accounts.keys, id).await.unwrap();
 }
 
