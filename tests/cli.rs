@@ -866,3 +866,28 @@ fn an_operator_mails_a_password_reset_and_resets_two_factor_as_the_named_actor()
     assert_eq!(by_type("PasswordResetRequested")["actor"], "operator:ops-alice", "{events}");
     assert_eq!(by_type("MfaReset")["actor"], "operator:ops-alice", "{events}");
 }
+
+#[test]
+fn token_signing_keys_rotate_and_a_replaced_one_is_dropped_after_its_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    invite(d, "jdoe", &[]);
+    let rotate = |grace: &str| {
+        let output = tenure(d, &["oidc", "rotate-keys", "--grace-hours", grace]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        let current = text.lines().next().unwrap().strip_prefix("signing key: ").unwrap().to_string();
+        let kept: Vec<String> = text.lines().skip(1).map(|l| l.rsplit(' ').next().unwrap().to_string()).collect();
+        (current, kept)
+    };
+    let (first, none) = rotate("24");
+    assert!(none.is_empty(), "the first key replaces nothing");
+    let (second, kept) = rotate("24");
+    assert_ne!(first, second);
+    assert_eq!(kept, std::slice::from_ref(&first), "the replaced key verifies for a day");
+    let (third, kept) = rotate("0");
+    assert_eq!(kept, [second.clone(), first.clone()]);
+    let (_, kept) = rotate("24");
+    assert_eq!(kept, [third, first], "a key whose grace is over is dropped; the one inside its grace stays");
+    assert!(stderr(&tenure(d, &["oidc", "rotate-keys", "--grace-hours", "9999"])).contains("9999"));
+}

@@ -45,6 +45,9 @@ pub enum Command {
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     #[command(subcommand)]
     Bench(Bench),
+    /// Single sign-on (SPEC §13): the keys that sign tokens.
+    #[command(subcommand)]
+    Oidc(Oidc),
     /// Posts org-level items for the dashboard widgets.
     #[command(subcommand)]
     Org(OrgItem),
@@ -274,6 +277,17 @@ pub struct Serve {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Oidc {
+    /// Makes a new token signing key, which every gateway signs with from then on; the one it
+    /// replaces still verifies (and stays in the JWKS) for the grace period, then is dropped.
+    RotateKeys {
+        /// Hours the replaced key still verifies.
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(..=8760))]
+        grace_hours: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]

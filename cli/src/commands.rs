@@ -9,6 +9,7 @@ mod bench_sign_in;
 mod bench_verify;
 mod mail;
 mod migrate;
+mod oidc;
 mod org;
 mod projections;
 pub mod scheduler;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin(admin) => admin::run(&cli.global, admin).await,
         Command::Audit(audit) => audit::run(&cli.global, audit).await,
         Command::Bench(bench) => bench::run(&cli.global, bench).await,
+        Command::Oidc(command) => oidc::run(&cli.global, command).await,
         Command::Org(item) => org::run(&cli.global, item).await,
         Command::Projections(command) => projections::run(&cli.global, command).await,
         Command::Scheduler(args) => scheduler::run(&cli.global, args).await,

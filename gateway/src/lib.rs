@@ -20,6 +20,7 @@ pub mod mfa;
 pub mod new_password;
 pub mod notices;
 pub mod offered_keys;
+pub mod oidc;
 pub mod ops;
 pub mod passwords;
 pub mod personal;

@@ -6,6 +6,7 @@
 //! both databases: `<data-dir>/master.key`, created with mode 0600 on first use.
 
 mod log_key;
+pub mod signing_keys;
 
 use std::fmt;
 use std::io::Write;
@@ -115,6 +116,12 @@ impl SqliteKeyStore {
                      key_id     BLOB    PRIMARY KEY,
                      wrapped    BLOB    NOT NULL,
                      created_at INTEGER NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS signing_keys (
+                     kid        TEXT    PRIMARY KEY,
+                     wrapped    BLOB    NOT NULL,
+                     created_at INTEGER NOT NULL,
+                     dropped_at INTEGER
                  );",
             )
             .map_err(|e| key_error(path, e))?;

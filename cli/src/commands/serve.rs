@@ -81,6 +81,8 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
     // The log key is made at first start; then a head is signed at most once a minute while
     // events arrive (ADR 0016), by whichever gateways run: the first head of a size is kept.
     let log_key = app.accounts.keys.log_key().await?;
+    // So are the keys that sign tokens (SPEC §13), which every gateway shares.
+    app.accounts.keys.signing_keys(tenure_gateway::oidc::keys::make, app.clock.now()).await?;
     let signer = app.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
