@@ -243,6 +243,13 @@ async fn every_auditor_read_is_an_event_on_the_auditors_stream(h: Harness) {
         (last["subject"].as_str(), last["refused"].as_bool()),
         (Some(outsider.to_string().as_str()), Some(true))
     );
+    // A page that cannot be shown records both of its reads as refused.
+    let page = h.page(&format!("/audit/accounts/{}?as_of=someday", worker.clone().unwrap()), Some(&inspector)).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let stream = h.app.accounts.store.read_stream(&inspector_id.stream(), 1).await.unwrap();
+    let last_two: Vec<Value> =
+        stream[stream.len() - 2..].iter().map(|e| serde_json::from_slice(&e.data).unwrap()).collect();
+    assert!(last_two.iter().all(|r| r["refused"] == true), "{last_two:?}");
     // The history says so in words.
     let own =
         h.call("GET", &format!("/api/v1/audit/accounts/{inspector_id}/events"), None, Some(&inspector), None).await;
@@ -284,6 +291,13 @@ async fn digests_are_redacted_and_an_operators_auditor_is_no_orgs_to_read(h: Har
     assert_eq!(invited["invitation"]["token_digest"], "redacted", "{invited}");
     let password = history.json["events"].as_array().unwrap().iter().find(|e| e["type"] == "PasswordSet").unwrap();
     assert_eq!(password["data"]["personal"]["password_hash"], "redacted");
+    // Not even named to an auditor of its own org.
+    let (_, ops, _) = h.signed_in("opsaud", Role::Auditor, "ops").await;
+    let found = h.call("GET", "/api/v1/audit/accounts?query=o", None, Some(&ops), None).await;
+    let names: Vec<&str> = found.json.as_array().unwrap().iter().map(|a| a["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["opsaud"], "{found:?}");
+    let found = h.call("GET", "/api/v1/audit/accounts?query=overseer", None, Some(&everyone), None).await;
+    assert_eq!(found.json[0]["username"], "overseer");
     let of_overseer = format!("/api/v1/audit/accounts/{overseer}/events");
     h.call("GET", &of_overseer, None, Some(&inspector), None).await.error(StatusCode::NOT_FOUND, "not_found");
     assert_eq!(h.call("GET", &of_overseer, None, Some(&everyone), None).await.status, StatusCode::OK);

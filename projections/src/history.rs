@@ -77,8 +77,10 @@ pub fn parse_as_of(raw: &str) -> Result<DateTime<Utc>, String> {
     } else {
         return Err("give an RFC 3339 time such as 2026-06-30T12:00:00Z, or a date such as 2026-06-30".into());
     };
-    // A leap second, or a year no event can have.
-    if start.nanosecond() >= 1_000_000_000 || !(1970..=9999).contains(&start.year()) || raw.starts_with(['-', '+']) {
+    if start.nanosecond() >= 1_000_000_000 {
+        return Err(format!("{raw:?} names a leap second: give the second before or after it"));
+    }
+    if !(1970..=9999).contains(&start.year()) || raw.starts_with(['-', '+']) {
         return Err(format!("{raw:?} is not a time between 1970 and 9999"));
     }
     Ok(start + span - Duration::nanoseconds(1))

@@ -162,10 +162,11 @@ pub async fn state(
     let scope = reads::scope(&app, &auditor).await?;
     let id = flow::account_id(&id);
     let as_of = q.as_of.as_deref().map(flow::parse_time).transpose();
+    let as_of = as_of.map(|given| given.unwrap_or_else(|| app.clock.now()));
     let mut read = AuditorRead::of(AuditRead::State, id.as_ref().ok().copied(), app.clock.now());
-    read.as_of = as_of.as_ref().ok().copied().flatten();
+    read.as_of = as_of.as_ref().ok().copied();
     let answer = match (id, as_of) {
-        (Ok(id), Ok(as_of)) => flow::state_as_of(&app, &scope, id, as_of.unwrap_or_else(|| app.clock.now())).await,
+        (Ok(id), Ok(as_of)) => flow::state_as_of(&app, &scope, id, as_of).await,
         (Err(error), _) | (_, Err(error)) => Err(error),
     };
     Ok(Json(reads::recorded(&app, &auditor, read, answer).await?).into_response())

@@ -25,7 +25,27 @@ pub async fn search(app: &App, scope: &Scope, query: &str) -> Result<Vec<Account
         return Ok(Vec::new());
     }
     app.caught_up().await?;
-    Ok(app.read_models.find_accounts(scope.org(), &query, FOUND).await?)
+    let found = app.read_models.find_accounts(scope.org(), &query, FOUND).await?;
+    if matches!(scope, Scope::AllOrgs) {
+        return Ok(found);
+    }
+    // An operator's auditor is in some org too, but out of its auditors' scope: not even named.
+    let mut shown = Vec::with_capacity(found.len());
+    for row in found {
+        if row.role == tenure_domain::events::Role::Auditor
+            && app
+                .accounts
+                .state(row.account_id)
+                .await
+                .map_err(|e| Error::refused(e, app.clock.now()))?
+                .invited
+                .is_some_and(|i| i.all_orgs)
+        {
+            continue;
+        }
+        shown.push(row);
+    }
+    Ok(shown)
 }
 
 /// An account's history as an auditor reads it, and how it checks out against the log.

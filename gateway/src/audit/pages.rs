@@ -146,25 +146,26 @@ pub async fn account(
         let scope = reads::scope(&app, &auditor).await?;
         let id = flow::account_id(&id);
         let subject = id.as_ref().ok().copied();
-        let answer = match &id {
-            Ok(id) => flow::history(&app, &scope, *id).await,
-            Err(_) => Err(Error::NoSuchAuditedAccount),
-        };
-        let history =
-            reads::recorded(&app, &auditor, AuditorRead::of(AuditRead::Events, subject, app.clock.now()), answer)
-                .await?;
         let as_of = match query.as_of.as_deref().filter(|t| !t.trim().is_empty()) {
             Some(raw) => flow::parse_time(raw),
             None => Ok(app.clock.now()),
         };
-        let mut read = AuditorRead::of(AuditRead::State, subject, app.clock.now());
-        read.as_of = as_of.as_ref().ok().copied();
-        let answer = match as_of {
-            Ok(as_of) => flow::state_as_of(&app, &scope, history.account_id, as_of).await.map(|state| (as_of, state)),
-            Err(error) => Err(error),
-        };
-        let (as_of, state) = reads::recorded(&app, &auditor, read, answer).await?;
-        Ok::<_, Error>((history, as_of, state))
+        let asked_as_of = as_of.as_ref().ok().copied();
+        // The page shows both or neither: each read is recorded as refused if the page is.
+        let answer = async {
+            let (id, as_of) = (id?, as_of?);
+            let history = flow::history(&app, &scope, id).await?;
+            let state = flow::state_as_of(&app, &scope, id, as_of).await?;
+            Ok::<_, Error>((history, as_of, state))
+        }
+        .await;
+        let refused = answer.is_err();
+        let now = app.clock.now();
+        reads::record(&app, &auditor, AuditorRead { refused, ..AuditorRead::of(AuditRead::Events, subject, now) })
+            .await?;
+        let mut state_read = AuditorRead { refused, ..AuditorRead::of(AuditRead::State, subject, now) };
+        state_read.as_of = asked_as_of;
+        reads::recorded(&app, &auditor, state_read, answer).await
     }
     .await;
     let (history, as_of, state) = match shown {

@@ -108,7 +108,13 @@ impl PublicKey {
     }
 
     /// A PEM public key as `pem` writes it (as OpenSSL writes one), or the key's 32 bytes in base64.
+    /// PEM, base64 of the raw key, or the JSON `GET /api/v1/audit/public-key` answers.
     pub fn parse(text: &str) -> Result<PublicKey, String> {
+        if let Ok(served) = serde_json::from_str::<serde_json::Value>(text)
+            && let Some(pem) = served.get("pem").and_then(|p| p.as_str())
+        {
+            return PublicKey::parse(pem);
+        }
         let body: String = text.lines().filter(|line| !line.starts_with("-----")).collect::<String>();
         let bytes = STANDARD.decode(body.trim()).map_err(|_| "the public key is neither PEM nor base64".to_string())?;
         match bytes.strip_prefix(SPKI_PREFIX.as_slice()) {
@@ -168,6 +174,18 @@ pub mod base64_list {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The public key reads the same from PEM, from base64 and from the API's JSON answer.
+    #[test]
+    fn a_public_key_reads_from_pem_base64_and_the_apis_answer() {
+        let key = LogKey::from_secret([7; 32]).public();
+        let served = serde_json::json!({"algorithm": "Ed25519", "pem": key.pem(), "public_key": "ignored"}).to_string();
+        let base64 = STANDARD.encode(key.raw());
+        for text in [key.pem(), base64, served] {
+            assert_eq!(PublicKey::parse(&text).unwrap().raw(), key.raw(), "{text}");
+        }
+        assert!(PublicKey::parse("{\"pem\": \"nonsense\"}").is_err());
+    }
 
     /// RFC 8032 §7.1, test 1: the secret key, its public key and the signature of the empty message.
     #[test]
