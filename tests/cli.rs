@@ -891,3 +891,50 @@ fn token_signing_keys_rotate_and_a_replaced_one_is_dropped_after_its_grace() {
     assert_eq!(kept, [third, first], "a key whose grace is over is dropped; the one inside its grace stays");
     assert!(stderr(&tenure(d, &["oidc", "rotate-keys", "--grace-hours", "9999"])).contains("9999"));
 }
+
+#[test]
+fn operators_register_list_and_remove_applications_and_a_secret_is_shown_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    invite(d, "jdoe", &[]);
+    let add = |extra: &[&str]| {
+        let mut args = vec!["oidc", "client", "add", "--org", "acme", "--name", "Services"];
+        args.extend(extra);
+        tenure(d, &args)
+    };
+    let confidential = add(&["--redirect-uri", "https://services.example.com/cb", "https://services.example.com/cb2"]);
+    assert!(confidential.status.success(), "{}", stderr(&confidential));
+    let text = stdout(&confidential);
+    let field = |text: &str, name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).unwrap_or_default()
+    };
+    let (id, secret) = (field(&text, "client_id:"), field(&text, "client_secret:"));
+    assert!(id.starts_with("acme.") && id.len() > 20, "{text}");
+    assert!(secret.len() >= 43, "{text}");
+    let public = add(&["--public", "--tab", "services", "--redirect-uri", "http://localhost:3000/cb"]);
+    assert!(public.status.success(), "{}", stderr(&public));
+    assert!(!stdout(&public).contains("client_secret"), "a public client has no secret");
+    let public_id = field(&stdout(&public), "client_id:");
+
+    let listed = stdout(&tenure(d, &["oidc", "client", "list", "--org", "acme"]));
+    assert!(listed.contains(&id) && listed.contains(&public_id) && listed.contains("tab=services"), "{listed}");
+    assert!(!listed.contains(&secret), "the secret is shown once, at registration");
+    assert_eq!(stdout(&tenure(d, &["oidc", "client", "list"])), listed, "all orgs: here only acme");
+    for (files, bytes) in files(d) {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{files} holds the secret");
+    }
+
+    for (bad, says) in [
+        (vec!["--redirect-uri", "http://services.example.com/cb"], "not a redirect URI"),
+        (vec!["--redirect-uri", "https://services.example.com/cb#x"], "not a redirect URI"),
+        (vec!["--tab", "admin", "--redirect-uri", "https://a.example.com/cb"], "admin"),
+    ] {
+        let refused = add(&bad);
+        assert!(!refused.status.success() && stderr(&refused).contains(says), "{bad:?}: {}", stderr(&refused));
+    }
+    assert!(tenure(d, &["oidc", "client", "remove", &id]).status.success());
+    let listed = stdout(&tenure(d, &["oidc", "client", "list", "--org", "acme"]));
+    assert!(!listed.contains(&id) && listed.contains(&public_id), "{listed}");
+    let again = tenure(d, &["oidc", "client", "remove", &id]);
+    assert!(!again.status.success() && stderr(&again).contains("no client"), "{}", stderr(&again));
+}

@@ -288,6 +288,47 @@ pub enum Oidc {
         #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(..=8760))]
         grace_hours: u32,
     },
+    /// The applications (OpenID Connect clients) an org's users sign in to through Tenure.
+    #[command(subcommand)]
+    Client(OidcClient),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OidcClient {
+    /// Registers an application with an org; prints `client_id:` and, once, the
+    /// `client_secret:` of a confidential one.
+    Add(ClientAdd),
+    /// Lists the registered applications, of one org or of all.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Removes an application.
+    Remove { client_id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientAdd {
+    /// The org whose users sign in to it.
+    #[arg(long)]
+    pub org: String,
+    #[arg(long)]
+    pub name: String,
+    /// Where the authorization answer may go, compared exactly: https://, or http:// to localhost.
+    #[arg(long = "redirect-uri", required = true, num_args = 1..)]
+    pub redirect_uris: Vec<String>,
+    /// A public client (in a browser or on a device): no secret, PKCE required.
+    #[arg(long)]
+    pub public: bool,
+    /// Where the application may send the browser after signing out.
+    #[arg(long = "post-logout-redirect-uri", num_args = 1..)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// The dashboard tab that links to it.
+    #[arg(long, value_parser = ["services", "apis", "monitoring", "billing", "support", "orders"])]
+    pub tab: Option<String>,
+    /// Shared with the users of every org, not only --org's.
+    #[arg(long)]
+    pub all_orgs: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -458,6 +458,46 @@ pub struct MaintenanceCancelled {
     pub at: DateTime<Utc>,
 }
 
+/// An application the org's users may sign in to through Tenure (an OpenID Connect client,
+/// SPEC §13), registered by an administrator or an operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRegistered {
+    pub org_id: OrgId,
+    pub client_id: String,
+    pub name: String,
+    /// Compared exactly with the `redirect_uri` of each authorization request.
+    pub redirect_uris: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A public client (in a browser or on a device) keeps no secret and must use PKCE.
+    pub public: bool,
+    /// The dashboard tab that links to it (`services`, `apis`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tab: Option<String>,
+    /// Shared by an operator with the users of every org.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_orgs: bool,
+    /// The SHA-256 of a confidential client's secret, which was shown once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_digest: Option<SecretDigest>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSecretRotated {
+    pub org_id: OrgId,
+    pub client_id: String,
+    pub secret_digest: SecretDigest,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRemoved {
+    pub org_id: OrgId,
+    pub client_id: String,
+    pub at: DateTime<Utc>,
+}
+
 /// An event of the catalogue at its current schema version, whatever stream kind it belongs to:
 /// what the codec needs to store it.
 pub trait Catalogued {
@@ -665,6 +705,9 @@ catalogue! {
         TicketClosed: 1,
         MaintenanceScheduled: 1,
         MaintenanceCancelled: 1,
+        ClientRegistered: 1,
+        ClientSecretRotated: 1,
+        ClientRemoved: 1,
     }
 }
 

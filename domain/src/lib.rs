@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod calendar;
+pub mod clients;
 pub mod clock;
 pub mod decide;
 pub mod events;

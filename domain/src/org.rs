@@ -10,12 +10,38 @@ use crate::ids::OrgId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrgCommand {
-    OpenOrder { order_id: String, title: String },
-    CloseOrder { order_id: String },
-    OpenTicket { ticket_id: String, title: String },
-    CloseTicket { ticket_id: String },
-    ScheduleMaintenance { window_id: String, title: String, starts_at: DateTime<Utc>, ends_at: DateTime<Utc> },
-    CancelMaintenance { window_id: String },
+    OpenOrder {
+        order_id: String,
+        title: String,
+    },
+    CloseOrder {
+        order_id: String,
+    },
+    OpenTicket {
+        ticket_id: String,
+        title: String,
+    },
+    CloseTicket {
+        ticket_id: String,
+    },
+    ScheduleMaintenance {
+        window_id: String,
+        title: String,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+    },
+    CancelMaintenance {
+        window_id: String,
+    },
+    /// `registration.at` is replaced by the command's time.
+    RegisterClient(ClientRegistered),
+    RotateClientSecret {
+        client_id: String,
+        secret_digest: crate::secret::SecretDigest,
+    },
+    RemoveClient {
+        client_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +58,20 @@ pub enum OrgError {
     EndsBeforeStart,
     #[error("{0} must be 1 to {MAX_TEXT} characters")]
     BadText(&'static str),
+    #[error("{0:?} is not a redirect URI Tenure takes: https://, or http:// to localhost, without a fragment")]
+    BadRedirectUri(String),
+    #[error("give 1 to {0} redirect URIs")]
+    RedirectUrisCount(usize),
+    #[error("{0:?} is not a tab of the dashboard (services, apis, monitoring, billing, support, orders)")]
+    UnknownTab(String),
+    #[error("a confidential client has a secret and a public one has none")]
+    SecretMismatch,
+    #[error("client {0} is already registered")]
+    ClientExists(String),
+    #[error("no client {0} is registered")]
+    NoSuchClient(String),
+    #[error("client {0} is public: it has no secret")]
+    PublicClient(String),
 }
 
 const MAX_TEXT: usize = 200;
@@ -43,6 +83,8 @@ pub struct Org {
     pub open_orders: BTreeMap<String, String>,
     pub open_tickets: BTreeMap<String, String>,
     pub maintenance: BTreeMap<String, MaintenanceScheduled>,
+    /// Registered clients by id, each with its current secret digest.
+    pub clients: BTreeMap<String, ClientRegistered>,
 }
 
 impl Org {
@@ -68,13 +110,24 @@ impl Org {
                 OrgEvent::MaintenanceCancelled(e) => {
                     org.maintenance.remove(&e.window_id);
                 }
+                OrgEvent::ClientRegistered(e) => {
+                    org.clients.insert(e.client_id.clone(), e.clone());
+                }
+                OrgEvent::ClientSecretRotated(e) => {
+                    if let Some(client) = org.clients.get_mut(&e.client_id) {
+                        client.secret_digest = Some(e.secret_digest);
+                    }
+                }
+                OrgEvent::ClientRemoved(e) => {
+                    org.clients.remove(&e.client_id);
+                }
             }
             org
         })
     }
 }
 
-fn text(what: &'static str, value: &str) -> Result<(), OrgError> {
+pub(crate) fn text(what: &'static str, value: &str) -> Result<(), OrgError> {
     let chars = value.trim().chars().count();
     if chars == 0 || chars > MAX_TEXT { Err(OrgError::BadText(what)) } else { Ok(()) }
 }
@@ -126,6 +179,25 @@ pub fn decide_org(org: &Org, org_id: &OrgId, command: OrgCommand, now: DateTime<
                 return Err(OrgError::NotScheduled(window_id));
             }
             MaintenanceCancelled { org_id, window_id, at: now }.into()
+        }
+        OrgCommand::RegisterClient(client) => {
+            let client = ClientRegistered { org_id, name: client.name.trim().to_string(), at: now, ..client };
+            crate::clients::check(&client)?;
+            if org.clients.contains_key(&client.client_id) {
+                return Err(OrgError::ClientExists(client.client_id));
+            }
+            client.into()
+        }
+        OrgCommand::RotateClientSecret { client_id, secret_digest } => match org.clients.get(&client_id) {
+            None => return Err(OrgError::NoSuchClient(client_id)),
+            Some(client) if client.public => return Err(OrgError::PublicClient(client_id)),
+            Some(_) => ClientSecretRotated { org_id, client_id, secret_digest, at: now }.into(),
+        },
+        OrgCommand::RemoveClient { client_id } => {
+            if !org.clients.contains_key(&client_id) {
+                return Err(OrgError::NoSuchClient(client_id));
+            }
+            ClientRemoved { org_id, client_id, at: now }.into()
         }
     })
 }

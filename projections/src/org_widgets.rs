@@ -107,6 +107,8 @@ impl Definition for OrgItems {
                 Some((e.starts_at, e.ends_at)),
             )),
             OrgEvent::MaintenanceCancelled(e) => items.remove(&key(&e.org_id, ItemKind::Maintenance, &e.window_id)),
+            // Clients are read from the org's stream by the gateway: no widget shows them.
+            OrgEvent::ClientRegistered(_) | OrgEvent::ClientSecretRotated(_) | OrgEvent::ClientRemoved(_) => {}
         }
         Ok(())
     }

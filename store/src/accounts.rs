@@ -9,6 +9,7 @@ use tenure_domain::org::{Org, OrgCommand, OrgError, decide_org};
 use tenure_domain::username_claim::{ClaimError, UsernameClaim};
 use tenure_domain::{
     Account, AccountError, AccountEvent, AccountId, Catalogued, Event, OrgEvent, OrgId, Username, UsernameClaimEvent,
+    events::ClientRegistered,
 };
 
 use crate::codec::{self, CodecError, Envelope, Meta};
@@ -284,6 +285,34 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
             })
             .await?;
         Ok(events.remove(0))
+    }
+
+    /// The org's state: its widget items and its registered clients.
+    pub async fn org(&self, org_id: &OrgId) -> Result<Org, ExecuteError> {
+        let recorded = self.store.read_stream(&org_id.stream(), 1).await?;
+        let events = recorded
+            .into_iter()
+            .map(|r| codec::decode_as::<OrgEvent>(r, None).map(|e| e.event))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Org::fold(&events))
+    }
+
+    /// Every client registered with any org and not removed, by org and id.
+    pub async fn clients(&self) -> Result<Vec<ClientRegistered>, ExecuteError> {
+        const TYPES: &[&str] = &["ClientRegistered", "ClientSecretRotated", "ClientRemoved"];
+        let mut orgs = std::collections::BTreeSet::new();
+        let mut from = 0;
+        loop {
+            let page = self.store.read_all_of_types(from, 1000, TYPES).await?;
+            let Some(last) = page.last() else { break };
+            from = last.position + 1;
+            orgs.extend(page.iter().filter_map(|r| r.stream.strip_prefix(OrgId::STREAM_PREFIX).map(String::from)));
+        }
+        let mut clients = Vec::new();
+        for org in orgs {
+            clients.extend(self.org(&OrgId(org)).await?.clients.into_values());
+        }
+        Ok(clients)
     }
 
     /// Reads `stream`, lets `decide` turn its history into new events and appends them with the

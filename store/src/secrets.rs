@@ -16,6 +16,18 @@ pub fn new_token() -> Result<(String, SecretDigest), StoreError> {
     Ok((token, digest))
 }
 
+/// A client id of `org`: the org's id, a dot, and 128 random bits (URL-safe base64, which has no
+/// dot), so that the org a client belongs to can be read off its id.
+pub fn new_client_id(org: &tenure_domain::OrgId) -> Result<String, StoreError> {
+    Ok(format!("{org}.{}", URL_SAFE_NO_PAD.encode(random_bytes::<16>()?)))
+}
+
+/// The org a client id names, if it is one.
+pub fn client_org(client_id: &str) -> Option<tenure_domain::OrgId> {
+    let (org, _) = client_id.rsplit_once('.')?;
+    tenure_domain::OrgId::parse(org).ok()
+}
+
 pub fn token_digest(token: &str) -> SecretDigest {
     SecretDigest(Sha256::digest(token.as_bytes()).into())
 }
