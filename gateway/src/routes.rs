@@ -8,7 +8,7 @@ use axum::{Router, middleware};
 
 use crate::http::{fallback, middleware as layers, render};
 use crate::state::{App, BODY_LIMIT};
-use crate::{admin, audit, dashboard, first_sign_in, ops, profile, recovery, sign_in};
+use crate::{admin, audit, dashboard, first_sign_in, oidc, ops, profile, recovery, sign_in};
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -96,6 +96,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/help/passwords", get(first_sign_in::pages::help_passwords))
         .route("/static/style.css", get(render::stylesheet))
         .route("/api/openapi.json", get(ops::openapi))
+        .route("/oauth2/jwks", get(oidc::jwks))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -69,6 +69,8 @@ pub struct App {
     pub email_index: EmailIndex,
     /// Recovery requests, worked off the request that made them.
     pub recoveries: Requests,
+    /// The keys that sign tokens (SPEC §13), as this gateway last read them.
+    pub token_keys: crate::oidc::keyring::Keyring,
     pub config: Config,
 }
 
@@ -145,6 +147,7 @@ impl App {
             turns: Turns::default(),
             email_index,
             recoveries,
+            token_keys: crate::oidc::keyring::Keyring::default(),
             config,
         });
         crate::recovery::requests::start(Arc::downgrade(&app), requests);
