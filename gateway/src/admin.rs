@@ -4,5 +4,6 @@
 //! `tenure admin invite`.
 
 pub mod api;
+pub mod clients;
 pub mod flow;
 pub mod pages;

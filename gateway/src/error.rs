@@ -72,6 +72,8 @@ pub enum Error {
     AdminsOnly,
     NoSuchMember,
     AuditorsOnly,
+    /// No client of the administrator's org has that id.
+    NoSuchClient,
     /// No account with that id, or one the auditor's scope does not cover: the same answer.
     NoSuchAuditedAccount,
     /// A recovery code offered at a step that takes none (before the password, or while a new
@@ -335,6 +337,9 @@ impl From<Error> for ApiError {
             Error::NoSuchMember => ApiError::new(S::NOT_FOUND, "not_found", "No such user in your organisation."),
             Error::AuditorsOnly => {
                 ApiError::new(S::FORBIDDEN, "forbidden", "Only auditors can read account histories.")
+            }
+            Error::NoSuchClient => {
+                ApiError::new(S::NOT_FOUND, "not_found", "No application of your organisation has that id.")
             }
             Error::NoSuchAuditedAccount => {
                 ApiError::new(S::NOT_FOUND, "not_found", "No account you may audit has that id.")

@@ -39,6 +39,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/admin/users/{id}/resend-invitation", post(admin::api::resend))
         .route("/api/v1/admin/users/{id}/password-reset", post(admin::api::password_reset))
         .route("/api/v1/admin/users/{id}/reset-mfa", post(admin::api::reset_mfa))
+        .route("/api/v1/admin/clients", get(admin::clients::list).post(admin::clients::register))
+        .route("/api/v1/admin/clients/{id}", delete(admin::clients::remove))
         .route("/api/v1/audit/head", get(audit::api::head))
         .route("/api/v1/audit/public-key", get(audit::api::public_key))
         .route("/api/v1/audit/proof/inclusion", get(audit::api::inclusion))

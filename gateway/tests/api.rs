@@ -308,6 +308,8 @@ async fn the_openapi_document_describes_the_routes_served(h: Harness) {
         "/api/v1/admin/users/{id}/resend-invitation",
         "/api/v1/admin/users/{id}/password-reset",
         "/api/v1/admin/users/{id}/reset-mfa",
+        "/api/v1/admin/clients",
+        "/api/v1/admin/clients/{id}",
         "/api/v1/audit/head",
         "/api/v1/audit/public-key",
         "/api/v1/audit/proof/inclusion",

@@ -5,9 +5,10 @@ mod support;
 
 use axum::http::StatusCode;
 use chrono::Duration;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::Harness;
 use tenure_domain::Clock;
+use tenure_domain::events::Role;
 
 fn kids(jwks: &Value) -> Vec<String> {
     jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
@@ -48,7 +49,58 @@ async fn the_jwks_publishes_the_signing_key_and_a_rotated_one_until_its_grace_en
     assert_ne!(kids(&later.json), before);
 }
 
+async fn administrators_register_their_orgs_applications_and_nobody_elses(h: Harness) {
+    let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (_, user, user_csrf) = h.signed_in("worker", Role::User, "acme").await;
+    let (_, rival, rival_csrf) = h.signed_in("rival", Role::Admin, "beta").await;
+    let app = json!({"name": "Services", "redirect_uris": ["https://services.example.com/cb"], "tab": "services"});
+    h.call("POST", "/api/v1/admin/clients", Some(app.clone()), Some(&user), Some(&user_csrf))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden");
+    h.call("POST", "/api/v1/admin/clients", Some(app.clone()), Some(&admin), None)
+        .await
+        .error(StatusCode::FORBIDDEN, "csrf");
+    let made = h.call("POST", "/api/v1/admin/clients", Some(app), Some(&admin), Some(&csrf)).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
+    let id = made.json["client_id"].as_str().unwrap().to_string();
+    let secret = made.json["client_secret"].as_str().unwrap().to_string();
+    assert!(id.starts_with("acme.") && secret.len() >= 43, "{made:?}");
+    let spa = json!({"name": "Portal SPA", "redirect_uris": ["http://localhost:5173/cb"], "public": true});
+    let public = h.call("POST", "/api/v1/admin/clients", Some(spa), Some(&admin), Some(&csrf)).await;
+    assert_eq!(public.status, StatusCode::CREATED);
+    assert!(public.json.get("client_secret").is_none(), "a public client has no secret");
+
+    let listed = h.call("GET", "/api/v1/admin/clients", None, Some(&admin), None).await;
+    let names: Vec<&str> = listed.json.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{listed:?}");
+    assert!(!listed.text.contains(&secret), "the secret is shown once");
+    let theirs = h.call("GET", "/api/v1/admin/clients", None, Some(&rival), None).await;
+    assert_eq!(theirs.json, json!([]), "beta sees none of acme's");
+
+    for (body, field) in [
+        (json!({"name": "X", "redirect_uris": ["http://evil.example/cb"]}), "redirect_uris"),
+        (json!({"name": "X", "redirect_uris": []}), "redirect_uris"),
+        (json!({"name": " ", "redirect_uris": ["https://a.example/cb"]}), "name"),
+        (json!({"name": "X", "redirect_uris": ["https://a.example/cb"], "tab": "admin"}), "tab"),
+    ] {
+        let refused = h.call("POST", "/api/v1/admin/clients", Some(body), Some(&admin), Some(&csrf)).await;
+        refused.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        assert_eq!(refused.json["field"], field);
+    }
+    let shared = json!({"name": "X", "redirect_uris": ["https://a.example/cb"], "all_orgs": true});
+    let refused = h.call("POST", "/api/v1/admin/clients", Some(shared), Some(&admin), Some(&csrf)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "an administrator cannot share with every org: {refused:?}");
+
+    let uri = format!("/api/v1/admin/clients/{id}");
+    h.call("DELETE", &uri, None, Some(&rival), Some(&rival_csrf)).await.error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(h.call("DELETE", &uri, None, Some(&admin), Some(&csrf)).await.status, StatusCode::NO_CONTENT);
+    h.call("DELETE", &uri, None, Some(&admin), Some(&csrf)).await.error(StatusCode::NOT_FOUND, "not_found");
+    let listed = h.call("GET", "/api/v1/admin/clients", None, Some(&admin), None).await;
+    assert_eq!(listed.json.as_array().unwrap().len(), 1);
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
     the_jwks_publishes_the_signing_key_and_a_rotated_one_until_its_grace_ends,
+    administrators_register_their_orgs_applications_and_nobody_elses,
 }
