@@ -86,7 +86,25 @@ const SQLITE_SCHEMA: &str = "
         id       INTEGER PRIMARY KEY CHECK (id = 1),
         position INTEGER NOT NULL
     );
-    INSERT OR IGNORE INTO email_index_position (id, position) VALUES (1, 0);";
+    INSERT OR IGNORE INTO email_index_position (id, position) VALUES (1, 0);
+    CREATE TABLE IF NOT EXISTS oidc_codes (
+        digest     BLOB PRIMARY KEY,
+        grant_json TEXT NOT NULL,
+        expires    INTEGER NOT NULL,
+        used       INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS oidc_codes_expires ON oidc_codes (expires);
+    CREATE TABLE IF NOT EXISTS oidc_refresh (
+        digest     BLOB PRIMARY KEY,
+        family     BLOB NOT NULL,
+        account_id BLOB NOT NULL,
+        grant_json TEXT NOT NULL,
+        expires    INTEGER NOT NULL,
+        used       INTEGER NOT NULL,
+        revoked    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS oidc_refresh_family ON oidc_refresh (family);
+    CREATE INDEX IF NOT EXISTS oidc_refresh_account ON oidc_refresh (account_id);";
 
 impl Db {
     /// `sessions.db` at `path`, created or brought up to date.

@@ -71,6 +71,8 @@ pub struct App {
     pub recoveries: Requests,
     /// The keys that sign tokens (SPEC §13), as this gateway last read them.
     pub token_keys: crate::oidc::keyring::Keyring,
+    /// Authorization codes and refresh tokens, in the tables every gateway shares.
+    pub grants: crate::oidc::grants::Grants,
     pub config: Config,
 }
 
@@ -141,6 +143,7 @@ impl App {
             flows: Flows::new(db.clone(), seal.clone()),
             offered_keys: OfferedKeys::new(db.clone(), seal),
             limits: Limits::new(db.clone(), config.address_quota),
+            grants: crate::oidc::grants::Grants::new(db.clone()),
             db,
             metrics: Metrics::default(),
             refusals,

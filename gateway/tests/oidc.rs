@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use support::Harness;
 use tenure_domain::Clock;
 use tenure_domain::events::Role;
+use tenure_gateway::oidc::grants::{Grant, Redeemed};
 
 fn kids(jwks: &Value) -> Vec<String> {
     jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
@@ -99,8 +100,65 @@ async fn administrators_register_their_orgs_applications_and_nobody_elses(h: Har
     assert_eq!(listed.json.as_array().unwrap().len(), 1);
 }
 
+fn grant(h: &Harness, account: tenure_domain::AccountId) -> Grant {
+    Grant {
+        account_id: account,
+        client_id: "acme.client".into(),
+        scope: "openid email".into(),
+        redirect_uri: "https://services.example.com/cb".into(),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        auth_time: h.clock.now().timestamp(),
+        amr: vec!["pwd".into()],
+        sid: "session".into(),
+    }
+}
+
+/// Codes are good once for a minute; refresh tokens rotate at each use; a code or refresh token
+/// presented again revokes everything it led to; an account's tokens can all be revoked.
+async fn codes_and_refresh_tokens_are_good_once_and_a_replay_revokes_the_family(h: Harness) {
+    let (account, _, _) = h.signed_in("jdoe", Role::User, "acme").await;
+    let other = h.second_gateway().await;
+    let now = h.clock.now();
+    let code = h.app.grants.issue_code(&grant(&h, account), now).await.unwrap();
+    let Redeemed::Fresh { grant: got, family } = other.grants.redeem_code(&code, now).await.unwrap() else {
+        panic!("a fresh code is good at another gateway too")
+    };
+    assert_eq!(got, grant(&h, account));
+    let first = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
+    let Redeemed::Fresh { family: same, .. } = h.app.grants.redeem_refresh(&first, now).await.unwrap() else {
+        panic!("a fresh refresh token is good")
+    };
+    assert_eq!(same, family, "the successor stays in the family");
+    let second = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
+    assert_eq!(h.app.grants.redeem_refresh(&first, now).await.unwrap(), Redeemed::Replayed, "a reused token");
+    assert_eq!(h.app.grants.redeem_refresh(&second, now).await.unwrap(), Redeemed::Invalid, "its family is revoked");
+
+    // A code used twice revokes the tokens it led to.
+    let code = h.app.grants.issue_code(&got, now).await.unwrap();
+    let Redeemed::Fresh { family, .. } = h.app.grants.redeem_code(&code, now).await.unwrap() else { panic!() };
+    let token = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
+    assert_eq!(h.app.grants.redeem_code(&code, now).await.unwrap(), Redeemed::Replayed);
+    assert_eq!(h.app.grants.redeem_refresh(&token, now).await.unwrap(), Redeemed::Invalid);
+
+    // A code expires after a minute; unknown values are invalid.
+    let code = h.app.grants.issue_code(&got, now).await.unwrap();
+    let late = now + Duration::seconds(61);
+    assert_eq!(h.app.grants.redeem_code(&code, late).await.unwrap(), Redeemed::Invalid);
+    assert_eq!(h.app.grants.redeem_code("made-up", now).await.unwrap(), Redeemed::Invalid);
+    assert_eq!(h.app.grants.redeem_refresh("made-up", now).await.unwrap(), Redeemed::Invalid);
+
+    // Revoking the account's tokens.
+    let code = h.app.grants.issue_code(&got, now).await.unwrap();
+    let Redeemed::Fresh { family, .. } = h.app.grants.redeem_code(&code, now).await.unwrap() else { panic!() };
+    let token = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
+    assert_eq!(h.app.grants.revoke_account(account).await.unwrap(), 1);
+    assert_eq!(h.app.grants.redeem_refresh(&token, now).await.unwrap(), Redeemed::Invalid);
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
     the_jwks_publishes_the_signing_key_and_a_rotated_one_until_its_grace_ends,
     administrators_register_their_orgs_applications_and_nobody_elses,
+    codes_and_refresh_tokens_are_good_once_and_a_replay_revokes_the_family,
 }

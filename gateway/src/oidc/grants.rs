@@ -1,0 +1,188 @@
+//! Authorization codes and refresh tokens (SPEC §13): rows in the gateway's tables, shared by
+//! every gateway, kept only as SHA-256 digests of the random values handed out. A code is good
+//! once for 60 seconds; a refresh token is good once (each use hands out its successor, in the
+//! same family) until it expires; a code or refresh token presented a second time revokes the
+//! whole family, since someone else may hold it.
+
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tenure_domain::AccountId;
+
+use crate::gateway_db::{Db, DbError};
+
+pub const CODE_LIFETIME: Duration = Duration::seconds(60);
+pub const REFRESH_LIFETIME: Duration = Duration::days(30);
+
+/// What a user granted a client at one authorization: carried by its code and its refresh tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub account_id: AccountId,
+    pub client_id: String,
+    pub scope: String,
+    pub redirect_uri: String,
+    /// The PKCE S256 challenge, when the client sent one.
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    /// When the user last proved who they are (seconds since the epoch).
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    /// The session the grant came from.
+    pub sid: String,
+}
+
+/// A code or refresh token presented.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Redeemed {
+    /// Good: its grant, and the family its refresh tokens belong to.
+    Fresh { grant: Grant, family: [u8; 32] },
+    /// Used before: the family is now revoked.
+    Replayed,
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+fn digest(value: &str) -> [u8; 32] {
+    Sha256::digest(value.as_bytes()).into()
+}
+
+fn new_value() -> Result<(String, [u8; 32]), DbError> {
+    let (value, digest) = tenure_store::secrets::new_token().map_err(|e| DbError::Random(e.to_string()))?;
+    Ok((value, digest.0))
+}
+
+fn encode(grant: &Grant) -> Result<String, DbError> {
+    serde_json::to_string(grant).map_err(|e| DbError::Db(e.to_string()))
+}
+
+fn decode(text: &str) -> Result<Grant, DbError> {
+    serde_json::from_str(text).map_err(|e| DbError::Db(format!("a kept grant does not read: {e}")))
+}
+
+pub struct Grants {
+    db: Db,
+}
+
+impl Grants {
+    pub fn new(db: Db) -> Grants {
+        Grants { db }
+    }
+
+    /// A new code for `grant`; its digest names the family of the refresh tokens it leads to.
+    pub async fn issue_code(&self, grant: &Grant, now: DateTime<Utc>) -> Result<String, DbError> {
+        let (code, key) = new_value()?;
+        let (text, expires) = (encode(grant)?, (now + CODE_LIFETIME).timestamp_micros());
+        let sql = "INSERT INTO oidc_codes (digest, grant_json, expires, used) VALUES ($1, $2, $3, 0)";
+        match &self.db {
+            Db::Sqlite(c) => {
+                Db::with(c, move |c| Ok(c.execute(&sql.replace('$', "?"), params![key, text, expires])? as u64)).await?
+            }
+            Db::Postgres(pool) => Db::execute(pool, sql, &[&key.as_slice(), &text, &expires]).await?,
+        };
+        Ok(code)
+    }
+
+    /// Takes `code` once; a second presentation revokes what the first led to.
+    pub async fn redeem_code(&self, code: &str, now: DateTime<Utc>) -> Result<Redeemed, DbError> {
+        let key = digest(code);
+        let take =
+            "UPDATE oidc_codes SET used = 1 WHERE digest = $1 AND used = 0 AND expires > $2 RETURNING grant_json";
+        let taken = self.one_text(take, key, now.timestamp_micros()).await?;
+        if let Some(text) = taken {
+            return Ok(Redeemed::Fresh { grant: decode(&text)?, family: key });
+        }
+        let used = self.one_text("SELECT grant_json FROM oidc_codes WHERE digest = $1 AND used = $2", key, 1).await?;
+        if used.is_some() {
+            self.revoke_family(key).await?;
+            return Ok(Redeemed::Replayed);
+        }
+        Ok(Redeemed::Invalid)
+    }
+
+    /// A new refresh token in `family` for `grant`.
+    pub async fn issue_refresh(&self, family: [u8; 32], grant: &Grant, now: DateTime<Utc>) -> Result<String, DbError> {
+        let (token, key) = new_value()?;
+        let (text, expires, account) = (encode(grant)?, (now + REFRESH_LIFETIME).timestamp_micros(), grant.account_id);
+        let sql = "INSERT INTO oidc_refresh (digest, family, account_id, grant_json, expires, used, revoked) \
+                   VALUES ($1, $2, $3, $4, $5, 0, 0)";
+        match &self.db {
+            Db::Sqlite(c) => {
+                let account = account.0.as_bytes().to_vec();
+                Db::with(c, move |c| {
+                    Ok(c.execute(&sql.replace('$', "?"), params![key, family, account, text, expires])? as u64)
+                })
+                .await?
+            }
+            Db::Postgres(pool) => {
+                let account = account.0.as_bytes().to_vec();
+                Db::execute(pool, sql, &[&key.as_slice(), &family.as_slice(), &account, &text, &expires]).await?
+            }
+        };
+        Ok(token)
+    }
+
+    /// Takes refresh `token` once; a second presentation revokes its family.
+    pub async fn redeem_refresh(&self, token: &str, now: DateTime<Utc>) -> Result<Redeemed, DbError> {
+        let key = digest(token);
+        let take = "UPDATE oidc_refresh SET used = 1 WHERE digest = $1 AND used = 0 AND revoked = 0 AND expires > $2 \
+                    RETURNING grant_json";
+        if let Some(text) = self.one_text(take, key, now.timestamp_micros()).await? {
+            let family =
+                self.family_of(key).await?.ok_or_else(|| DbError::Db("a refresh token lost its family".into()))?;
+            return Ok(Redeemed::Fresh { grant: decode(&text)?, family });
+        }
+        let used = self.one_text("SELECT grant_json FROM oidc_refresh WHERE digest = $1 AND used = $2", key, 1).await?;
+        if used.is_some() {
+            if let Some(family) = self.family_of(key).await? {
+                self.revoke_family(family).await?;
+            }
+            return Ok(Redeemed::Replayed);
+        }
+        Ok(Redeemed::Invalid)
+    }
+
+    /// Revokes every refresh token of the account (deactivation, deletion, a new password, a
+    /// two-factor reset, signing out everywhere).
+    pub async fn revoke_account(&self, account: AccountId) -> Result<u64, DbError> {
+        let id = account.0.as_bytes().to_vec();
+        let sql = "UPDATE oidc_refresh SET revoked = 1 WHERE account_id = $1 AND revoked = 0";
+        match &self.db {
+            Db::Sqlite(c) => Db::with(c, move |c| Ok(c.execute(&sql.replace('$', "?"), [id])? as u64)).await,
+            Db::Postgres(pool) => Db::execute(pool, sql, &[&id]).await,
+        }
+    }
+
+    async fn revoke_family(&self, family: [u8; 32]) -> Result<(), DbError> {
+        let sql = "UPDATE oidc_refresh SET revoked = 1 WHERE family = $1";
+        match &self.db {
+            Db::Sqlite(c) => Db::with(c, move |c| Ok(c.execute(&sql.replace('$', "?"), [family])? as u64)).await?,
+            Db::Postgres(pool) => Db::execute(pool, sql, &[&family.as_slice()]).await?,
+        };
+        Ok(())
+    }
+
+    async fn family_of(&self, key: [u8; 32]) -> Result<Option<[u8; 32]>, DbError> {
+        let sql = "SELECT family FROM oidc_refresh WHERE digest = $1";
+        let family: Option<Vec<u8>> = match &self.db {
+            Db::Sqlite(c) => {
+                Db::with(c, move |c| Ok(c.query_row(&sql.replace('$', "?"), [key], |r| r.get(0)).optional()?)).await?
+            }
+            Db::Postgres(pool) => Db::query_opt(pool, sql, &[&key.as_slice()]).await?.map(|r| r.get(0)),
+        };
+        Ok(family.and_then(|f| f.try_into().ok()))
+    }
+
+    /// The text of the one row `sql` (two parameters: a digest and a number) returns.
+    async fn one_text(&self, sql: &'static str, key: [u8; 32], number: i64) -> Result<Option<String>, DbError> {
+        match &self.db {
+            Db::Sqlite(c) => {
+                Db::with(c, move |c| {
+                    Ok(c.query_row(&sql.replace('$', "?"), params![key, number], |r| r.get(0)).optional()?)
+                })
+                .await
+            }
+            Db::Postgres(pool) => Ok(Db::query_opt(pool, sql, &[&key.as_slice(), &number]).await?.map(|r| r.get(0))),
+        }
+    }
+}
