@@ -124,7 +124,7 @@ async fn codes_and_refresh_tokens_are_good_once_and_a_replay_revokes_the_family(
     let Redeemed::Fresh { grant: got, family } = other.grants.redeem_code(&code, now).await.unwrap() else {
         panic!("a fresh code is good at another gateway too")
     };
-    assert_eq!(got, grant(&h, account));
+    assert_eq!(*got, grant(&h, account));
     let first = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
     let Redeemed::Fresh { family: same, .. } = h.app.grants.redeem_refresh(&first, now).await.unwrap() else {
         panic!("a fresh refresh token is good")

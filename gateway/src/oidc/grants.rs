@@ -36,7 +36,7 @@ pub struct Grant {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Redeemed {
     /// Good: its grant, and the family its refresh tokens belong to.
-    Fresh { grant: Grant, family: [u8; 32] },
+    Fresh { grant: Box<Grant>, family: [u8; 32] },
     /// Used before: the family is now revoked.
     Replayed,
     /// Unknown, expired or revoked.
@@ -90,7 +90,7 @@ impl Grants {
             "UPDATE oidc_codes SET used = 1 WHERE digest = $1 AND used = 0 AND expires > $2 RETURNING grant_json";
         let taken = self.one_text(take, key, now.timestamp_micros()).await?;
         if let Some(text) = taken {
-            return Ok(Redeemed::Fresh { grant: decode(&text)?, family: key });
+            return Ok(Redeemed::Fresh { grant: Box::new(decode(&text)?), family: key });
         }
         let used = self.one_text("SELECT grant_json FROM oidc_codes WHERE digest = $1 AND used = $2", key, 1).await?;
         if used.is_some() {
@@ -130,7 +130,7 @@ impl Grants {
         if let Some(text) = self.one_text(take, key, now.timestamp_micros()).await? {
             let family =
                 self.family_of(key).await?.ok_or_else(|| DbError::Db("a refresh token lost its family".into()))?;
-            return Ok(Redeemed::Fresh { grant: decode(&text)?, family });
+            return Ok(Redeemed::Fresh { grant: Box::new(decode(&text)?), family });
         }
         let used = self.one_text("SELECT grant_json FROM oidc_refresh WHERE digest = $1 AND used = $2", key, 1).await?;
         if used.is_some() {
