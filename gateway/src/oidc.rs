@@ -4,6 +4,7 @@
 pub mod grants;
 pub mod keyring;
 pub mod keys;
+pub mod request;
 
 use std::sync::Arc;
 
