@@ -1,10 +1,12 @@
 //! Tenure as the OpenID Connect provider of the portal's applications (SPEC §13). So far: the
 //! keys that sign its tokens, and the JWKS that publishes them.
 
+pub mod claims;
 pub mod grants;
 pub mod keyring;
 pub mod keys;
 pub mod request;
+pub mod token;
 
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@
 mod support;
 
 use axum::http::StatusCode;
+use base64::Engine;
 use chrono::Duration;
 use serde_json::{Value, json};
 use support::Harness;
@@ -156,9 +157,222 @@ async fn codes_and_refresh_tokens_are_good_once_and_a_replay_revokes_the_family(
     assert_eq!(h.app.grants.redeem_refresh(&token, now).await.unwrap(), Redeemed::Invalid);
 }
 
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const REDIRECT: &str = "https://services.example.com/cb";
+
+/// Registers a client of acme through the admin API; returns its id and secret (if confidential).
+async fn register(h: &Harness, admin: &str, csrf: &str, public: bool) -> (String, Option<String>) {
+    let body = json!({"name": "Services", "redirect_uris": [REDIRECT], "public": public});
+    let made = h.call("POST", "/api/v1/admin/clients", Some(body), Some(admin), Some(csrf)).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
+    (made.json["client_id"].as_str().unwrap().into(), made.json["client_secret"].as_str().map(String::from))
+}
+
+/// `POST /oauth2/token` with `fields`, the client authenticated by HTTP Basic when `basic` is given.
+async fn token(h: &Harness, fields: &[(&str, &str)], basic: Option<(&str, &str)>) -> support::Reply {
+    let mut request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/oauth2/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://services.example.com");
+    if let Some((id, secret)) = basic {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        request = request.header("authorization", format!("Basic {encoded}"));
+    }
+    let body = axum::body::Body::from(serde_urlencoded::to_string(fields).unwrap());
+    h.send_to(&h.app, request, None, body).await
+}
+
+async fn code_for(h: &Harness, account: tenure_domain::AccountId, client_id: &str) -> String {
+    let grant = Grant { client_id: client_id.into(), redirect_uri: REDIRECT.into(), ..grant(h, account) };
+    h.app.grants.issue_code(&grant, h.clock.now()).await.unwrap()
+}
+
+/// The claims of `jwt`, checked against the published keys as a relying party checks them.
+async fn verified(h: &Harness, jwt: &str, audience: &str) -> Value {
+    let jwks = h.call("GET", "/oauth2/jwks", None, None, None).await.json;
+    let kid = jsonwebtoken::decode_header(jwt).unwrap().kid.unwrap();
+    let key = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_ec_components(key["x"].as_str().unwrap(), key["y"].as_str().unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&["https://portal.example.com"]);
+    jsonwebtoken::decode::<Value>(jwt, &key, &validation).unwrap().claims
+}
+
+async fn a_code_with_its_verifier_gets_tokens_once_and_refresh_tokens_rotate(h: Harness) {
+    let (account, _, _) = h.signed_in("jdoe", Role::User, "acme").await;
+    let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (id, secret) = register(&h, &admin, &csrf, false).await;
+    let secret = secret.unwrap();
+    let code = code_for(&h, account, &id).await;
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let tokens = token(&h, &exchange, Some((&id, &secret))).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{tokens:?}");
+    assert_eq!((tokens.json["token_type"].as_str(), tokens.json["expires_in"].as_i64()), (Some("Bearer"), Some(300)));
+    assert_eq!(tokens.headers.get("cache-control").unwrap(), "no-store");
+    let claims = verified(&h, tokens.json["id_token"].as_str().unwrap(), &id).await;
+    assert_eq!(claims["sub"], account.to_string());
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(claims["email"], "jdoe@example.com", "the email scope was granted");
+    assert_eq!((claims["email_verified"].as_bool(), claims["org"]["id"].as_str()), (Some(true), Some("acme")));
+    assert_eq!(claims["roles"], json!(["user"]));
+    assert_eq!(claims["amr"], json!(["pwd"]));
+    assert!(claims.get("preferred_username").is_none(), "no profile scope, no profile claims");
+    let access = verified(&h, tokens.json["access_token"].as_str().unwrap(), &id).await;
+    assert_eq!((access["scope"].as_str(), access["client_id"].as_str()), (Some("openid email"), Some(id.as_str())));
+
+    // The code again: refused, and the refresh token it led to is revoked.
+    let again = token(&h, &exchange, Some((&id, &secret))).await;
+    assert_eq!((again.status, again.json["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    let first_refresh = tokens.json["refresh_token"].as_str().unwrap();
+    let refresh = |t: &str| [("grant_type", "refresh_token"), ("refresh_token", t)].map(|(k, v)| (k, v.to_string()));
+    let refreshed =
+        token(&h, &refresh(first_refresh).each_ref().map(|(k, v)| (*k, v.as_str())), Some((&id, &secret))).await;
+    assert_eq!(refreshed.json["error"], "invalid_grant", "{refreshed:?}");
+
+    // A fresh code, the client authenticated in the body this time; then rotation and reuse.
+    let code = code_for(&h, account, &id).await;
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", &id),
+        ("client_secret", &secret),
+    ];
+    let tokens = token(&h, &exchange, None).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{tokens:?}");
+    let one = tokens.json["refresh_token"].as_str().unwrap().to_string();
+    let rotated = token(&h, &[("grant_type", "refresh_token"), ("refresh_token", &one)], Some((&id, &secret))).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{rotated:?}");
+    let two = rotated.json["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(one, two, "rotated at each use");
+    let reused = token(&h, &[("grant_type", "refresh_token"), ("refresh_token", &one)], Some((&id, &secret))).await;
+    assert_eq!(reused.json["error"], "invalid_grant");
+    let after = token(&h, &[("grant_type", "refresh_token"), ("refresh_token", &two)], Some((&id, &secret))).await;
+    assert_eq!(after.json["error"], "invalid_grant", "a reuse revokes the whole family");
+}
+
+async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
+    let (account, _, _) = h.signed_in("jdoe", Role::User, "acme").await;
+    let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (id, secret) = register(&h, &admin, &csrf, false).await;
+    let secret = secret.unwrap();
+    let (public, _) = register(&h, &admin, &csrf, true).await;
+    let error = |reply: &support::Reply| (reply.status, reply.json["error"].as_str().unwrap_or("").to_string());
+    let bad = StatusCode::BAD_REQUEST;
+
+    let code = code_for(&h, account, &id).await;
+    let wrong = token(
+        &h,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+        Some((&id, "wrong")),
+    )
+    .await;
+    assert_eq!(error(&wrong), (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+    assert!(wrong.headers.get("www-authenticate").is_some());
+    for verifier in ["", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"] {
+        let code = code_for(&h, account, &id).await;
+        let mut fields =
+            vec![("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT)];
+        if !verifier.is_empty() {
+            fields.push(("code_verifier", verifier));
+        }
+        assert_eq!(
+            error(&token(&h, &fields, Some((&id, &secret))).await),
+            (bad, "invalid_grant".into()),
+            "{verifier:?}"
+        );
+    }
+    let code = code_for(&h, account, &id).await;
+    let elsewhere = [
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", "https://services.example.com/other"),
+        ("code_verifier", VERIFIER),
+    ];
+    assert_eq!(error(&token(&h, &elsewhere, Some((&id, &secret))).await), (bad, "invalid_grant".into()));
+    let code = code_for(&h, account, &id).await;
+    let late = [
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    h.clock.advance(Duration::seconds(61));
+    assert_eq!(error(&token(&h, &late, Some((&id, &secret))).await), (bad, "invalid_grant".into()), "expired");
+
+    // A public client: no secret, PKCE; offering a secret is refused.
+    let code = code_for(&h, account, &public).await;
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", public.as_str()),
+    ];
+    assert_eq!(token(&h, &fields, None).await.status, StatusCode::OK);
+    let code = code_for(&h, account, &public).await;
+    let with_secret = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", public.as_str()),
+        ("client_secret", "anything"),
+    ];
+    assert_eq!(error(&token(&h, &with_secret, None).await), (StatusCode::UNAUTHORIZED, "invalid_client".into()));
+    // Another client's code.
+    let code = code_for(&h, account, &public).await;
+    let theirs = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    assert_eq!(error(&token(&h, &theirs, Some((&id, &secret))).await), (bad, "invalid_grant".into()));
+
+    let both = [("grant_type", "refresh_token"), ("refresh_token", "x"), ("client_secret", secret.as_str())];
+    assert_eq!(error(&token(&h, &both, Some((&id, &secret))).await), (bad, "invalid_request".into()));
+    assert_eq!(
+        error(&token(&h, &[("grant_type", "password")], Some((&id, &secret))).await),
+        (bad, "unsupported_grant_type".into())
+    );
+    assert_eq!(error(&token(&h, &[], Some((&id, &secret))).await), (bad, "invalid_request".into()));
+
+    // A deactivated account's refresh token gets nothing.
+    let code = code_for(&h, account, &id).await;
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let tokens = token(&h, &fields, Some((&id, &secret))).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{tokens:?}");
+    h.deactivate(account).await;
+    let refresh = tokens.json["refresh_token"].as_str().unwrap();
+    let refused = token(&h, &[("grant_type", "refresh_token"), ("refresh_token", refresh)], Some((&id, &secret))).await;
+    assert_eq!(error(&refused), (bad, "invalid_grant".into()));
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
     the_jwks_publishes_the_signing_key_and_a_rotated_one_until_its_grace_ends,
     administrators_register_their_orgs_applications_and_nobody_elses,
     codes_and_refresh_tokens_are_good_once_and_a_replay_revokes_the_family,
+    a_code_with_its_verifier_gets_tokens_once_and_refresh_tokens_rotate,
+    the_token_endpoint_refuses_what_it_must,
 }

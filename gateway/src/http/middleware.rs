@@ -181,7 +181,10 @@ pub async fn refuse_cross_site(
     next: axum::middleware::Next,
 ) -> Response {
     let changes = request.method() != Method::GET && request.method() != Method::HEAD;
-    if changes && is_cross_site(request.headers(), &app.config.public_url) {
+    // The OAuth endpoints take no cookie, only the client's own credentials: an application's
+    // page on another site calls them by design.
+    let oauth = request.uri().path().starts_with("/oauth2/");
+    if changes && !oauth && is_cross_site(request.headers(), &app.config.public_url) {
         return cross_site(request.uri().path().starts_with("/api/"));
     }
     next.run(request).await
