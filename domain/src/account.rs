@@ -41,6 +41,8 @@ pub struct Account {
     pub mfa_requirement: MfaRequirement,
     pub password: Option<Personal<PasswordHash>>,
     pub enrollment: Option<Enrollment>,
+    /// The applications the account has signed in to through Tenure.
+    pub authorized_clients: std::collections::BTreeSet<String>,
     pub terms_version: Option<u32>,
     pub onboarded: bool,
     pub profile: Personal<Profile>,
@@ -264,6 +266,9 @@ pub fn evolve(mut state: Account, event: &AccountEvent) -> Account {
         },
         // A record of what an auditor read; it changes nothing about the auditor's account.
         AccountEvent::AuditorRead(_) => {}
+        AccountEvent::Authorized(e) => {
+            state.authorized_clients.insert(e.client_id.clone());
+        }
     }
     state
 }

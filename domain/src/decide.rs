@@ -113,6 +113,13 @@ pub enum Command {
     /// An auditor read a history, a proof or a head: recorded on the auditor's own stream, at
     /// the command's time.
     RecordAuditRead(AuditorRead),
+    /// An application signs the user in through Tenure on their session (SPEC §13): activity,
+    /// naming the application; the first time, the application is also `Authorized`.
+    SignInToClient {
+        client_id: String,
+        scope: String,
+        client: Client,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -503,6 +510,24 @@ pub fn decide(state: &Account, command: Command, ctx: &Ctx) -> Result<Vec<Accoun
             let deadline = scheduled(state, Step::WarnDeletion, now)?;
             DeletionWarningSent { deadline, at: now }.into()
         }
+        Command::SignInToClient { client_id, scope, client } => {
+            match state.status() {
+                Status::Active => {}
+                Status::Deactivated => return Err(AccountError::Deactivated),
+                _ => return Err(AccountError::OnboardingIncomplete),
+            }
+            let signed_in = SignedIn {
+                method: SignInMethod::Session,
+                totp_step: None,
+                client_id: Some(client_id.clone()),
+                at: now,
+                personal: Personal::Known(client),
+            };
+            if state.authorized_clients.contains(&client_id) {
+                return Ok(vec![signed_in.into()]);
+            }
+            return Ok(vec![Authorized { client_id, scope, at: now }.into(), signed_in.into()]);
+        }
         Command::RecordAuditRead(read) => {
             if state.status() != Status::Active || state.invited.as_ref().map(|i| i.role) != Some(Role::Auditor) {
                 return Err(AccountError::NotAnAuditor);
@@ -601,8 +626,13 @@ fn sign_in_attempt(
     };
     require_not_throttled(state, &client.address, attempt, now)?;
     let failed = |reason| SignInFailed { reason, at: now, personal: Personal::Known(client.clone()) };
-    let signed_in =
-        |method, totp_step| SignedIn { method, totp_step, at: now, personal: Personal::Known(client.clone()) };
+    let signed_in = |method, totp_step| SignedIn {
+        method,
+        totp_step,
+        client_id: None,
+        at: now,
+        personal: Personal::Known(client.clone()),
+    };
     // A wrong password is recorded whatever the state, so that throttling covers every account
     // and the answer never tells a deactivated account from a wrong password.
     if factor == (Factor::Password { correct: false }) {

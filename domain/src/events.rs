@@ -152,6 +152,9 @@ pub enum SignInMethod {
     EmailCode,
     /// One of the single-use recovery codes, in place of the authenticator.
     RecoveryCode,
+    /// An application signed the user in through Tenure on the session they already had
+    /// (SPEC §13); `client_id` names it.
+    Session,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,6 +283,9 @@ pub struct TermsAccepted {
 pub struct SignedIn {
     pub method: SignInMethod,
     pub totp_step: Option<u64>,
+    /// The application the user signed in to through Tenure, if any (SPEC §13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     pub at: DateTime<Utc>,
     pub personal: Personal<Client>,
 }
@@ -326,6 +332,15 @@ pub struct Reactivated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletionWarningSent {
     pub deadline: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+}
+
+/// The first time an account signed in to an application through Tenure (SPEC §13): which, and
+/// with what scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authorized {
+    pub client_id: String,
+    pub scope: String,
     pub at: DateTime<Utc>,
 }
 
@@ -693,6 +708,7 @@ catalogue! {
         RecoveryCodeUsed: 1,
         MfaReset: 1,
         AuditorRead: 1,
+        Authorized: 1,
     }
     UsernameClaim(UsernameClaimEvent) {
         UsernameClaimed: 1,
@@ -776,6 +792,7 @@ impl AccountEvent {
             | AccountEvent::RecoveryCodeUsed(_)
             | AccountEvent::MfaReset(_)
             | AccountEvent::AuditorRead(_)
+            | AccountEvent::Authorized(_)
             | AccountEvent::MfaRequirementChanged(_)
             | AccountEvent::MfaEnrollmentFailed(_)
             | AccountEvent::TermsAccepted(_)

@@ -136,7 +136,9 @@ pub fn activity(event: &AccountEvent) -> Option<DateTime<Utc>> {
         | AccountEvent::RecoveryCodeUsed(_)
         | AccountEvent::MfaReset(_)
         // An auditor reads while signed in: the sign-in counted.
-        | AccountEvent::AuditorRead(_) => None,
+        | AccountEvent::AuditorRead(_)
+        // The SignedIn that comes with it counts.
+        | AccountEvent::Authorized(_) => None,
     }
 }
 
@@ -204,7 +206,8 @@ impl Lifecycle {
             | AccountEvent::RecoveryCodesIssued(_)
             | AccountEvent::RecoveryCodeUsed(_)
             | AccountEvent::MfaReset(_)
-            | AccountEvent::AuditorRead(_) => self,
+            | AccountEvent::AuditorRead(_)
+            | AccountEvent::Authorized(_) => self,
         }
     }
 
@@ -305,8 +308,9 @@ mod tests {
         let warned = Lifecycle { since: utc(2026, 1, 15), stage: Stage::Open, warned: true };
         let at = utc(2026, 6, 20);
         let client = crate::Personal::Erased;
-        let signed_in =
-            warned.apply(&SignedIn { method: SignInMethod::Password, totp_step: None, at, personal: client }.into());
+        let signed_in = warned.apply(
+            &SignedIn { client_id: None, method: SignInMethod::Password, totp_step: None, at, personal: client }.into(),
+        );
         assert_eq!(signed_in, Lifecycle { since: at, stage: Stage::Open, warned: false });
         // A warning for the deadline the sign-in moved away from does not count.
         let old = warned.deadlines().deactivation;

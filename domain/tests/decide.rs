@@ -73,7 +73,14 @@ fn terms(version: u32) -> AccountEvent {
 }
 
 fn signed_in(at: DateTime<Utc>) -> AccountEvent {
-    SignedIn { method: SignInMethod::Password, totp_step: None, at, personal: Personal::Known(client()) }.into()
+    SignedIn {
+        client_id: None,
+        method: SignInMethod::Password,
+        totp_step: None,
+        at,
+        personal: Personal::Known(client()),
+    }
+    .into()
 }
 
 fn failed(reason: FailureReason, at: DateTime<Utc>) -> AccountEvent {
@@ -448,9 +455,14 @@ fn no_code_means_no_email_sign_in() {
 fn an_email_code_for_sign_in_signs_in_once() {
     let mut events = active_with_email();
     events.push(code_issued(CodePurpose::SignIn, t0()));
-    let signed: AccountEvent =
-        SignedIn { method: SignInMethod::EmailCode, totp_step: None, at: t0(), personal: Personal::Known(client()) }
-            .into();
+    let signed: AccountEvent = SignedIn {
+        client_id: None,
+        method: SignInMethod::EmailCode,
+        totp_step: None,
+        at: t0(),
+        personal: Personal::Known(client()),
+    }
+    .into();
     given(events.clone()).when(sign_in(Factor::EmailCode { presented: CODE })).then([signed.clone()]);
     events.push(signed);
     given(events).when(sign_in(Factor::EmailCode { presented: CODE })).then_err(AccountError::NoEmailCode);
@@ -526,8 +538,14 @@ fn a_required_authenticator_is_enrolled_by_the_sign_in_that_first_needs_it() {
         personal: Personal::Known(MfaSecret { totp_secret: Some("JBSWY3DPEHPK3PXP".into()) }),
     }
     .into();
-    let signed: AccountEvent =
-        SignedIn { method: SignInMethod::Totp, totp_step: Some(9), at, personal: Personal::Known(client()) }.into();
+    let signed: AccountEvent = SignedIn {
+        client_id: None,
+        method: SignInMethod::Totp,
+        totp_step: Some(9),
+        at,
+        personal: Personal::Known(client()),
+    }
+    .into();
     given(events.clone()).at(at).when(enrolling(Some(9))).then([enrolled.clone(), signed.clone()]);
 
     // Afterwards the code's step is spent, and there is nothing left to enroll this way.
@@ -558,9 +576,14 @@ fn a_correct_password_signs_in_an_account_without_mfa() {
 
 #[test]
 fn first_sign_in_ends_with_a_sign_in_by_invitation_once() {
-    let signed: AccountEvent =
-        SignedIn { method: SignInMethod::Invitation, totp_step: None, at: t0(), personal: Personal::Known(client()) }
-            .into();
+    let signed: AccountEvent = SignedIn {
+        client_id: None,
+        method: SignInMethod::Invitation,
+        totp_step: None,
+        at: t0(),
+        personal: Personal::Known(client()),
+    }
+    .into();
     given(active_with_app()).when(sign_in(Factor::Invitation)).then([signed.clone()]);
     let mut events = active_with_app();
     events.push(signed);
@@ -591,9 +614,14 @@ fn sign_in_before_onboarding_is_refused() {
 
 #[test]
 fn totp_sign_in_accepts_each_time_step_once() {
-    let signed: AccountEvent =
-        SignedIn { method: SignInMethod::Totp, totp_step: Some(101), at: t0(), personal: Personal::Known(client()) }
-            .into();
+    let signed: AccountEvent = SignedIn {
+        client_id: None,
+        method: SignInMethod::Totp,
+        totp_step: Some(101),
+        at: t0(),
+        personal: Personal::Known(client()),
+    }
+    .into();
     given(active_with_app()).when(sign_in(Factor::Totp { step: Some(101) })).then([signed]);
     given(active_with_app())
         .when(sign_in(Factor::Totp { step: Some(100) }))
@@ -1024,8 +1052,13 @@ fn enrolling_an_authenticator_issues_the_recovery_codes_with_it() {
 #[test]
 fn a_recovery_code_signs_in_once_and_counts_what_is_left() {
     let used = RecoveryCodeUsed { index: 1, remaining: 2, at: t0() };
-    let signed =
-        SignedIn { method: SignInMethod::RecoveryCode, totp_step: None, at: t0(), personal: Personal::Known(client()) };
+    let signed = SignedIn {
+        client_id: None,
+        method: SignInMethod::RecoveryCode,
+        totp_step: None,
+        at: t0(),
+        personal: Personal::Known(client()),
+    };
     given(with_codes()).when(recovery_sign_in(RECOVERY[1])).then([used.clone().into(), signed.into()]);
     let mut events = with_codes();
     events.push(used.into());
@@ -1184,8 +1217,13 @@ fn an_emailed_code_account_whose_org_now_requires_an_app_signs_in_with_a_last_co
     given(events.clone())
         .when(sign_in(Factor::EmailCode { presented: WRONG_CODE }))
         .then([failed(FailureReason::WrongEmailCode, t0())]);
-    let signed =
-        SignedIn { method: SignInMethod::EmailCode, totp_step: None, at: t0(), personal: Personal::Known(client()) };
+    let signed = SignedIn {
+        client_id: None,
+        method: SignInMethod::EmailCode,
+        totp_step: None,
+        at: t0(),
+        personal: Personal::Known(client()),
+    };
     given(events.clone()).when(sign_in(Factor::EmailCode { presented: CODE })).then([signed.clone().into()]);
     events.push(signed.into());
     let result = given(events)

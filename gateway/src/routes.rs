@@ -99,6 +99,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/static/style.css", get(render::stylesheet))
         .route("/api/openapi.json", get(ops::openapi))
         .route("/oauth2/jwks", get(oidc::jwks))
+        .route("/oauth2/authorize", get(oidc::authorize::authorize))
         .route("/oauth2/token", post(oidc::token::token))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

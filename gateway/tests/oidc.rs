@@ -11,6 +11,7 @@ use support::Harness;
 use tenure_domain::Clock;
 use tenure_domain::events::Role;
 use tenure_gateway::oidc::grants::{Grant, Redeemed};
+use tenure_store::EventStore;
 
 fn kids(jwks: &Value) -> Vec<String> {
     jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
@@ -368,6 +369,124 @@ async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
     assert_eq!(error(&refused), (bad, "invalid_grant".into()));
 }
 
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+fn authorize_uri(client_id: &str, extra: &str) -> String {
+    format!(
+        "/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=openid%20profile&state=xyz&nonce=abc&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
+        "https%3A%2F%2Fservices.example.com%2Fcb"
+    )
+}
+
+/// The query parameters of a redirect to the application.
+fn answered(reply: &support::Reply) -> std::collections::HashMap<String, String> {
+    let location = reply.location.as_deref().unwrap_or_else(|| panic!("no redirect: {reply:?}"));
+    let (base, query) = location.split_once('?').unwrap();
+    assert_eq!(base, REDIRECT, "{location}");
+    serde_urlencoded::from_str(query).unwrap()
+}
+
+async fn a_signed_in_user_is_sent_back_with_a_code_that_the_application_exchanges(h: Harness) {
+    let (account, cookie, _) = h.signed_in("jdoe", Role::User, "acme").await;
+    let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (_, rival, _) = h.signed_in("rival", Role::User, "beta").await;
+    let (id, _) = register(&h, &admin, &csrf, true).await;
+
+    let reply = h.page(&authorize_uri(&id, ""), Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{reply:?}");
+    let answer = answered(&reply);
+    assert_eq!((answer["state"].as_str(), answer["iss"].as_str()), ("xyz", "https://portal.example.com"));
+    let code = answer["code"].clone();
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", &id),
+    ];
+    let tokens = token(&h, &fields, None).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{tokens:?}");
+    let claims = verified(&h, tokens.json["id_token"].as_str().unwrap(), &id).await;
+    assert_eq!((claims["sub"].as_str(), claims["nonce"].as_str()), (Some(account.to_string().as_str()), Some("abc")));
+    assert_eq!(claims["preferred_username"], "jdoe");
+    assert!(claims["auth_time"].as_i64().unwrap() <= h.clock.now().timestamp());
+
+    // Recorded as a sign-in naming the application; authorized the first time only.
+    h.page(&authorize_uri(&id, ""), Some(&cookie)).await;
+    let types: Vec<(String, Option<String>)> = h
+        .app
+        .accounts
+        .store
+        .read_stream(&account.stream(), 1)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == "Authorized" || e.event_type == "SignedIn")
+        .map(|e| {
+            (
+                e.event_type.clone(),
+                serde_json::from_slice::<Value>(&e.data).unwrap()["client_id"].as_str().map(String::from),
+            )
+        })
+        .collect();
+    let named = Some(id.clone());
+    assert_eq!(
+        types[types.len() - 3..],
+        [("Authorized".into(), named.clone()), ("SignedIn".into(), named.clone()), ("SignedIn".into(), named)]
+    );
+
+    // Another org's user is refused; a stranger is sent to sign in, or refused when no page may show.
+    let other = answered(&h.page(&authorize_uri(&id, ""), Some(&rival)).await);
+    assert_eq!((other["error"].as_str(), other["state"].as_str()), ("access_denied", "xyz"));
+    let silent = answered(&h.page(&authorize_uri(&id, "&prompt=none"), None).await);
+    assert_eq!(silent["error"], "login_required");
+    let stranger = h.page(&authorize_uri(&id, "&prompt=login"), None).await;
+    assert_eq!((stranger.status, stranger.location.as_deref()), (StatusCode::SEE_OTHER, Some("/sign-in")));
+    let continue_cookie = stranger.set_cookie.unwrap_or_default();
+    assert!(
+        continue_cookie.starts_with("tenure_continue=") && continue_cookie.contains("HttpOnly"),
+        "{continue_cookie}"
+    );
+
+    // What cannot be trusted with a redirect gets Tenure's page.
+    let elsewhere = authorize_uri(&id, "").replace("services.example.com%2Fcb", "evil.example%2Fcb");
+    let page = h.page(&elsewhere, Some(&cookie)).await;
+    assert_eq!((page.status, page.location.as_deref()), (StatusCode::BAD_REQUEST, None));
+    let unknown = h.page(&authorize_uri("acme.unknown", ""), Some(&cookie)).await;
+    assert_eq!((unknown.status, unknown.location.as_deref()), (StatusCode::BAD_REQUEST, None));
+    // Without PKCE, a public client is told so at its redirect URI.
+    let bare = authorize_uri(&id, "").replace(&format!("&code_challenge={CHALLENGE}&code_challenge_method=S256"), "");
+    assert_eq!(answered(&h.page(&bare, Some(&cookie)).await)["error"], "invalid_request");
+}
+
+/// Without a session, the sign-in pages come back to the authorization request once signed in.
+async fn the_sign_in_pages_come_back_to_the_authorization_request(h: Harness) {
+    h.signed_in("jdoe", Role::User, "acme").await;
+    let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (id, _) = register(&h, &admin, &csrf, true).await;
+    let asked = h.page(&authorize_uri(&id, ""), None).await;
+    let waiting = asked.set_cookie.unwrap().split(';').next().unwrap().to_string();
+    let started = h.form("/sign-in", &[("username", "jdoe")], None).await;
+    let step = started.location.unwrap();
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("{step}/password"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", waiting);
+    let body = axum::body::Body::from("password=mauve-otter-gravel-1987");
+    let signed_in = h.send_to(&h.app, request, None, body).await;
+    let back = signed_in.location.clone().unwrap_or_default();
+    assert!(back.starts_with("/oauth2/authorize?") && back.contains("state=xyz"), "{signed_in:?}");
+    let cookies: Vec<String> =
+        signed_in.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert!(
+        cookies.iter().any(|c| c.starts_with("tenure_continue=;") || c.contains("tenure_continue=; ")),
+        "{cookies:?}"
+    );
+    let session = cookies.iter().find_map(|c| c.strip_prefix("tenure_session=")).unwrap().split(';').next().unwrap();
+    assert!(answered(&h.page(&back, Some(session)).await).contains_key("code"));
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
     the_jwks_publishes_the_signing_key_and_a_rotated_one_until_its_grace_ends,
@@ -375,4 +494,6 @@ tenure_store::on_both_backends! {
     codes_and_refresh_tokens_are_good_once_and_a_replay_revokes_the_family,
     a_code_with_its_verifier_gets_tokens_once_and_refresh_tokens_rotate,
     the_token_endpoint_refuses_what_it_must,
+    a_signed_in_user_is_sent_back_with_a_code_that_the_application_exchanges,
+    the_sign_in_pages_come_back_to_the_authorization_request,
 }

@@ -200,7 +200,8 @@ impl AccountRow {
             | AccountEvent::SecurityNoticeSent(_)
             | AccountEvent::PasswordResetRequested(_)
             | AccountEvent::RecoveryCodeUsed(_)
-            | AccountEvent::AuditorRead(_) => {}
+            | AccountEvent::AuditorRead(_)
+            | AccountEvent::Authorized(_) => {}
         }
     }
 }

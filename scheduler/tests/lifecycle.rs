@@ -173,7 +173,8 @@ fn check_history(id: AccountId, history: &[(AccountEvent, String)], end: DateTim
             | AccountEvent::RecoveryCodesIssued(_)
             | AccountEvent::RecoveryCodeUsed(_)
             | AccountEvent::MfaReset(_)
-            | AccountEvent::AuditorRead(_) => {}
+            | AccountEvent::AuditorRead(_)
+            | AccountEvent::Authorized(_) => {}
         }
         if matches!(
             event,

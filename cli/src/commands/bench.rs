@@ -35,6 +35,7 @@ pub async fn run(global: &Global, bench: Bench) -> anyhow::Result<ExitCode> {
 /// A sealed `SignedIn`, the most frequent event, as the codec stores it.
 fn sample_event() -> anyhow::Result<NewEvent> {
     let event = Event::from(SignedIn {
+        client_id: None,
         method: SignInMethod::Totp,
         totp_step: Some(59_000_000),
         at: Utc::now(),

@@ -34,9 +34,11 @@ pub fn see(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
-/// Signed in: the session cookie, and on to the dashboard.
+/// Signed in: the session cookie, and on to the dashboard, or to the authorization request that
+/// sent the browser to sign in.
 pub fn enter(app: &App, jar: CookieJar, cookie: String) -> Response {
-    (jar.add(session_cookie(app, cookie)), see("/dashboard")).into_response()
+    let (jar, to) = crate::oidc::waiting::after_sign_in(jar);
+    (jar.add(session_cookie(app, cookie)), see(&to)).into_response()
 }
 
 pub async fn stylesheet() -> Response {

@@ -172,7 +172,7 @@ async fn authenticate(app: &App, headers: &HeaderMap, form: &TokenForm) -> Resul
     if form.client_id.as_deref().is_some_and(|given| given != id) {
         return Err(oauth("invalid_request", "client_id differs from the authenticated client"));
     }
-    let client = lookup(app, &id).await?.ok_or_else(|| invalid(by_basic))?;
+    let client = super::lookup(app, &id).await?.ok_or_else(|| invalid(by_basic))?;
     let authenticated = match (&client.secret_digest, secret) {
         (None, None) => true,
         (Some(digest), Some(secret)) => secrets::token_digest(&secret).0.ct_eq(&digest.0).into(),
@@ -180,11 +180,4 @@ async fn authenticate(app: &App, headers: &HeaderMap, form: &TokenForm) -> Resul
         _ => false,
     };
     if authenticated { Ok(client) } else { Err(invalid(by_basic)) }
-}
-
-/// The client `client_id` names, if it is registered.
-pub async fn lookup(app: &App, client_id: &str) -> Result<Option<ClientRegistered>, OAuthError> {
-    let Some(org) = secrets::client_org(client_id) else { return Ok(None) };
-    let org = app.accounts.org(&org).await.map_err(|e| Error::refused(e, app.clock.now()))?;
-    Ok(org.clients.get(client_id).cloned())
 }

@@ -70,6 +70,7 @@ fn method_label(method: SignInMethod) -> &'static str {
         SignInMethod::Totp => "password and authenticator app",
         SignInMethod::EmailCode => "password and emailed code",
         SignInMethod::RecoveryCode => "password and recovery code",
+        SignInMethod::Session => "to an application, on a session",
     }
 }
 

@@ -164,7 +164,10 @@ pub async fn code(
         Ok((next, Some(codes))) => {
             let username = live(&app, &flow_id).await.map(|f| f.username).unwrap_or_default();
             let (jar, continue_to) = match next {
-                Next::Done(cookie) => (jar.add(session_cookie(&app, cookie)), "/dashboard".to_string()),
+                Next::Done(cookie) => {
+                    let (jar, to) = crate::oidc::waiting::after_sign_in(jar);
+                    (jar.add(session_cookie(&app, cookie)), to)
+                }
                 _ => (jar, format!("/sign-in/{flow_id}")),
             };
             let notice = Some("Your new authenticator is set up.".to_string());
@@ -219,7 +222,8 @@ pub async fn recovery_code(
 ) -> Response {
     match flow::recovery_code(&app, &flow_id, &form.code, client).await {
         Ok((Next::Done(cookie), left)) => {
-            let done = RecoveredPage { left, continue_to: "/dashboard".into(), error: None, notice: None };
+            let (jar, continue_to) = crate::oidc::waiting::after_sign_in(jar);
+            let done = RecoveredPage { left, continue_to, error: None, notice: None };
             (jar.add(session_cookie(&app, cookie)), page(StatusCode::OK, done)).into_response()
         }
         Ok((_, left)) => {
