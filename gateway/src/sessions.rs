@@ -67,7 +67,8 @@ pub struct SessionStore {
     csrf_key: [u8; 32],
 }
 
-fn id_digest(cookie: &str) -> [u8; 32] {
+/// What a session is kept by: the SHA-256 of its cookie.
+pub fn id_digest(cookie: &str) -> [u8; 32] {
     Sha256::digest(cookie.as_bytes()).into()
 }
 
@@ -234,7 +235,12 @@ impl SessionStore {
 
     /// The live session behind a cookie, refreshed; an expired one is removed.
     pub async fn get(&self, cookie: &str) -> Result<Option<Session>, DbError> {
-        let digest = id_digest(cookie);
+        self.get_by_digest(id_digest(cookie)).await
+    }
+
+    /// The session whose cookie has the SHA-256 `digest`, if it lives, as `get`: what an
+    /// application's refresh token stays bound to (SPEC §13), and keeps alive.
+    pub async fn get_by_digest(&self, digest: [u8; 32]) -> Result<Option<Session>, DbError> {
         let now = self.clock.now();
         let found: Option<(Uuid, i64, i64)> = match &self.rows {
             Db::Sqlite(connection) => {
@@ -265,7 +271,7 @@ impl SessionStore {
         let time = |micros| DateTime::from_timestamp_micros(micros).ok_or_else(|| DbError::Db("bad time".into()));
         let (created_at, last_seen) = (time(created)?, time(seen)?);
         if now - last_seen >= self.lifetimes.idle || now - created_at >= self.lifetimes.absolute {
-            self.revoke(cookie).await?;
+            self.revoke_digest(digest).await?;
             return Ok(None);
         }
         // Idle expiry counts in minutes: writing on every request would make each read a write.
@@ -299,7 +305,10 @@ impl SessionStore {
 
     /// Sign-out.
     pub async fn revoke(&self, cookie: &str) -> Result<(), DbError> {
-        let digest = id_digest(cookie);
+        self.revoke_digest(id_digest(cookie)).await
+    }
+
+    async fn revoke_digest(&self, digest: [u8; 32]) -> Result<(), DbError> {
         match &self.rows {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {

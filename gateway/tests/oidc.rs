@@ -102,7 +102,7 @@ async fn administrators_register_their_orgs_applications_and_nobody_elses(h: Har
     assert_eq!(listed.json.as_array().unwrap().len(), 1);
 }
 
-fn grant(h: &Harness, account: tenure_domain::AccountId) -> Grant {
+fn grant(h: &Harness, account: tenure_domain::AccountId, cookie: &str) -> Grant {
     Grant {
         account_id: account,
         client_id: "acme.client".into(),
@@ -113,20 +113,21 @@ fn grant(h: &Harness, account: tenure_domain::AccountId) -> Grant {
         auth_time: h.clock.now().timestamp(),
         amr: vec!["pwd".into()],
         sid: "session".into(),
+        session: hex::encode(tenure_gateway::sessions::id_digest(cookie)),
     }
 }
 
 /// Codes are good once for a minute; refresh tokens rotate at each use; a code or refresh token
 /// presented again revokes everything it led to; an account's tokens can all be revoked.
 async fn codes_and_refresh_tokens_are_good_once_and_a_replay_revokes_the_family(h: Harness) {
-    let (account, _, _) = h.signed_in("jdoe", Role::User, "acme").await;
+    let (account, cookie, _) = h.signed_in("jdoe", Role::User, "acme").await;
     let other = h.second_gateway().await;
     let now = h.clock.now();
-    let code = h.app.grants.issue_code(&grant(&h, account), now).await.unwrap();
+    let code = h.app.grants.issue_code(&grant(&h, account, &cookie), now).await.unwrap();
     let Redeemed::Fresh { grant: got, family } = other.grants.redeem_code(&code, now).await.unwrap() else {
         panic!("a fresh code is good at another gateway too")
     };
-    assert_eq!(*got, grant(&h, account));
+    assert_eq!(*got, grant(&h, account, &cookie));
     let first = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
     let Redeemed::Fresh { family: same, .. } = h.app.grants.redeem_refresh(&first, now).await.unwrap() else {
         panic!("a fresh refresh token is good")
@@ -184,8 +185,8 @@ async fn token(h: &Harness, fields: &[(&str, &str)], basic: Option<(&str, &str)>
     h.send_to(&h.app, request, None, body).await
 }
 
-async fn code_for(h: &Harness, account: tenure_domain::AccountId, client_id: &str) -> String {
-    let grant = Grant { client_id: client_id.into(), redirect_uri: REDIRECT.into(), ..grant(h, account) };
+async fn code_for(h: &Harness, account: tenure_domain::AccountId, cookie: &str, client_id: &str) -> String {
+    let grant = Grant { client_id: client_id.into(), redirect_uri: REDIRECT.into(), ..grant(h, account, cookie) };
     h.app.grants.issue_code(&grant, h.clock.now()).await.unwrap()
 }
 
@@ -203,11 +204,11 @@ async fn verified(h: &Harness, jwt: &str, audience: &str) -> Value {
 }
 
 async fn a_code_with_its_verifier_gets_tokens_once_and_refresh_tokens_rotate(h: Harness) {
-    let (account, _, _) = h.signed_in("jdoe", Role::User, "acme").await;
+    let (account, cookie, _) = h.signed_in("jdoe", Role::User, "acme").await;
     let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
     let (id, secret) = register(&h, &admin, &csrf, false).await;
     let secret = secret.unwrap();
-    let code = code_for(&h, account, &id).await;
+    let code = code_for(&h, account, &cookie, &id).await;
     let exchange = [
         ("grant_type", "authorization_code"),
         ("code", &code),
@@ -239,7 +240,7 @@ async fn a_code_with_its_verifier_gets_tokens_once_and_refresh_tokens_rotate(h: 
     assert_eq!(refreshed.json["error"], "invalid_grant", "{refreshed:?}");
 
     // A fresh code, the client authenticated in the body this time; then rotation and reuse.
-    let code = code_for(&h, account, &id).await;
+    let code = code_for(&h, account, &cookie, &id).await;
     let exchange = [
         ("grant_type", "authorization_code"),
         ("code", &code),
@@ -262,7 +263,7 @@ async fn a_code_with_its_verifier_gets_tokens_once_and_refresh_tokens_rotate(h: 
 }
 
 async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
-    let (account, _, _) = h.signed_in("jdoe", Role::User, "acme").await;
+    let (account, cookie, _) = h.signed_in("jdoe", Role::User, "acme").await;
     let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
     let (id, secret) = register(&h, &admin, &csrf, false).await;
     let secret = secret.unwrap();
@@ -270,7 +271,7 @@ async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
     let error = |reply: &support::Reply| (reply.status, reply.json["error"].as_str().unwrap_or("").to_string());
     let bad = StatusCode::BAD_REQUEST;
 
-    let code = code_for(&h, account, &id).await;
+    let code = code_for(&h, account, &cookie, &id).await;
     let wrong = token(
         &h,
         &[
@@ -285,7 +286,7 @@ async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
     assert_eq!(error(&wrong), (StatusCode::UNAUTHORIZED, "invalid_client".into()));
     assert!(wrong.headers.get("www-authenticate").is_some());
     for verifier in ["", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"] {
-        let code = code_for(&h, account, &id).await;
+        let code = code_for(&h, account, &cookie, &id).await;
         let mut fields =
             vec![("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT)];
         if !verifier.is_empty() {
@@ -297,7 +298,7 @@ async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
             "{verifier:?}"
         );
     }
-    let code = code_for(&h, account, &id).await;
+    let code = code_for(&h, account, &cookie, &id).await;
     let elsewhere = [
         ("grant_type", "authorization_code"),
         ("code", &code),
@@ -305,7 +306,7 @@ async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
         ("code_verifier", VERIFIER),
     ];
     assert_eq!(error(&token(&h, &elsewhere, Some((&id, &secret))).await), (bad, "invalid_grant".into()));
-    let code = code_for(&h, account, &id).await;
+    let code = code_for(&h, account, &cookie, &id).await;
     let late = [
         ("grant_type", "authorization_code"),
         ("code", &code),
@@ -316,7 +317,7 @@ async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
     assert_eq!(error(&token(&h, &late, Some((&id, &secret))).await), (bad, "invalid_grant".into()), "expired");
 
     // A public client: no secret, PKCE; offering a secret is refused.
-    let code = code_for(&h, account, &public).await;
+    let code = code_for(&h, account, &cookie, &public).await;
     let fields = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -325,7 +326,7 @@ async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
         ("client_id", public.as_str()),
     ];
     assert_eq!(token(&h, &fields, None).await.status, StatusCode::OK);
-    let code = code_for(&h, account, &public).await;
+    let code = code_for(&h, account, &cookie, &public).await;
     let with_secret = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -336,7 +337,7 @@ async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
     ];
     assert_eq!(error(&token(&h, &with_secret, None).await), (StatusCode::UNAUTHORIZED, "invalid_client".into()));
     // Another client's code.
-    let code = code_for(&h, account, &public).await;
+    let code = code_for(&h, account, &cookie, &public).await;
     let theirs = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -354,7 +355,7 @@ async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
     assert_eq!(error(&token(&h, &[], Some((&id, &secret))).await), (bad, "invalid_request".into()));
 
     // A deactivated account's refresh token gets nothing.
-    let code = code_for(&h, account, &id).await;
+    let code = code_for(&h, account, &cookie, &id).await;
     let fields = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -487,6 +488,92 @@ async fn the_sign_in_pages_come_back_to_the_authorization_request(h: Harness) {
     assert!(answered(&h.page(&back, Some(session)).await).contains_key("code"));
 }
 
+async fn exchange(h: &Harness, code: &str, id: &str, secret: &str) -> support::Reply {
+    let fields =
+        [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)];
+    token(h, &fields, Some((id, secret))).await
+}
+
+async fn introspect(h: &Harness, token: &str, (id, secret): (&str, Option<&str>)) -> support::Reply {
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/oauth2/introspect")
+        .header("content-type", "application/x-www-form-urlencoded");
+    let mut fields = vec![("token", token), ("client_id", id)];
+    if let Some(secret) = secret {
+        fields.push(("client_secret", secret));
+    }
+    h.send_to(&h.app, request, None, axum::body::Body::from(serde_urlencoded::to_string(&fields).unwrap())).await
+}
+
+async fn discovery_userinfo_revocation_introspection_and_sign_out(h: Harness) {
+    let (account, cookie, user_csrf) = h.signed_in("jdoe", Role::User, "acme").await;
+    let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (id, secret) = register(&h, &admin, &csrf, false).await;
+    let secret = secret.unwrap();
+    let (public, _) = register(&h, &admin, &csrf, true).await;
+
+    let about = h.call("GET", "/.well-known/openid-configuration", None, None, None).await;
+    assert_eq!(about.json["issuer"], "https://portal.example.com");
+    assert_eq!(about.json["token_endpoint"], "https://portal.example.com/oauth2/token");
+    assert_eq!(about.json["id_token_signing_alg_values_supported"], json!(["ES256"]));
+    assert_eq!(about.json["code_challenge_methods_supported"], json!(["S256"]));
+
+    let tokens = exchange(&h, &code_for(&h, account, &cookie, &id).await, &id, &secret).await;
+    let access = tokens.json["access_token"].as_str().unwrap().to_string();
+    let refresh = tokens.json["refresh_token"].as_str().unwrap().to_string();
+    let bearer = |token: &str| {
+        axum::http::Request::builder()
+            .method("GET")
+            .uri("/oauth2/userinfo")
+            .header("authorization", format!("Bearer {token}"))
+    };
+    let info = h.send_to(&h.app, bearer(&access), None, axum::body::Body::empty()).await;
+    assert_eq!(info.status, StatusCode::OK, "{info:?}");
+    assert_eq!(
+        (info.json["sub"].as_str(), info.json["email"].as_str()),
+        (Some(account.to_string().as_str()), Some("jdoe@example.com"))
+    );
+    let forged = h.send_to(&h.app, bearer("not.a.token"), None, axum::body::Body::empty()).await;
+    assert_eq!((forged.status, forged.json["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));
+    assert!(forged.headers.get("www-authenticate").unwrap().to_str().unwrap().starts_with("Bearer"));
+
+    let me = (id.as_str(), Some(secret.as_str()));
+    let seen = introspect(&h, &access, me).await;
+    assert_eq!((seen.json["active"].as_bool(), seen.json["token_type"].as_str()), (Some(true), Some("access_token")));
+    assert_eq!(introspect(&h, &refresh, me).await.json["token_type"], "refresh_token");
+    assert_eq!(introspect(&h, "junk", me).await.json, json!({"active": false}));
+    assert_eq!(
+        introspect(&h, &access, (&public, None)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "public clients cannot"
+    );
+
+    // Revoked: the refresh token is gone, and says so.
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/oauth2/revoke")
+        .header("content-type", "application/x-www-form-urlencoded");
+    let body = serde_urlencoded::to_string([
+        ("token", refresh.as_str()),
+        ("client_id", id.as_str()),
+        ("client_secret", secret.as_str()),
+    ])
+    .unwrap();
+    assert_eq!(h.send_to(&h.app, request, None, axum::body::Body::from(body)).await.status, StatusCode::OK);
+    assert_eq!(introspect(&h, &refresh, me).await.json["active"], false);
+    let again = token(&h, &[("grant_type", "refresh_token"), ("refresh_token", &refresh)], Some((&id, &secret))).await;
+    assert_eq!(again.json["error"], "invalid_grant");
+
+    // Signing out ends the refresh tokens of the session.
+    let tokens = exchange(&h, &code_for(&h, account, &cookie, &id).await, &id, &secret).await;
+    let refresh = tokens.json["refresh_token"].as_str().unwrap().to_string();
+    let out = h.call("POST", "/api/v1/sign-out", None, Some(&cookie), Some(&user_csrf)).await;
+    assert!(out.status.is_success(), "{out:?}");
+    let after = token(&h, &[("grant_type", "refresh_token"), ("refresh_token", &refresh)], Some((&id, &secret))).await;
+    assert_eq!(after.json["error"], "invalid_grant", "{after:?}");
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
     the_jwks_publishes_the_signing_key_and_a_rotated_one_until_its_grace_ends,
@@ -496,4 +583,5 @@ tenure_store::on_both_backends! {
     the_token_endpoint_refuses_what_it_must,
     a_signed_in_user_is_sent_back_with_a_code_that_the_application_exchanges,
     the_sign_in_pages_come_back_to_the_authorization_request,
+    discovery_userinfo_revocation_introspection_and_sign_out,
 }

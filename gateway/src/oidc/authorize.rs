@@ -141,6 +141,7 @@ async fn issue(
         auth_time: since.timestamp(),
         amr: super::claims::amr(&account),
         sid: session_id(&signed_in.cookie),
+        session: hex::encode(crate::sessions::id_digest(&signed_in.cookie)),
     };
     Ok(app.grants.issue_code(&grant, ctx.now).await?)
 }

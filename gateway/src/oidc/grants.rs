@@ -28,8 +28,11 @@ pub struct Grant {
     /// When the user last proved who they are (seconds since the epoch).
     pub auth_time: i64,
     pub amr: Vec<String>,
-    /// The session the grant came from.
+    /// The session the grant came from, as ID tokens name it.
     pub sid: String,
+    /// That session's key (the SHA-256 of its cookie, hex): refresh tokens live while it does,
+    /// so signing out, or anything that ends the sessions, ends them too.
+    pub session: String,
 }
 
 /// A code or refresh token presented.
@@ -140,6 +143,26 @@ impl Grants {
             return Ok(Redeemed::Replayed);
         }
         Ok(Redeemed::Invalid)
+    }
+
+    /// Revokes the family of refresh token `token` if `client_id` holds it (RFC 7009: whatever
+    /// else was presented, nothing is said).
+    pub async fn revoke_refresh(&self, token: &str, client_id: &str) -> Result<(), DbError> {
+        let key = digest(token);
+        let held =
+            self.one_text("SELECT grant_json FROM oidc_refresh WHERE digest = $1 AND expires > $2", key, 0).await?;
+        if let (Some(text), Some(family)) = (held, self.family_of(key).await?)
+            && decode(&text)?.client_id == client_id
+        {
+            self.revoke_family(family).await?;
+        }
+        Ok(())
+    }
+
+    /// The grant of refresh token `token` if it is good now, without using it.
+    pub async fn peek_refresh(&self, token: &str, now: DateTime<Utc>) -> Result<Option<Grant>, DbError> {
+        let sql = "SELECT grant_json FROM oidc_refresh WHERE digest = $1 AND used = 0 AND revoked = 0 AND expires > $2";
+        self.one_text(sql, digest(token), now.timestamp_micros()).await?.map(|text| decode(&text)).transpose()
     }
 
     /// Revokes every refresh token of the account (deactivation, deletion, a new password, a

@@ -31,19 +31,21 @@ pub struct TokenForm {
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
     refresh_token: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
+    pub(super) client_id: Option<String>,
+    pub(super) client_secret: Option<String>,
+    /// Of a revocation or introspection request (RFC 7009, RFC 7662).
+    pub(super) token: Option<String>,
 }
 
 /// An RFC 6749 §5.2 error.
 pub struct OAuthError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    basic: bool,
+    pub(super) status: StatusCode,
+    pub(super) error: &'static str,
+    pub(super) description: String,
+    pub(super) basic: bool,
 }
 
-fn oauth(error: &'static str, description: &str) -> OAuthError {
+pub(super) fn oauth(error: &'static str, description: &str) -> OAuthError {
     OAuthError { status: StatusCode::BAD_REQUEST, error, description: description.into(), basic: false }
 }
 
@@ -125,6 +127,9 @@ async fn issue(app: &App, grant: Grant, family: [u8; 32]) -> Result<Response, OA
         app.grants.revoke_account(grant.account_id).await.map_err(Error::from)?;
         return Err(oauth("invalid_grant", "the account can no longer sign in"));
     }
+    if !super::session_lives(app, &grant).await? {
+        return Err(oauth("invalid_grant", "the session the grant came from has ended"));
+    }
     let keys = app.token_keys.keys(&app.accounts.keys, now).await?;
     let issuer = &app.config.public_url;
     let (jti, _) = secrets::new_token().map_err(Error::internal)?;
@@ -146,7 +151,11 @@ async fn issue(app: &App, grant: Grant, family: [u8; 32]) -> Result<Response, OA
 }
 
 /// The client, authenticated by one method only; a public client by its id alone.
-async fn authenticate(app: &App, headers: &HeaderMap, form: &TokenForm) -> Result<ClientRegistered, OAuthError> {
+pub(super) async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    form: &TokenForm,
+) -> Result<ClientRegistered, OAuthError> {
     let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
     let invalid = |basic: bool| OAuthError {
         status: StatusCode::UNAUTHORIZED,
