@@ -6,6 +6,7 @@ pub mod claims;
 pub mod grants;
 pub mod keyring;
 pub mod keys;
+pub mod logout;
 pub mod request;
 pub mod revocation;
 pub mod token;
@@ -53,6 +54,7 @@ pub async fn discovery(State(app): State<Arc<App>>) -> Response {
         "jwks_uri": at("/oauth2/jwks"),
         "revocation_endpoint": at("/oauth2/revoke"),
         "introspection_endpoint": at("/oauth2/introspect"),
+        "end_session_endpoint": at("/oauth2/logout"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],

@@ -104,6 +104,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/oauth2/userinfo", get(oidc::userinfo::userinfo).post(oidc::userinfo::userinfo))
         .route("/oauth2/revoke", post(oidc::revocation::revoke))
         .route("/oauth2/introspect", post(oidc::revocation::introspect))
+        .route("/oauth2/logout", get(oidc::logout::logout))
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -574,6 +574,43 @@ async fn discovery_userinfo_revocation_introspection_and_sign_out(h: Harness) {
     assert_eq!(after.json["error"], "invalid_grant", "{after:?}");
 }
 
+async fn an_application_signs_the_user_out_of_tenure_too(h: Harness) {
+    let (account, cookie, _) = h.signed_in("jdoe", Role::User, "acme").await;
+    let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let body = json!({"name": "Services", "redirect_uris": [REDIRECT], "post_logout_redirect_uris": ["https://services.example.com/bye"]});
+    let made = h.call("POST", "/api/v1/admin/clients", Some(body), Some(&admin), Some(&csrf)).await;
+    let (id, secret) = (
+        made.json["client_id"].as_str().unwrap().to_string(),
+        made.json["client_secret"].as_str().unwrap().to_string(),
+    );
+    let tokens = exchange(&h, &code_for(&h, account, &cookie, &id).await, &id, &secret).await;
+    let hint = tokens.json["id_token"].as_str().unwrap();
+    let refresh = tokens.json["refresh_token"].as_str().unwrap();
+
+    let elsewhere =
+        format!("/oauth2/logout?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F");
+    let refused = h.page(&elsewhere, Some(&cookie)).await;
+    assert_eq!((refused.status, refused.location.as_deref()), (StatusCode::BAD_REQUEST, None));
+    let forged = h.page("/oauth2/logout?id_token_hint=a.b.c", Some(&cookie)).await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
+
+    let out = format!(
+        "/oauth2/logout?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fservices.example.com%2Fbye&state=s1"
+    );
+    let reply = h.page(&out, Some(&cookie)).await;
+    assert_eq!(reply.location.as_deref(), Some("https://services.example.com/bye?state=s1"), "{reply:?}");
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::UNAUTHORIZED);
+    let after = token(&h, &[("grant_type", "refresh_token"), ("refresh_token", refresh)], Some((&id, &secret))).await;
+    assert_eq!(after.json["error"], "invalid_grant");
+    let plain = h.page("/oauth2/logout", None).await;
+    assert_eq!(plain.location.as_deref(), Some("/sign-in"));
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
     the_jwks_publishes_the_signing_key_and_a_rotated_one_until_its_grace_ends,
@@ -584,4 +621,5 @@ tenure_store::on_both_backends! {
     a_signed_in_user_is_sent_back_with_a_code_that_the_application_exchanges,
     the_sign_in_pages_come_back_to_the_authorization_request,
     discovery_userinfo_revocation_introspection_and_sign_out,
+    an_application_signs_the_user_out_of_tenure_too,
 }

@@ -1,0 +1,95 @@
+//! `GET /oauth2/logout` (OpenID Connect RP-Initiated Logout 1.0): an application sends the
+//! browser here to sign the user out of Tenure too. The session ends (and with it the refresh
+//! tokens issued from it); the browser goes back to a `post_logout_redirect_uri` the application
+//! registered, with its `state`, or to Tenure's sign-in page. An unregistered address gets
+//! Tenure's page, never a redirect.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::http::fallback::PageQuery;
+use crate::http::render::{ProblemPage, page, see};
+use crate::http::session::{SignedIn, removal};
+use crate::state::App;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LogoutQuery {
+    id_token_hint: Option<String>,
+    client_id: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Hint {
+    sub: tenure_domain::AccountId,
+    aud: String,
+}
+
+pub async fn logout(
+    State(app): State<Arc<App>>,
+    jar: CookieJar,
+    signed_in: Result<SignedIn, Error>,
+    PageQuery(query): PageQuery<LogoutQuery>,
+) -> Response {
+    let refuse = |message: &str| {
+        page(StatusCode::BAD_REQUEST, ProblemPage { heading: "Sign-out not possible", message: message.into() })
+    };
+    // The hint names the application and the account; an expired one still does.
+    let hint = match query.id_token_hint.as_deref() {
+        Some(token) => {
+            let keys = match app.token_keys.keys(&app.accounts.keys, app.clock.now()).await {
+                Ok(keys) => keys,
+                Err(error) => return error.into_response(),
+            };
+            let mut validation = Validation::new(Algorithm::ES256);
+            validation.validate_exp = false;
+            validation.validate_aud = false;
+            validation.set_issuer(&[&app.config.public_url]);
+            match keys.verify::<Hint>(token, &validation) {
+                Ok(hint) => Some(hint),
+                Err(_) => return refuse("The application sent a sign-out request Tenure did not issue."),
+            }
+        }
+        None => None,
+    };
+    let client_id = hint.as_ref().map(|h| h.aud.clone()).or(query.client_id.clone());
+    let back = match (&query.post_logout_redirect_uri, client_id) {
+        (None, _) => None,
+        (Some(_), None) => return refuse("The sign-out request does not say which application sent it."),
+        (Some(uri), Some(client_id)) => match super::lookup(&app, &client_id).await {
+            Ok(Some(client)) if client.post_logout_redirect_uris.contains(uri) => Some(uri.clone()),
+            Ok(_) => return refuse("The application asked to send you to an address it has not registered."),
+            Err(error) => return error.into_response(),
+        },
+    };
+    let mut jar = jar;
+    if let Ok(signed_in) = signed_in {
+        // A hint for another account signs nobody out: it is not this browser's session.
+        if hint.as_ref().is_none_or(|h| h.sub == signed_in.account.account_id) {
+            if let Err(error) = app.sessions.revoke(&signed_in.cookie).await {
+                return Error::from(error).into_response();
+            }
+            jar = jar.remove(removal());
+        }
+    }
+    let to = match back {
+        Some(uri) => {
+            let state = query.state.map(|s| vec![("state", s)]).unwrap_or_default();
+            let separator = if uri.contains('?') { '&' } else { '?' };
+            match serde_urlencoded::to_string(&state) {
+                Ok(query) if !query.is_empty() => format!("{uri}{separator}{query}"),
+                _ => uri,
+            }
+        }
+        None => "/sign-in".to_string(),
+    };
+    (jar, see(&to)).into_response()
+}
