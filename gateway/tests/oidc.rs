@@ -611,6 +611,33 @@ async fn an_application_signs_the_user_out_of_tenure_too(h: Harness) {
     assert_eq!(plain.location.as_deref(), Some("/sign-in"));
 }
 
+/// Authorized through one gateway, exchanged and refreshed through another on the same store.
+async fn authorize_on_one_gateway_exchange_on_another(h: Harness) {
+    let (_, cookie, _) = h.signed_in("jdoe", Role::User, "acme").await;
+    let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (id, secret) = register(&h, &admin, &csrf, false).await;
+    let secret = secret.unwrap();
+    let other = h.second_gateway().await;
+    let code = answered(&h.page(&authorize_uri(&id, ""), Some(&cookie)).await)["code"].clone();
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/oauth2/token")
+        .header("content-type", "application/x-www-form-urlencoded");
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", id.as_str()),
+        ("client_secret", secret.as_str()),
+    ];
+    let body = axum::body::Body::from(serde_urlencoded::to_string(fields).unwrap());
+    let tokens = h.send_to(&other, request, None, body).await;
+    assert_eq!(tokens.status, StatusCode::OK, "{tokens:?}");
+    let claims = verified(&h, tokens.json["id_token"].as_str().unwrap(), &id).await;
+    assert_eq!(claims["preferred_username"], "jdoe", "signed by the key both gateways share");
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
     the_jwks_publishes_the_signing_key_and_a_rotated_one_until_its_grace_ends,
@@ -622,4 +649,5 @@ tenure_store::on_both_backends! {
     the_sign_in_pages_come_back_to_the_authorization_request,
     discovery_userinfo_revocation_introspection_and_sign_out,
     an_application_signs_the_user_out_of_tenure_too,
+    authorize_on_one_gateway_exchange_on_another,
 }
