@@ -22,7 +22,7 @@ pub fn amr(account: &Account) -> Vec<String> {
 }
 
 /// The ID token of `grant` for `account`: who, how and when they signed in, and what the
-/// granted scopes open (`profile`: username and name; `email`: the address).
+/// granted scopes open.
 pub fn id_token(issuer: &str, id: AccountId, account: &Account, grant: &Grant, now: DateTime<Utc>) -> Value {
     let mut claims = json!({
         "iss": issuer,
@@ -39,25 +39,30 @@ pub fn id_token(issuer: &str, id: AccountId, account: &Account, grant: &Grant, n
     if let Some(nonce) = &grant.nonce {
         claims["nonce"] = json!(nonce);
     }
-    let scopes: Vec<&str> = grant.scope.split(' ').collect();
-    if let Some(invited) = &account.invited {
-        claims["org"] = json!({"id": invited.org.id, "name": invited.org.name, "wholesale": invited.org.wholesale});
-        claims["roles"] = json!([invited.role]);
-        if scopes.contains(&"profile") {
-            claims["preferred_username"] = json!(invited.username);
-            if let Some(name) = account.profile.known().and_then(|p| p.display_name.clone()) {
-                claims["name"] = json!(name);
-            }
-        }
-        if scopes.contains(&"email")
-            && let Some(email) = account.email()
-        {
-            // The address received the invitation link that opened the account: it is verified.
-            claims["email"] = json!(email);
-            claims["email_verified"] = json!(true);
+    account_claims(&mut claims, account, &grant.scope);
+    claims
+}
+
+/// What the scopes open about `account`, added to `claims`: its org and roles always;
+/// `profile`: username and name; `email`: the address (verified: it received the invitation
+/// that opened the account). For the ID token and userinfo alike.
+pub fn account_claims(claims: &mut Value, account: &Account, scope: &str) {
+    let scopes: Vec<&str> = scope.split(' ').collect();
+    let Some(invited) = &account.invited else { return };
+    claims["org"] = json!({"id": invited.org.id, "name": invited.org.name, "wholesale": invited.org.wholesale});
+    claims["roles"] = json!([invited.role]);
+    if scopes.contains(&"profile") {
+        claims["preferred_username"] = json!(invited.username);
+        if let Some(name) = account.profile.known().and_then(|p| p.display_name.clone()) {
+            claims["name"] = json!(name);
         }
     }
-    claims
+    if scopes.contains(&"email")
+        && let Some(email) = account.email()
+    {
+        claims["email"] = json!(email);
+        claims["email_verified"] = json!(true);
+    }
 }
 
 /// The access token of `grant`: for this provider's userinfo and for the application's own API.

@@ -64,23 +64,7 @@ pub async fn userinfo(State(app): State<Arc<App>>, headers: HeaderMap) -> Result
     if account.status() != Status::Active {
         return Ok(refused("the account can no longer sign in"));
     }
-    let scopes: Vec<&str> = claims.scope.split(' ').collect();
     let mut info = json!({ "sub": claims.sub });
-    if let Some(invited) = &account.invited {
-        info["org"] = json!({"id": invited.org.id, "name": invited.org.name, "wholesale": invited.org.wholesale});
-        info["roles"] = json!([invited.role]);
-        if scopes.contains(&"profile") {
-            info["preferred_username"] = json!(invited.username);
-            if let Some(name) = account.profile.known().and_then(|p| p.display_name.clone()) {
-                info["name"] = json!(name);
-            }
-        }
-        if scopes.contains(&"email")
-            && let Some(email) = account.email()
-        {
-            info["email"] = json!(email);
-            info["email_verified"] = json!(true);
-        }
-    }
+    super::claims::account_claims(&mut info, &account, &claims.scope);
     Ok(Json::<Value>(info).into_response())
 }
