@@ -4,6 +4,7 @@
 //! `tenure admin invite`.
 
 pub mod api;
+pub mod applications;
 pub mod clients;
 pub mod flow;
 pub mod pages;

@@ -83,6 +83,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/profile/sessions/sign-out-others", post(profile::pages::sign_out_others))
         .route("/admin", get(admin::pages::admin))
         .route("/admin/users", post(admin::pages::invite))
+        .route("/admin/applications", get(admin::applications::list).post(admin::applications::register))
+        .route("/admin/applications/{id}/remove", post(admin::applications::remove))
         .route("/admin/users/{id}/{action}", post(admin::pages::action))
         .route("/audit", get(audit::pages::search))
         .route("/audit/accounts/{id}", get(audit::pages::account))

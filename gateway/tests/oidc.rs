@@ -638,6 +638,38 @@ async fn authorize_on_one_gateway_exchange_on_another(h: Harness) {
     assert_eq!(claims["preferred_username"], "jdoe", "signed by the key both gateways share");
 }
 
+async fn administrators_register_applications_on_the_admin_pages(h: Harness) {
+    let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (_, user, user_csrf) = h.signed_in("worker", Role::User, "acme").await;
+    let empty = h.page("/admin/applications", Some(&admin)).await;
+    assert!(empty.status == StatusCode::OK && empty.text.contains("id=\"no-applications\""), "{}", empty.text);
+    assert_eq!(h.page("/admin/applications", Some(&user)).await.status, StatusCode::FORBIDDEN);
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("name", "Billing"),
+        ("redirect_uris", "https://billing.example.com/cb\n"),
+        ("tab", "billing"),
+    ];
+    let made = h.form("/admin/applications", &fields, Some(&admin)).await;
+    assert_eq!(made.status, StatusCode::OK);
+    assert!(made.text.contains("id=\"registered-secret\"") && made.text.contains("acme."), "{}", made.text);
+    let listed = h.page("/admin/applications", Some(&admin)).await;
+    assert!(listed.text.contains("Billing") && !listed.text.contains("registered-secret"), "the secret is shown once");
+    let bad = [("csrf", csrf.as_str()), ("name", "X"), ("redirect_uris", "http://evil.example/cb")];
+    let refused = h.form("/admin/applications", &bad, Some(&admin)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text.contains("id=\"redirect_uris-error\""), "{}", refused.text);
+    let forged = [("csrf", user_csrf.as_str()), ("name", "X"), ("redirect_uris", "https://a.example/cb")];
+    assert_eq!(h.form("/admin/applications", &forged, Some(&user)).await.status, StatusCode::FORBIDDEN);
+    let id = h.call("GET", "/api/v1/admin/clients", None, Some(&admin), None).await.json[0]["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let removed = h.form(&format!("/admin/applications/{id}/remove"), &[("csrf", csrf.as_str())], Some(&admin)).await;
+    assert!(removed.text.contains("The application is removed"), "{}", removed.text);
+    assert_eq!(h.call("GET", "/api/v1/admin/clients", None, Some(&admin), None).await.json, json!([]));
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
     the_jwks_publishes_the_signing_key_and_a_rotated_one_until_its_grace_ends,
@@ -650,4 +682,5 @@ tenure_store::on_both_backends! {
     discovery_userinfo_revocation_introspection_and_sign_out,
     an_application_signs_the_user_out_of_tenure_too,
     authorize_on_one_gateway_exchange_on_another,
+    administrators_register_applications_on_the_admin_pages,
 }

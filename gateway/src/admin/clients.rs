@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tenure_domain::OrgId;
 use tenure_domain::events::ClientRegistered;
 use tenure_domain::org::{OrgCommand, OrgError};
+use tenure_projections::AccountRow;
 use tenure_store::{Actor, ExecuteError, secrets};
 
 use crate::error::Error;
@@ -36,20 +37,26 @@ fn shown(client: &ClientRegistered) -> Value {
 }
 
 pub async fn list(State(app): Shared, OrgAdmin(admin): OrgAdmin) -> Result<Response, Error> {
-    let org = app.accounts.org(&OrgId(admin.account.org_id.clone())).await.map_err(|e| refused(e, &app))?;
-    Ok(Json(org.clients.values().map(shown).collect::<Vec<_>>()).into_response())
+    let clients = registered(&app, &admin.account).await?;
+    Ok(Json(clients.iter().map(shown).collect::<Vec<_>>()).into_response())
+}
+
+/// The applications registered with the administrator's org.
+pub async fn registered(app: &App, admin: &AccountRow) -> Result<Vec<ClientRegistered>, Error> {
+    let org = app.accounts.org(&OrgId(admin.org_id.clone())).await.map_err(|e| refused(e, app))?;
+    Ok(org.clients.into_values().collect())
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
-    name: String,
-    redirect_uris: Vec<String>,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
     #[serde(default)]
-    post_logout_redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
     #[serde(default)]
-    public: bool,
-    tab: Option<String>,
+    pub public: bool,
+    pub tab: Option<String>,
 }
 
 pub async fn register(
@@ -57,32 +64,38 @@ pub async fn register(
     OrgAdmin(admin): OrgAdmin,
     ApiJson(body): ApiJson<NewClient>,
 ) -> Result<Response, Error> {
-    let org_id = OrgId(admin.account.org_id.clone());
-    let client_id = secrets::new_client_id(&org_id).map_err(Error::internal)?;
-    let secret = if body.public { None } else { Some(secrets::new_token().map_err(Error::internal)?) };
-    let now = app.clock.now();
-    let registration = ClientRegistered {
-        org_id: org_id.clone(),
-        client_id: client_id.clone(),
-        name: body.name,
-        redirect_uris: body.redirect_uris,
-        post_logout_redirect_uris: body.post_logout_redirect_uris,
-        public: body.public,
-        tab: body.tab,
-        all_orgs: false,
-        secret_digest: secret.as_ref().map(|(_, digest)| *digest),
-        at: now,
-    };
-    let meta = crate::state::meta(Actor::Admin(admin.account.account_id));
-    app.accounts
-        .execute_org(&org_id, OrgCommand::RegisterClient(registration), &app.ctx(), &meta)
-        .await
-        .map_err(|e| refused(e, &app))?;
+    let (client_id, secret) = add(&app, &admin.account, body).await?;
     let mut answer = json!({ "client_id": client_id });
-    if let Some((secret, _)) = secret {
+    if let Some(secret) = secret {
         answer["client_secret"] = json!(secret);
     }
     Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Registers `client` with the administrator's org: its id, and the secret of a confidential
+/// one, to show once.
+pub async fn add(app: &App, admin: &AccountRow, client: NewClient) -> Result<(String, Option<String>), Error> {
+    let org_id = OrgId(admin.org_id.clone());
+    let client_id = secrets::new_client_id(&org_id).map_err(Error::internal)?;
+    let secret = if client.public { None } else { Some(secrets::new_token().map_err(Error::internal)?) };
+    let registration = ClientRegistered {
+        org_id: org_id.clone(),
+        client_id: client_id.clone(),
+        name: client.name,
+        redirect_uris: client.redirect_uris,
+        post_logout_redirect_uris: client.post_logout_redirect_uris,
+        public: client.public,
+        tab: client.tab,
+        all_orgs: false,
+        secret_digest: secret.as_ref().map(|(_, digest)| *digest),
+        at: app.clock.now(),
+    };
+    let meta = crate::state::meta(Actor::Admin(admin.account_id));
+    app.accounts
+        .execute_org(&org_id, OrgCommand::RegisterClient(registration), &app.ctx(), &meta)
+        .await
+        .map_err(|e| refused(e, app))?;
+    Ok((client_id, secret.map(|(secret, _)| secret)))
 }
 
 pub async fn remove(
@@ -90,17 +103,23 @@ pub async fn remove(
     OrgAdmin(admin): OrgAdmin,
     ApiPath(client_id): ApiPath<String>,
 ) -> Result<Response, Error> {
-    // Another org's client is "not found", like one that does not exist.
-    let org_id = OrgId(admin.account.org_id.clone());
+    drop_client(&app, &admin.account, client_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Removes an application of the administrator's org; another org's is "not found", like one
+/// that does not exist.
+pub async fn drop_client(app: &App, admin: &AccountRow, client_id: String) -> Result<(), Error> {
+    let org_id = OrgId(admin.org_id.clone());
     if secrets::client_org(&client_id).as_ref() != Some(&org_id) {
         return Err(Error::NoSuchClient);
     }
-    let meta = crate::state::meta(Actor::Admin(admin.account.account_id));
+    let meta = crate::state::meta(Actor::Admin(admin.account_id));
     app.accounts
         .execute_org(&org_id, OrgCommand::RemoveClient { client_id }, &app.ctx(), &meta)
         .await
-        .map_err(|e| refused(e, &app))?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+        .map_err(|e| refused(e, app))?;
+    Ok(())
 }
 
 /// A registration the org's rules refuse, next to the field it is about.
