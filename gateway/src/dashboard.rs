@@ -95,6 +95,24 @@ pub async fn tab(State(app): Shared, SignedInPage(signed_in): SignedInPage, uri:
             return problem(&app, &signed_in, StatusCode::NOT_FOUND, "Not found", message);
         }
     };
+    // An application registered for this tab (SPEC §13) is where the tab leads: it signs the
+    // user in through Tenure.
+    let tab = &uri.path()[1..];
+    let org = tenure_domain::OrgId(signed_in.account.org_id.clone());
+    if let Ok(org) = app.accounts.org(&org).await
+        && let Some(home) =
+            org.clients.values().find(|c| c.tab.as_deref() == Some(tab)).and_then(|c| home(&c.redirect_uris))
+    {
+        return render::see(&home);
+    }
     let chrome = chrome(&app, &signed_in.cookie, &signed_in.account, uri.path());
     render::page(StatusCode::OK, TabPage { chrome, name, about })
+}
+
+/// An application's home: the origin of its first redirect URI.
+fn home(redirect_uris: &[String]) -> Option<String> {
+    let uri = redirect_uris.first()?;
+    let (scheme, rest) = uri.split_once("://")?;
+    let authority = rest.split(['/', '?']).next()?;
+    Some(format!("{scheme}://{authority}/"))
 }

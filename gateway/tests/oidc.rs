@@ -670,6 +670,23 @@ async fn administrators_register_applications_on_the_admin_pages(h: Harness) {
     assert_eq!(h.call("GET", "/api/v1/admin/clients", None, Some(&admin), None).await.json, json!([]));
 }
 
+/// A tab with an application registered for it leads there; the others stay as they are.
+async fn a_dashboard_tab_leads_to_the_application_registered_for_it(h: Harness) {
+    let (_, admin, csrf) = h.signed_in("boss", Role::Admin, "acme").await;
+    let (_, user, _) = h.signed_in("worker", Role::User, "acme").await;
+    let (_, rival, _) = h.signed_in("rival", Role::User, "beta").await;
+    let body =
+        json!({"name": "Billing", "redirect_uris": ["https://billing.example.com:8443/oidc/cb"], "tab": "billing"});
+    h.call("POST", "/api/v1/admin/clients", Some(body), Some(&admin), Some(&csrf)).await;
+    let billing = h.page("/billing", Some(&user)).await;
+    assert_eq!(
+        (billing.status, billing.location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("https://billing.example.com:8443/"))
+    );
+    assert_eq!(h.page("/services", Some(&user)).await.status, StatusCode::OK, "no application for this tab");
+    assert_eq!(h.page("/billing", Some(&rival)).await.status, StatusCode::OK, "another org's tab stays as it is");
+}
+
 tenure_store::on_both_backends! {
     super::Harness::on;
     the_jwks_publishes_the_signing_key_and_a_rotated_one_until_its_grace_ends,
@@ -683,4 +700,5 @@ tenure_store::on_both_backends! {
     an_application_signs_the_user_out_of_tenure_too,
     authorize_on_one_gateway_exchange_on_another,
     administrators_register_applications_on_the_admin_pages,
+    a_dashboard_tab_leads_to_the_application_registered_for_it,
 }
