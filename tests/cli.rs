@@ -868,7 +868,7 @@ fn an_operator_mails_a_password_reset_and_resets_two_factor_as_the_named_actor()
 }
 
 #[test]
-fn token_signing_keys_rotate_and_a_replaced_one_is_dropped_after_its_grace() {
+fn token_signing_keys_rotate_and_a_replaced_one_stays_for_its_grace() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     invite(d, "jdoe", &[]);
@@ -885,10 +885,11 @@ fn token_signing_keys_rotate_and_a_replaced_one_is_dropped_after_its_grace() {
     let (second, kept) = rotate("24");
     assert_ne!(first, second);
     assert_eq!(kept, std::slice::from_ref(&first), "the replaced key verifies for a day");
-    let (third, kept) = rotate("0");
+    let (third, kept) = rotate("1");
     assert_eq!(kept, [second.clone(), first.clone()]);
     let (_, kept) = rotate("24");
-    assert_eq!(kept, [third, first], "a key whose grace is over is dropped; the one inside its grace stays");
+    assert_eq!(kept, [third, second, first], "each replaced key stays for its grace");
+    assert!(!tenure(d, &["oidc", "rotate-keys", "--grace-hours", "0"]).status.success(), "a grace of at least an hour");
     assert!(stderr(&tenure(d, &["oidc", "rotate-keys", "--grace-hours", "9999"])).contains("9999"));
 }
 

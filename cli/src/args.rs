@@ -284,8 +284,9 @@ pub enum Oidc {
     /// Makes a new token signing key, which every gateway signs with from then on; the one it
     /// replaces still verifies (and stays in the JWKS) for the grace period, then is dropped.
     RotateKeys {
-        /// Hours the replaced key still verifies.
-        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(..=8760))]
+        /// Hours the replaced key still verifies: at least one, so that no token a gateway signs
+        /// before it reads the new key (it reads keys every 30 s) outlives the old key.
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=8760))]
         grace_hours: u32,
     },
     /// The applications (OpenID Connect clients) an org's users sign in to through Tenure.

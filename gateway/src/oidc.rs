@@ -68,6 +68,8 @@ pub async fn discovery(State(app): State<Arc<App>>) -> Response {
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "amr", "acr", "azp",
             "preferred_username", "name", "email", "email_verified", "org", "roles"],
         "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
     }))
     .into_response()
 }

@@ -455,6 +455,27 @@ async fn a_signed_in_user_is_sent_back_with_a_code_that_the_application_exchange
     assert_eq!((page.status, page.location.as_deref()), (StatusCode::BAD_REQUEST, None));
     let unknown = h.page(&authorize_uri("acme.unknown", ""), Some(&cookie)).await;
     assert_eq!((unknown.status, unknown.location.as_deref()), (StatusCode::BAD_REQUEST, None));
+    // Posted as a form, the same; request objects and other response modes are refused.
+    let posted = h
+        .form(
+            "/oauth2/authorize",
+            &serde_urlencoded::from_str::<Vec<(String, String)>>(authorize_uri(&id, "").split_once('?').unwrap().1)
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+            Some(&cookie),
+        )
+        .await;
+    assert!(answered(&posted).contains_key("code"), "{posted:?}");
+    assert_eq!(
+        answered(&h.page(&authorize_uri(&id, "&request_uri=https%3A%2F%2Fevil.example%2Fr"), Some(&cookie)).await)["error"],
+        "request_uri_not_supported"
+    );
+    assert_eq!(
+        answered(&h.page(&authorize_uri(&id, "&response_mode=fragment"), Some(&cookie)).await)["error"],
+        "invalid_request"
+    );
     // Without PKCE, a public client is told so at its redirect URI.
     let bare = authorize_uri(&id, "").replace(&format!("&code_challenge={CHALLENGE}&code_challenge_method=S256"), "");
     assert_eq!(answered(&h.page(&bare, Some(&cookie)).await)["error"], "invalid_request");
@@ -534,6 +555,28 @@ async fn discovery_userinfo_revocation_introspection_and_sign_out(h: Harness) {
         (info.json["sub"].as_str(), info.json["email"].as_str()),
         (Some(account.to_string().as_str()), Some("jdoe@example.com"))
     );
+    let lower =
+        axum::http::Request::builder().uri("/oauth2/userinfo").header("authorization", format!("bearer {access}"));
+    assert_eq!(
+        h.send_to(&h.app, lower, None, axum::body::Body::empty()).await.status,
+        StatusCode::OK,
+        "the scheme is case-insensitive"
+    );
+    let preflight = axum::http::Request::builder()
+        .method("OPTIONS")
+        .uri("/oauth2/token")
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST");
+    let preflight = h.send_to(&h.app, preflight, None, axum::body::Body::empty()).await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    assert_eq!(preflight.headers.get("access-control-allow-origin").unwrap(), "*");
+    let widened = token(
+        &h,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("scope", "openid email profile")],
+        Some((&id, &secret)),
+    )
+    .await;
+    assert_eq!(widened.json["error"], "invalid_scope");
     let forged = h.send_to(&h.app, bearer("not.a.token"), None, axum::body::Body::empty()).await;
     assert_eq!((forged.status, forged.json["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));
     assert!(forged.headers.get("www-authenticate").unwrap().to_str().unwrap().starts_with("Bearer"));
@@ -609,6 +652,18 @@ async fn an_application_signs_the_user_out_of_tenure_too(h: Harness) {
     assert_eq!(after.json["error"], "invalid_grant");
     let plain = h.page("/oauth2/logout", None).await;
     assert_eq!(plain.location.as_deref(), Some("/sign-in"));
+
+    // Without a hint, the user is asked: a link from another site signs nobody out.
+    let (_, cookie, csrf) = h.signed_in("amy", Role::User, "acme").await;
+    let asked = h.page("/oauth2/logout?client_id=x&state=s2", Some(&cookie)).await;
+    assert!(asked.status == StatusCode::OK && asked.text.contains("id=\"confirm-sign-out\""), "{asked:?}");
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::OK);
+    let forged = h.form("/oauth2/logout", &[("csrf", "forged")], Some(&cookie)).await;
+    assert_eq!(forged.status, StatusCode::OK, "asked again");
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::OK);
+    let confirmed = h.form("/oauth2/logout", &[("csrf", csrf.as_str())], Some(&cookie)).await;
+    assert_eq!(confirmed.location.as_deref(), Some("/sign-in"));
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::UNAUTHORIZED);
 }
 
 /// Authorized through one gateway, exchanged and refreshed through another on the same store.

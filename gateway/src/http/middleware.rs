@@ -181,9 +181,13 @@ pub async fn refuse_cross_site(
     next: axum::middleware::Next,
 ) -> Response {
     let changes = request.method() != Method::GET && request.method() != Method::HEAD;
-    // The OAuth endpoints take no cookie, only the client's own credentials: an application's
-    // page on another site calls them by design.
-    let oauth = request.uri().path().starts_with("/oauth2/");
+    // These OAuth endpoints take no cookie, only the client's own credentials: an application's
+    // page on another site calls them by design. An authorization request may be posted from
+    // the application's site too: the session cookie (SameSite=Lax) does not come with it.
+    let oauth = matches!(
+        request.uri().path(),
+        "/oauth2/token" | "/oauth2/revoke" | "/oauth2/introspect" | "/oauth2/userinfo" | "/oauth2/authorize"
+    );
     if changes && !oauth && is_cross_site(request.headers(), &app.config.public_url) {
         return cross_site(request.uri().path().starts_with("/api/"));
     }
@@ -215,4 +219,34 @@ fn public_origin(public_url: &str) -> &str {
         Some(path) => &public_url[..after_scheme + path],
         None => public_url,
     }
+}
+
+/// The OpenID endpoints an application's page in a browser calls (discovery, keys, token,
+/// userinfo, revocation, introspection) answer any origin, without credentials: they take no
+/// cookie, so no page can act with a user's session through them. Preflights are answered here.
+pub async fn open_to_applications(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let open = matches!(
+        request.uri().path(),
+        "/.well-known/openid-configuration"
+            | "/oauth2/jwks"
+            | "/oauth2/token"
+            | "/oauth2/userinfo"
+            | "/oauth2/revoke"
+            | "/oauth2/introspect"
+    );
+    if !open {
+        return next.run(request).await;
+    }
+    let mut response = if request.method() == Method::OPTIONS {
+        let mut preflight = StatusCode::NO_CONTENT.into_response();
+        let headers = preflight.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type"));
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        preflight
+    } else {
+        next.run(request).await
+    };
+    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use base64::Engine;
@@ -21,7 +21,7 @@ use super::request::{self, AuthorizeQuery, Checked, Prompt, Refusal};
 use super::waiting;
 use crate::error::Error;
 use crate::http::client::ClientInfo;
-use crate::http::fallback::PageQuery;
+use crate::http::fallback::{PageForm, PageQuery};
 use crate::http::render::{ProblemPage, page, see};
 use crate::http::session::SignedIn;
 use crate::state::App;
@@ -29,13 +29,37 @@ use crate::state::App;
 pub async fn authorize(
     State(app): State<Arc<App>>,
     jar: CookieJar,
-    uri: Uri,
     ClientInfo(client_info): ClientInfo,
     signed_in: Result<SignedIn, Error>,
     PageQuery(query): PageQuery<AuthorizeQuery>,
 ) -> Response {
+    answer(&app, jar, client_info, signed_in, query).await
+}
+
+/// The same request, posted as a form (OpenID Connect Core §3.1.2.1).
+pub async fn authorize_posted(
+    State(app): State<Arc<App>>,
+    jar: CookieJar,
+    ClientInfo(client_info): ClientInfo,
+    signed_in: Result<SignedIn, Error>,
+    PageForm(query): PageForm<AuthorizeQuery>,
+) -> Response {
+    answer(&app, jar, client_info, signed_in, query).await
+}
+
+async fn answer(
+    app: &App,
+    jar: CookieJar,
+    client_info: tenure_domain::events::Client,
+    signed_in: Result<SignedIn, Error>,
+    query: AuthorizeQuery,
+) -> Response {
+    // To come back to once signed in, should that be needed; `prompt=login` is what the sign-in
+    // answers.
+    let again = AuthorizeQuery { prompt: query.prompt.clone().filter(|p| p != "login"), ..query.clone() };
+    let again = format!("/oauth2/authorize?{}", serde_urlencoded::to_string(&again).unwrap_or_default());
     let client = match query.client_id.as_deref() {
-        Some(id) => super::lookup(&app, id).await,
+        Some(id) => super::lookup(app, id).await,
         None => Ok(None),
     };
     let client = match client {
@@ -49,7 +73,7 @@ pub async fn authorize(
         Err(Refusal::Page(message)) => return problem(StatusCode::BAD_REQUEST, &message),
         Err(Refusal::Redirect { redirect_uri, error, description, state }) => {
             return back(
-                &app,
+                app,
                 &redirect_uri,
                 &[("error", error), ("error_description", &description)],
                 state.as_deref(),
@@ -70,30 +94,30 @@ pub async fn authorize(
         }
         _ if checked.prompt == Prompt::None => {
             return back(
-                &app,
+                app,
                 &checked.redirect_uri,
                 &[("error", "login_required"), ("error_description", "sign in first")],
                 checked.state.as_deref(),
             );
         }
-        _ => return to_sign_in(&app, jar, &uri),
+        _ => return to_sign_in(app, jar, &again),
     };
     let account = &signed_in.account;
     if account.org_id != checked.client.org_id.0 && !checked.client.all_orgs {
         let description = "the account is not of the application's organisation";
         return back(
-            &app,
+            app,
             &checked.redirect_uri,
             &[("error", "access_denied"), ("error_description", description)],
             checked.state.as_deref(),
         );
     }
-    match issue(&app, &checked, &signed_in, session.created_at, client_info).await {
-        Ok(code) => back(&app, &checked.redirect_uri, &[("code", &code)], checked.state.as_deref()),
+    match issue(app, &checked, &signed_in, session.created_at, client_info).await {
+        Ok(code) => back(app, &checked.redirect_uri, &[("code", &code)], checked.state.as_deref()),
         Err(Error::Rejected { .. }) => {
             let description = "the account cannot sign in";
             back(
-                &app,
+                app,
                 &checked.redirect_uri,
                 &[("error", "access_denied"), ("error_description", description)],
                 checked.state.as_deref(),
@@ -102,7 +126,7 @@ pub async fn authorize(
         Err(error) => {
             error.log_if_internal();
             back(
-                &app,
+                app,
                 &checked.redirect_uri,
                 &[("error", "server_error"), ("error_description", "please try again")],
                 checked.state.as_deref(),
@@ -163,14 +187,9 @@ fn back(app: &App, redirect_uri: &str, params: &[(&str, &str)], state: Option<&s
     see(&format!("{redirect_uri}{separator}{query}"))
 }
 
-/// To the sign-in pages, which come back to this request (less `prompt=login`, which the sign-in
-/// answers) once signed in.
-fn to_sign_in(app: &App, jar: CookieJar, uri: &Uri) -> Response {
-    let query: Vec<(String, String)> = serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default();
-    let kept: Vec<(String, String)> =
-        query.into_iter().filter(|(name, value)| !(name == "prompt" && value == "login")).collect();
-    let target = format!("/oauth2/authorize?{}", serde_urlencoded::to_string(&kept).unwrap_or_default());
-    (jar.add(waiting::cookie(&target, !app.config.insecure_cookies)), see("/sign-in")).into_response()
+/// To the sign-in pages, which come back to `again` once signed in.
+fn to_sign_in(app: &App, jar: CookieJar, again: &str) -> Response {
+    (jar.add(waiting::cookie(again, !app.config.insecure_cookies)), see("/sign-in")).into_response()
 }
 
 fn problem(status: StatusCode, message: &str) -> Response {

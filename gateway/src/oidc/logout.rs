@@ -2,10 +2,13 @@
 //! browser here to sign the user out of Tenure too. The session ends (and with it the refresh
 //! tokens issued from it); the browser goes back to a `post_logout_redirect_uri` the application
 //! registered, with its `state`, or to Tenure's sign-in page. An unregistered address gets
-//! Tenure's page, never a redirect.
+//! Tenure's page, never a redirect. Without an ID token of this session's account as a hint,
+//! the user is asked first (a form with the session's CSRF token), so that no link from another
+//! site signs anyone out.
 
 use std::sync::Arc;
 
+use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,7 +17,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::http::fallback::PageQuery;
+use crate::http::fallback::{PageForm, PageQuery};
 use crate::http::render::{ProblemPage, page, see};
 use crate::http::session::{SignedIn, removal};
 use crate::state::App;
@@ -25,6 +28,30 @@ pub struct LogoutQuery {
     client_id: Option<String>,
     post_logout_redirect_uri: Option<String>,
     state: Option<String>,
+    /// Of the confirmation form.
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "logout_confirm.html")]
+struct ConfirmPage {
+    username: String,
+    csrf: String,
+    post_logout_redirect_uri: Option<String>,
+    client_id: Option<String>,
+    state: Option<String>,
+}
+
+/// The confirmation form, posted.
+pub async fn confirmed(
+    State(app): State<Arc<App>>,
+    jar: CookieJar,
+    signed_in: Result<SignedIn, Error>,
+    PageForm(form): PageForm<LogoutQuery>,
+) -> Response {
+    let form = LogoutQuery { id_token_hint: None, ..form };
+    end(app, jar, signed_in, form, true).await
 }
 
 #[derive(Deserialize)]
@@ -38,6 +65,17 @@ pub async fn logout(
     jar: CookieJar,
     signed_in: Result<SignedIn, Error>,
     PageQuery(query): PageQuery<LogoutQuery>,
+) -> Response {
+    end(app, jar, signed_in, query, false).await
+}
+
+/// `confirmed`: the user said so on the confirmation form (its CSRF token is checked).
+async fn end(
+    app: Arc<App>,
+    jar: CookieJar,
+    signed_in: Result<SignedIn, Error>,
+    query: LogoutQuery,
+    confirmed: bool,
 ) -> Response {
     let refuse = |message: &str| {
         page(StatusCode::BAD_REQUEST, ProblemPage { heading: "Sign-out not possible", message: message.into() })
@@ -72,8 +110,21 @@ pub async fn logout(
     };
     let mut jar = jar;
     if let Ok(signed_in) = signed_in {
+        let hinted = hint.as_ref().is_some_and(|h| h.sub == signed_in.account.account_id);
+        let asked = confirmed && signed_in.csrf_matches(&app, &query.csrf);
+        if hint.is_none() && !asked {
+            let csrf = app.sessions.csrf_token(&signed_in.cookie);
+            let confirm = ConfirmPage {
+                username: signed_in.account.username.clone(),
+                csrf,
+                post_logout_redirect_uri: back,
+                client_id: query.client_id,
+                state: query.state,
+            };
+            return page(StatusCode::OK, confirm);
+        }
         // A hint for another account signs nobody out: it is not this browser's session.
-        if hint.as_ref().is_none_or(|h| h.sub == signed_in.account.account_id) {
+        if hinted || asked {
             if let Err(error) = app.sessions.revoke(&signed_in.cookie).await {
                 return Error::from(error).into_response();
             }

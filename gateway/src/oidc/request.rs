@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 use tenure_domain::events::ClientRegistered;
 
 /// The query of `/oauth2/authorize`, as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 pub struct AuthorizeQuery {
     pub client_id: Option<String>,
     pub redirect_uri: Option<String>,
@@ -24,6 +24,9 @@ pub struct AuthorizeQuery {
     pub prompt: Option<String>,
     pub max_age: Option<String>,
     pub login_hint: Option<String>,
+    pub response_mode: Option<String>,
+    pub request: Option<String>,
+    pub request_uri: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +89,15 @@ pub fn check(query: AuthorizeQuery, client: Option<ClientRegistered>) -> Result<
     let values = [&query.scope, &query.nonce, &query.code_challenge, &query.login_hint, &state];
     if values.iter().any(|v| v.as_ref().is_some_and(|v| v.len() > MAX_VALUE)) {
         return Err(refuse("invalid_request", "a parameter is too long"));
+    }
+    if query.request.is_some() {
+        return Err(refuse("request_not_supported", "request objects are not supported"));
+    }
+    if query.request_uri.is_some() {
+        return Err(refuse("request_uri_not_supported", "request_uri is not supported"));
+    }
+    if query.response_mode.as_deref().is_some_and(|mode| mode != "query") {
+        return Err(refuse("invalid_request", "only response_mode=query is supported"));
     }
     match query.response_type.as_deref() {
         Some("code") => {}

@@ -35,6 +35,8 @@ pub struct TokenForm {
     pub(super) client_secret: Option<String>,
     /// Of a revocation or introspection request (RFC 7009, RFC 7662).
     pub(super) token: Option<String>,
+    /// Of a refresh: no more than was granted.
+    scope: Option<String>,
 }
 
 /// An RFC 6749 §5.2 error.
@@ -88,6 +90,15 @@ pub async fn token(
         Some("refresh_token") => {
             let token =
                 form.refresh_token.as_deref().ok_or_else(|| oauth("invalid_request", "refresh_token is missing"))?;
+            // Checked before the token is used, so that asking too much costs the client nothing.
+            if let (Some(asked), Some(grant)) =
+                (&form.scope, app.grants.peek_refresh(token, now).await.map_err(Error::from)?)
+            {
+                let granted: Vec<&str> = grant.scope.split(' ').collect();
+                if asked.split(' ').filter(|s| !s.is_empty()).any(|s| !granted.contains(&s)) {
+                    return Err(oauth("invalid_scope", "a refresh cannot ask for more than was granted"));
+                }
+            }
             app.grants.redeem_refresh(token, now).await.map_err(Error::from)?
         }
         Some(_) => return Err(oauth("unsupported_grant_type", "use authorization_code or refresh_token")),
@@ -156,7 +167,12 @@ pub(super) async fn authenticate(
     headers: &HeaderMap,
     form: &TokenForm,
 ) -> Result<ClientRegistered, OAuthError> {
-    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, value)| value);
     let invalid = |basic: bool| OAuthError {
         status: StatusCode::UNAUTHORIZED,
         error: "invalid_client",
@@ -182,6 +198,8 @@ pub(super) async fn authenticate(
         return Err(oauth("invalid_request", "client_id differs from the authenticated client"));
     }
     let client = super::lookup(app, &id).await?.ok_or_else(|| invalid(by_basic))?;
+    // Some libraries send a public client's id with an empty password.
+    let secret = secret.filter(|s| !(s.is_empty() && client.public));
     let authenticated = match (&client.secret_digest, secret) {
         (None, None) => true,
         (Some(digest), Some(secret)) => secrets::token_digest(&secret).0.ct_eq(&digest.0).into(),
