@@ -10,9 +10,10 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::clients::{self, NewClient};
-use crate::error::{ApiError, Error};
+use super::pages::refuse_non_admin;
+use crate::error::ApiError;
 use crate::http::fallback::{PageForm, PagePath};
-use crate::http::layout::{Chrome, Feedback, chrome, problem, refuse_form};
+use crate::http::layout::{Chrome, Feedback, chrome, problem};
 use crate::http::render::page;
 use crate::http::session::{SignedIn, SignedInPage};
 use crate::state::App;
@@ -63,17 +64,6 @@ pub struct ApplicationForm {
 
 fn lines(text: &str) -> Vec<String> {
     text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
-}
-
-fn refuse_non_admin(app: &App, signed_in: &SignedIn, csrf: Option<&str>) -> Option<Response> {
-    if let Some(refused) = csrf.and_then(|csrf| refuse_form(app, signed_in, csrf)) {
-        return Some(refused);
-    }
-    if !signed_in.is_admin() {
-        let message = ApiError::from(Error::AdminsOnly).message;
-        return Some(problem(app, signed_in, StatusCode::FORBIDDEN, "Administrators only", &message));
-    }
-    None
 }
 
 async fn applications_page(

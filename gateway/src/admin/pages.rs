@@ -101,7 +101,7 @@ async fn members(app: &App, admin: &SignedIn) -> Result<Vec<Member>, Error> {
 }
 
 /// The answer for anyone but an org administrator (a form must carry its CSRF token).
-fn refuse_non_admin(app: &App, signed_in: &SignedIn, csrf: Option<&str>) -> Option<Response> {
+pub(super) fn refuse_non_admin(app: &App, signed_in: &SignedIn, csrf: Option<&str>) -> Option<Response> {
     if let Some(refused) = csrf.and_then(|csrf| refuse_form(app, signed_in, csrf)) {
         return Some(refused);
     }
