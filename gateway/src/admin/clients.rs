@@ -124,8 +124,10 @@ pub async fn drop_client(app: &App, admin: &AccountRow, client_id: String) -> Re
 
 /// A registration the org's rules refuse, next to the field it is about.
 fn refused(error: ExecuteError, app: &App) -> Error {
-    let field =
-        |field: &'static str, error: &OrgError| Error::InvalidField { field, message: sentence(&error.to_string()) };
+    let field = |field: &'static str, error: &OrgError| Error::InvalidField {
+        field,
+        message: crate::admin::flow::sentence(&error.to_string()),
+    };
     match error {
         ExecuteError::Org(error) => match &error {
             OrgError::BadText(_) => field("name", &error),
@@ -136,11 +138,4 @@ fn refused(error: ExecuteError, app: &App) -> Error {
         },
         other => Error::refused(other, app.clock.now()),
     }
-}
-
-fn sentence(text: &str) -> String {
-    let mut chars = text.chars();
-    let mut out: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
-    out.push('.');
-    out
 }

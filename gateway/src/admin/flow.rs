@@ -31,7 +31,7 @@ pub struct Invitation {
 }
 
 /// A domain message as a sentence for a form: "a username has…" becomes "A username has….".
-fn sentence(text: &str) -> String {
+pub(crate) fn sentence(text: &str) -> String {
     let mut chars = text.chars();
     let mut out: String = chars.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
     out.push_str(chars.as_str());

@@ -156,7 +156,9 @@ pub async fn state_as_of(app: &App, scope: &Scope, id: AccountId, as_of: DateTim
         Some(AccountEvent::AccountInvited(invited)) if scope.covers(&invited.org.id, invited.all_orgs) => {}
         _ => return Err(Error::NoSuchAuditedAccount),
     }
-    let events = history::events_until(&recorded, key.as_ref(), as_of).map_err(Error::internal)?;
+    // Decoded once; the state is of those recorded by `as_of`.
+    let events: Vec<AccountEvent> =
+        recorded.iter().zip(all).filter(|(r, _)| r.recorded_at <= as_of).map(|(_, event)| event).collect();
     Ok(history::state_json(id, as_of, &events))
 }
 
@@ -188,7 +190,8 @@ pub fn account_id(raw: &str) -> Result<AccountId, Error> {
 
 /// A time as an auditor types it (`history::parse_as_of`).
 pub fn parse_time(raw: &str) -> Result<DateTime<Utc>, Error> {
-    history::parse_as_of(raw).map_err(|message| Error::InvalidField { field: "as_of", message: sentence(&message) })
+    history::parse_as_of(raw)
+        .map_err(|message| Error::InvalidField { field: "as_of", message: crate::admin::flow::sentence(&message) })
 }
 
 /// The audit path of the event at `position` in the tree of the first `tree_size` events (the
@@ -226,13 +229,4 @@ fn proof_refused(error: ProofError) -> Error {
         ProofError::Store(error) => error.into(),
         other => Error::internal(other),
     }
-}
-
-fn sentence(text: &str) -> String {
-    let mut chars = text.chars();
-    let mut out: String = chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
-    if !out.ends_with('.') {
-        out.push('.');
-    }
-    out
 }
