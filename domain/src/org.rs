@@ -72,6 +72,8 @@ pub enum OrgError {
     NoSuchClient(String),
     #[error("client {0} is public: it has no secret")]
     PublicClient(String),
+    #[error("the {tab} tab already leads to {client_id}: remove it first")]
+    TabTaken { tab: String, client_id: String },
 }
 
 const MAX_TEXT: usize = 200;
@@ -185,6 +187,12 @@ pub fn decide_org(org: &Org, org_id: &OrgId, command: OrgCommand, now: DateTime<
             crate::clients::check(&client)?;
             if org.clients.contains_key(&client.client_id) {
                 return Err(OrgError::ClientExists(client.client_id));
+            }
+            // A tab leads to one application of the org, never one of two picked at random.
+            if let Some(tab) = &client.tab
+                && let Some(holder) = org.clients.values().find(|c| c.tab.as_ref() == Some(tab))
+            {
+                return Err(OrgError::TabTaken { tab: tab.clone(), client_id: holder.client_id.clone() });
             }
             client.into()
         }

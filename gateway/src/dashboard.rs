@@ -10,7 +10,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tenure_domain::OrgId;
-use tenure_domain::events::MfaMethod;
+use tenure_domain::events::{ClientRegistered, MfaMethod};
 use tenure_projections::{AccountRow, OrgItem, OrgWidgets};
 
 use crate::error::Error;
@@ -96,17 +96,25 @@ pub async fn tab(State(app): Shared, SignedInPage(signed_in): SignedInPage, uri:
         }
     };
     // An application registered for this tab (SPEC §13) is where the tab leads: it signs the
-    // user in through Tenure.
+    // user in through Tenure. The org's own comes first, then one an operator shared with every
+    // org.
     let tab = &uri.path()[1..];
-    let org = tenure_domain::OrgId(signed_in.account.org_id.clone());
-    if let Ok(org) = app.accounts.org(&org).await
-        && let Some(home) =
-            org.clients.values().find(|c| c.tab.as_deref() == Some(tab)).and_then(|c| home(&c.redirect_uris))
-    {
+    if let Some(home) = application_for(&app, &signed_in.account.org_id, tab).await {
         return render::see(&home);
     }
     let chrome = chrome(&app, &signed_in.cookie, &signed_in.account, uri.path());
     render::page(StatusCode::OK, TabPage { chrome, name, about })
+}
+
+/// The home of the application registered for `tab` that users of `org` may sign in to.
+async fn application_for(app: &App, org: &str, tab: &str) -> Option<String> {
+    let for_tab = |c: &&ClientRegistered| c.tab.as_deref() == Some(tab);
+    let own = app.accounts.org(&OrgId(org.to_string())).await.ok()?;
+    if let Some(client) = own.clients.values().find(for_tab) {
+        return home(&client.redirect_uris);
+    }
+    let every = app.accounts.clients().await.ok()?;
+    every.iter().filter(|c| c.all_orgs).find(for_tab).and_then(|c| home(&c.redirect_uris))
 }
 
 /// An application's home: the origin of its first redirect URI.

@@ -104,7 +104,8 @@ const SQLITE_SCHEMA: &str = "
         revoked    INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS oidc_refresh_family ON oidc_refresh (family);
-    CREATE INDEX IF NOT EXISTS oidc_refresh_account ON oidc_refresh (account_id);";
+    CREATE INDEX IF NOT EXISTS oidc_refresh_account ON oidc_refresh (account_id);
+    CREATE INDEX IF NOT EXISTS oidc_refresh_expires ON oidc_refresh (expires);";
 
 impl Db {
     /// `sessions.db` at `path`, created or brought up to date.
@@ -196,11 +197,15 @@ impl Db {
 }
 
 /// What `sweep` deletes: rows whose time has passed.
-const SWEEPS: [&str; 4] = [
+const SWEEPS: [&str; 6] = [
     "DELETE FROM sign_in_flows WHERE expires <= $1",
     "DELETE FROM offered_keys WHERE expires <= $1",
     "DELETE FROM ghost_guards WHERE expires <= $1",
     "DELETE FROM address_failures WHERE tat <= $1",
+    // A used code is kept a day past its minute, so that its replay still revokes what it led to.
+    "DELETE FROM oidc_codes WHERE expires <= $1 - 86400000000",
+    // A used refresh token is kept until it would have expired: its replay revokes its family.
+    "DELETE FROM oidc_refresh WHERE expires <= $1",
 ];
 
 impl Db {

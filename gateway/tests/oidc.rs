@@ -1,5 +1,6 @@
-//! Single sign-on (SPEC §13), driven through the router on both backends: so far, the JWKS and
-//! key rotation reaching every gateway.
+//! Single sign-on (SPEC §13), driven through the router on both backends: keys and their
+//! rotation, clients, codes and refresh tokens, every endpoint and its refusals, two gateways.
+//! The real relying parties (openid-client, openidconnect) are in tests/relying_parties.rs.
 
 mod support;
 
@@ -9,7 +10,8 @@ use chrono::Duration;
 use serde_json::{Value, json};
 use support::Harness;
 use tenure_domain::Clock;
-use tenure_domain::events::Role;
+use tenure_domain::events::{ClientRegistered, Role};
+use tenure_domain::org::OrgCommand;
 use tenure_gateway::oidc::grants::{Grant, Redeemed};
 use tenure_store::EventStore;
 
@@ -124,39 +126,42 @@ async fn codes_and_refresh_tokens_are_good_once_and_a_replay_revokes_the_family(
     let other = h.second_gateway().await;
     let now = h.clock.now();
     let code = h.app.grants.issue_code(&grant(&h, account, &cookie), now).await.unwrap();
-    let Redeemed::Fresh { grant: got, family } = other.grants.redeem_code(&code, now).await.unwrap() else {
+    let Redeemed::Fresh { grant: got, family, .. } = other.grants.redeem_code(&code, now).await.unwrap() else {
         panic!("a fresh code is good at another gateway too")
     };
     assert_eq!(*got, grant(&h, account, &cookie));
     let first = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
-    let Redeemed::Fresh { family: same, .. } = h.app.grants.redeem_refresh(&first, now).await.unwrap() else {
-        panic!("a fresh refresh token is good")
+    let Redeemed::Fresh { family: same, successor: Some(second), .. } =
+        other.grants.rotate_refresh(&first, now).await.unwrap()
+    else {
+        panic!("a fresh refresh token is good, and hands out its successor")
     };
     assert_eq!(same, family, "the successor stays in the family");
-    let second = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
-    assert_eq!(h.app.grants.redeem_refresh(&first, now).await.unwrap(), Redeemed::Replayed, "a reused token");
-    assert_eq!(h.app.grants.redeem_refresh(&second, now).await.unwrap(), Redeemed::Invalid, "its family is revoked");
+    let (kept, expires) = h.app.grants.peek_refresh(&second, now).await.unwrap().expect("the successor is good");
+    assert_eq!((kept, expires), (*got.clone(), (now + tenure_gateway::oidc::grants::REFRESH_LIFETIME).timestamp()));
+    assert_eq!(h.app.grants.rotate_refresh(&first, now).await.unwrap(), Redeemed::Replayed, "a reused token");
+    assert_eq!(h.app.grants.rotate_refresh(&second, now).await.unwrap(), Redeemed::Invalid, "its family is revoked");
 
     // A code used twice revokes the tokens it led to.
     let code = h.app.grants.issue_code(&got, now).await.unwrap();
     let Redeemed::Fresh { family, .. } = h.app.grants.redeem_code(&code, now).await.unwrap() else { panic!() };
     let token = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
     assert_eq!(h.app.grants.redeem_code(&code, now).await.unwrap(), Redeemed::Replayed);
-    assert_eq!(h.app.grants.redeem_refresh(&token, now).await.unwrap(), Redeemed::Invalid);
+    assert_eq!(h.app.grants.rotate_refresh(&token, now).await.unwrap(), Redeemed::Invalid);
 
     // A code expires after a minute; unknown values are invalid.
     let code = h.app.grants.issue_code(&got, now).await.unwrap();
     let late = now + Duration::seconds(61);
     assert_eq!(h.app.grants.redeem_code(&code, late).await.unwrap(), Redeemed::Invalid);
     assert_eq!(h.app.grants.redeem_code("made-up", now).await.unwrap(), Redeemed::Invalid);
-    assert_eq!(h.app.grants.redeem_refresh("made-up", now).await.unwrap(), Redeemed::Invalid);
+    assert_eq!(h.app.grants.rotate_refresh("made-up", now).await.unwrap(), Redeemed::Invalid);
 
     // Revoking the account's tokens.
     let code = h.app.grants.issue_code(&got, now).await.unwrap();
     let Redeemed::Fresh { family, .. } = h.app.grants.redeem_code(&code, now).await.unwrap() else { panic!() };
     let token = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
     assert_eq!(h.app.grants.revoke_account(account).await.unwrap(), 1);
-    assert_eq!(h.app.grants.redeem_refresh(&token, now).await.unwrap(), Redeemed::Invalid);
+    assert_eq!(h.app.grants.rotate_refresh(&token, now).await.unwrap(), Redeemed::Invalid);
 }
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -740,6 +745,46 @@ async fn a_dashboard_tab_leads_to_the_application_registered_for_it(h: Harness) 
     );
     assert_eq!(h.page("/services", Some(&user)).await.status, StatusCode::OK, "no application for this tab");
     assert_eq!(h.page("/billing", Some(&rival)).await.status, StatusCode::OK, "another org's tab stays as it is");
+
+    // A second application for a tab the org has given one is refused, next to the field.
+    let again = json!({"name": "Billing 2", "redirect_uris": ["https://b2.example.com/cb"], "tab": "billing"});
+    let refused = h.call("POST", "/api/v1/admin/clients", Some(again), Some(&admin), Some(&csrf)).await;
+    refused.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(refused.json["field"], "tab");
+
+    // An application an operator shares with every org takes that tab in every org, unless the
+    // org has its own.
+    let org = tenure_domain::OrgId("platform".into());
+    let shared = ClientRegistered {
+        org_id: org.clone(),
+        client_id: tenure_store::secrets::new_client_id(&org).unwrap(),
+        name: "Support desk".into(),
+        redirect_uris: vec!["https://support.example.com/cb".into()],
+        post_logout_redirect_uris: vec![],
+        public: true,
+        tab: Some("support".into()),
+        all_orgs: true,
+        secret_digest: None,
+        at: h.clock.now(),
+    };
+    let ctx = tenure_domain::decide::Ctx { now: h.clock.now() };
+    let meta = tenure_store::Meta::new(tenure_store::Actor::Operator("ops".into()));
+    let mut billing = shared.clone();
+    (billing.client_id, billing.name, billing.tab) =
+        (tenure_store::secrets::new_client_id(&org).unwrap(), "Shared billing".into(), Some("billing".into()));
+    billing.redirect_uris = vec!["https://shared-billing.example.com/cb".into()];
+    for client in [shared, billing] {
+        h.app.accounts.execute_org(&org, OrgCommand::RegisterClient(client), &ctx, &meta).await.unwrap();
+    }
+    for (who, tab, home) in [
+        (&rival, "/support", "https://support.example.com/"),
+        (&user, "/support", "https://support.example.com/"),
+        (&rival, "/billing", "https://shared-billing.example.com/"),
+        (&user, "/billing", "https://billing.example.com:8443/"),
+    ] {
+        let page = h.page(tab, Some(who)).await;
+        assert_eq!((page.status, page.location.as_deref()), (StatusCode::SEE_OTHER, Some(home)), "{tab}");
+    }
 }
 
 tenure_store::on_both_backends! {

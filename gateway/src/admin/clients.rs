@@ -132,7 +132,7 @@ fn refused(error: ExecuteError, app: &App) -> Error {
         ExecuteError::Org(error) => match &error {
             OrgError::BadText(_) => field("name", &error),
             OrgError::BadRedirectUri(_) | OrgError::RedirectUrisCount(_) => field("redirect_uris", &error),
-            OrgError::UnknownTab(_) => field("tab", &error),
+            OrgError::UnknownTab(_) | OrgError::TabTaken { .. } => field("tab", &error),
             OrgError::NoSuchClient(_) => Error::NoSuchClient,
             _ => Error::internal(error),
         },

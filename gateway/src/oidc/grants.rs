@@ -38,8 +38,9 @@ pub struct Grant {
 /// A code or refresh token presented.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Redeemed {
-    /// Good: its grant, and the family its refresh tokens belong to.
-    Fresh { grant: Box<Grant>, family: [u8; 32] },
+    /// Good: its grant, the family its refresh tokens belong to, and a refresh token's
+    /// successor (made in the same write that used it up).
+    Fresh { grant: Box<Grant>, family: [u8; 32], successor: Option<String> },
     /// Used before: the family is now revoked.
     Replayed,
     /// Unknown, expired or revoked.
@@ -93,7 +94,7 @@ impl Grants {
             "UPDATE oidc_codes SET used = 1 WHERE digest = $1 AND used = 0 AND expires > $2 RETURNING grant_json";
         let taken = self.one_text(take, key, now.timestamp_micros()).await?;
         if let Some(text) = taken {
-            return Ok(Redeemed::Fresh { grant: Box::new(decode(&text)?), family: key });
+            return Ok(Redeemed::Fresh { grant: Box::new(decode(&text)?), family: key, successor: None });
         }
         let used = self.one_text("SELECT grant_json FROM oidc_codes WHERE digest = $1 AND used = $2", key, 1).await?;
         if used.is_some() {
@@ -125,15 +126,50 @@ impl Grants {
         Ok(token)
     }
 
-    /// Takes refresh `token` once; a second presentation revokes its family.
-    pub async fn redeem_refresh(&self, token: &str, now: DateTime<Utc>) -> Result<Redeemed, DbError> {
+    /// Takes refresh `token` once and makes its successor in the same transaction (one durable
+    /// write per refresh); a second presentation revokes its family.
+    pub async fn rotate_refresh(&self, token: &str, now: DateTime<Utc>) -> Result<Redeemed, DbError> {
         let key = digest(token);
-        let take = "UPDATE oidc_refresh SET used = 1 WHERE digest = $1 AND used = 0 AND revoked = 0 AND expires > $2 \
-                    RETURNING grant_json";
-        if let Some(text) = self.one_text(take, key, now.timestamp_micros()).await? {
-            let family =
-                self.family_of(key).await?.ok_or_else(|| DbError::Db("a refresh token lost its family".into()))?;
-            return Ok(Redeemed::Fresh { grant: Box::new(decode(&text)?), family });
+        let (successor, next_key) = new_value()?;
+        let (at, expires) = (now.timestamp_micros(), (now + REFRESH_LIFETIME).timestamp_micros());
+        let taken: Option<(String, Vec<u8>)> = match &self.db {
+            Db::Sqlite(c) => {
+                Db::with(c, move |c| {
+                    let tx = c.unchecked_transaction()?;
+                    let taken: Option<(String, Vec<u8>)> = tx
+                        .query_row(
+                            "UPDATE oidc_refresh SET used = 1 \
+                             WHERE digest = ?1 AND used = 0 AND revoked = 0 AND expires > ?2 RETURNING grant_json, family",
+                            params![key, at],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?;
+                    if taken.is_some() {
+                        tx.execute(
+                            "INSERT INTO oidc_refresh (digest, family, account_id, grant_json, expires, used, revoked) \
+                             SELECT ?1, family, account_id, grant_json, ?2, 0, 0 FROM oidc_refresh WHERE digest = ?3",
+                            params![next_key, expires, key],
+                        )?;
+                    }
+                    tx.commit()?;
+                    Ok(taken)
+                })
+                .await?
+            }
+            Db::Postgres(pool) => {
+                // One statement: the row used up and its successor, atomically.
+                let sql = "WITH taken AS (UPDATE oidc_refresh SET used = 1 \
+                           WHERE digest = $1 AND used = 0 AND revoked = 0 AND expires > $2 \
+                           RETURNING family, account_id, grant_json) \
+                           INSERT INTO oidc_refresh (digest, family, account_id, grant_json, expires, used, revoked) \
+                           SELECT $3, family, account_id, grant_json, $4, 0, 0 FROM taken RETURNING grant_json, family";
+                let row = Db::query_opt(pool, sql, &[&key.as_slice(), &at, &next_key.as_slice(), &expires]).await?;
+                row.map(|r| (r.get(0), r.get(1)))
+            }
+        };
+        if let Some((text, family)) = taken {
+            let family = family.try_into().map_err(|_| DbError::Db("a refresh token lost its family".into()))?;
+            return Ok(Redeemed::Fresh { grant: Box::new(decode(&text)?), family, successor: Some(successor) });
         }
         let used = self.one_text("SELECT grant_json FROM oidc_refresh WHERE digest = $1 AND used = $2", key, 1).await?;
         if used.is_some() {
@@ -159,10 +195,25 @@ impl Grants {
         Ok(())
     }
 
-    /// The grant of refresh token `token` if it is good now, without using it.
-    pub async fn peek_refresh(&self, token: &str, now: DateTime<Utc>) -> Result<Option<Grant>, DbError> {
-        let sql = "SELECT grant_json FROM oidc_refresh WHERE digest = $1 AND used = 0 AND revoked = 0 AND expires > $2";
-        self.one_text(sql, digest(token), now.timestamp_micros()).await?.map(|text| decode(&text)).transpose()
+    /// The grant of refresh token `token` and when it expires (seconds since the epoch), if it is
+    /// good now, without using it.
+    pub async fn peek_refresh(&self, token: &str, now: DateTime<Utc>) -> Result<Option<(Grant, i64)>, DbError> {
+        let sql = "SELECT grant_json, expires FROM oidc_refresh \
+                   WHERE digest = $1 AND used = 0 AND revoked = 0 AND expires > $2";
+        let (key, at) = (digest(token), now.timestamp_micros());
+        let row: Option<(String, i64)> = match &self.db {
+            Db::Sqlite(c) => {
+                Db::with(c, move |c| {
+                    Ok(c.query_row(&sql.replace('$', "?"), params![key, at], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?)
+                })
+                .await?
+            }
+            Db::Postgres(pool) => {
+                Db::query_opt(pool, sql, &[&key.as_slice(), &at]).await?.map(|r| (r.get(0), r.get(1)))
+            }
+        };
+        row.map(|(text, expires)| Ok((decode(&text)?, expires.div_euclid(1_000_000)))).transpose()
     }
 
     /// Revokes every refresh token of the account (deactivation, deletion, a new password, a
@@ -176,7 +227,7 @@ impl Grants {
         }
     }
 
-    async fn revoke_family(&self, family: [u8; 32]) -> Result<(), DbError> {
+    pub(super) async fn revoke_family(&self, family: [u8; 32]) -> Result<(), DbError> {
         let sql = "UPDATE oidc_refresh SET revoked = 1 WHERE family = $1";
         match &self.db {
             Db::Sqlite(c) => Db::with(c, move |c| Ok(c.execute(&sql.replace('$', "?"), [family])? as u64)).await?,

@@ -53,11 +53,11 @@ pub async fn introspect(
             return Ok(inactive);
         }
         (access.sub, access.scope, access.exp, "access_token")
-    } else if let Some(grant) = app.grants.peek_refresh(token, now).await.map_err(Error::from)? {
+    } else if let Some((grant, expires)) = app.grants.peek_refresh(token, now).await.map_err(Error::from)? {
         if grant.client_id != client.client_id || !super::session_lives(&app, &grant).await? {
             return Ok(inactive);
         }
-        (grant.account_id, grant.scope, (now + super::grants::REFRESH_LIFETIME).timestamp(), "refresh_token")
+        (grant.account_id, grant.scope, expires, "refresh_token")
     } else {
         return Ok(inactive);
     };

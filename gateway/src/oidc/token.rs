@@ -90,23 +90,27 @@ pub async fn token(
         Some("refresh_token") => {
             let token =
                 form.refresh_token.as_deref().ok_or_else(|| oauth("invalid_request", "refresh_token is missing"))?;
-            // Checked before the token is used, so that asking too much costs the client nothing.
-            if let (Some(asked), Some(grant)) =
-                (&form.scope, app.grants.peek_refresh(token, now).await.map_err(Error::from)?)
-            {
+            // Checked before the token is used, so that another client's token or asking too much
+            // costs its holder nothing.
+            if let Some((grant, _)) = app.grants.peek_refresh(token, now).await.map_err(Error::from)? {
+                if grant.client_id != client.client_id {
+                    return Err(oauth("invalid_grant", "the grant was issued to another client"));
+                }
                 let granted: Vec<&str> = grant.scope.split(' ').collect();
-                if asked.split(' ').filter(|s| !s.is_empty()).any(|s| !granted.contains(&s)) {
+                if form.scope.iter().flat_map(|s| s.split(' ')).any(|s| !s.is_empty() && !granted.contains(&s)) {
                     return Err(oauth("invalid_scope", "a refresh cannot ask for more than was granted"));
                 }
             }
-            app.grants.redeem_refresh(token, now).await.map_err(Error::from)?
+            app.grants.rotate_refresh(token, now).await.map_err(Error::from)?
         }
         Some(_) => return Err(oauth("unsupported_grant_type", "use authorization_code or refresh_token")),
         None => return Err(oauth("invalid_request", "grant_type is missing")),
     };
-    let (grant, family) = match redeemed {
-        Redeemed::Fresh { grant, family } => (*grant, family),
+    let (grant, family, successor) = match redeemed {
+        Redeemed::Fresh { grant, family, successor } => (*grant, family, successor),
         Redeemed::Replayed => {
+            tracing::warn!(client = %client.client_id, grant_type = form.grant_type.as_deref().unwrap_or_default(),
+                "a code or refresh token was presented again: every token it led to is revoked");
             return Err(oauth("invalid_grant", "this grant was used before: every token it led to is revoked"));
         }
         Redeemed::Invalid => return Err(oauth("invalid_grant", "the grant is unknown, expired or revoked")),
@@ -127,27 +131,35 @@ pub async fn token(
             return Err(oauth("invalid_grant", "the PKCE code_verifier does not match the code_challenge"));
         }
     }
-    issue(&app, grant, family).await
+    let response = issue(&app, &grant, family, successor).await?;
+    tracing::info!(client = %grant.client_id, account = %grant.account_id,
+        grant_type = form.grant_type.as_deref().unwrap_or_default(), "tokens issued");
+    Ok(response)
 }
 
-/// Tokens for a grant whose account may still sign in.
-async fn issue(app: &App, grant: Grant, family: [u8; 32]) -> Result<Response, OAuthError> {
+/// Tokens for a grant whose account may still sign in, with `successor` as the refresh token
+/// when one was made as the last was used.
+async fn issue(app: &App, grant: &Grant, family: [u8; 32], successor: Option<String>) -> Result<Response, OAuthError> {
     let now = app.clock.now();
     let account = app.accounts.state(grant.account_id).await.map_err(|e| Error::refused(e, now))?;
     if account.status() != Status::Active {
         app.grants.revoke_account(grant.account_id).await.map_err(Error::from)?;
         return Err(oauth("invalid_grant", "the account can no longer sign in"));
     }
-    if !super::session_lives(app, &grant).await? {
+    if !super::session_lives(app, grant).await? {
+        app.grants.revoke_family(family).await.map_err(Error::from)?;
         return Err(oauth("invalid_grant", "the session the grant came from has ended"));
     }
     let keys = app.token_keys.keys(&app.accounts.keys, now).await?;
     let issuer = &app.config.public_url;
     let (jti, _) = secrets::new_token().map_err(Error::internal)?;
     let sign = |claims: serde_json::Value| keys.sign(&claims).map_err(|e| OAuthError::from(Error::internal(e)));
-    let access = sign(claims::access_token(issuer, grant.account_id, &grant, now, &jti[..22]))?;
-    let id_token = sign(claims::id_token(issuer, grant.account_id, &account, &grant, now))?;
-    let refresh = app.grants.issue_refresh(family, &grant, now).await.map_err(Error::from)?;
+    let access = sign(claims::access_token(issuer, grant.account_id, grant, now, &jti[..22]))?;
+    let id_token = sign(claims::id_token(issuer, grant.account_id, &account, grant, now))?;
+    let refresh = match successor {
+        Some(token) => token,
+        None => app.grants.issue_refresh(family, grant, now).await.map_err(Error::from)?,
+    };
     let body = json!({
         "access_token": access,
         "token_type": "Bearer",

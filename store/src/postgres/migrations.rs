@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0005_recovery.sql"),
     include_str!("0006_audit.sql"),
     include_str!("0007_oidc.sql"),
+    include_str!("0008_oidc_sweep.sql"),
 ];
 /// Held (per transaction) while migrations run.
 const MIGRATION_LOCK: i64 = 0x5445_4e55_0001;
