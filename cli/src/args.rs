@@ -473,6 +473,20 @@ pub enum Bench {
     /// `tenure audit verify-store` over a generated store with a signed head, beside a raw scan
     /// of its events (SQLite).
     VerifyStore(BenchRebuild),
+    /// Refreshes and code exchanges per second through the token endpoint, beside one ES256
+    /// signature plus a refresh token's durable write (SPEC §13).
+    Oidc(BenchOidc),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchOidc {
+    /// Seconds to run the refreshes and their baseline each (in alternating slices), and the
+    /// code exchanges.
+    #[arg(long, default_value_t = 9.0, value_parser = parse_seconds)]
+    pub seconds: f64,
+    /// Concurrent clients (and baseline workers).
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
 }
 
 #[derive(Debug, Args)]

@@ -502,8 +502,9 @@ async fn the_sign_in_pages_come_back_to_the_authorization_request(h: Harness) {
         .header("cookie", waiting);
     let body = axum::body::Body::from("password=mauve-otter-gravel-1987");
     let signed_in = h.send_to(&h.app, request, None, body).await;
-    let back = signed_in.location.clone().unwrap_or_default();
-    assert!(back.starts_with("/oauth2/authorize?") && back.contains("state=xyz"), "{signed_in:?}");
+    // A page of its own goes on (a redirect after the form could not leave this site).
+    let back = onward(&signed_in);
+    assert!(back.starts_with("/oauth2/authorize?") && back.contains("&state=xyz"), "{signed_in:?}");
     let cookies: Vec<String> =
         signed_in.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
     assert!(
@@ -512,6 +513,24 @@ async fn the_sign_in_pages_come_back_to_the_authorization_request(h: Harness) {
     );
     let session = cookies.iter().find_map(|c| c.strip_prefix("tenure_session=")).unwrap().split(';').next().unwrap();
     assert!(answered(&h.page(&back, Some(session)).await).contains_key("code"));
+
+    // The application's login_hint fills in the username, escaped as any text on a page.
+    let hinted = h.page(&authorize_uri(&id, "&login_hint=j%22doe%3C"), None).await;
+    assert_eq!(hinted.location.as_deref(), Some("/sign-in?login_hint=j%22doe%3C"));
+    let form = h.page(hinted.location.as_deref().unwrap(), None).await;
+    assert!(form.text.contains(r#"value="j&#34;doe&#60;""#), "{}", form.text);
+}
+
+/// Where a page that goes on by itself leads: its refresh and its link agree.
+fn onward(reply: &support::Reply) -> String {
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let between = |start: &str, end: &str| {
+        let from = reply.text.find(start).unwrap_or_else(|| panic!("no {start} in {}", reply.text)) + start.len();
+        reply.text[from..][..reply.text[from..].find(end).unwrap()].replace("&#38;", "&")
+    };
+    let link = between(r#"id="onward" class="button" href=""#, "\"");
+    assert_eq!(between(r#"http-equiv="refresh" content="0; url="#, "\""), link);
+    link
 }
 
 async fn exchange(h: &Harness, code: &str, id: &str, secret: &str) -> support::Reply {
@@ -668,6 +687,18 @@ async fn an_application_signs_the_user_out_of_tenure_too(h: Harness) {
     assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::OK);
     let confirmed = h.form("/oauth2/logout", &[("csrf", csrf.as_str())], Some(&cookie)).await;
     assert_eq!(confirmed.location.as_deref(), Some("/sign-in"));
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::UNAUTHORIZED);
+
+    // Confirmed with the application's registered address: back there by a page of its own.
+    let (_, cookie, csrf) = h.signed_in("ann", Role::User, "acme").await;
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("client_id", id.as_str()),
+        ("post_logout_redirect_uri", "https://services.example.com/bye"),
+        ("state", "s3"),
+    ];
+    let confirmed = h.form("/oauth2/logout", &fields, Some(&cookie)).await;
+    assert_eq!(onward(&confirmed), "https://services.example.com/bye?state=s3");
     assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::UNAUTHORIZED);
 }
 

@@ -29,6 +29,7 @@ pub async fn run(global: &Global, bench: Bench) -> anyhow::Result<ExitCode> {
         Bench::Scheduler(args) => super::bench_scheduler::run(global, args).await,
         Bench::Flows(args) => super::bench_flows::run(global, args).await,
         Bench::VerifyStore(args) => super::bench_verify::run(global, args).await,
+        Bench::Oidc(args) => super::bench_oidc::run(global, args).await,
     }
 }
 

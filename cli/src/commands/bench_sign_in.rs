@@ -221,7 +221,7 @@ fn sign_in(http: &ureq::Agent, base: &str, n: usize) -> anyhow::Result<bool> {
     Ok(sign_in_session(http, base, n)?.is_some())
 }
 
-fn signed_in_cookie(base: &str, n: usize) -> anyhow::Result<String> {
+pub(crate) fn signed_in_cookie(base: &str, n: usize) -> anyhow::Result<String> {
     let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     sign_in_session(&http, base, n)?.ok_or_else(|| anyhow!("the last bench account could not sign in"))
 }

@@ -35,10 +35,31 @@ pub fn see(to: &str) -> Response {
 }
 
 /// Signed in: the session cookie, and on to the dashboard, or to the authorization request that
-/// sent the browser to sign in.
+/// sent the browser to sign in. That one goes on by a page of its own: its answer leads to the
+/// application's site, and a redirect chain that began with a form may only lead to this site
+/// (the pages' `form-action 'self'`, which browsers hold redirects to).
 pub fn enter(app: &App, jar: CookieJar, cookie: String) -> Response {
     let (jar, to) = crate::oidc::waiting::after_sign_in(jar);
-    (jar.add(session_cookie(app, cookie)), see(&to)).into_response()
+    let next = if to.starts_with("/oauth2/") {
+        onward("Signed in", "Taking you back to the application.", &to)
+    } else {
+        see(&to)
+    };
+    (jar.add(session_cookie(app, cookie)), next).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "onward.html")]
+struct OnwardPage<'a> {
+    heading: &'a str,
+    message: &'a str,
+    to: &'a str,
+}
+
+/// A page that sends the browser on to `to` at once (and offers a link for the rare browser that
+/// does not): a navigation of its own, where a redirect after a form could not leave this site.
+pub fn onward(heading: &str, message: &str, to: &str) -> Response {
+    page(StatusCode::OK, OnwardPage { heading, message, to })
 }
 
 pub async fn stylesheet() -> Response {

@@ -100,7 +100,7 @@ async fn answer(
                 checked.state.as_deref(),
             );
         }
-        _ => return to_sign_in(app, jar, &again),
+        _ => return to_sign_in(app, jar, &again, checked.login_hint.as_deref()),
     };
     let account = &signed_in.account;
     if account.org_id != checked.client.org_id.0 && !checked.client.all_orgs {
@@ -187,9 +187,14 @@ fn back(app: &App, redirect_uri: &str, params: &[(&str, &str)], state: Option<&s
     see(&format!("{redirect_uri}{separator}{query}"))
 }
 
-/// To the sign-in pages, which come back to `again` once signed in.
-fn to_sign_in(app: &App, jar: CookieJar, again: &str) -> Response {
-    (jar.add(waiting::cookie(again, !app.config.insecure_cookies)), see("/sign-in")).into_response()
+/// To the sign-in pages (the username filled in with the application's hint), which come back
+/// to `again` once signed in.
+fn to_sign_in(app: &App, jar: CookieJar, again: &str, hint: Option<&str>) -> Response {
+    let to = match hint {
+        Some(hint) => format!("/sign-in?{}", serde_urlencoded::to_string([("login_hint", hint)]).unwrap_or_default()),
+        None => "/sign-in".to_string(),
+    };
+    (jar.add(waiting::cookie(again, !app.config.insecure_cookies)), see(&to)).into_response()
 }
 
 fn problem(status: StatusCode, message: &str) -> Response {

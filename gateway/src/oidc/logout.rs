@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::http::fallback::{PageForm, PageQuery};
-use crate::http::render::{ProblemPage, page, see};
+use crate::http::render::{ProblemPage, onward, page, see};
 use crate::http::session::{SignedIn, removal};
 use crate::state::App;
 
@@ -142,5 +142,10 @@ async fn end(
         }
         None => "/sign-in".to_string(),
     };
+    // After the confirmation form, a redirect to the application's site would be held to the
+    // page's `form-action 'self'`: a page of its own goes on instead.
+    if confirmed && to != "/sign-in" {
+        return (jar, onward("You have signed out", "Taking you back to the application.", &to)).into_response();
+    }
     (jar, see(&to)).into_response()
 }

@@ -31,6 +31,8 @@ type Shared = State<Arc<App>>;
 struct SignInPage {
     error: Option<String>,
     notice: Option<String>,
+    /// Filled in for the user: an application's `login_hint` (SPEC §13).
+    username: String,
 }
 
 #[derive(Template)]
@@ -69,8 +71,14 @@ pub async fn root(signed_in: Result<SignedIn, Error>) -> Response {
     }
 }
 
-pub async fn form() -> Response {
-    page(StatusCode::OK, SignInPage { error: None, notice: None })
+pub async fn form(uri: axum::http::Uri) -> Response {
+    #[derive(Deserialize)]
+    struct Hint {
+        login_hint: Option<String>,
+    }
+    let hint = serde_urlencoded::from_str::<Hint>(uri.query().unwrap_or_default()).ok().and_then(|h| h.login_hint);
+    let username = hint.filter(|h| h.chars().count() <= 64).unwrap_or_default();
+    page(StatusCode::OK, SignInPage { error: None, notice: None, username })
 }
 
 pub async fn start(State(app): Shared, PageForm(form): PageForm<UsernameBody>) -> Response {
@@ -78,7 +86,7 @@ pub async fn start(State(app): Shared, PageForm(form): PageForm<UsernameBody>) -
         Ok(flow) => see(&format!("/sign-in/{flow}")),
         Err(error) => {
             let error = ApiError::from(error);
-            page(error.status, SignInPage { error: Some(error.message), notice: None })
+            page(error.status, SignInPage { error: Some(error.message), notice: None, username: String::new() })
         }
     }
 }
@@ -95,7 +103,11 @@ async fn live(app: &App, flow_id: &str) -> Result<Flow, Response> {
 fn expired() -> Response {
     page(
         StatusCode::NOT_FOUND,
-        SignInPage { error: None, notice: Some("Your sign-in expired; please start again.".into()) },
+        SignInPage {
+            error: None,
+            notice: Some("Your sign-in expired; please start again.".into()),
+            username: String::new(),
+        },
     )
 }
 
@@ -295,7 +307,10 @@ pub async fn sign_out(
     }
     (
         jar.remove(removal()),
-        page(StatusCode::OK, SignInPage { error: None, notice: Some("You have signed out.".into()) }),
+        page(
+            StatusCode::OK,
+            SignInPage { error: None, notice: Some("You have signed out.".into()), username: String::new() },
+        ),
     )
         .into_response()
 }
