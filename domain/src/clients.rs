@@ -34,7 +34,8 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), OrgError> {
         (None, None) => return Err(bad()),
     };
     let authority = rest.split(['/', '?']).next().unwrap_or("");
-    if authority.is_empty() || authority.contains('@') {
+    // No wildcard: a redirect URI is compared exactly, so one with `*` could never be used.
+    if authority.is_empty() || authority.contains(['@', '*']) {
         return Err(bad());
     }
     Ok(())
@@ -47,11 +48,14 @@ pub fn check(client: &ClientRegistered) -> Result<(), OrgError> {
     if client.redirect_uris.is_empty() || client.redirect_uris.len() > MAX_URIS {
         return Err(OrgError::RedirectUrisCount(MAX_URIS));
     }
-    if client.post_logout_redirect_uris.len() > MAX_URIS {
-        return Err(OrgError::RedirectUrisCount(MAX_URIS));
-    }
-    for uri in client.redirect_uris.iter().chain(&client.post_logout_redirect_uris) {
+    for uri in &client.redirect_uris {
         check_redirect_uri(uri)?;
+    }
+    if client.post_logout_redirect_uris.len() > MAX_URIS {
+        return Err(OrgError::PostLogoutUrisCount(MAX_URIS));
+    }
+    for uri in &client.post_logout_redirect_uris {
+        check_redirect_uri(uri).map_err(|_| OrgError::BadPostLogoutUri(uri.chars().take(100).collect()))?;
     }
     if let Some(tab) = &client.tab
         && !TABS.contains(&tab.as_str())
@@ -89,6 +93,7 @@ mod tests {
             "https://a.example.com/c b",
             "javascript:alert(1)",
             "http://localhost.evil.example/cb",
+            "https://*.example.com/cb",
         ] {
             assert!(check_redirect_uri(bad).is_err(), "{bad:?}");
         }

@@ -62,6 +62,12 @@ pub enum OrgError {
     BadRedirectUri(String),
     #[error("give 1 to {0} redirect URIs")]
     RedirectUrisCount(usize),
+    #[error(
+        "{0:?} is not a post-logout redirect URI Tenure takes: https://, or http:// to localhost, without a fragment"
+    )]
+    BadPostLogoutUri(String),
+    #[error("give at most {0} post-logout redirect URIs")]
+    PostLogoutUrisCount(usize),
     #[error("{0:?} is not a tab of the dashboard (services, apis, monitoring, billing, support, orders)")]
     UnknownTab(String),
     #[error("a confidential client has a secret and a public one has none")]
@@ -91,7 +97,12 @@ pub struct Org {
 
 impl Org {
     pub fn fold<'a>(events: impl IntoIterator<Item = &'a OrgEvent>) -> Org {
-        events.into_iter().fold(Org::default(), |mut org, event| {
+        Org::default().then(events)
+    }
+
+    /// This state with `events` (the stream's next ones) folded on.
+    pub fn then<'a>(self, events: impl IntoIterator<Item = &'a OrgEvent>) -> Org {
+        events.into_iter().fold(self, |mut org, event| {
             org.version += 1;
             match event {
                 OrgEvent::OrderOpened(e) => {

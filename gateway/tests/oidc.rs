@@ -12,7 +12,7 @@ use support::Harness;
 use tenure_domain::Clock;
 use tenure_domain::events::{ClientRegistered, Role};
 use tenure_domain::org::OrgCommand;
-use tenure_gateway::oidc::grants::{Grant, Redeemed};
+use tenure_gateway::oidc::grants::{Fits, Grant, Misfit, Redeemed};
 use tenure_store::EventStore;
 
 fn kids(jwks: &Value) -> Vec<String> {
@@ -87,6 +87,10 @@ async fn administrators_register_their_orgs_applications_and_nobody_elses(h: Har
         (json!({"name": "X", "redirect_uris": []}), "redirect_uris"),
         (json!({"name": " ", "redirect_uris": ["https://a.example/cb"]}), "name"),
         (json!({"name": "X", "redirect_uris": ["https://a.example/cb"], "tab": "admin"}), "tab"),
+        (
+            json!({"name": "X", "redirect_uris": ["https://a.example/cb"], "post_logout_redirect_uris": ["javascript:x"]}),
+            "post_logout_redirect_uris",
+        ),
     ] {
         let refused = h.call("POST", "/api/v1/admin/clients", Some(body), Some(&admin), Some(&csrf)).await;
         refused.error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
@@ -102,6 +106,11 @@ async fn administrators_register_their_orgs_applications_and_nobody_elses(h: Har
     h.call("DELETE", &uri, None, Some(&admin), Some(&csrf)).await.error(StatusCode::NOT_FOUND, "not_found");
     let listed = h.call("GET", "/api/v1/admin/clients", None, Some(&admin), None).await;
     assert_eq!(listed.json.as_array().unwrap().len(), 1);
+}
+
+/// A request that fits any grant.
+fn any() -> Fits {
+    Box::new(|_| Ok(()))
 }
 
 fn grant(h: &Harness, account: tenure_domain::AccountId, cookie: &str) -> Grant {
@@ -126,42 +135,50 @@ async fn codes_and_refresh_tokens_are_good_once_and_a_replay_revokes_the_family(
     let other = h.second_gateway().await;
     let now = h.clock.now();
     let code = h.app.grants.issue_code(&grant(&h, account, &cookie), now).await.unwrap();
-    let Redeemed::Fresh { grant: got, family, .. } = other.grants.redeem_code(&code, now).await.unwrap() else {
+    let Redeemed::Fresh { grant: got, family, .. } = other.grants.redeem_code(&code, now, any()).await.unwrap() else {
         panic!("a fresh code is good at another gateway too")
     };
     assert_eq!(*got, grant(&h, account, &cookie));
     let first = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
     let Redeemed::Fresh { family: same, successor: Some(second), .. } =
-        other.grants.rotate_refresh(&first, now).await.unwrap()
+        other.grants.rotate_refresh(&first, now, any()).await.unwrap()
     else {
         panic!("a fresh refresh token is good, and hands out its successor")
     };
     assert_eq!(same, family, "the successor stays in the family");
     let (kept, expires) = h.app.grants.peek_refresh(&second, now).await.unwrap().expect("the successor is good");
     assert_eq!((kept, expires), (*got.clone(), (now + tenure_gateway::oidc::grants::REFRESH_LIFETIME).timestamp()));
-    assert_eq!(h.app.grants.rotate_refresh(&first, now).await.unwrap(), Redeemed::Replayed, "a reused token");
-    assert_eq!(h.app.grants.rotate_refresh(&second, now).await.unwrap(), Redeemed::Invalid, "its family is revoked");
+    let misfit = Misfit { error: "invalid_grant", description: "another client's" };
+    let refused = h.app.grants.rotate_refresh(&second, now, Box::new(move |_| Err(misfit))).await.unwrap();
+    assert_eq!(refused, Redeemed::Misfit(misfit));
+    assert!(h.app.grants.peek_refresh(&second, now).await.unwrap().is_some(), "left as it was");
+    assert_eq!(h.app.grants.rotate_refresh(&first, now, any()).await.unwrap(), Redeemed::Replayed, "a reused token");
+    assert_eq!(
+        h.app.grants.rotate_refresh(&second, now, any()).await.unwrap(),
+        Redeemed::Invalid,
+        "its family is revoked"
+    );
 
     // A code used twice revokes the tokens it led to.
     let code = h.app.grants.issue_code(&got, now).await.unwrap();
-    let Redeemed::Fresh { family, .. } = h.app.grants.redeem_code(&code, now).await.unwrap() else { panic!() };
+    let Redeemed::Fresh { family, .. } = h.app.grants.redeem_code(&code, now, any()).await.unwrap() else { panic!() };
     let token = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
-    assert_eq!(h.app.grants.redeem_code(&code, now).await.unwrap(), Redeemed::Replayed);
-    assert_eq!(h.app.grants.rotate_refresh(&token, now).await.unwrap(), Redeemed::Invalid);
+    assert_eq!(h.app.grants.redeem_code(&code, now, any()).await.unwrap(), Redeemed::Replayed);
+    assert_eq!(h.app.grants.rotate_refresh(&token, now, any()).await.unwrap(), Redeemed::Invalid);
 
     // A code expires after a minute; unknown values are invalid.
     let code = h.app.grants.issue_code(&got, now).await.unwrap();
     let late = now + Duration::seconds(61);
-    assert_eq!(h.app.grants.redeem_code(&code, late).await.unwrap(), Redeemed::Invalid);
-    assert_eq!(h.app.grants.redeem_code("made-up", now).await.unwrap(), Redeemed::Invalid);
-    assert_eq!(h.app.grants.rotate_refresh("made-up", now).await.unwrap(), Redeemed::Invalid);
+    assert_eq!(h.app.grants.redeem_code(&code, late, any()).await.unwrap(), Redeemed::Invalid);
+    assert_eq!(h.app.grants.redeem_code("made-up", now, any()).await.unwrap(), Redeemed::Invalid);
+    assert_eq!(h.app.grants.rotate_refresh("made-up", now, any()).await.unwrap(), Redeemed::Invalid);
 
     // Revoking the account's tokens.
     let code = h.app.grants.issue_code(&got, now).await.unwrap();
-    let Redeemed::Fresh { family, .. } = h.app.grants.redeem_code(&code, now).await.unwrap() else { panic!() };
+    let Redeemed::Fresh { family, .. } = h.app.grants.redeem_code(&code, now, any()).await.unwrap() else { panic!() };
     let token = h.app.grants.issue_refresh(family, &got, now).await.unwrap();
     assert_eq!(h.app.grants.revoke_account(account).await.unwrap(), 1);
-    assert_eq!(h.app.grants.rotate_refresh(&token, now).await.unwrap(), Redeemed::Invalid);
+    assert_eq!(h.app.grants.rotate_refresh(&token, now, any()).await.unwrap(), Redeemed::Invalid);
 }
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -290,19 +307,32 @@ async fn the_token_endpoint_refuses_what_it_must(h: Harness) {
     .await;
     assert_eq!(error(&wrong), (StatusCode::UNAUTHORIZED, "invalid_client".into()));
     assert!(wrong.headers.get("www-authenticate").is_some());
-    for verifier in ["", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"] {
-        let code = code_for(&h, account, &cookie, &id).await;
-        let mut fields =
-            vec![("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT)];
-        if !verifier.is_empty() {
-            fields.push(("code_verifier", verifier));
-        }
-        assert_eq!(
-            error(&token(&h, &fields, Some((&id, &secret))).await),
-            (bad, "invalid_grant".into()),
-            "{verifier:?}"
-        );
+    // A request that does not fit the code (no or a wrong verifier, another redirect URI, another
+    // client) is refused and leaves the code good for its owner.
+    let code = code_for(&h, account, &cookie, &id).await;
+    let (other, other_secret) = register(&h, &admin, &csrf, false).await;
+    type Fields<'a> = &'a [(&'a str, &'a str)];
+    let misfits: [(Fields, (&str, &str)); 4] = [
+        (&[("redirect_uri", REDIRECT)], (&id, &secret)),
+        (
+            &[("redirect_uri", REDIRECT), ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj")],
+            (&id, &secret),
+        ),
+        (&[("redirect_uri", "https://services.example.com/other"), ("code_verifier", VERIFIER)], (&id, &secret)),
+        (&[("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)], (&other, other_secret.as_deref().unwrap())),
+    ];
+    for (extra, by) in misfits {
+        let mut fields = vec![("grant_type", "authorization_code"), ("code", code.as_str())];
+        fields.extend_from_slice(extra);
+        assert_eq!(error(&token(&h, &fields, Some(by)).await), (bad, "invalid_grant".into()), "{extra:?} {by:?}");
     }
+    let owner = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    assert_eq!(token(&h, &owner, Some((&id, &secret))).await.status, StatusCode::OK, "still good for its owner");
     let code = code_for(&h, account, &cookie, &id).await;
     let elsewhere = [
         ("grant_type", "authorization_code"),
@@ -601,6 +631,20 @@ async fn discovery_userinfo_revocation_introspection_and_sign_out(h: Harness) {
     )
     .await;
     assert_eq!(widened.json["error"], "invalid_scope");
+    let without_openid = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("scope", "email")];
+    assert_eq!(token(&h, &without_openid, Some((&id, &secret))).await.json["error"], "invalid_scope");
+    // Fewer scopes: these tokens carry them; the refresh token keeps all it had (RFC 6749 §6).
+    let narrow = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("scope", "openid")];
+    let narrowed = token(&h, &narrow, Some((&id, &secret))).await;
+    assert_eq!(narrowed.json["scope"], "openid", "{narrowed:?}");
+    let narrow_access = narrowed.json["access_token"].as_str().unwrap();
+    assert_eq!(verified(&h, narrow_access, &id).await["scope"], "openid");
+    let narrow_info = h.send_to(&h.app, bearer(narrow_access), None, axum::body::Body::empty()).await;
+    assert_eq!(narrow_info.json.get("email"), None, "no email without its scope: {narrow_info:?}");
+    let next = narrowed.json["refresh_token"].as_str().unwrap();
+    let full = token(&h, &[("grant_type", "refresh_token"), ("refresh_token", next)], Some((&id, &secret))).await;
+    assert_eq!(full.json["scope"], "openid email");
+    let refresh = full.json["refresh_token"].as_str().unwrap().to_string();
     let forged = h.send_to(&h.app, bearer("not.a.token"), None, axum::body::Body::empty()).await;
     assert_eq!((forged.status, forged.json["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));
     assert!(forged.headers.get("www-authenticate").unwrap().to_str().unwrap().starts_with("Bearer"));
@@ -669,7 +713,10 @@ async fn an_application_signs_the_user_out_of_tenure_too(h: Harness) {
     let out = format!(
         "/oauth2/logout?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fservices.example.com%2Fbye&state=s1"
     );
-    let reply = h.page(&out, Some(&cookie)).await;
+    let mismatched = h.page(&format!("{out}&client_id=acme.other"), Some(&cookie)).await;
+    assert_eq!((mismatched.status, mismatched.location.as_deref()), (StatusCode::BAD_REQUEST, None), "{mismatched:?}");
+    assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::OK);
+    let reply = h.page(&format!("{out}&client_id={id}"), Some(&cookie)).await;
     assert_eq!(reply.location.as_deref(), Some("https://services.example.com/bye?state=s1"), "{reply:?}");
     assert_eq!(h.call("GET", "/api/v1/session", None, Some(&cookie), None).await.status, StatusCode::UNAUTHORIZED);
     let after = token(&h, &[("grant_type", "refresh_token"), ("refresh_token", refresh)], Some((&id, &secret))).await;

@@ -90,11 +90,12 @@ pub struct Accounts<S, K> {
     /// Folded states by account, at the version they were folded to. They hold opened personal
     /// data, as a state being decided on does; a deleted account's is never kept.
     states: Arc<Mutex<HashMap<AccountId, Account>>>,
+    orgs: Arc<Mutex<HashMap<OrgId, Org>>>,
 }
 
 impl<S: EventStore, K: KeyStore> Accounts<S, K> {
     pub fn new(store: S, keys: K) -> Self {
-        Accounts { store, keys, states: Arc::default() }
+        Accounts { store, keys, states: Arc::default(), orgs: Arc::default() }
     }
 
     /// The account's state now: the kept state brought up to date with the events appended since
@@ -287,14 +288,31 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         Ok(events.remove(0))
     }
 
-    /// The org's state: its widget items and its registered clients.
+    /// The org's state: its widget items and its registered clients. Every call reads the
+    /// stream's tail past the state kept from the last, so it is never stale, and a token request
+    /// that names a client decodes nothing new.
     pub async fn org(&self, org_id: &OrgId) -> Result<Org, ExecuteError> {
-        let recorded = self.store.read_stream(&org_id.stream(), 1).await?;
+        let kept = self.orgs.lock().unwrap_or_else(|p| p.into_inner()).get(org_id).cloned();
+        let mut org = kept.unwrap_or_default();
+        let mut recorded = self.store.read_stream(&org_id.stream(), org.version + 1).await?;
+        if recorded.first().is_some_and(|event| event.version != org.version + 1) {
+            org = Org::default();
+            recorded = self.store.read_stream(&org_id.stream(), 1).await?;
+        }
+        if recorded.is_empty() {
+            return Ok(org);
+        }
         let events = recorded
             .into_iter()
             .map(|r| codec::decode_as::<OrgEvent>(r, None).map(|e| e.event))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Org::fold(&events))
+        let org = org.then(&events);
+        let mut orgs = self.orgs.lock().unwrap_or_else(|p| p.into_inner());
+        if orgs.len() >= CACHED_STATES && !orgs.contains_key(org_id) {
+            orgs.clear();
+        }
+        orgs.insert(org_id.clone(), org.clone());
+        Ok(org)
     }
 
     /// Every client registered with any org and not removed, by org and id.

@@ -85,12 +85,19 @@ pub async fn run(global: &Global, args: BenchOidc) -> anyhow::Result<ExitCode> {
     let queues: Vec<String> = codes.chunks(per_client).map(|c| c.join("\n")).collect();
     let (done, elapsed, _) = http_slice(&origin, &basic, queues, slice, Step::Exchange).await?;
     let exchanges = Rate { done, elapsed };
+    // What any request costs here, the clients included: the floor under both.
+    let (done, elapsed, _) =
+        http_slice(&origin, &basic, vec![String::new(); args.clients], slice, Step::Health).await?;
+    let floor = Rate { done, elapsed };
 
     let raw_rate = raw.per_second();
     println!("{:<58} {:>9.0} /s", "raw: one ES256 signature + the refresh token's write", raw_rate);
-    for (name, rate) in
-        [("refreshes through HTTP (POST /oauth2/token)", refreshes), ("code exchanges through HTTP", exchanges)]
-    {
+    let parts = [
+        ("refreshes through HTTP (POST /oauth2/token)", refreshes),
+        ("code exchanges through HTTP", exchanges),
+        ("GET /healthz through HTTP (any request's floor)", floor),
+    ];
+    for (name, rate) in parts {
         println!("{name:<58} {:>9.0} /s  {:.2} x raw", rate.per_second(), rate.per_second() / raw_rate);
     }
     server.abort();
@@ -198,6 +205,8 @@ enum Step {
     Refresh,
     /// Each client exchanges the codes of its queue (one per line).
     Exchange,
+    /// `GET /healthz`, for the cost of HTTP itself.
+    Health,
 }
 
 /// One client per entry of `held` posting to the token endpoint for `slice`: how many succeeded,
@@ -221,8 +230,15 @@ async fn http_slice(
                 let mut codes = held.lines().map(str::to_string).collect::<Vec<_>>().into_iter();
                 let mut token = held.clone();
                 while started.elapsed() < slice {
+                    if step == Step::Health {
+                        let status = http.get(&url.replace("/oauth2/token", "/healthz")).call()?.status();
+                        anyhow::ensure!(status == 200, "GET /healthz answered {status}");
+                        done.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     let form: Vec<(&str, String)> = match step {
                         Step::Refresh => vec![("grant_type", "refresh_token".into()), ("refresh_token", token.clone())],
+                        Step::Health => unreachable!("answered above"),
                         Step::Exchange => {
                             let Some(code) = codes.next() else { break };
                             vec![

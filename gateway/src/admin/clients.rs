@@ -132,6 +132,9 @@ fn refused(error: ExecuteError, app: &App) -> Error {
         ExecuteError::Org(error) => match &error {
             OrgError::BadText(_) => field("name", &error),
             OrgError::BadRedirectUri(_) | OrgError::RedirectUrisCount(_) => field("redirect_uris", &error),
+            OrgError::BadPostLogoutUri(_) | OrgError::PostLogoutUrisCount(_) => {
+                field("post_logout_redirect_uris", &error)
+            }
             OrgError::UnknownTab(_) | OrgError::TabTaken { .. } => field("tab", &error),
             OrgError::NoSuchClient(_) => Error::NoSuchClient,
             _ => Error::internal(error),

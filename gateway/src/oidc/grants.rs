@@ -45,7 +45,20 @@ pub enum Redeemed {
     Replayed,
     /// Unknown, expired or revoked.
     Invalid,
+    /// Good, but not for this request (another client's, another redirect URI, a PKCE verifier
+    /// that does not match, more scope): left as it was, so that nobody else can spoil it.
+    Misfit(Misfit),
 }
+
+/// Why a request does not fit the grant it presents: an RFC 6749 §5.2 error and its words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Misfit {
+    pub error: &'static str,
+    pub description: &'static str,
+}
+
+/// What the presenting request must fit, checked before the code or token is used up.
+pub type Fits = Box<dyn FnOnce(&Grant) -> Result<(), Misfit> + Send>;
 
 fn digest(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
@@ -87,14 +100,51 @@ impl Grants {
         Ok(code)
     }
 
-    /// Takes `code` once; a second presentation revokes what the first led to.
-    pub async fn redeem_code(&self, code: &str, now: DateTime<Utc>) -> Result<Redeemed, DbError> {
+    /// Takes `code` once if the request `fits` it; a second presentation revokes what the first
+    /// led to.
+    pub async fn redeem_code(&self, code: &str, now: DateTime<Utc>, fits: Fits) -> Result<Redeemed, DbError> {
         let key = digest(code);
-        let take =
-            "UPDATE oidc_codes SET used = 1 WHERE digest = $1 AND used = 0 AND expires > $2 RETURNING grant_json";
-        let taken = self.one_text(take, key, now.timestamp_micros()).await?;
-        if let Some(text) = taken {
-            return Ok(Redeemed::Fresh { grant: Box::new(decode(&text)?), family: key, successor: None });
+        let at = now.timestamp_micros();
+        let taken: Result<Option<String>, Misfit> = match &self.db {
+            Db::Sqlite(c) => {
+                Db::with(c, move |c| {
+                    let tx = c.unchecked_transaction()?;
+                    let held: Option<String> = tx
+                        .query_row(
+                            "SELECT grant_json FROM oidc_codes WHERE digest = ?1 AND used = 0 AND expires > ?2",
+                            params![key, at],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    let Some(text) = held else { return Ok(Ok(None)) };
+                    if let Err(misfit) = fits(&decode(&text)?) {
+                        return Ok(Err(misfit));
+                    }
+                    tx.execute("UPDATE oidc_codes SET used = 1 WHERE digest = ?1", params![key])?;
+                    tx.commit()?;
+                    Ok(Ok(Some(text)))
+                })
+                .await?
+            }
+            Db::Postgres(_) => {
+                let peek = "SELECT grant_json FROM oidc_codes WHERE digest = $1 AND used = 0 AND expires > $2";
+                let held = self.one_text(peek, key, at).await?.map(|text| decode(&text)).transpose()?;
+                match held.map_or(Ok(()), |grant| fits(&grant)) {
+                    Err(misfit) => Err(misfit),
+                    Ok(()) => {
+                        let take = "UPDATE oidc_codes SET used = 1 \
+                                    WHERE digest = $1 AND used = 0 AND expires > $2 RETURNING grant_json";
+                        Ok(self.one_text(take, key, at).await?)
+                    }
+                }
+            }
+        };
+        match taken {
+            Err(misfit) => return Ok(Redeemed::Misfit(misfit)),
+            Ok(Some(text)) => {
+                return Ok(Redeemed::Fresh { grant: Box::new(decode(&text)?), family: key, successor: None });
+            }
+            Ok(None) => {}
         }
         let used = self.one_text("SELECT grant_json FROM oidc_codes WHERE digest = $1 AND used = $2", key, 1).await?;
         if used.is_some() {
@@ -126,37 +176,49 @@ impl Grants {
         Ok(token)
     }
 
-    /// Takes refresh `token` once and makes its successor in the same transaction (one durable
-    /// write per refresh); a second presentation revokes its family.
-    pub async fn rotate_refresh(&self, token: &str, now: DateTime<Utc>) -> Result<Redeemed, DbError> {
+    /// Takes refresh `token` once if the request `fits` it, and makes its successor in the same
+    /// transaction (one durable write per refresh); a second presentation revokes its family.
+    pub async fn rotate_refresh(&self, token: &str, now: DateTime<Utc>, fits: Fits) -> Result<Redeemed, DbError> {
         let key = digest(token);
         let (successor, next_key) = new_value()?;
         let (at, expires) = (now.timestamp_micros(), (now + REFRESH_LIFETIME).timestamp_micros());
         let taken: Option<(String, Vec<u8>)> = match &self.db {
             Db::Sqlite(c) => {
-                Db::with(c, move |c| {
+                let checked = Db::with(c, move |c| {
                     let tx = c.unchecked_transaction()?;
-                    let taken: Option<(String, Vec<u8>)> = tx
+                    let held: Option<(String, Vec<u8>)> = tx
                         .query_row(
-                            "UPDATE oidc_refresh SET used = 1 \
-                             WHERE digest = ?1 AND used = 0 AND revoked = 0 AND expires > ?2 RETURNING grant_json, family",
+                            "SELECT grant_json, family FROM oidc_refresh \
+                             WHERE digest = ?1 AND used = 0 AND revoked = 0 AND expires > ?2",
                             params![key, at],
                             |r| Ok((r.get(0)?, r.get(1)?)),
                         )
                         .optional()?;
-                    if taken.is_some() {
-                        tx.execute(
-                            "INSERT INTO oidc_refresh (digest, family, account_id, grant_json, expires, used, revoked) \
-                             SELECT ?1, family, account_id, grant_json, ?2, 0, 0 FROM oidc_refresh WHERE digest = ?3",
-                            params![next_key, expires, key],
-                        )?;
+                    let Some((text, family)) = held else { return Ok(Ok(None)) };
+                    if let Err(misfit) = fits(&decode(&text)?) {
+                        return Ok(Err(misfit));
                     }
+                    tx.execute("UPDATE oidc_refresh SET used = 1 WHERE digest = ?1", params![key])?;
+                    tx.execute(
+                        "INSERT INTO oidc_refresh (digest, family, account_id, grant_json, expires, used, revoked) \
+                         SELECT ?1, family, account_id, grant_json, ?2, 0, 0 FROM oidc_refresh WHERE digest = ?3",
+                        params![next_key, expires, key],
+                    )?;
                     tx.commit()?;
-                    Ok(taken)
+                    Ok(Ok(Some((text, family))))
                 })
-                .await?
+                .await?;
+                match checked {
+                    Ok(taken) => taken,
+                    Err(misfit) => return Ok(Redeemed::Misfit(misfit)),
+                }
             }
             Db::Postgres(pool) => {
+                if let Some((grant, _)) = self.peek_refresh(token, now).await?
+                    && let Err(misfit) = fits(&grant)
+                {
+                    return Ok(Redeemed::Misfit(misfit));
+                }
                 // One statement: the row used up and its successor, atomically.
                 let sql = "WITH taken AS (UPDATE oidc_refresh SET used = 1 \
                            WHERE digest = $1 AND used = 0 AND revoked = 0 AND expires > $2 \

@@ -98,6 +98,12 @@ async fn end(
         }
         None => None,
     };
+    // RP-Initiated Logout §2: a client_id beside a hint must be the hint's audience.
+    if let (Some(hint), Some(client_id)) = (&hint, &query.client_id)
+        && &hint.aud != client_id
+    {
+        return refuse("The sign-out request names another application than its ID token.");
+    }
     let client_id = hint.as_ref().map(|h| h.aud.clone()).or(query.client_id.clone());
     let back = match (&query.post_logout_redirect_uri, client_id) {
         (None, _) => None,

@@ -19,7 +19,7 @@ use tenure_domain::events::ClientRegistered;
 use tenure_store::secrets;
 
 use super::claims::{self, ACCESS_LIFETIME};
-use super::grants::{Grant, Redeemed};
+use super::grants::{Fits, Grant, Misfit, Redeemed};
 use super::request::pkce_matches;
 use crate::error::Error;
 use crate::state::App;
@@ -82,31 +82,25 @@ pub async fn token(
     };
     let client = authenticate(&app, &headers, &form).await?;
     let now = app.clock.now();
+    let client_id = client.client_id.clone();
     let redeemed = match form.grant_type.as_deref() {
         Some("authorization_code") => {
             let code = form.code.as_deref().ok_or_else(|| oauth("invalid_request", "code is missing"))?;
-            app.grants.redeem_code(code, now).await.map_err(Error::from)?
+            let (redirect_uri, verifier) = (form.redirect_uri.clone(), form.code_verifier.clone());
+            let fits: Fits = Box::new(move |grant| code_fits(grant, &client_id, redirect_uri, verifier));
+            app.grants.redeem_code(code, now, fits).await.map_err(Error::from)?
         }
         Some("refresh_token") => {
             let token =
                 form.refresh_token.as_deref().ok_or_else(|| oauth("invalid_request", "refresh_token is missing"))?;
-            // Checked before the token is used, so that another client's token or asking too much
-            // costs its holder nothing.
-            if let Some((grant, _)) = app.grants.peek_refresh(token, now).await.map_err(Error::from)? {
-                if grant.client_id != client.client_id {
-                    return Err(oauth("invalid_grant", "the grant was issued to another client"));
-                }
-                let granted: Vec<&str> = grant.scope.split(' ').collect();
-                if form.scope.iter().flat_map(|s| s.split(' ')).any(|s| !s.is_empty() && !granted.contains(&s)) {
-                    return Err(oauth("invalid_scope", "a refresh cannot ask for more than was granted"));
-                }
-            }
-            app.grants.rotate_refresh(token, now).await.map_err(Error::from)?
+            let asked = form.scope.clone();
+            let fits: Fits = Box::new(move |grant| refresh_fits(grant, &client_id, asked.as_deref()));
+            app.grants.rotate_refresh(token, now, fits).await.map_err(Error::from)?
         }
         Some(_) => return Err(oauth("unsupported_grant_type", "use authorization_code or refresh_token")),
         None => return Err(oauth("invalid_request", "grant_type is missing")),
     };
-    let (grant, family, successor) = match redeemed {
+    let (mut grant, family, successor) = match redeemed {
         Redeemed::Fresh { grant, family, successor } => (*grant, family, successor),
         Redeemed::Replayed => {
             tracing::warn!(client = %client.client_id, grant_type = form.grant_type.as_deref().unwrap_or_default(),
@@ -114,27 +108,61 @@ pub async fn token(
             return Err(oauth("invalid_grant", "this grant was used before: every token it led to is revoked"));
         }
         Redeemed::Invalid => return Err(oauth("invalid_grant", "the grant is unknown, expired or revoked")),
+        Redeemed::Misfit(Misfit { error, description }) => return Err(oauth(error, description)),
     };
-    if grant.client_id != client.client_id {
-        return Err(oauth("invalid_grant", "the grant was issued to another client"));
-    }
-    if form.grant_type.as_deref() == Some("authorization_code") {
-        if form.redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
-            return Err(oauth("invalid_grant", "redirect_uri differs from the authorization request's"));
-        }
-        let verified = match (&grant.code_challenge, &form.code_verifier) {
-            (Some(challenge), Some(verifier)) => pkce_matches(verifier, challenge),
-            (None, None) => true,
-            _ => false,
-        };
-        if !verified {
-            return Err(oauth("invalid_grant", "the PKCE code_verifier does not match the code_challenge"));
-        }
+    // A refresh may ask for fewer scopes: these tokens carry them, the refresh token all it had
+    // (RFC 6749 §6).
+    if let Some(asked) = form.scope.as_deref().filter(|_| successor.is_some()) {
+        grant.scope = asked.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
     }
     let response = issue(&app, &grant, family, successor).await?;
     tracing::info!(client = %grant.client_id, account = %grant.account_id,
         grant_type = form.grant_type.as_deref().unwrap_or_default(), "tokens issued");
     Ok(response)
+}
+
+/// Whether a code exchange fits the authorization: the same client and redirect URI, and the
+/// PKCE verifier of its challenge.
+fn code_fits(
+    grant: &Grant,
+    client_id: &str,
+    redirect_uri: Option<String>,
+    verifier: Option<String>,
+) -> Result<(), Misfit> {
+    let misfit = |description| Err(Misfit { error: "invalid_grant", description });
+    if grant.client_id != client_id {
+        return misfit("the grant was issued to another client");
+    }
+    if redirect_uri.as_deref() != Some(grant.redirect_uri.as_str()) {
+        return misfit("redirect_uri differs from the authorization request's");
+    }
+    let verified = match (&grant.code_challenge, &verifier) {
+        (Some(challenge), Some(verifier)) => pkce_matches(verifier, challenge),
+        (None, None) => true,
+        _ => false,
+    };
+    if !verified {
+        return misfit("the PKCE code_verifier does not match the code_challenge");
+    }
+    Ok(())
+}
+
+/// Whether a refresh fits the grant: the same client, and no scope it was not granted (with
+/// `openid` kept: these are OpenID Connect tokens).
+fn refresh_fits(grant: &Grant, client_id: &str, asked: Option<&str>) -> Result<(), Misfit> {
+    if grant.client_id != client_id {
+        return Err(Misfit { error: "invalid_grant", description: "the grant was issued to another client" });
+    }
+    let Some(asked) = asked else { return Ok(()) };
+    let granted: Vec<&str> = grant.scope.split(' ').collect();
+    let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
+    if asked.iter().any(|s| !granted.contains(s)) {
+        return Err(Misfit { error: "invalid_scope", description: "a refresh cannot ask for more than was granted" });
+    }
+    if !asked.contains(&"openid") {
+        return Err(Misfit { error: "invalid_scope", description: "a refresh keeps the openid scope" });
+    }
+    Ok(())
 }
 
 /// Tokens for a grant whose account may still sign in, with `successor` as the refresh token
