@@ -116,6 +116,21 @@ async fn authorize(h: &Harness, rp: &Rp, cookie: &str) -> (String, Nonce, PkceCo
     (fields["code"].clone(), nonce, verifier)
 }
 
+/// The tokens for `code`, exchanged as the crate does it.
+async fn exchange<'c, C: openidconnect::AsyncHttpClient<'c>>(
+    rp: &'c Rp,
+    code: String,
+    verifier: PkceCodeVerifier,
+    http: &'c C,
+) -> openidconnect::core::CoreTokenResponse {
+    rp.exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(http)
+        .await
+        .unwrap()
+}
+
 /// The error a token request got from Tenure.
 fn oauth_error<T: std::fmt::Debug>(
     result: Result<
@@ -174,13 +189,7 @@ async fn a_confidential_application_signs_a_user_in_with_the_openidconnect_crate
 
     // A fresh authorization: userinfo, rotation, reuse.
     let (code, nonce, verifier) = authorize(&h, &rp, &cookie).await;
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let tokens = exchange(&rp, code, verifier, &http).await;
     let subject = tokens.id_token().unwrap().claims(&rp.id_token_verifier(), &nonce).unwrap().subject().clone();
     let info: CoreUserInfoClaims =
         rp.user_info(tokens.access_token().clone(), Some(subject)).unwrap().request_async(&http).await.unwrap();
@@ -200,13 +209,7 @@ async fn a_confidential_application_signs_a_user_in_with_the_openidconnect_crate
 
     // Introspection and revocation.
     let (code, _, verifier) = authorize(&h, &rp, &cookie).await;
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let tokens = exchange(&rp, code, verifier, &http).await;
     let seen = rp.introspect(tokens.access_token()).request_async(&http).await.unwrap();
     assert!(seen.active());
     assert_eq!(seen.sub(), Some(account.to_string().as_str()));
@@ -223,13 +226,7 @@ async fn a_confidential_application_signs_a_user_in_with_the_openidconnect_crate
 
     // RP-initiated logout with the ID token as the hint: back to the registered page, signed out.
     let (code, _, verifier) = authorize(&h, &rp, &cookie).await;
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let tokens = exchange(&rp, code, verifier, &http).await;
     let logout = LogoutRequest::from(EndSessionUrl::new(format!("{ISSUER}/oauth2/logout")).unwrap())
         .set_id_token_hint(tokens.id_token().unwrap())
         .set_post_logout_redirect_uri(PostLogoutRedirectUrl::new(BYE.into()).unwrap())
@@ -257,13 +254,7 @@ async fn a_public_application_and_a_key_rotation_as_the_crate_sees_them(h: Harne
         rp.exchange_code(AuthorizationCode::new(code)).unwrap().set_pkce_verifier(wrong).request_async(&http).await;
     assert_eq!(oauth_error(refused), CoreErrorResponseType::InvalidGrant);
     let (code, nonce, verifier) = authorize(&h, &rp, &cookie).await;
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(code))
-        .unwrap()
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let tokens = exchange(&rp, code, verifier, &http).await;
     let old_token = tokens.id_token().unwrap().clone();
     let issued_at = h.clock.now();
     assert!(verified(&rp, &old_token, &nonce, issued_at).is_ok());

@@ -3,7 +3,6 @@
 //! new refresh token's durable write) measured in the same run, in alternating slices because
 //! the disk's speed drifts.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,11 +18,10 @@ use tenure_domain::org::OrgCommand;
 use tenure_gateway::oidc::claims;
 use tenure_gateway::oidc::grants::Grant;
 use tenure_gateway::passwords::{HashCost, PasswordHasherPool};
-use tenure_gateway::routes::router;
 use tenure_gateway::state::App;
-use tenure_store::{Actor, EventStore, Meta, secrets};
+use tenure_store::{Actor, Meta, secrets};
 
-use super::bench_sign_in::{PASSWORD, prepare, scratch_gateway, signed_in_cookie};
+use super::bench_sign_in::{PASSWORD, prepare, scratch_gateway, serving, signed_in_cookie};
 use crate::args::{BenchOidc, Global};
 
 const REDIRECT: &str = "https://services.example.com/cb";
@@ -36,19 +34,7 @@ pub async fn run(global: &Global, args: BenchOidc) -> anyhow::Result<ExitCode> {
     let app = scratch_gateway(scratch.path()).await?;
     let phc = PasswordHasherPool::new(HashCost::default(), 1, 0)?.hash(PASSWORD.into()).await?;
     prepare(&app, 1, &phc).await?;
-    let runners = tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())
-        .await?
-        .ok_or_else(|| anyhow!("the projections of the scratch store are busy"))?;
-    tokio::spawn(runners);
-    let head = app.accounts.store.head().await?;
-    app.read_models.wait_for(tenure_projections::Projection::Accounts, head, Duration::from_secs(60)).await?;
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let served = app.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router(served).into_make_service_with_connect_info::<SocketAddr>()).await
-    });
+    let (address, server) = serving(&app, Duration::from_secs(60)).await?;
     let origin = format!("http://{address}");
     let cookie = signed_in_cookie(&format!("{origin}/api/v1"), 0)?;
     let cookie = cookie.strip_prefix("tenure_session=").unwrap_or(&cookie).to_string();

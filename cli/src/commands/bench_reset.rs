@@ -3,7 +3,6 @@
 //! same server as the floor. Each kind's median is printed as a ratio to the unknown name's: a
 //! ratio away from 1 would tell an outsider which names exist.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -11,10 +10,9 @@ use anyhow::anyhow;
 use serde_json::json;
 use tenure_domain::decide::{Command, Ctx};
 use tenure_gateway::passwords::{HashCost, PasswordHasherPool};
-use tenure_gateway::routes::router;
-use tenure_store::{Actor, EventStore, Meta};
+use tenure_store::{Actor, Meta};
 
-use super::bench_sign_in::{PASSWORD, prepare, scratch_gateway};
+use super::bench_sign_in::{PASSWORD, prepare, scratch_gateway, serving};
 use crate::args::{BenchReset, Global};
 
 /// What each kind of request asks for: a name, or the floor.
@@ -40,18 +38,7 @@ pub async fn run(global: &Global, args: BenchReset) -> anyhow::Result<ExitCode> 
             app.accounts.execute(id, step.clone(), &later(200 + 200 * i as i64), &scheduler).await?;
         }
     }
-    let runners = tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())
-        .await?
-        .ok_or_else(|| anyhow!("the projections of the scratch store are busy"))?;
-    tokio::spawn(runners);
-    let head = app.accounts.store.head().await?;
-    app.read_models.wait_for(tenure_projections::Projection::Accounts, head, Duration::from_secs(60)).await?;
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>()).await
-    });
+    let (address, server) = serving(&app, Duration::from_secs(60)).await?;
     let base = format!("http://{address}");
     println!(
         "reset benchmark: {} requests per kind, {} clients, each alternating the kinds",

@@ -64,18 +64,7 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
     );
     // One more than the sign-in part may use: the session part signs it in.
     prepare(&app, users + 1, &phc).await?;
-    let runners = tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())
-        .await?
-        .ok_or_else(|| anyhow!("the projections of the scratch store are busy"))?;
-    tokio::spawn(runners);
-    let head = app.accounts.store.head().await?;
-    app.read_models.wait_for(tenure_projections::Projection::Accounts, head, Duration::from_secs(600)).await?;
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>()).await
-    });
+    let (address, server) = serving(&app, Duration::from_secs(600)).await?;
     let base = format!("http://{address}/api/v1");
 
     let next_user = Arc::new(AtomicUsize::new(0));
@@ -144,6 +133,27 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
     );
     server.abort();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The scratch gateway `app` serving HTTP on a free loopback port once its read models have
+/// caught up (within `wait`): its address, and the server's task to abort at the end.
+pub(crate) async fn serving(
+    app: &Arc<App>,
+    wait: Duration,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let runners = tenure_projections::runner::start(app.accounts.store.clone(), app.read_models.clone())
+        .await?
+        .ok_or_else(|| anyhow!("the projections of the scratch store are busy"))?;
+    tokio::spawn(runners);
+    let head = app.accounts.store.head().await?;
+    app.read_models.wait_for(tenure_projections::Projection::Accounts, head, wait).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let served = app.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router(served).into_make_service_with_connect_info::<SocketAddr>()).await
+    });
+    Ok((address, server))
 }
 
 /// A gateway over a scratch embedded store in `dir`, mail into its outbox folder.
