@@ -476,6 +476,19 @@ pub enum Bench {
     /// Refreshes and code exchanges per second through the token endpoint, beside one ES256
     /// signature plus a refresh token's durable write (SPEC §13).
     Oidc(BenchOidc),
+    /// Fills an empty store with sample accounts and signed-in ones, and prints their session
+    /// cookies, one per line (scripts/bench-http measures `tenure serve` over it with wrk).
+    HttpStore(BenchHttpStore),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchHttpStore {
+    /// Sample accounts (about ten events each).
+    #[arg(long, default_value_t = 10_000)]
+    pub accounts: usize,
+    /// Signed-in accounts, one session each.
+    #[arg(long, default_value_t = 32)]
+    pub sessions: usize,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@ mod audit;
 mod audit_log;
 mod bench;
 mod bench_flows;
+mod bench_http_store;
 mod bench_oidc;
 mod bench_reset;
 mod bench_scheduler;

@@ -30,6 +30,7 @@ pub async fn run(global: &Global, bench: Bench) -> anyhow::Result<ExitCode> {
         Bench::Flows(args) => super::bench_flows::run(global, args).await,
         Bench::VerifyStore(args) => super::bench_verify::run(global, args).await,
         Bench::Oidc(args) => super::bench_oidc::run(global, args).await,
+        Bench::HttpStore(args) => super::bench_http_store::run(global, args).await,
     }
 }
 
