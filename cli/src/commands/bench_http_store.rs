@@ -9,28 +9,19 @@ use std::sync::Arc;
 use anyhow::{anyhow, ensure};
 use tenure_domain::events::Client;
 use tenure_gateway::passwords::{HashCost, PasswordHasherPool};
-use tenure_gateway::state::{App, Config};
+use tenure_gateway::state::App;
 use tenure_store::EventStore;
 
-use super::bench_sign_in::{PASSWORD, prepare};
+use super::bench_sign_in::{PASSWORD, bench_config, prepare};
 use crate::args::{BenchHttpStore, Global};
 use crate::context::{self, SystemClock};
 
 pub async fn run(global: &Global, args: BenchHttpStore) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&global.data_dir)?;
-    let config = Config {
-        public_url: "http://bench".into(),
-        insecure_cookies: true,
-        terms_version: 1,
-        issuer: "Tenure".into(),
-        address_quota: tenure_gateway::limits::AddressQuota::unlimited(),
-        trusted_proxies: Default::default(),
-        session_lifetimes: Default::default(),
-        metrics_from: Default::default(),
-    };
     let location = context::location(global)?;
     let app: Arc<App> =
-        App::open(&location, config, context::mailer(global)?, Arc::new(SystemClock), HashCost::default()).await?;
+        App::open(&location, bench_config(), context::mailer(global)?, Arc::new(SystemClock), HashCost::default())
+            .await?;
     ensure!(app.accounts.store.head().await? == 0, "the store is not empty: give an empty --data-dir or --store");
     let generated = tenure_projections::sample::generate(&app.accounts.store, &app.accounts.keys, args.accounts, 42)
         .await

@@ -158,7 +158,14 @@ pub(crate) async fn serving(
 
 /// A gateway over a scratch embedded store in `dir`, mail into its outbox folder.
 pub(crate) async fn scratch_gateway(dir: &std::path::Path) -> anyhow::Result<Arc<App>> {
-    let config = Config {
+    let mailer = tenure_mail::Mailer::outbox(&dir.join("outbox"), "bench@tenure.invalid")?;
+    let location = tenure_store::Location::parse(None, dir).map_err(anyhow::Error::msg)?;
+    Ok(App::open(&location, bench_config(), mailer, Arc::new(SystemClock), HashCost::default()).await?)
+}
+
+/// A benchmark's gateway settings.
+pub(crate) fn bench_config() -> Config {
+    Config {
         public_url: "http://bench".into(),
         insecure_cookies: true,
         terms_version: 1,
@@ -168,10 +175,7 @@ pub(crate) async fn scratch_gateway(dir: &std::path::Path) -> anyhow::Result<Arc
         trusted_proxies: Default::default(),
         session_lifetimes: Default::default(),
         metrics_from: Default::default(),
-    };
-    let mailer = tenure_mail::Mailer::outbox(&dir.join("outbox"), "bench@tenure.invalid")?;
-    let location = tenure_store::Location::parse(None, dir).map_err(anyhow::Error::msg)?;
-    Ok(App::open(&location, config, mailer, Arc::new(SystemClock), HashCost::default()).await?)
+    }
 }
 
 /// Accounts bench00000…: invited, password set (one hash shared, as its cost is what the
