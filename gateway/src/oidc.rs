@@ -33,6 +33,13 @@ pub async fn session_lives(app: &App, grant: &grants::Grant) -> Result<bool, Err
     Ok(app.sessions.get_by_digest(digest).await?.is_some_and(|s| s.account_id == grant.account_id))
 }
 
+/// What the `Authorization` header holds for `scheme` (`basic`, `bearer`: any case, RFC 9110
+/// §11.1).
+pub fn credentials<'a>(headers: &'a axum::http::HeaderMap, scheme: &str) -> Option<&'a str> {
+    let (given, value) = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then_some(value)
+}
+
 /// The client `client_id` names, if it is registered: its org is read off the id, and the
 /// registration off that org's stream.
 pub async fn lookup(app: &App, client_id: &str) -> Result<Option<ClientRegistered>, Error> {

@@ -1,7 +1,7 @@
 //! The write side for accounts: load an account's stream, fold it, decide, and append with the
 //! expected version, retrying on a conflict with the fresh state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tenure_domain::decide::{self, Command, Ctx, Invite};
@@ -91,11 +91,14 @@ pub struct Accounts<S, K> {
     /// data, as a state being decided on does; a deleted account's is never kept.
     states: Arc<Mutex<HashMap<AccountId, Account>>>,
     orgs: Arc<Mutex<HashMap<OrgId, Org>>>,
+    /// The orgs that have registered clients, as of the position before the one kept, so that
+    /// finding every client reads only the log's tail since the last time.
+    client_orgs: Arc<Mutex<(Position, BTreeSet<String>)>>,
 }
 
 impl<S: EventStore, K: KeyStore> Accounts<S, K> {
     pub fn new(store: S, keys: K) -> Self {
-        Accounts { store, keys, states: Arc::default(), orgs: Arc::default() }
+        Accounts { store, keys, states: Arc::default(), orgs: Arc::default(), client_orgs: Arc::default() }
     }
 
     /// The account's state now: the kept state brought up to date with the events appended since
@@ -315,17 +318,22 @@ impl<S: EventStore, K: KeyStore> Accounts<S, K> {
         Ok(org)
     }
 
-    /// Every client registered with any org and not removed, by org and id.
+    /// Every client registered with any org and not removed, by org and id. The log is read
+    /// from where the last call stopped: SQLite walks every row it reads past.
     pub async fn clients(&self) -> Result<Vec<ClientRegistered>, ExecuteError> {
         const TYPES: &[&str] = &["ClientRegistered", "ClientSecretRotated", "ClientRemoved"];
-        let mut orgs = std::collections::BTreeSet::new();
-        let mut from = 0;
+        let (mut from, mut orgs) = self.client_orgs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if from > self.store.head().await? + 1 {
+            // Not the log these were read from (a store replaced under a running process).
+            (from, orgs) = (0, BTreeSet::new());
+        }
         loop {
             let page = self.store.read_all_of_types(from, 1000, TYPES).await?;
             let Some(last) = page.last() else { break };
             from = last.position + 1;
             orgs.extend(page.iter().filter_map(|r| r.stream.strip_prefix(OrgId::STREAM_PREFIX).map(String::from)));
         }
+        *self.client_orgs.lock().unwrap_or_else(|p| p.into_inner()) = (from, orgs.clone());
         let mut clients = Vec::new();
         for org in orgs {
             clients.extend(self.org(&OrgId(org)).await?.clients.into_values());

@@ -170,7 +170,7 @@ async fn raw_slice(
                     let now = app.clock.now();
                     let keys = app.token_keys.keys(&app.accounts.keys, now).await.map_err(|e| anyhow!("{e:?}"))?;
                     let (jti, _) = secrets::new_token()?;
-                    let claims = claims::access_token("http://bench", grant.account_id, &grant, now, &jti[..22]);
+                    let claims = claims::access_token("http://bench", &grant, now, &jti[..22]);
                     std::hint::black_box(keys.sign(&claims)?);
                     app.grants.issue_refresh(family, &grant, now).await?;
                     done.fetch_add(1, Ordering::Relaxed);

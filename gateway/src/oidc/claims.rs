@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
+use tenure_domain::Account;
 use tenure_domain::events::MfaMethod;
-use tenure_domain::{Account, AccountId};
 
 use super::grants::Grant;
 
@@ -23,10 +23,10 @@ pub fn amr(account: &Account) -> Vec<String> {
 
 /// The ID token of `grant` for `account`: who, how and when they signed in, and what the
 /// granted scopes open.
-pub fn id_token(issuer: &str, id: AccountId, account: &Account, grant: &Grant, now: DateTime<Utc>) -> Value {
+pub fn id_token(issuer: &str, account: &Account, grant: &Grant, now: DateTime<Utc>) -> Value {
     let mut claims = json!({
         "iss": issuer,
-        "sub": id,
+        "sub": grant.account_id,
         "aud": grant.client_id,
         "azp": grant.client_id,
         "iat": now.timestamp(),
@@ -66,10 +66,10 @@ pub fn account_claims(claims: &mut Value, account: &Account, scope: &str) {
 }
 
 /// The access token of `grant`: for this provider's userinfo and for the application's own API.
-pub fn access_token(issuer: &str, id: AccountId, grant: &Grant, now: DateTime<Utc>, jti: &str) -> Value {
+pub fn access_token(issuer: &str, grant: &Grant, now: DateTime<Utc>, jti: &str) -> Value {
     json!({
         "iss": issuer,
-        "sub": id,
+        "sub": grant.account_id,
         "aud": grant.client_id,
         "client_id": grant.client_id,
         "scope": grant.scope,

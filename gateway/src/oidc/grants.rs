@@ -233,11 +233,8 @@ impl Grants {
             let family = family.try_into().map_err(|_| DbError::Db("a refresh token lost its family".into()))?;
             return Ok(Redeemed::Fresh { grant: Box::new(decode(&text)?), family, successor: Some(successor) });
         }
-        let used = self.one_text("SELECT grant_json FROM oidc_refresh WHERE digest = $1 AND used = $2", key, 1).await?;
-        if used.is_some() {
-            if let Some(family) = self.family_of(key).await? {
-                self.revoke_family(family).await?;
-            }
+        if let Some(family) = self.used_family(key).await? {
+            self.revoke_family(family).await?;
             return Ok(Redeemed::Replayed);
         }
         Ok(Redeemed::Invalid)
@@ -247,10 +244,19 @@ impl Grants {
     /// else was presented, nothing is said).
     pub async fn revoke_refresh(&self, token: &str, client_id: &str) -> Result<(), DbError> {
         let key = digest(token);
-        let held =
-            self.one_text("SELECT grant_json FROM oidc_refresh WHERE digest = $1 AND expires > $2", key, 0).await?;
-        if let (Some(text), Some(family)) = (held, self.family_of(key).await?)
+        let sql = "SELECT grant_json, family FROM oidc_refresh WHERE digest = $1";
+        let held: Option<(String, Vec<u8>)> = match &self.db {
+            Db::Sqlite(c) => {
+                Db::with(c, move |c| {
+                    Ok(c.query_row(&sql.replace('$', "?"), [key], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
+                })
+                .await?
+            }
+            Db::Postgres(pool) => Db::query_opt(pool, sql, &[&key.as_slice()]).await?.map(|r| (r.get(0), r.get(1))),
+        };
+        if let Some((text, family)) = held
             && decode(&text)?.client_id == client_id
+            && let Ok(family) = family.try_into()
         {
             self.revoke_family(family).await?;
         }
@@ -298,8 +304,9 @@ impl Grants {
         Ok(())
     }
 
-    async fn family_of(&self, key: [u8; 32]) -> Result<Option<[u8; 32]>, DbError> {
-        let sql = "SELECT family FROM oidc_refresh WHERE digest = $1";
+    /// The family of used refresh token `key`.
+    async fn used_family(&self, key: [u8; 32]) -> Result<Option<[u8; 32]>, DbError> {
+        let sql = "SELECT family FROM oidc_refresh WHERE digest = $1 AND used = 1";
         let family: Option<Vec<u8>> = match &self.db {
             Db::Sqlite(c) => {
                 Db::with(c, move |c| Ok(c.query_row(&sql.replace('$', "?"), [key], |r| r.get(0)).optional()?)).await?

@@ -11,10 +11,23 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tenure_domain::Status;
+use tenure_domain::events::ClientRegistered;
 
 use super::token::{OAuthError, TokenForm, authenticate, oauth};
 use crate::error::Error;
 use crate::state::App;
+
+/// The authenticated client and the token it presents.
+async fn presented(
+    app: &App,
+    headers: &HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<(ClientRegistered, String), OAuthError> {
+    let Ok(Form(form)) = form else { return Err(oauth("invalid_request", "the body must be a form")) };
+    let client = authenticate(app, headers, &form).await?;
+    let token = form.token.ok_or_else(|| oauth("invalid_request", "token is missing"))?;
+    Ok((client, token))
+}
 
 /// Always `200` once the client is authenticated: a refresh token of its own is revoked with its
 /// family; an access token lapses within five minutes by itself.
@@ -23,10 +36,8 @@ pub async fn revoke(
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, OAuthError> {
-    let Ok(Form(form)) = form else { return Err(oauth("invalid_request", "the body must be a form")) };
-    let client = authenticate(&app, &headers, &form).await?;
-    let token = form.token.as_deref().ok_or_else(|| oauth("invalid_request", "token is missing"))?;
-    app.grants.revoke_refresh(token, &client.client_id).await.map_err(Error::from)?;
+    let (client, token) = presented(&app, &headers, form).await?;
+    app.grants.revoke_refresh(&token, &client.client_id).await.map_err(Error::from)?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -35,8 +46,7 @@ pub async fn introspect(
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, OAuthError> {
-    let Ok(Form(form)) = form else { return Err(oauth("invalid_request", "the body must be a form")) };
-    let client = authenticate(&app, &headers, &form).await?;
+    let (client, token) = presented(&app, &headers, form).await?;
     if client.public {
         return Err(OAuthError {
             status: StatusCode::UNAUTHORIZED,
@@ -45,7 +55,7 @@ pub async fn introspect(
             basic: false,
         });
     }
-    let token = form.token.as_deref().ok_or_else(|| oauth("invalid_request", "token is missing"))?;
+    let token = token.as_str();
     let inactive = Json(json!({"active": false})).into_response();
     let now = app.clock.now();
     let (sub, scope, exp, kind) = if let Some(access) = super::userinfo::verify_access(&app, token).await? {

@@ -182,8 +182,8 @@ async fn issue(app: &App, grant: &Grant, family: [u8; 32], successor: Option<Str
     let issuer = &app.config.public_url;
     let (jti, _) = secrets::new_token().map_err(Error::internal)?;
     let sign = |claims: serde_json::Value| keys.sign(&claims).map_err(|e| OAuthError::from(Error::internal(e)));
-    let access = sign(claims::access_token(issuer, grant.account_id, grant, now, &jti[..22]))?;
-    let id_token = sign(claims::id_token(issuer, grant.account_id, &account, grant, now))?;
+    let access = sign(claims::access_token(issuer, grant, now, &jti[..22]))?;
+    let id_token = sign(claims::id_token(issuer, &account, grant, now))?;
     let refresh = match successor {
         Some(token) => token,
         None => app.grants.issue_refresh(family, grant, now).await.map_err(Error::from)?,
@@ -207,12 +207,7 @@ pub(super) async fn authenticate(
     headers: &HeaderMap,
     form: &TokenForm,
 ) -> Result<ClientRegistered, OAuthError> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .map(|(_, value)| value);
+    let basic = super::credentials(headers, "basic");
     let invalid = |basic: bool| OAuthError {
         status: StatusCode::UNAUTHORIZED,
         error: "invalid_client",

@@ -50,13 +50,7 @@ fn refused(description: &str) -> Response {
 }
 
 pub async fn userinfo(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, Error> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token);
-    let Some(token) = bearer else {
+    let Some(token) = super::credentials(&headers, "bearer") else {
         let mut response = (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_request"}))).into_response();
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Ok(response);
