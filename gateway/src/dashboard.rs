@@ -23,7 +23,7 @@ type Shared = State<Arc<App>>;
 
 /// The org's widgets as they stand now.
 async fn widgets(app: &App, row: &AccountRow) -> Result<OrgWidgets, Error> {
-    Ok(app.read_models.org_widgets(&OrgId(row.org_id.clone()), app.clock.now()).await?)
+    Ok(app.kept.org_widgets(&app.read_models, &OrgId(row.org_id.clone()), app.clock.now()).await?)
 }
 
 pub async fn api(State(app): Shared, SignedIn { account: row, .. }: SignedIn) -> Result<Response, Error> {

@@ -47,6 +47,14 @@ const SQLITE_SCHEMA: &str = "
         user_agent     TEXT
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS sessions_account ON sessions (account_id);
+    CREATE TABLE IF NOT EXISTS session_ends (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id_digest  BLOB,
+        account_id BLOB,
+        keep       BLOB,
+        at         INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS session_ends_at ON session_ends (at);
     CREATE TABLE IF NOT EXISTS sign_in_flows (
         id_digest     BLOB PRIMARY KEY,
         username      TEXT NOT NULL,
@@ -197,7 +205,7 @@ impl Db {
 }
 
 /// What `sweep` deletes: rows whose time has passed.
-const SWEEPS: [&str; 6] = [
+const SWEEPS: [&str; 7] = [
     "DELETE FROM sign_in_flows WHERE expires <= $1",
     "DELETE FROM offered_keys WHERE expires <= $1",
     "DELETE FROM ghost_guards WHERE expires <= $1",
@@ -206,6 +214,8 @@ const SWEEPS: [&str; 6] = [
     "DELETE FROM oidc_codes WHERE expires <= $1 - 86400000000",
     // A used refresh token is kept until it would have expired: its replay revokes its family.
     "DELETE FROM oidc_refresh WHERE expires <= $1",
+    // Every gateway looks at the ends several times a second; ten minutes is ample.
+    "DELETE FROM session_ends WHERE at <= $1 - CAST(600000000 AS BIGINT)",
 ];
 
 impl Db {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod first_sign_in;
 pub mod gateway_db;
 pub mod http;
+pub mod kept_rows;
 pub mod limits;
 pub mod metrics;
 pub mod mfa;

@@ -20,6 +20,12 @@ use uuid::Uuid;
 
 use crate::gateway_db::{Db, DbError};
 
+pub mod ends;
+pub mod kept;
+
+use ends::End;
+use kept::Kept;
+
 /// How stale `last_seen` may get before a request refreshes it.
 const TOUCH_INTERVAL: Duration = Duration::seconds(60);
 
@@ -65,6 +71,7 @@ pub struct SessionStore {
     clock: Arc<dyn Clock>,
     lifetimes: Lifetimes,
     csrf_key: [u8; 32],
+    kept: Arc<Kept>,
 }
 
 /// What a session is kept by: the SHA-256 of its cookie.
@@ -79,12 +86,12 @@ impl SessionStore {
         lifetimes: Lifetimes,
         csrf_key: [u8; 32],
     ) -> Result<SessionStore, DbError> {
-        Ok(SessionStore { rows: Db::open_sqlite(path)?, clock, lifetimes, csrf_key })
+        Ok(SessionStore { rows: Db::open_sqlite(path)?, clock, lifetimes, csrf_key, kept: Arc::default() })
     }
 
     /// The sessions in the gateway's tables `rows`.
     pub fn new(rows: Db, clock: Arc<dyn Clock>, lifetimes: Lifetimes, csrf_key: [u8; 32]) -> SessionStore {
-        SessionStore { rows, clock, lifetimes, csrf_key }
+        SessionStore { rows, clock, lifetimes, csrf_key, kept: Arc::default() }
     }
 
     /// The sessions beside the store `location` names.
@@ -94,7 +101,7 @@ impl SessionStore {
         lifetimes: Lifetimes,
         csrf_key: [u8; 32],
     ) -> Result<SessionStore, DbError> {
-        Ok(SessionStore { rows: Db::open_at(location)?, clock, lifetimes, csrf_key })
+        Ok(SessionStore { rows: Db::open_at(location)?, clock, lifetimes, csrf_key, kept: Arc::default() })
     }
 
     /// Starts a session: a fresh id every time, so no id chosen before sign-in survives it.
@@ -211,25 +218,21 @@ impl SessionStore {
         else {
             return Ok(false);
         };
-        let removed = match &self.rows {
-            Db::Sqlite(connection) => {
-                Db::with(connection, move |c| {
-                    Ok(c.execute(
+        let digest: [u8; 32] =
+            digest.try_into().map_err(|_| DbError::Db("a session digest of the wrong length".into()))?;
+        let removed = self
+            .end(
+                End::One(digest),
+                "DELETE FROM sessions WHERE id_digest = $1 AND account_id = $2",
+                vec![Box::new(digest.to_vec()), Box::new(account_id.0)],
+                move |c| {
+                    c.execute(
                         "DELETE FROM sessions WHERE id_digest = ?1 AND account_id = ?2",
                         params![digest, account_id.0.as_bytes()],
-                    )? as u64)
-                })
-                .await?
-            }
-            Db::Postgres(pool) => {
-                Db::execute(
-                    pool,
-                    "DELETE FROM sessions WHERE id_digest = $1 AND account_id = $2",
-                    &[&digest.as_slice(), &account_id.0],
-                )
-                .await?
-            }
-        };
+                    )
+                },
+            )
+            .await?;
         Ok(removed == 1)
     }
 
@@ -242,6 +245,15 @@ impl SessionStore {
     /// application's refresh token stays bound to (SPEC §13), and keeps alive.
     pub async fn get_by_digest(&self, digest: [u8; 32]) -> Result<Option<Session>, DbError> {
         let now = self.clock.now();
+        if let Some(session) = self.kept.get(&digest) {
+            let idle = now - session.last_seen;
+            // Anything else (expired, or due for its idle-timer write) is the database's to say.
+            if idle < TOUCH_INTERVAL && idle < self.lifetimes.idle && now - session.created_at < self.lifetimes.absolute
+            {
+                return Ok(Some(session));
+            }
+        }
+        let mark = self.kept.mark();
         let found: Option<(Uuid, i64, i64)> = match &self.rows {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
@@ -296,11 +308,10 @@ impl SessionStore {
                 }
             }
         }
-        Ok(Some(Session {
-            account_id: AccountId(account),
-            created_at,
-            last_seen: if touched { now } else { last_seen },
-        }))
+        let session =
+            Session { account_id: AccountId(account), created_at, last_seen: if touched { now } else { last_seen } };
+        self.kept.keep(mark, digest, session.clone());
+        Ok(Some(session))
     }
 
     /// Sign-out.
@@ -309,44 +320,67 @@ impl SessionStore {
     }
 
     async fn revoke_digest(&self, digest: [u8; 32]) -> Result<(), DbError> {
-        match &self.rows {
-            Db::Sqlite(connection) => {
-                Db::with(connection, move |c| {
-                    c.execute("DELETE FROM sessions WHERE id_digest = ?1", [digest])?;
-                    Ok(())
-                })
-                .await
-            }
-            Db::Postgres(pool) => {
-                Db::execute(pool, "DELETE FROM sessions WHERE id_digest = $1", &[&digest.as_slice()]).await?;
-                Ok(())
-            }
-        }
+        self.end(
+            End::One(digest),
+            "DELETE FROM sessions WHERE id_digest = $1",
+            vec![Box::new(digest.to_vec())],
+            move |c| c.execute("DELETE FROM sessions WHERE id_digest = ?1", [digest]),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Ends every session of an account, except `keep` (the session changing the password).
     pub async fn revoke_all(&self, account_id: AccountId, keep: Option<&str>) -> Result<u64, DbError> {
         let keep = keep.map(id_digest).unwrap_or([0; 32]);
-        match &self.rows {
-            Db::Sqlite(connection) => {
-                Db::with(connection, move |c| {
-                    let removed = c.execute(
-                        "DELETE FROM sessions WHERE account_id = ?1 AND id_digest != ?2",
-                        params![account_id.0.as_bytes(), keep],
-                    )?;
-                    Ok(removed as u64)
-                })
-                .await
-            }
-            Db::Postgres(pool) => {
-                Db::execute(
-                    pool,
-                    "DELETE FROM sessions WHERE account_id = $1 AND id_digest != $2",
-                    &[&account_id.0, &keep.as_slice()],
+        self.end(
+            End::AllOf { account: account_id, keep },
+            "DELETE FROM sessions WHERE account_id = $1 AND id_digest != $2",
+            vec![Box::new(account_id.0), Box::new(keep.to_vec())],
+            move |c| {
+                c.execute(
+                    "DELETE FROM sessions WHERE account_id = ?1 AND id_digest != ?2",
+                    params![account_id.0.as_bytes(), keep],
                 )
-                .await
+            },
+        )
+        .await
+    }
+
+    /// Deletes sessions (`sqlite`, or `postgres` with `params`) and records what ended, in one
+    /// transaction, for every gateway to forget; this one forgets it at once.
+    async fn end(
+        &self,
+        end: End,
+        postgres: &str,
+        params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
+        sqlite: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<usize> + Send + 'static,
+    ) -> Result<u64, DbError> {
+        let at = self.clock.now().timestamp_micros();
+        end.apply(&self.kept);
+        let removed = match &self.rows {
+            Db::Sqlite(connection) => Db::with(connection, move |c| ends::sqlite(c, end, at, sqlite)).await?,
+            Db::Postgres(pool) => {
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+                ends::postgres(pool, end, at, postgres, &params).await?
             }
-        }
+        };
+        // Again: a request may have kept it while the delete was under way.
+        end.apply(&self.kept);
+        Ok(removed)
+    }
+
+    /// Follows the ends of sessions recorded by every gateway, so that this one may keep
+    /// sessions in memory; runs until `stop` is sent.
+    pub fn follow_ends(&self, stop: tokio::sync::watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+        ends::follow(self.rows.clone(), self.kept.clone(), stop)
+    }
+
+    /// How many session checks were answered from memory, and how many went to the database.
+    pub fn kept_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.kept.hits.load(Relaxed), self.kept.misses.load(Relaxed))
     }
 
     /// Deletes the sessions that have expired by `now` (idle or too old): they hold the client

@@ -69,6 +69,8 @@ pub struct App {
     pub email_index: EmailIndex,
     /// Recovery requests, worked off the request that made them.
     pub recoveries: Requests,
+    /// The rows signed-in requests read, kept in memory and kept true by following the log.
+    pub kept: Arc<crate::kept_rows::KeptRows>,
     /// The keys that sign tokens (SPEC §13), as this gateway last read them.
     pub token_keys: crate::oidc::keyring::Keyring,
     /// Authorization codes and refresh tokens, in the tables every gateway shares.
@@ -128,6 +130,9 @@ impl App {
         let (delivering, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(delivery.clone().run(stop.clone()));
         let email_index = EmailIndex::new(db.clone(), keys.derive("email lookup"));
+        tokio::spawn(sessions.follow_ends(stop.clone()));
+        let kept = crate::kept_rows::KeptRows::new(&store);
+        tokio::spawn(kept.clone().follow(store.clone(), stop.clone()));
         tokio::spawn(email_index.clone().follow(store.clone(), keys.clone(), stop));
         let (recoveries, requests) = Requests::new();
         let app = Arc::new(App {
@@ -151,6 +156,7 @@ impl App {
             email_index,
             recoveries,
             token_keys: crate::oidc::keyring::Keyring::default(),
+            kept,
             config,
         });
         crate::recovery::requests::start(Arc::downgrade(&app), requests);

@@ -50,7 +50,7 @@ impl SignedIn {
     async fn of(app: &App, jar: &CookieJar) -> Result<SignedIn, Error> {
         let cookie = jar.get(SESSION_COOKIE).map(|c| c.value().to_string()).ok_or(Error::Unauthenticated)?;
         let session = app.sessions.get(&cookie).await?.ok_or(Error::Unauthenticated)?;
-        let mut row = app.read_models.account_view(session.account_id).await?;
+        let mut row = app.kept.account_entry(&app.read_models, session.account_id).await?.map(|e| e.row.clone());
         if row.as_ref().is_none_or(|r| r.status() != Status::Active) {
             // The session may be newer than this gateway's read models (it was started through
             // another gateway a moment ago): judge the account only once they have caught up.

@@ -43,7 +43,7 @@ fn profile_json(row: &AccountRow, view: &ProfileView) -> serde_json::Value {
 }
 
 pub async fn get(State(app): Shared, signed_in: SignedIn) -> Result<Response, Error> {
-    let view = flow::view(&app, &signed_in.account).await?;
+    let view = flow::kept_view(&app, &signed_in.account).await?;
     Ok(Json(profile_json(&signed_in.account, &view)).into_response())
 }
 

@@ -16,6 +16,7 @@ use crate::state::{App, as_user};
 use crate::{notices, personal};
 
 /// A signed-in user's profile, opened with the account's key.
+#[derive(Clone)]
 pub struct ProfileView {
     pub email: Option<String>,
     pub profile: Profile,
@@ -32,6 +33,20 @@ pub async fn view(app: &App, row: &AccountRow) -> Result<ProfileView, Error> {
         recent_sign_ins.push((entry.at, entry.method, client));
     }
     Ok(ProfileView { email: invitee.map(|i| i.email), profile, recent_sign_ins })
+}
+
+/// As `view`, kept with the account's row while that is kept (`kept_rows`): opening the
+/// personal fields reads and decrypts events.
+pub async fn kept_view(app: &App, row: &AccountRow) -> Result<std::sync::Arc<ProfileView>, Error> {
+    let entry = app.kept.account_entry(&app.read_models, row.account_id).await?;
+    if let Some(view) = entry.as_ref().and_then(|e| e.profile()) {
+        return Ok(view);
+    }
+    let view = std::sync::Arc::new(view(app, entry.as_ref().map_or(row, |e| &e.row)).await?);
+    if let Some(entry) = entry {
+        entry.keep_profile(view.clone());
+    }
+    Ok(view)
 }
 
 /// Changes the fields given (an empty string clears one); the others stay. The decider checks

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0006_audit.sql"),
     include_str!("0007_oidc.sql"),
     include_str!("0008_oidc_sweep.sql"),
+    include_str!("0009_session_ends.sql"),
 ];
 /// Held (per transaction) while migrations run.
 const MIGRATION_LOCK: i64 = 0x5445_4e55_0001;
