@@ -465,6 +465,12 @@ pub enum Bench {
     /// The scheduler's cold replay (time, memory per account) and the cost of one tick with few
     /// accounts due, over generated stores, beside a raw scan of their events.
     Scheduler(BenchScheduler),
+    /// One scheduler start over a store `bench scheduler` made, in a process of its own so that
+    /// its memory is its own: prints one JSON line.
+    #[command(hide = true)]
+    SchedulerStart(BenchSchedulerStart),
+    /// A release gateway (`tenure serve`) under a mixed load, its resident memory each minute.
+    Soak(BenchSoak),
     /// The database work of a sign-in step (shared flow state) with few and many flows pending.
     Flows(BenchFlows),
     /// Password reset requests through the HTTP server for held, deactivated, deleted and
@@ -533,6 +539,37 @@ pub struct BenchScheduler {
     /// Where to put the generated stores [default: a temporary directory in the data dir].
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Also starts from a snapshot of this many accounts: the first store's tracker, made up to
+    /// that size with accounts of random activity (a store of ten million accounts would take
+    /// hours to generate here, and a start from a snapshot reads only the log's tail).
+    #[arg(long)]
+    pub snapshot_of: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSchedulerStart {
+    /// The generated store's directory; its `scheduler.snapshot` is used when there is one.
+    #[arg(long)]
+    pub scratch: PathBuf,
+    /// Saves a snapshot once started.
+    #[arg(long)]
+    pub save: bool,
+    /// Before saving, adds accounts of random activity until the tracker holds this many.
+    #[arg(long)]
+    pub pad_to: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSoak {
+    /// How long to load the gateway.
+    #[arg(long, default_value_t = 10)]
+    pub minutes: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Sample accounts in the store besides the signed-in ones.
+    #[arg(long, default_value_t = 2_000)]
+    pub accounts: usize,
 }
 
 #[derive(Debug, Args)]

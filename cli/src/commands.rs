@@ -8,6 +8,7 @@ mod bench_oidc;
 mod bench_reset;
 mod bench_scheduler;
 mod bench_sign_in;
+mod bench_soak;
 mod bench_verify;
 mod mail;
 mod migrate;

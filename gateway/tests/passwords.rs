@@ -49,3 +49,27 @@ async fn a_full_queue_answers_busy_instead_of_piling_up() {
     assert_eq!(pool.depth(), 0);
     assert!(started.elapsed().as_secs() < 60);
 }
+
+/// Hashes made with other parameters (an older cost, another variant, a longer output) still
+/// verify: the pool's threads grow their memory for them. One is the reference implementation's
+/// own example (its README: `echo -n password | argon2 somesalt -t 2 -m 16 -p 4 -l 24`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashes_of_other_parameters_and_of_the_reference_implementation_verify() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let pool = PasswordHasherPool::new(cheap(), 2, 8).unwrap();
+    let reference = "$argon2i$v=19$m=65536,t=2,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+    assert!(pool.verify("password".into(), Some(reference.into())).await.unwrap());
+    assert!(!pool.verify("Password".into(), Some(reference.into())).await.unwrap());
+    for (algorithm, m, t, p, len) in [
+        (argon2::Algorithm::Argon2id, 19_456, 2, 1, 32),
+        (argon2::Algorithm::Argon2id, 4_096, 3, 2, 48),
+        (argon2::Algorithm::Argon2d, 2_048, 1, 1, 16),
+    ] {
+        let params = argon2::Params::new(m, t, p, Some(len)).unwrap();
+        let hasher = argon2::Argon2::new(algorithm, argon2::Version::V0x13, params);
+        let salt = SaltString::from_b64("c29tZXNhbHRzb21lc2FsdA").unwrap();
+        let phc = hasher.hash_password(b"an older password", &salt).unwrap().to_string();
+        assert!(pool.verify("an older password".into(), Some(phc.clone())).await.unwrap(), "{phc}");
+        assert!(!pool.verify("an older passworD".into(), Some(phc.clone())).await.unwrap(), "{phc}");
+    }
+}

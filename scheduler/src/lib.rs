@@ -8,6 +8,7 @@
 //! delivery worker sends it: no side file can lose or repeat a warning (docs/scheduler.md).
 
 pub mod lease;
+pub mod snapshot;
 pub mod tracker;
 
 use chrono::{DateTime, Duration, Utc};
@@ -19,8 +20,19 @@ use tenure_store::event_store::{EventStore, Position};
 use tenure_store::outbox::Letter;
 use tenure_store::{Accounts, Actor, ExecuteError, KeyStore, Meta, codec};
 
+pub use snapshot::Snapshots;
 pub use tenure_domain::lifecycle::{Stage, Step};
 pub use tracker::Tracker;
+
+/// The hash of the event just before `next`, which ties a snapshot to the log it was made from
+/// (zeros before the first); `None` when the log holds no such event.
+async fn anchor<S: EventStore>(store: &S, next: Position) -> Result<Option<[u8; 32]>, SchedulerError> {
+    if next <= 1 {
+        return Ok(Some([0; 32]));
+    }
+    let found = store.read_all(next - 1, 1).await?;
+    Ok(found.first().filter(|e| e.position == next - 1).map(|e| e.hash))
+}
 
 /// How long a deleted account's username stays unavailable by default.
 pub const DEFAULT_QUARANTINE: Duration = Duration::days(180);
@@ -37,6 +49,8 @@ pub enum SchedulerError {
     Execute(#[from] ExecuteError),
     #[error(transparent)]
     Codec(#[from] tenure_store::CodecError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
 }
 
 /// What the scheduler does outside the event store: the CLI gives it the gateway's session store.
@@ -87,34 +101,82 @@ pub struct Scheduler<S, K, D> {
     repaired: bool,
     /// The mail queued since `take_queued_mail` was last called.
     queued_mail: Vec<uuid::Uuid>,
+    snapshots: Snapshots,
+    /// The position the snapshot it started from stood at; `None` after a full replay.
+    started_from: Option<Position>,
 }
 
 impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
-    /// Replays `$all` into the tracker.
+    /// Loads the tracker from the last snapshot in `snapshots` and folds the events after it;
+    /// without a usable snapshot, replays the whole of `$all`.
     pub async fn open(
         accounts: Accounts<S, K>,
         deliver: D,
         public_url: String,
         quarantine: Duration,
+        snapshots: Snapshots,
     ) -> Result<Self, SchedulerError> {
+        let (tracker, next) = match snapshots.load(quarantine).await {
+            Ok(Some((mark, tracker))) if anchor(&accounts.store, mark.next).await? == Some(mark.anchor) => {
+                tracing::info!(accounts = tracker.len(), from = mark.next, "scheduler starting from its snapshot");
+                (tracker, mark.next)
+            }
+            Ok(Some((mark, _))) => {
+                tracing::warn!(
+                    position = mark.next - 1,
+                    "the scheduler's snapshot was not made from this log (restored from a backup?); replaying the whole log"
+                );
+                (Tracker::new(quarantine), 1)
+            }
+            Ok(None) => (Tracker::new(quarantine), 1),
+            Err(error) => {
+                tracing::warn!("the scheduler's snapshot cannot be used ({error}); replaying the whole log");
+                (Tracker::new(quarantine), 1)
+            }
+        };
         let mut scheduler = Scheduler {
             accounts,
-            tracker: Tracker::new(quarantine),
-            next: 1,
+            tracker,
+            next,
             deliver,
             public_url,
             repaired: false,
             queued_mail: Vec::new(),
+            snapshots,
+            started_from: (next > 1).then_some(next),
         };
         scheduler.read_on().await?;
         scheduler.tracker.replayed();
         Ok(scheduler)
     }
 
+    /// Where the snapshot it started from stood; `None` when it replayed the whole log.
+    pub fn started_from(&self) -> Option<Position> {
+        self.started_from
+    }
+
+    /// The first position of `$all` not folded yet.
+    pub fn position(&self) -> Position {
+        self.next
+    }
+
+    /// Saves the tracker with the position it reflects, for the next start.
+    pub async fn save_snapshot(&self) -> Result<(), SchedulerError> {
+        let Some(anchor) = anchor(&self.accounts.store, self.next).await? else {
+            return Err(snapshot::SnapshotError::Damaged("the log has no event before the tracker's position").into());
+        };
+        self.snapshots.save(&self.tracker, snapshot::Mark { next: self.next, anchor }).await?;
+        Ok(())
+    }
+
     /// The ids of the warning mails queued since the last call: what `scheduler --once` sends
     /// before it exits.
     pub fn take_queued_mail(&mut self) -> Vec<uuid::Uuid> {
         std::mem::take(&mut self.queued_mail)
+    }
+
+    pub fn tracker_len(&self) -> usize {
+        self.tracker.len()
     }
 
     pub fn tracker(&mut self) -> &mut Tracker {
@@ -290,10 +352,7 @@ impl<S: EventStore, K: KeyStore, D: Deliver> Scheduler<S, K, D> {
 
     /// Brings the tracker's view of one account up to its stream.
     fn refresh(&mut self, id: AccountId, envelopes: &[tenure_store::Envelope<AccountEvent>]) {
-        self.tracker.forget(id);
-        for envelope in envelopes {
-            self.tracker.apply(id, &envelope.event);
-        }
+        self.tracker.refold(id, envelopes.iter().map(|e| &e.event));
         self.tracker.requeue(id);
     }
 }

@@ -27,6 +27,8 @@ pub async fn run(global: &Global, bench: Bench) -> anyhow::Result<ExitCode> {
         Bench::SignIn(args) => super::bench_sign_in::run(global, args).await,
         Bench::Reset(args) => super::bench_reset::run(global, args).await,
         Bench::Scheduler(args) => super::bench_scheduler::run(global, args).await,
+        Bench::SchedulerStart(args) => super::bench_scheduler::start(args).await,
+        Bench::Soak(args) => super::bench_soak::run(global, args).await,
         Bench::Flows(args) => super::bench_flows::run(global, args).await,
         Bench::VerifyStore(args) => super::bench_verify::run(global, args).await,
         Bench::Oidc(args) => super::bench_oidc::run(global, args).await,

@@ -1,19 +1,24 @@
-//! `tenure bench scheduler`: how long the scheduler takes to replay a store from scratch and how
-//! much memory its tracker holds per account, and what one tick costs when few accounts are due,
-//! for each store size given. The baseline is a raw scan of the same events table.
+//! `tenure bench scheduler`: how long the scheduler takes to start over a store, replaying the
+//! whole log and then from its snapshot, and how much memory its tracker holds per account, and
+//! what one tick costs when few accounts are due, for each store size given. The baseline is a
+//! raw scan of the same events table. Each start runs in a process of its own
+//! (`bench scheduler-start`), so that its memory is not what an earlier start left behind.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use serde_json::{Value, json};
+use tenure_domain::{AccountId, Lifecycle, Stage};
 use tenure_projections::sample;
-use tenure_scheduler::{Deliver, Scheduler};
+use tenure_scheduler::{Deliver, Scheduler, Snapshots};
 use tenure_store::sqlite::{Open, SqliteStore};
 use tenure_store::{Accounts, SqliteKeyStore};
 
-use crate::args::{BenchScheduler, Global};
+use crate::args::{BenchScheduler, BenchSchedulerStart, Global};
 
-/// Ticks timed per store, each with the one account due at that moment.
+/// Ticks timed per start, each with the one account due at that moment.
 const TICKS: usize = 200;
 
 /// Sends nothing: a dry-run tick has nothing to send.
@@ -38,10 +43,116 @@ fn memory() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+fn open_store(dir: &Path) -> anyhow::Result<(SqliteStore, tenure_store::Keys)> {
+    let store = SqliteStore::open(&dir.join("tenure.db"), Open::MustExist)?;
+    let keys = SqliteKeyStore::open(&dir.join("keys.db"), &dir.join("master.key"), false)?;
+    Ok((store, tenure_store::Keys::Sqlite(keys)))
+}
+
+/// `bench scheduler-start`: one start, its figures as a JSON line.
+pub async fn start(args: BenchSchedulerStart) -> anyhow::Result<ExitCode> {
+    let (store, keys) = open_store(&args.scratch)?;
+    let snapshots = Snapshots::File(args.scratch.join("scheduler.snapshot"));
+    let (before, _) = memory();
+    let started = Instant::now();
+    let mut scheduler = Scheduler::open(
+        Accounts::new(store, keys),
+        Nowhere,
+        "http://bench.invalid".into(),
+        tenure_scheduler::DEFAULT_QUARANTINE,
+        snapshots,
+    )
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (after, peak) = memory();
+    let accounts = scheduler.tracker().len();
+    let from_snapshot = scheduler.started_from().is_some();
+    // Ticks at successive due times: each finds the few accounts due then and plans their steps
+    // (a dry run, so that the store is left as it was and every tick is alike).
+    let mut timed = 0.0;
+    for _ in 0..TICKS {
+        let Some(at) = scheduler.tracker().next_due() else { break };
+        let tick = Instant::now();
+        scheduler.pass(at, true).await?;
+        timed += tick.elapsed().as_secs_f64();
+        // Step past this moment so that the next tick finds the next account.
+        while scheduler.tracker().pop_due(at).is_some() {}
+    }
+    if args.save {
+        if let Some(target) = args.pad_to {
+            pad(scheduler.tracker(), target);
+        }
+        scheduler.save_snapshot().await?;
+    }
+    let line = json!({
+        "accounts": accounts,
+        "seconds": seconds,
+        "bytes_per_account": after.saturating_sub(before) as f64 / accounts.max(1) as f64,
+        "rss_mib": after as f64 / 1048576.0,
+        "peak_mib": peak as f64 / 1048576.0,
+        "tick_us": timed / TICKS as f64 * 1e6,
+        "from_snapshot": from_snapshot,
+        "saved_accounts": scheduler.tracker_len(),
+    });
+    println!("{line}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Adds accounts of random activity (the last 400 days, most open, some deactivated) until
+/// `tracker` holds `target`.
+fn pad(tracker: &mut tenure_scheduler::Tracker, target: usize) {
+    // A v7 id's low half is random: seed enough for made-up accounts.
+    let mut state = uuid::Uuid::now_v7().as_u64_pair().1 | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let now = chrono::Utc::now();
+    while tracker.len() < target {
+        let id = AccountId(uuid::Uuid::from_u64_pair(next(), next()));
+        let since = now - chrono::Duration::seconds((next() % (400 * 86_400)) as i64);
+        let stage = if next() % 10 == 0 { Stage::Deactivated } else { Stage::Open };
+        tracker.set(id, Lifecycle { since, stage, warned: next() % 4 == 0 });
+    }
+}
+
+/// Runs `bench scheduler-start` over `dir` in a process of its own.
+fn child(dir: &Path, save: bool, pad_to: Option<usize>) -> anyhow::Result<Value> {
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(["bench", "scheduler-start", "--scratch"]).arg(dir);
+    if save {
+        command.arg("--save");
+    }
+    if let Some(pad_to) = pad_to {
+        command.args(["--pad-to", &pad_to.to_string()]);
+    }
+    let output = command.stderr(std::process::Stdio::inherit()).output()?;
+    anyhow::ensure!(output.status.success(), "bench scheduler-start failed");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().last().context("bench scheduler-start printed nothing")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn report(what: &str, start: &Value, raw_seconds: Option<f64>) {
+    let seconds = start["seconds"].as_f64().unwrap_or(f64::NAN);
+    let versus = raw_seconds.map(|raw| format!(" ({:.2} x raw scan)", raw / seconds)).unwrap_or_default();
+    println!(
+        "  {what}: {} accounts in {seconds:.2} s{versus}; {:.0} bytes per account, {:.1} MiB resident (peak {:.1}); one tick {:.0} µs",
+        start["accounts"],
+        start["bytes_per_account"].as_f64().unwrap_or(f64::NAN),
+        start["rss_mib"].as_f64().unwrap_or(f64::NAN),
+        start["peak_mib"].as_f64().unwrap_or(f64::NAN),
+        start["tick_us"].as_f64().unwrap_or(f64::NAN),
+    );
+}
+
 pub async fn run(global: &Global, args: BenchScheduler) -> anyhow::Result<ExitCode> {
     let parent = args.dir.clone().unwrap_or_else(|| global.data_dir.clone());
     std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let mut ticks = Vec::new();
+    let mut first_store = None;
     for accounts in args.accounts {
         let scratch = tempfile::Builder::new().prefix("bench-scheduler-").tempdir_in(&parent)?;
         let events_path = scratch.path().join("tenure.db");
@@ -50,6 +161,7 @@ pub async fn run(global: &Global, args: BenchScheduler) -> anyhow::Result<ExitCo
         let keys = tenure_store::Keys::Sqlite(keys);
         let started = Instant::now();
         let generated = sample::generate(&store, &keys, accounts, 42).await?;
+        drop((store, keys));
         println!(
             "scheduler benchmark: {accounts} accounts, {generated} events generated in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -58,49 +170,28 @@ pub async fn run(global: &Global, args: BenchScheduler) -> anyhow::Result<ExitCo
         let scan = |path: std::path::PathBuf| tokio::task::spawn_blocking(move || super::bench::raw_scan(&path));
         scan(events_path.clone()).await??;
         let (rows, raw_seconds) = scan(events_path.clone()).await??;
+        println!("  raw scan: {rows} events in {raw_seconds:.2} s");
 
-        let (before, _) = memory();
-        let replay = Instant::now();
-        let mut scheduler = Scheduler::open(
-            Accounts::new(store, keys),
-            Nowhere,
-            "http://bench.invalid".into(),
-            tenure_scheduler::DEFAULT_QUARANTINE,
-        )
-        .await?;
-        let replay = replay.elapsed().as_secs_f64();
-        let (after, peak) = memory();
-        let tracked = scheduler.tracker().len();
-        println!(
-            "  cold replay: {tracked} accounts from {rows} events in {replay:.2} s ({:.0} events/s; raw scan {:.2} s, {:.2} x raw)",
-            rows as f64 / replay,
-            raw_seconds,
-            raw_seconds / replay
-        );
-        println!(
-            "  memory: {:.1} MiB resident after the replay, {:.0} bytes per account above the {:.1} MiB before it (peak {:.1} MiB)",
-            after as f64 / 1048576.0,
-            after.saturating_sub(before) as f64 / tracked.max(1) as f64,
-            before as f64 / 1048576.0,
-            peak as f64 / 1048576.0
-        );
-
-        // Ticks at successive due times: each finds the few accounts due then and plans their
-        // steps (a dry run, so that the store is left as it was and every tick is alike).
-        let mut timed = 0.0;
-        let mut due = 0;
-        for _ in 0..TICKS {
-            let Some(at) = scheduler.tracker().next_due() else { break };
-            let tick = Instant::now();
-            let (summary, _) = scheduler.pass(at, true).await?;
-            timed += tick.elapsed().as_secs_f64();
-            due += summary.warned + summary.deactivated + summary.deleted + summary.released;
-            // Step past this moment so that the next tick finds the next account.
-            while scheduler.tracker().pop_due(at).is_some() {}
+        let replayed = child(scratch.path(), true, None)?;
+        report("whole-log replay", &replayed, Some(raw_seconds));
+        let snapshot = std::fs::metadata(scratch.path().join("scheduler.snapshot"))?.len();
+        let restarted = child(scratch.path(), false, None)?;
+        anyhow::ensure!(restarted["from_snapshot"] == true, "the second start did not use the snapshot");
+        report(&format!("start from a snapshot of {:.1} MB", snapshot as f64 / 1e6), &restarted, Some(raw_seconds));
+        ticks.push((accounts, restarted["tick_us"].as_f64().unwrap_or(f64::NAN)));
+        if first_store.is_none() {
+            first_store = Some(scratch);
         }
-        let per_tick = timed / TICKS as f64;
-        println!("  one tick with few accounts due: {:.0} µs ({TICKS} ticks, {due} steps planned)", per_tick * 1e6);
-        ticks.push((accounts, per_tick));
+    }
+    if let (Some(target), Some(scratch)) = (args.snapshot_of, &first_store) {
+        println!("scheduler benchmark: a snapshot of {target} accounts over the first store");
+        let padded = child(scratch.path(), true, Some(target))?;
+        anyhow::ensure!(padded["saved_accounts"].as_u64() == Some(target as u64), "padding fell short: {padded}");
+        let snapshot = std::fs::metadata(scratch.path().join("scheduler.snapshot"))?.len();
+        let restarted = child(scratch.path(), false, None)?;
+        anyhow::ensure!(restarted["from_snapshot"] == true, "the start did not use the snapshot");
+        report(&format!("start from a snapshot of {:.1} MB", snapshot as f64 / 1e6), &restarted, None);
+        ticks.push((target, restarted["tick_us"].as_f64().unwrap_or(f64::NAN)));
     }
     if let (Some((small, small_tick)), Some((large, large_tick))) = (ticks.first(), ticks.last())
         && small != large

@@ -218,7 +218,7 @@ fn post(http: &ureq::Agent, url: &str, body: Value) -> anyhow::Result<(u16, Opti
 }
 
 /// One complete sign-in of bench user `n`; the session cookie when it succeeded.
-fn sign_in_session(http: &ureq::Agent, base: &str, n: usize) -> anyhow::Result<Option<String>> {
+pub(crate) fn sign_in_session(http: &ureq::Agent, base: &str, n: usize) -> anyhow::Result<Option<String>> {
     let (_, _, flow) = post(http, &format!("{base}/sign-in"), json!({"username": format!("bench{n:05}")}))?;
     let flow = flow["flow"].as_str().context("no flow")?.to_string();
     let (_, _, next) = post(http, &format!("{base}/sign-in/{flow}/password"), json!({"password": PASSWORD}))?;

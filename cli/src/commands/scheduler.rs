@@ -44,7 +44,8 @@ pub async fn open(
     let deliver = WarningMails { sessions };
     let accounts: Repo = context.accounts;
     let quarantine = Duration::days(i64::from(quarantine_days));
-    let scheduler = Scheduler::open(accounts, deliver, context.public_url, quarantine).await?;
+    let snapshots = tenure_scheduler::Snapshots::at(&location)?;
+    let scheduler = Scheduler::open(accounts, deliver, context.public_url, quarantine, snapshots).await?;
     Ok((lease, scheduler))
 }
 
@@ -61,6 +62,7 @@ pub async fn run(global: &Global, args: SchedulerArgs) -> anyhow::Result<ExitCod
         }
         println!("{summary}");
         if !args.dry_run {
+            save_snapshot(&scheduler).await;
             let context = crate::context::open(global, Open::MustExist).await?;
             crate::context::send_queued(global, &context, &scheduler.take_queued_mail()).await?;
         }
@@ -83,6 +85,9 @@ pub async fn follow(
     metrics: Option<&tenure_gateway::metrics::Metrics>,
 ) -> anyhow::Result<()> {
     tracing::info!(accounts = scheduler.tracker().len(), "scheduler running");
+    let stop = tenure_gateway::server::stop_signal();
+    tokio::pin!(stop);
+    let mut saved = (std::time::Instant::now(), scheduler.position());
     loop {
         // Once the lease is lost another scheduler may hold it: acting on would make two.
         if let Some(lease) = lease
@@ -122,12 +127,39 @@ pub async fn follow(
         // for the next due step, but not longer than a poll interval.
         let wait =
             scheduler.tracker().next_due().map_or(POLL, |due| (due - clock()).to_std().unwrap_or_default().min(POLL));
+        if saved.0.elapsed() >= SNAPSHOT_EVERY && scheduler.position() != saved.1 {
+            save_snapshot(scheduler).await;
+            saved = (std::time::Instant::now(), scheduler.position());
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut stop => {
+                // The next start then reads only what comes after this.
+                if scheduler.position() != saved.1 {
+                    save_snapshot(scheduler).await;
+                }
+                return Ok(());
+            }
         }
     }
 }
+
+async fn save_snapshot(scheduler: &Scheduler<tenure_store::Store, tenure_store::Keys, WarningMails>) {
+    let started = std::time::Instant::now();
+    match scheduler.save_snapshot().await {
+        Ok(()) => tracing::info!(
+            accounts = scheduler.tracker_len(),
+            position = scheduler.position() - 1,
+            took_ms = started.elapsed().as_millis() as u64,
+            "scheduler snapshot saved"
+        ),
+        // Only the next start's speed depends on it: it replays the whole log without one.
+        Err(error) => tracing::warn!("the scheduler's snapshot was not saved: {error}"),
+    }
+}
+
+/// How often a running scheduler saves its snapshot, when anything changed.
+const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 const POLL: std::time::Duration = std::time::Duration::from_secs(30);
 const RETRY: std::time::Duration = std::time::Duration::from_secs(5);

@@ -96,10 +96,11 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         }
     });
 
+    let mut scheduling = None;
     if serve.with_scheduler {
         // The lease may be held by another scheduler: waiting for it must not hold up serving.
         let (global, days, app) = (global.clone(), serve.quarantine.days, app.clone());
-        tokio::spawn(async move {
+        scheduling = Some(tokio::spawn(async move {
             loop {
                 let run = async {
                     let (lease, mut scheduler) = crate::commands::scheduler::open(&global, days, false).await?;
@@ -113,7 +114,7 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
                 }
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
-        });
+        }));
     }
 
     // Answer only once the read models hold what the store held at start (the bootstrap
@@ -140,6 +141,13 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
     let drained = server::serve(listener, router(app), serving, server::stop_signal()).await;
     if !drained {
         tracing::warn!("requests still in flight after {:?} were cut off", server::DRAIN);
+    }
+    // The scheduler saw the same signal and saves its snapshot; one still waiting for the
+    // lease just ends.
+    if let Some(scheduling) = scheduling
+        && tokio::time::timeout(Duration::from_secs(10), scheduling).await.is_err()
+    {
+        tracing::warn!("the scheduler did not stop within 10 s");
     }
     // Returning drops the store's connections, which releases the projection and scheduler
     // locks at once for another process to take.

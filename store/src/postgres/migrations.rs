@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0007_oidc.sql"),
     include_str!("0008_oidc_sweep.sql"),
     include_str!("0009_session_ends.sql"),
+    include_str!("0010_scheduler_snapshot.sql"),
 ];
 /// Held (per transaction) while migrations run.
 const MIGRATION_LOCK: i64 = 0x5445_4e55_0001;
