@@ -156,6 +156,8 @@ impl KeptRows {
     /// Follows `$all` from its head, dropping what each event changes, until `stop` is sent.
     pub async fn follow(self: Arc<Self>, store: Store, mut stop: watch::Receiver<bool>) {
         let mut appended = store.appended();
+        // Once the store's announcements end (it shut down), only the poll wakes the follower.
+        let mut announced = true;
         let mut next = None;
         loop {
             let began = Instant::now();
@@ -169,7 +171,7 @@ impl KeptRows {
                 ),
             }
             tokio::select! {
-                _ = appended.changed() => {}
+                changed = appended.changed(), if announced => announced = changed.is_ok(),
                 _ = tokio::time::sleep(LOOK_EVERY) => {}
                 _ = stop.changed() => return,
             }

@@ -40,9 +40,31 @@ pub enum HashError {
 /// Work for a hashing thread, given its argon2 memory.
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
+/// A hashing thread's life: jobs one after another, each in the thread's memory. A job that
+/// panics is answered as failed (its result channel drops) and the thread goes on; memory grown
+/// for an old hash's larger cost is given back after it.
+fn hashing_thread(received: &Mutex<mpsc::Receiver<Job>>, mut memory: Vec<Block>, usual: usize) {
+    loop {
+        // The lock is held only while waiting for the next job.
+        let job = match received.lock() {
+            Ok(received) => received.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut memory))).is_err() {
+            tracing::error!("a password hashing job panicked");
+        }
+        if memory.len() > usual {
+            memory.truncate(usual);
+            memory.shrink_to_fit();
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     argon2: Arc<Argon2<'static>>,
+    cost: HashCost,
     /// To the hashing threads; they end when the last pool handle is dropped.
     jobs: mpsc::Sender<Job>,
     /// Permits to wait or run: the queue's bound.
@@ -53,14 +75,32 @@ pub struct PasswordHasherPool {
     typical_verify: std::time::Duration,
 }
 
+/// How far a stored hash's cost may exceed the configured one and still be computed: hashes of
+/// an earlier, higher setting verify, while a damaged or forged one cannot make a thread
+/// allocate gigabytes or spin for hours.
+const COST_MARGIN: u32 = 4;
+
 /// Whether `password` hashes to `phc`'s output with `phc`'s own parameters, computed in
-/// `memory` (grown when the parameters ask for more); the outputs are compared in constant time.
-fn verify_in(memory: &mut Vec<Block>, password: &[u8], phc: &str) -> bool {
+/// `memory` (grown when the parameters ask for more, within `COST_MARGIN` of `cost`); the
+/// outputs are compared in constant time.
+fn verify_in(memory: &mut Vec<Block>, cost: HashCost, password: &[u8], phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else { return false };
     let (Some(expected), Some(salt)) = (parsed.hash, parsed.salt) else { return false };
     let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else { return false };
     let version = parsed.version.map_or(Ok(Version::default()), Version::try_from);
     let (Ok(version), Ok(params)) = (version, Params::try_from(&parsed)) else { return false };
+    if params.m_cost() > cost.memory_kib.saturating_mul(COST_MARGIN)
+        || params.t_cost() > cost.iterations.saturating_mul(COST_MARGIN)
+        || params.p_cost() > cost.parallelism.saturating_mul(COST_MARGIN)
+    {
+        tracing::warn!(
+            m = params.m_cost(),
+            t = params.t_cost(),
+            p = params.p_cost(),
+            "a stored password hash costs far more than the configured cost; it is not computed"
+        );
+        return false;
+    }
     let mut salt_bytes = [0u8; 64];
     let Ok(salt) = salt.decode_b64(&mut salt_bytes) else { return false };
     if memory.len() < params.block_count() {
@@ -86,33 +126,23 @@ impl PasswordHasherPool {
             .to_string();
         let mut memory = Vec::new();
         let started = std::time::Instant::now();
-        verify_in(&mut memory, b"timing probe", &dummy);
+        verify_in(&mut memory, cost, b"timing probe", &dummy);
         let typical_verify = started.elapsed();
+        let usual = memory.len();
         let workers = workers.max(1);
         let (jobs, received) = mpsc::channel::<Job>();
         let received = Arc::new(Mutex::new(received));
         for n in 0..workers {
             let received = received.clone();
-            let mut memory = if n == 0 { std::mem::take(&mut memory) } else { Vec::new() };
+            let memory = if n == 0 { std::mem::take(&mut memory) } else { Vec::new() };
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || {
-                    loop {
-                        // The lock is held only while waiting for the next job.
-                        let job = match received.lock() {
-                            Ok(received) => received.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(&mut memory),
-                            Err(_) => return,
-                        }
-                    }
-                })
+                .spawn(move || hashing_thread(&received, memory, usual))
                 .map_err(|e| HashError::Failed(format!("no hashing thread: {e}")))?;
         }
         Ok(PasswordHasherPool {
             argon2: Arc::new(argon2),
+            cost,
             jobs,
             admitted: Arc::new(Semaphore::new(workers + queue)),
             capacity: workers + queue,
@@ -135,11 +165,16 @@ impl PasswordHasherPool {
         &self,
         work: impl FnOnce(&Argon2<'static>, &mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _admitted = self.admitted.clone().try_acquire_owned().map_err(|_| HashError::Busy)?;
+        let admitted = self.admitted.clone().try_acquire_owned().map_err(|_| HashError::Busy)?;
         let argon2 = self.argon2.clone();
         let (done, result) = tokio::sync::oneshot::channel();
+        // The permit goes with the job: a caller that gave up frees no room while its hash
+        // still waits, and the hash is then not computed at all.
         let job: Job = Box::new(move |memory| {
-            let _ = done.send(work(&argon2, memory));
+            let _admitted = admitted;
+            if !done.is_closed() {
+                let _ = done.send(work(&argon2, memory));
+            }
         });
         self.jobs.send(job).map_err(|_| HashError::Failed("the hashing threads are gone".into()))?;
         result.await.map_err(|_| HashError::Failed("a hashing thread failed".into()))
@@ -162,6 +197,7 @@ impl PasswordHasherPool {
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, HashError> {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.as_str().to_string());
-        self.run(move |_, memory| verify_in(memory, password.as_bytes(), &phc) && known).await
+        let cost = self.cost;
+        self.run(move |_, memory| verify_in(memory, cost, password.as_bytes(), &phc) && known).await
     }
 }

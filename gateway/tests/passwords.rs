@@ -56,7 +56,7 @@ async fn a_full_queue_answers_busy_instead_of_piling_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hashes_of_other_parameters_and_of_the_reference_implementation_verify() {
     use argon2::password_hash::{PasswordHasher, SaltString};
-    let pool = PasswordHasherPool::new(cheap(), 2, 8).unwrap();
+    let pool = PasswordHasherPool::new(HashCost::default(), 2, 8).unwrap();
     let reference = "$argon2i$v=19$m=65536,t=2,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
     assert!(pool.verify("password".into(), Some(reference.into())).await.unwrap());
     assert!(!pool.verify("Password".into(), Some(reference.into())).await.unwrap());
@@ -72,4 +72,23 @@ async fn hashes_of_other_parameters_and_of_the_reference_implementation_verify()
         assert!(pool.verify("an older password".into(), Some(phc.clone())).await.unwrap(), "{phc}");
         assert!(!pool.verify("an older passworD".into(), Some(phc.clone())).await.unwrap(), "{phc}");
     }
+}
+
+/// A stored hash whose cost is far above the configured one (damaged, or forged into the store)
+/// is refused without being computed: it would otherwise take gigabytes or hours of a thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_of_an_outrageous_cost_is_refused_at_once_and_the_pool_goes_on() {
+    let pool = PasswordHasherPool::new(cheap(), 1, 8).unwrap();
+    let salt = "c29tZXNhbHQ";
+    let output = "RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+    for forged in [
+        format!("$argon2id$v=19$m=4000000000,t=2,p=1${salt}${output}"),
+        format!("$argon2id$v=19$m=1024,t=4000000000,p=1${salt}${output}"),
+    ] {
+        let started = Instant::now();
+        assert!(!pool.verify("password".into(), Some(forged.clone())).await.unwrap(), "{forged}");
+        assert!(started.elapsed().as_secs() < 5, "{forged} was computed");
+    }
+    let phc = pool.hash("still here".into()).await.unwrap();
+    assert!(pool.verify("still here".into(), Some(phc)).await.unwrap());
 }

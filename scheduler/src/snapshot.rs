@@ -9,8 +9,10 @@
 //! same hash, say after a restore from backup) is passed over with one log line, and the start
 //! replays the whole log as before.
 //!
-//! The format, little-endian: `TNRSCHED`, version (u32), next position (u64), the hash of the
-//! event before it (32 bytes, zeros for none), the account count (u64), then per account its id
+//! The format, little-endian: `TNRSCHED`, version (u32), the fold's fingerprint (8 bytes: what
+//! the events mean to a lifecycle, `FOLD` and the event types; a build that folds otherwise
+//! replays), next position (u64), the hash of the event before it (32 bytes, zeros for none),
+//! the account count (u64), then per account its id
 //! (16), last activity (i64 seconds, u32 nanoseconds), stage (u8) and warned (u8), and last the
 //! SHA-256 of everything before it.
 
@@ -27,7 +29,10 @@ use crate::Tracker;
 
 const MAGIC: &[u8; 8] = b"TNRSCHED";
 const VERSION: u32 = 1;
-const HEADER: usize = 8 + 4 + 8 + 32 + 8;
+/// Raise when folding events into a `Lifecycle` changes meaning (`Lifecycle::apply`, the
+/// calendar): snapshots made by the old fold are then passed over.
+const FOLD: u32 = 1;
+const HEADER: usize = 8 + 4 + 8 + 8 + 32 + 8;
 const ENTRY: usize = 16 + 8 + 4 + 1 + 1;
 /// Accounts per part written to PostgreSQL (about 3 MB).
 const PART: usize = 100_000;
@@ -38,6 +43,8 @@ pub enum SnapshotError {
     NotOne,
     #[error("a snapshot of version {0}; this build reads version {VERSION}")]
     Version(u32),
+    #[error("a snapshot made by a build that folds events otherwise")]
+    Fold,
     #[error("the snapshot is damaged: {0}")]
     Damaged(&'static str),
     #[error("the snapshot cannot be read or written: {0}")]
@@ -72,10 +79,21 @@ fn stage_byte(stage: Stage) -> u8 {
     }
 }
 
+/// What the fold means: `FOLD` and the event types it reads.
+fn fold_fingerprint() -> [u8; 8] {
+    let mut digest = Sha256::new().chain_update(FOLD.to_le_bytes());
+    for event_type in tenure_domain::lifecycle::EVENT_TYPES {
+        digest.update(event_type.as_bytes());
+        digest.update([0]);
+    }
+    digest.finalize()[..8].try_into().expect("8 bytes")
+}
+
 fn encode_header(mark: Mark, count: usize) -> Vec<u8> {
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&fold_fingerprint());
     header.extend_from_slice(&mark.next.to_le_bytes());
     header.extend_from_slice(&mark.anchor);
     header.extend_from_slice(&(count as u64).to_le_bytes());
@@ -129,6 +147,8 @@ pub struct Decoder {
     digest: Sha256,
     /// Bytes of an unfinished header, entry or trailing digest.
     carry: Vec<u8>,
+    /// How many bytes the snapshot has, as its store says.
+    length: u64,
     mark: Option<Mark>,
     left: u64,
     tracker: Option<Tracker>,
@@ -136,11 +156,13 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(quarantine: Duration) -> Decoder {
+    /// A decoder for a snapshot of `length` bytes.
+    pub fn new(quarantine: Duration, length: u64) -> Decoder {
         Decoder {
             quarantine,
             digest: Sha256::new(),
             carry: Vec::new(),
+            length,
             mark: None,
             left: 0,
             tracker: None,
@@ -204,17 +226,21 @@ impl Decoder {
         if version != VERSION {
             return Err(SnapshotError::Version(version));
         }
-        let next = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
-        let anchor: [u8; 32] = header[20..52].try_into().expect("32 bytes");
-        let count = u64::from_le_bytes(header[52..60].try_into().expect("8 bytes"));
+        if header[12..20] != fold_fingerprint() {
+            return Err(SnapshotError::Fold);
+        }
+        let next = u64::from_le_bytes(header[20..28].try_into().expect("8 bytes"));
+        let anchor: [u8; 32] = header[28..60].try_into().expect("32 bytes");
+        let count = u64::from_le_bytes(header[60..68].try_into().expect("8 bytes"));
         if count > u64::from(u32::MAX) || next == 0 {
             return Err(SnapshotError::Damaged("an impossible header"));
         }
+        // Room for what the header announces, but never more than the bytes there are could
+        // hold: a damaged count must not make the start allocate gigabytes.
+        let room = count.min(self.length.saturating_sub(HEADER as u64) / ENTRY as u64);
         self.mark = Some(Mark { next, anchor });
         self.left = count;
-        // Room for what the header announces, within reason: a damaged count is caught later.
-        let room = usize::try_from(count).unwrap_or(0).min(100_000_000);
-        self.tracker = Some(Tracker::with_capacity(self.quarantine, room));
+        self.tracker = Some(Tracker::with_capacity(self.quarantine, usize::try_from(room).unwrap_or(0)));
         Ok(())
     }
 
@@ -222,7 +248,10 @@ impl Decoder {
         let id = AccountId(Uuid::from_bytes(entry[..16].try_into().expect("16 bytes")));
         let seconds = i64::from_le_bytes(entry[16..24].try_into().expect("8 bytes"));
         let nanos = u32::from_le_bytes(entry[24..28].try_into().expect("4 bytes"));
-        let since = DateTime::from_timestamp(seconds, nanos).ok_or(SnapshotError::Damaged("a time out of range"))?;
+        // Within what the tracker counts in (nanoseconds, 1677 to 2262), with decades to spare.
+        let since = DateTime::from_timestamp(seconds, nanos)
+            .filter(|t| nanos < 1_000_000_000 && (1970..=2200).contains(&chrono::Datelike::year(t)))
+            .ok_or(SnapshotError::Damaged("a time out of range"))?;
         let stage = match entry[28] {
             0 => Stage::Open,
             1 => Stage::Deactivated,
@@ -272,17 +301,17 @@ impl Snapshots {
 
     /// The saved tracker and where it stands; `None` when none is saved.
     pub async fn load(&self, quarantine: Duration) -> Result<Option<(Mark, Tracker)>, SnapshotError> {
-        let mut decoder = Decoder::new(quarantine);
         match self {
-            Snapshots::Nowhere => return Ok(None),
+            Snapshots::Nowhere => Ok(None),
             Snapshots::File(path) => {
                 let path = path.clone();
-                return tokio::task::spawn_blocking(move || {
+                tokio::task::spawn_blocking(move || {
                     let mut file = match std::fs::File::open(&path) {
                         Ok(file) => file,
                         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                         Err(error) => return Err(error.into()),
                     };
+                    let mut decoder = Decoder::new(quarantine, file.metadata()?.len());
                     let mut buffer = vec![0u8; 1 << 20];
                     loop {
                         let read = file.read(&mut buffer)?;
@@ -293,26 +322,30 @@ impl Snapshots {
                     }
                 })
                 .await
-                .map_err(|e| SnapshotError::Io(e.to_string()))?;
+                .map_err(|e| SnapshotError::Io(e.to_string()))?
             }
             Snapshots::Postgres(pool) => {
                 use futures_util::TryStreamExt;
                 let client = pool.get().await.map_err(|e| SnapshotError::Io(e.to_string()))?;
+                let length: i64 = client
+                    .query_one("SELECT COALESCE(SUM(octet_length(body)), 0)::bigint FROM scheduler_snapshot", &[])
+                    .await
+                    .map_err(pg)?
+                    .get(0);
+                if length == 0 {
+                    return Ok(None);
+                }
+                let mut decoder = Decoder::new(quarantine, length as u64);
                 let none: [&(dyn tokio_postgres::types::ToSql + Sync); 0] = [];
                 let rows =
                     client.query_raw("SELECT body FROM scheduler_snapshot ORDER BY part", none).await.map_err(pg)?;
                 futures_util::pin_mut!(rows);
-                let mut any = false;
                 while let Some(row) = rows.try_next().await.map_err(pg)? {
-                    any = true;
                     decoder.feed(row.get::<_, &[u8]>(0))?;
                 }
-                if !any {
-                    return Ok(None);
-                }
+                decoder.finish().map(Some)
             }
         }
-        decoder.finish().map(Some)
     }
 
     /// Saves `tracker` as standing at `mark`, replacing the snapshot before it whole.
@@ -354,5 +387,57 @@ impl Snapshots {
                 tx.commit().await.map_err(pg)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn tracker(accounts: usize) -> Tracker {
+        let mut tracker = Tracker::new(Duration::days(180));
+        let now = Utc::now();
+        for i in 0..accounts {
+            let stage = [Stage::Open, Stage::Deactivated, Stage::Deleted, Stage::Done][i % 4];
+            let since = now - Duration::seconds(i as i64 * 7919) + Duration::nanoseconds(i as i64);
+            tracker.set(AccountId(Uuid::now_v7()), Lifecycle { since, stage, warned: i % 3 == 0 });
+        }
+        tracker
+    }
+
+    fn bytes(tracker: &Tracker, mark: Mark) -> Vec<u8> {
+        let mut encoder = Encoder::new(tracker, mark);
+        let mut all = Vec::new();
+        while let Some(piece) = encoder.next_piece() {
+            all.extend_from_slice(&piece);
+        }
+        all
+    }
+
+    #[test]
+    fn a_snapshot_fed_in_pieces_of_any_size_gives_back_the_tracker_and_its_mark() {
+        let original = tracker(2 * PART + 17);
+        let mark = Mark { next: 98_765, anchor: [7; 32] };
+        let all = bytes(&original, mark);
+        assert_eq!(all.len(), HEADER + original.len() * ENTRY + 32);
+        for step in [1, 29, 30, 31, 1 << 20, all.len()] {
+            let mut decoder = Decoder::new(Duration::days(180), all.len() as u64);
+            for piece in all.chunks(step) {
+                decoder.feed(piece).unwrap();
+            }
+            let (got, decoded) = decoder.finish().unwrap();
+            assert_eq!(got, mark);
+            assert!(decoded.accounts().eq(original.accounts()), "pieces of {step}");
+        }
+    }
+
+    #[test]
+    fn a_count_beyond_the_bytes_there_are_is_damage_not_an_allocation() {
+        let mut all = bytes(&tracker(3), Mark { next: 5, anchor: [0; 32] });
+        all[60..68].copy_from_slice(&(u64::from(u32::MAX)).to_le_bytes());
+        let mut decoder = Decoder::new(Duration::days(180), all.len() as u64);
+        let fed = decoder.feed(&all);
+        assert!(fed.is_err() || decoder.finish().is_err());
     }
 }

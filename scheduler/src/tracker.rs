@@ -183,8 +183,12 @@ impl Tracker {
                 (None, _) => None,
             };
         }
-        if let Some(lifecycle) = folded {
-            self.set(account, lifecycle);
+        match (folded, self.lifecycle(account)) {
+            (Some(lifecycle), _) => self.set(account, lifecycle),
+            // Known here but with no invitation in its stream (gone from the log, or made up):
+            // nothing is ever due for it, or it would be popped and looked at again and again.
+            (None, Some(known)) => self.set(account, Lifecycle { stage: tenure_domain::Stage::Done, ..known }),
+            (None, None) => {}
         }
     }
 

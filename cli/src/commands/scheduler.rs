@@ -87,7 +87,12 @@ pub async fn follow(
     tracing::info!(accounts = scheduler.tracker().len(), "scheduler running");
     let stop = tenure_gateway::server::stop_signal();
     tokio::pin!(stop);
-    let mut saved = (std::time::Instant::now(), scheduler.position());
+    // Polled once now, so that the signal handlers are in place before the first pass.
+    let _ = futures_util::FutureExt::now_or_never(&mut stop);
+    // After a whole-log replay the first snapshot is due at once: the next start needs it.
+    let replayed = scheduler.started_from().is_none();
+    let mut saved = (std::time::Instant::now(), if replayed { 0 } else { scheduler.position() });
+    let mut first = replayed;
     loop {
         // Once the lease is lost another scheduler may hold it: acting on would make two.
         if let Some(lease) = lease
@@ -127,9 +132,10 @@ pub async fn follow(
         // for the next due step, but not longer than a poll interval.
         let wait =
             scheduler.tracker().next_due().map_or(POLL, |due| (due - clock()).to_std().unwrap_or_default().min(POLL));
-        if saved.0.elapsed() >= SNAPSHOT_EVERY && scheduler.position() != saved.1 {
+        if (first || saved.0.elapsed() >= SNAPSHOT_EVERY) && scheduler.position() != saved.1 {
             save_snapshot(scheduler).await;
             saved = (std::time::Instant::now(), scheduler.position());
+            first = false;
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

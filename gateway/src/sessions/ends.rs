@@ -4,8 +4,10 @@
 //! Rows are numbered in commit order, which is what lets a follower read only those after the
 //! last it saw: SQLite has one writer at a time, and on PostgreSQL an end takes a transaction
 //! advisory lock before it draws its number (ends are rare: sign-outs and credential changes).
-//! Rows are swept ten minutes on; a follower that lost track longer than its freshness forgets
-//! everything it kept instead of trusting what it might have missed.
+//! Rows are swept once ten minutes old and behind the last 100,000 (so that neither a clock
+//! that runs ahead nor a burst of sign-outs takes rows a follower has not read); a follower
+//! that saw nothing for a minute forgets everything it kept instead of trusting what it might
+//! have missed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -168,8 +170,12 @@ pub async fn follow(db: Db, kept: Arc<Kept>, mut stop: tokio::sync::watch::Recei
                     kept.forget_all();
                 }
                 after = Some(rows.last().map_or(from, |row| row.0));
-                for end in rows.iter().filter_map(end_of) {
-                    end.apply(&kept);
+                for row in &rows {
+                    match end_of(row) {
+                        Some(end) => end.apply(&kept),
+                        // Which session it ended cannot be told: none kept is trusted.
+                        None => kept.forget_all(),
+                    }
                 }
                 kept.looked(began);
                 last_seen_all = Some(began);
