@@ -5,13 +5,12 @@
 //! drops what is kept of it. A row read from the read models is kept only if the read models
 //! already reflected every event the follower has passed, so no event can slip between the read
 //! and the keeping. Kept rows are believed only while the follower keeps up (its last completed
-//! look began less than `FRESH_FOR` ago) and has passed every append this process made, which
+//! look began less than `followed::FRESH_FOR` ago) and has passed every append this process
+//! made, which
 //! gives a request the effects of this gateway's own writes at once and other gateways' within
-//! `FRESH_FOR` (ADR 0018).
+//! `followed::FRESH_FOR` (ADR 0018).
 
 use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,10 +20,9 @@ use tenure_projections::{AccountRow, OrgWidgets, Projection, ProjectionDb, Proje
 use tenure_store::{EventStore, Position, Store};
 use tokio::sync::watch;
 
+use crate::followed::{Freshness, insert_bounded};
 use crate::profile::flow::ProfileView;
 
-/// How long after the start of the follower's last completed look a kept row is believed.
-const FRESH_FOR: Duration = Duration::from_millis(600);
 /// How often the follower looks for other processes' events (this one's wake it at once).
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 const PAGE: usize = 1024;
@@ -60,19 +58,7 @@ pub struct KeptRows {
     kept: Mutex<Kept>,
     /// The last position this process appended.
     appended: watch::Receiver<Position>,
-    /// When the follower's last completed look began, in milliseconds since `base` (0: never).
-    fresh_since: AtomicU64,
-    base: Instant,
-}
-
-fn bounded<K: Eq + Hash + Clone, V>(map: &mut HashMap<K, V>, capacity: usize, key: K, value: V) {
-    if map.len() >= capacity && !map.contains_key(&key) {
-        let any = map.keys().next().cloned();
-        if let Some(any) = any {
-            map.remove(&any);
-        }
-    }
-    map.insert(key, value);
+    freshness: Freshness,
 }
 
 impl KeptRows {
@@ -80,8 +66,7 @@ impl KeptRows {
         Arc::new(KeptRows {
             kept: Mutex::new(Kept { through: Position::MAX, accounts: HashMap::new(), orgs: HashMap::new() }),
             appended: store.appended(),
-            fresh_since: AtomicU64::new(0),
-            base: Instant::now(),
+            freshness: Freshness::default(),
         })
     }
 
@@ -89,16 +74,9 @@ impl KeptRows {
         self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn since_base(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.base).as_millis() as u64 + 1
-    }
-
     /// Whether kept rows may be believed now (see the module's comment); `kept` is locked.
     fn believed(&self, kept: &Kept) -> bool {
-        let since = self.fresh_since.load(Ordering::Acquire);
-        since != 0
-            && self.since_base(Instant::now()) < since + FRESH_FOR.as_millis() as u64
-            && kept.through >= *self.appended.borrow()
+        self.freshness.fresh() && kept.through >= *self.appended.borrow()
     }
 
     /// The account's row, from memory when it is kept and believed.
@@ -120,7 +98,7 @@ impl KeptRows {
         let entry = Arc::new(AccountEntry { row, profile: Mutex::new(None) });
         let mut kept = self.lock();
         if reflects >= kept.through {
-            bounded(&mut kept.accounts, ACCOUNTS, account, entry.clone());
+            insert_bounded(&mut kept.accounts, ACCOUNTS, account, entry.clone());
         }
         Ok(Some(entry))
     }
@@ -143,7 +121,7 @@ impl KeptRows {
                 let all = Arc::new(read_models.org_widgets(org, DateTime::<Utc>::MIN_UTC).await?);
                 let mut kept = self.lock();
                 if reflects >= kept.through {
-                    bounded(&mut kept.orgs, ORGS, org.clone(), all.clone());
+                    insert_bounded(&mut kept.orgs, ORGS, org.clone(), all.clone());
                 }
                 all
             }
@@ -164,7 +142,7 @@ impl KeptRows {
             match self.look(&store, next).await {
                 Ok(through) => {
                     next = Some(through + 1);
-                    self.fresh_since.fetch_max(self.since_base(began), Ordering::AcqRel);
+                    self.freshness.looked(began);
                 }
                 Err(error) => tracing::warn!(
                     "read models are read from the database until the log can be followed again: {error}"

@@ -12,6 +12,7 @@ pub mod codes;
 pub mod dashboard;
 pub mod error;
 pub mod first_sign_in;
+pub mod followed;
 pub mod gateway_db;
 pub mod http;
 pub mod kept_rows;

@@ -124,20 +124,18 @@ impl PasswordHasherPool {
             .hash_password(salt.as_str().as_bytes(), &salt)
             .map_err(|e| HashError::Failed(e.to_string()))?
             .to_string();
-        let mut memory = Vec::new();
         let started = std::time::Instant::now();
-        verify_in(&mut memory, cost, b"timing probe", &dummy);
+        verify_in(&mut Vec::new(), cost, b"timing probe", &dummy);
         let typical_verify = started.elapsed();
-        let usual = memory.len();
+        let usual = argon2.params().block_count();
         let workers = workers.max(1);
         let (jobs, received) = mpsc::channel::<Job>();
         let received = Arc::new(Mutex::new(received));
         for n in 0..workers {
             let received = received.clone();
-            let memory = if n == 0 { std::mem::take(&mut memory) } else { Vec::new() };
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || hashing_thread(&received, memory, usual))
+                .spawn(move || hashing_thread(&received, Vec::new(), usual))
                 .map_err(|e| HashError::Failed(format!("no hashing thread: {e}")))?;
         }
         Ok(PasswordHasherPool {
@@ -171,10 +169,13 @@ impl PasswordHasherPool {
         // The permit goes with the job: a caller that gave up frees no room while its hash
         // still waits, and the hash is then not computed at all.
         let job: Job = Box::new(move |memory| {
-            let _admitted = admitted;
-            if !done.is_closed() {
-                let _ = done.send(work(&argon2, memory));
+            if done.is_closed() {
+                return;
             }
+            let result = work(&argon2, memory);
+            // Room is freed before the answer, so that whoever has it sees the queue as it is.
+            drop(admitted);
+            let _ = done.send(result);
         });
         self.jobs.send(job).map_err(|_| HashError::Failed("the hashing threads are gone".into()))?;
         result.await.map_err(|_| HashError::Failed("a hashing thread failed".into()))

@@ -13,9 +13,9 @@ use axum::http::StatusCode;
 use chrono::Duration;
 use serde_json::json;
 use support::Harness;
+use tenure_domain::Clock;
 use tenure_domain::decide::{Command, Ctx};
 use tenure_domain::events::Role;
-use tenure_domain::{AccountId, Clock};
 use tenure_gateway::state::App;
 use tenure_store::conformance::Backend;
 use tenure_store::{Actor, Meta};
@@ -158,7 +158,6 @@ async fn a_session_made_on_one_gateway_is_good_on_the_other_at_once(h: Harness) 
     let (id, cookie, _) = h.signed_in("gus", Role::User, "acme").await;
     let reply = h.call_via(&other, None, "GET", "/api/v1/session", None, Some(&cookie), None).await;
     assert_eq!((reply.status, reply.json["account_id"].as_str()), (StatusCode::OK, Some(id.0.to_string().as_str())));
-    let _: AccountId = id;
 }
 
 tenure_store::on_both_backends! {

@@ -30,9 +30,10 @@ impl Deliver for Nowhere {
     }
 }
 
-/// The process's resident and peak resident memory, in bytes, from /proc.
-fn memory() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// The resident and peak resident memory of `process` (`self` or a pid), in bytes, from /proc;
+/// zeros when it cannot be read.
+pub(crate) fn memory(process: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -53,7 +54,7 @@ fn open_store(dir: &Path) -> anyhow::Result<(SqliteStore, tenure_store::Keys)> {
 pub async fn start(args: BenchSchedulerStart) -> anyhow::Result<ExitCode> {
     let (store, keys) = open_store(&args.scratch)?;
     let snapshots = Snapshots::File(args.scratch.join("scheduler.snapshot"));
-    let (before, _) = memory();
+    let (before, _) = memory("self");
     let started = Instant::now();
     let mut scheduler = Scheduler::open(
         Accounts::new(store, keys),
@@ -64,7 +65,7 @@ pub async fn start(args: BenchSchedulerStart) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let seconds = started.elapsed().as_secs_f64();
-    let (after, peak) = memory();
+    let (after, peak) = memory("self");
     let accounts = scheduler.tracker().len();
     let from_snapshot = scheduler.started_from().is_some();
     // Ticks at successive due times: each finds the few accounts due then and plans their steps

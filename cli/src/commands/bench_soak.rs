@@ -31,13 +31,10 @@ impl Drop for Gateway {
 
 /// The resident memory of process `pid`, in bytes.
 fn resident(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .context("no VmRSS")?;
-    Ok(kib * 1024)
+    match super::bench_scheduler::memory(&pid.to_string()) {
+        (0, _) => Err(anyhow!("no resident memory to read for process {pid}")),
+        (resident, _) => Ok(resident),
+    }
 }
 
 #[derive(Default)]

@@ -89,10 +89,9 @@ pub async fn follow(
     tokio::pin!(stop);
     // Polled once now, so that the signal handlers are in place before the first pass.
     let _ = futures_util::FutureExt::now_or_never(&mut stop);
-    // After a whole-log replay the first snapshot is due at once: the next start needs it.
-    let replayed = scheduler.started_from().is_none();
-    let mut saved = (std::time::Instant::now(), if replayed { 0 } else { scheduler.position() });
-    let mut first = replayed;
+    // When the snapshot was saved and where it stood. After a whole-log replay there is none
+    // yet: the first one is due at once, for the next start.
+    let mut saved = scheduler.started_from().map(|at| (std::time::Instant::now(), at));
     loop {
         // Once the lease is lost another scheduler may hold it: acting on would make two.
         if let Some(lease) = lease
@@ -132,16 +131,16 @@ pub async fn follow(
         // for the next due step, but not longer than a poll interval.
         let wait =
             scheduler.tracker().next_due().map_or(POLL, |due| (due - clock()).to_std().unwrap_or_default().min(POLL));
-        if (first || saved.0.elapsed() >= SNAPSHOT_EVERY) && scheduler.position() != saved.1 {
+        let due = saved.is_none_or(|(at, position)| at.elapsed() >= SNAPSHOT_EVERY && position != scheduler.position());
+        if due {
             save_snapshot(scheduler).await;
-            saved = (std::time::Instant::now(), scheduler.position());
-            first = false;
+            saved = Some((std::time::Instant::now(), scheduler.position()));
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = &mut stop => {
                 // The next start then reads only what comes after this.
-                if scheduler.position() != saved.1 {
+                if saved.is_none_or(|(_, position)| position != scheduler.position()) {
                     save_snapshot(scheduler).await;
                 }
                 return Ok(());

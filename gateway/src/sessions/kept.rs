@@ -5,21 +5,20 @@
 //! that deletes it, and every gateway follows that table (`ends::follow`) and forgets what ended.
 //!
 //! The bound: a kept session is used only while the follower's last completed look began less
-//! than `FRESH_FOR` ago, so an end committed anywhere is honoured within `FRESH_FOR` plus the
+//! than `followed::FRESH_FOR` ago, so an end committed anywhere is honoured within `FRESH_FOR` plus the
 //! time a look takes (ADR 0018). Expiry needs no follower: it is judged from the kept times,
 //! and anything that looks expired or due for its idle-timer write goes to the database.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tenure_domain::AccountId;
 
 use super::Session;
+use crate::followed::{Freshness, insert_bounded};
 
-/// How long after the start of the follower's last completed look a kept session is believed.
-pub const FRESH_FOR: Duration = Duration::from_millis(600);
 /// At most this many sessions are kept; a new one then takes the place of an arbitrary one.
 const CAPACITY: usize = 100_000;
 
@@ -28,9 +27,7 @@ pub struct Kept {
     /// Bumped by every end this gateway learns of: a session read from the database before an
     /// end and kept after it could be one that ended.
     ends: AtomicU64,
-    /// When the follower's last completed look began, in milliseconds since `base` (0: never).
-    fresh_since: AtomicU64,
-    base: Instant,
+    freshness: Freshness,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
 }
@@ -40,8 +37,7 @@ impl Default for Kept {
         Kept {
             sessions: Mutex::new(HashMap::new()),
             ends: AtomicU64::new(0),
-            fresh_since: AtomicU64::new(0),
-            base: Instant::now(),
+            freshness: Freshness::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -49,19 +45,9 @@ impl Default for Kept {
 }
 
 impl Kept {
-    fn since_base(&self, at: Instant) -> u64 {
-        // Never 0, which means "never looked".
-        at.saturating_duration_since(self.base).as_millis() as u64 + 1
-    }
-
-    fn fresh(&self) -> bool {
-        let since = self.fresh_since.load(Ordering::Acquire);
-        since != 0 && self.since_base(Instant::now()) < since + FRESH_FOR.as_millis() as u64
-    }
-
     /// The kept session behind `digest`, if there is one and the follower is keeping up.
     pub fn get(&self, digest: &[u8; 32]) -> Option<Session> {
-        let found = if self.fresh() { self.lock().get(digest).cloned() } else { None };
+        let found = if self.freshness.fresh() { self.lock().get(digest).cloned() } else { None };
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
@@ -78,13 +64,7 @@ impl Kept {
         if self.ends.load(Ordering::Acquire) != mark {
             return;
         }
-        if sessions.len() >= CAPACITY && !sessions.contains_key(&digest) {
-            let any = sessions.keys().next().copied();
-            if let Some(any) = any {
-                sessions.remove(&any);
-            }
-        }
-        sessions.insert(digest, session);
+        insert_bounded(&mut sessions, CAPACITY, digest, session);
     }
 
     /// The session behind `digest` ended.
@@ -110,7 +90,7 @@ impl Kept {
 
     /// The follower completed a look that began at `began`.
     pub fn looked(&self, began: Instant) {
-        self.fresh_since.fetch_max(self.since_base(began), Ordering::AcqRel);
+        self.freshness.looked(began);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
@@ -136,7 +116,7 @@ mod tests {
         assert_eq!(kept.get(&[1; 32]), None, "no look yet");
         kept.looked(Instant::now());
         assert_eq!(kept.get(&[1; 32]).map(|s| s.account_id), Some(account));
-        std::thread::sleep(FRESH_FOR + Duration::from_millis(50));
+        std::thread::sleep(crate::followed::FRESH_FOR + std::time::Duration::from_millis(50));
         assert_eq!(kept.get(&[1; 32]), None, "the follower stopped looking");
     }
 
