@@ -460,6 +460,10 @@ pub enum Bench {
     Append(BenchAppend),
     /// A full rebuild of all projections over a generated store, beside a raw scan of its events.
     Rebuild(BenchRebuild),
+    /// One measured rebuild, beside its raw scan, over a store `bench rebuild` generated: run
+    /// in a process of its own, without the generator's heap.
+    #[command(hide = true)]
+    RebuildRun(BenchRebuildRun),
     /// Complete sign-ins per second through the HTTP server, beside raw argon2 verifications.
     SignIn(BenchSignIn),
     /// The scheduler's cold replay (time, memory per account) and the cost of one tick with few
@@ -580,6 +584,16 @@ pub struct BenchSignIn {
     /// Concurrent clients.
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRebuildRun {
+    /// The generated store's directory (SQLite: its events; PostgreSQL: its master key).
+    #[arg(long)]
+    pub scratch: PathBuf,
+    /// The generated PostgreSQL database, events and read models.
+    #[arg(long)]
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,7 @@
-use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Personal data inside an event. It is stored sealed with the account's data key: read without
@@ -63,20 +66,68 @@ impl<T: Clone + Serialize> Serialize for Personal<T> {
     }
 }
 
+/// Read without buffering the value first (as `#[serde(untagged)]` would): every stored event
+/// holds its personal member sealed, and folds over the whole log read millions of them.
 impl<'de, T: Clone + Deserialize<'de>> Deserialize<'de> for Personal<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form<T> {
-            // Tried first: no personal type has a field named `sealed`.
-            Sealed(SealedForm<String>),
-            Known(T),
+        deserializer.deserialize_option(Form(PhantomData))
+    }
+}
+
+struct Form<T>(PhantomData<T>);
+
+impl<'de, T: Clone + Deserialize<'de>> Visitor<'de> for Form<T> {
+    type Value = Personal<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("personal data, {\"sealed\": …} or null")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Personal::Erased)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Personal::Erased)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+
+    /// `{"sealed": …}` when its first key is `sealed` (no personal type has a field of that
+    /// name); otherwise the value itself, read with that first key put back.
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let Some(first) = map.next_key::<String>()? else {
+            return T::deserialize(MapAccessDeserializer::new(map)).map(Personal::Known);
+        };
+        if first == "sealed" {
+            let sealed = map.next_value::<String>()?;
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Personal::Sealed(sealed));
         }
-        Ok(match Option::<Form<T>>::deserialize(deserializer)? {
-            None => Personal::Erased,
-            Some(Form::Sealed(form)) => Personal::Sealed(form.sealed),
-            Some(Form::Known(value)) => Personal::Known(value),
-        })
+        T::deserialize(MapAccessDeserializer::new(Resumed { first: Some(first), map })).map(Personal::Known)
+    }
+}
+
+/// A map whose first key was read already.
+struct Resumed<M> {
+    first: Option<String>,
+    map: M,
+}
+
+impl<'de, M: MapAccess<'de>> MapAccess<'de> for Resumed<M> {
+    type Error = M::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, M::Error> {
+        match self.first.take() {
+            Some(key) => seed.deserialize(key.into_deserializer()).map(Some),
+            None => self.map.next_key_seed(seed),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, M::Error> {
+        self.map.next_value_seed(seed)
     }
 }
 
@@ -126,6 +177,31 @@ mod tests {
             assert_eq!(serde_json::from_str::<Personal<Profile>>(&json).unwrap(), form, "{json}");
         }
         assert_eq!(serde_json::to_string(&Personal::<Profile>::Erased).unwrap(), "null");
+    }
+
+    #[test]
+    fn every_shape_reads_as_the_buffering_form_did() {
+        let read = |json: &str| serde_json::from_str::<Personal<Profile>>(json);
+        let jo = Profile { display_name: Some("Jo".into()), phone: Some("1".into()), address: None };
+        assert_eq!(read(r#"{"phone":"1","display_name":"Jo"}"#).unwrap(), Personal::Known(jo.clone()));
+        assert_eq!(read(r#"{"display_name":"Jo","phone":"1","address":null}"#).unwrap(), Personal::Known(jo));
+        assert_eq!(read("{}").unwrap(), Personal::Known(Profile::default()));
+        assert_eq!(read(r#"{"sealed":"c2Vh","later":[1,{"a":2}]}"#).unwrap(), Personal::Sealed("c2Vh".into()));
+        assert!(read(r#"{"sealed":5}"#).is_err());
+        assert!(read(r#"{"phone":5}"#).is_err());
+        assert!(read("\"text\"").is_err());
+
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Event {
+            personal: Personal<Profile>,
+            after: u32,
+        }
+        let event: Event = serde_json::from_str(r#"{"personal":{"sealed":"eA"},"after":7}"#).unwrap();
+        assert_eq!(event, Event { personal: Personal::Sealed("eA".into()), after: 7 });
+        let event: Event = serde_json::from_str(r#"{"personal":null,"after":7}"#).unwrap();
+        assert_eq!(event.personal, Personal::Erased);
+        let event: Event = serde_json::from_str(r#"{"after":7}"#).unwrap();
+        assert_eq!(event.personal, Personal::Erased, "a missing member reads as erased, as before");
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tenure_store::{Envelope, EventStore, Position, RecordedEvent, codec};
+use tenure_store::{CodecError, Envelope, EventRef, EventStore, Position, RecordedEvent, codec};
+use uuid::Uuid;
 
 use crate::projection::{Definition, Projection, Rows, Stored, apply_all, each_projection, typed};
 use crate::storage::{Guarded, ProjectionDb, ProjectionError};
@@ -51,14 +52,16 @@ impl Replayed {
 /// A page's events of one projection, typed as its definition reads them.
 type Batch = Box<dyn Any + Send>;
 
-/// Decodes the events of a page that `D` reads into a batch of its own kind of event: done on
-/// the reading threads, so that the replay's one applying thread only applies.
-fn typed_batch<D: Stored>(projection: Projection, page: Vec<RecordedEvent>) -> Result<Batch, ProjectionError> {
-    let mut events = Vec::with_capacity(page.len());
-    for recorded in page {
-        events.push(typed::<D>(decode(projection, recorded)?)?);
-    }
-    Ok(Box::new(events))
+/// A new batch for `D`.
+fn empty_batch<D: Stored>() -> Batch {
+    Box::new(Vec::<Envelope<D::Event>>::new())
+}
+
+/// Adds an event to `D`'s batch, typed as `D` reads it.
+fn push<D: Stored>(batch: &mut Batch, envelope: Envelope) -> Result<(), ProjectionError> {
+    let events = batch.downcast_mut::<Vec<Envelope<D::Event>>>().expect("a batch of its own projection's events");
+    events.push(typed::<D>(envelope)?);
+    Ok(())
 }
 
 fn apply_batch<D: Stored>(rows: &mut Box<dyn Any + Send + Sync>, batch: Batch) -> Result<(), ProjectionError> {
@@ -109,15 +112,13 @@ pub async fn rebuild<S: EventStore>(
 
     // Replay. Pages are read and decoded on other threads, several ahead, and applied here in
     // order: decoding costs as much as reading, and both cores are put to work. Page k covers
-    // positions [1 + k·PAGE, 1 + (k+1)·PAGE); `read_all(from, PAGE)` returns at least that range
+    // positions [1 + k·PAGE, 1 + (k+1)·PAGE); `scan_all(from, PAGE)` reaches at least that range
     // even where positions have gaps.
     let fetch = |from: Position| {
         let (store, wanted) = (store.clone(), projections.to_vec());
         tokio::spawn(async move {
-            let page = store.read_all(from, PAGE).await?;
-            tokio::task::spawn_blocking(move || decode_page(page, from, &wanted))
-                .await
-                .map_err(|e| ProjectionError::Db(format!("decoding failed: {e}")))?
+            let page = store.scan_all(from, PAGE, DecodedPage::new(from, &wanted), DecodedPage::add).await?;
+            page.finish()
         })
     };
     let mut memory = Replayed::new(projections);
@@ -132,7 +133,7 @@ pub async fn rebuild<S: EventStore>(
     }
     while let Some(pending) = in_flight.pop_front() {
         let page = pending.await.map_err(|e| ProjectionError::Db(format!("reader failed: {e}")))??;
-        let complete = page.complete;
+        let complete = page.complete();
         if complete {
             in_flight.push_back(fetch(ahead));
             ahead += PAGE as Position;
@@ -176,50 +177,87 @@ pub async fn rebuild<S: EventStore>(
 
 pub(crate) fn decode(projection: Projection, recorded: RecordedEvent) -> Result<Envelope, ProjectionError> {
     let (event_id, position, event_type) = (recorded.id, recorded.position, recorded.event_type.clone());
-    codec::decode_sealed(recorded).map_err(|error| ProjectionError::Poison {
+    codec::decode_sealed(recorded).map_err(|error| poison(projection, event_id, position, &event_type, error))
+}
+
+fn poison(
+    projection: Projection,
+    event_id: Uuid,
+    position: Position,
+    event_type: &str,
+    error: CodecError,
+) -> ProjectionError {
+    ProjectionError::Poison {
         projection: projection.name(),
         event_id,
         position,
         reason: format!("{event_type} event: {error}"),
-    })
+    }
 }
 
-/// One page of the replay, decoded: the events of its range that concern `projections`, a batch
-/// for each.
+/// One page of the replay, decoded as it is read: the events of its range that concern the
+/// projections, a batch for each.
 struct DecodedPage {
     batches: Vec<(Projection, Batch)>,
+    /// The end of the page's range.
+    end: Position,
+    /// Rows handed over by the scan, whatever their range.
+    rows: usize,
     /// Events in the page's range, relevant or not.
     seen: u64,
     last: Option<Position>,
-    /// Whether the page saw its whole range; if not, the replay stops there and the swap's
-    /// catch-up reads the rest in order.
-    complete: bool,
+    /// Whether a row past the range was read.
+    past_end: bool,
+    /// The first event that could not be decoded; the scan passes over the rest.
+    error: Option<ProjectionError>,
 }
 
-fn decode_page(
-    page: Vec<RecordedEvent>,
-    from: Position,
-    projections: &[Projection],
-) -> Result<DecodedPage, ProjectionError> {
-    let end = from + PAGE as Position;
-    // The range is fully known when the read was full or reached past it; otherwise the page
-    // met the head, and later pages may have been read after more events arrived.
-    let complete = page.len() == PAGE || page.last().is_some_and(|r| r.position >= end);
-    let mut relevant: Vec<(Projection, Vec<RecordedEvent>)> = projections.iter().map(|p| (*p, Vec::new())).collect();
-    let (mut seen, mut last) = (0, None);
-    for recorded in page.into_iter().take_while(|r| r.position < end) {
-        seen += 1;
-        last = Some(recorded.position);
-        // The projections read disjoint kinds of stream.
-        if let Some((_, events)) = relevant.iter_mut().find(|(p, _)| p.handles(&recorded.stream)) {
-            events.push(recorded);
+impl DecodedPage {
+    fn new(from: Position, projections: &[Projection]) -> DecodedPage {
+        DecodedPage {
+            batches: projections.iter().map(|p| (*p, each_projection!(*p, D => empty_batch::<D>()))).collect(),
+            end: from + PAGE as Position,
+            rows: 0,
+            seen: 0,
+            last: None,
+            past_end: false,
+            error: None,
         }
     }
-    let mut batches = Vec::with_capacity(relevant.len());
-    for (projection, events) in relevant {
-        batches.push((projection, each_projection!(projection, D => typed_batch::<D>(projection, events))?));
+
+    fn add(&mut self, event: EventRef<'_>) {
+        self.rows += 1;
+        if event.position >= self.end {
+            self.past_end = true;
+        }
+        if self.past_end || self.error.is_some() {
+            return;
+        }
+        self.seen += 1;
+        self.last = Some(event.position);
+        // The projections read disjoint kinds of stream.
+        let Some((projection, batch)) = self.batches.iter_mut().find(|(p, _)| p.handles(event.stream)) else { return };
+        let decoded = codec::decode_folded(event)
+            .map_err(|error| poison(*projection, event.id, event.position, event.event_type, error))
+            .and_then(|envelope| each_projection!(*projection, D => push::<D>(batch, envelope)));
+        if let Err(error) = decoded {
+            self.error = Some(error);
+        }
     }
-    Ok(DecodedPage { batches, seen, last, complete })
+
+    fn finish(self) -> Result<DecodedPage, ProjectionError> {
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(self),
+        }
+    }
+
+    /// Whether the page saw its whole range: the read was full or reached past it. Otherwise
+    /// the page met the head, and later pages may have been read after more events arrived;
+    /// the replay stops there and the swap's catch-up reads the rest in order.
+    fn complete(&self) -> bool {
+        self.rows == PAGE || self.past_end
+    }
 }
 
 /// The events of `page` that `projection` reads, decoded.

@@ -4,6 +4,7 @@
 //! holds, and dispatches to the backend the way the event store does. Each projection adds its
 //! own queries beside its definition.
 
+pub(crate) mod copy_rows;
 pub mod postgres;
 pub mod sqlite;
 

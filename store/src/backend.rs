@@ -169,6 +169,14 @@ impl EventStore for Store {
         crate::on_backend!(Store, self, s => s.read_all_of_types(from, limit, types).await)
     }
 
+    async fn scan_all<T, F>(&self, from: Position, limit: usize, state: T, each: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut T, EventRef<'_>) + Send + 'static,
+    {
+        crate::on_backend!(Store, self, s => s.scan_all(from, limit, state, each).await)
+    }
+
     async fn head(&self) -> Result<Position, StoreError> {
         crate::on_backend!(Store, self, s => s.head().await)
     }

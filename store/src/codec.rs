@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use tenure_domain::{AccountId, Catalogued, Event, EventError};
 use uuid::Uuid;
 
-use crate::event_store::{NewEvent, RecordedEvent};
+use crate::event_store::{EventRef, NewEvent, Position, RecordedEvent};
 use crate::keys::DataKey;
 
 /// Who caused an event: shown by `tenure audit`.
@@ -128,18 +128,40 @@ pub fn encode(
 
 /// Decodes an event, leaving its personal member sealed: what read models keep.
 pub fn decode_sealed(recorded: RecordedEvent) -> Result<Envelope, CodecError> {
-    let mut event = Event::decode_bytes(&recorded.event_type, recorded.schema_version, &recorded.data)
-        .map_err(|source| CodecError::Event { event_id: recorded.id, position: recorded.position, source })?;
+    let event =
+        sealed_event(recorded.id, recorded.position, &recorded.event_type, recorded.schema_version, &recorded.data)?;
+    Ok(Envelope { recorded, event })
+}
+
+/// As `decode_sealed`, straight from a scanned row: the envelope holds `EventRef::to_folded`,
+/// without the payload it was decoded from.
+pub fn decode_folded(scanned: EventRef<'_>) -> Result<Envelope, CodecError> {
+    let event = sealed_event(scanned.id, scanned.position, scanned.event_type, scanned.schema_version, scanned.data)?;
+    Ok(Envelope { recorded: scanned.to_folded(), event })
+}
+
+fn sealed_event(
+    id: Uuid,
+    position: Position,
+    event_type: &str,
+    version: u32,
+    data: &[u8],
+) -> Result<Event, CodecError> {
+    let mut event = Event::decode_bytes(event_type, version, data).map_err(|source| CodecError::Event {
+        event_id: id,
+        position,
+        source,
+    })?;
     // Personal data is only ever written sealed: plaintext in the store was put there by hand,
     // and would neither be authenticated nor erased with the key.
     if event.personal_mut().is_some_and(|personal| personal.is_known()) {
         return Err(CodecError::Corrupt {
-            event_id: recorded.id,
-            position: recorded.position,
+            event_id: id,
+            position,
             reason: "personal fields are stored unsealed".into(),
         });
     }
-    Ok(Envelope { recorded, event })
+    Ok(event)
 }
 
 /// Opens an event's sealed personal member with the account's key, or marks it erased when

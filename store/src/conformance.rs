@@ -235,6 +235,47 @@ pub async fn reading_some_types_of_all<S: EventStore>(store: &S) {
     assert_eq!(expected.len(), 858);
 }
 
+/// A scan hands over the same events as `read_all`, in order, page by page, with the columns a
+/// fold reads.
+pub async fn scanning_all<S: EventStore>(store: &S) {
+    for i in 0..300u32 {
+        let data = format!("{{\"n\":{i}}}");
+        store
+            .append(&format!("s-{}", i % 7), Expected::Any, vec![event("Scanned", data.as_bytes())])
+            .await
+            .expect("append");
+    }
+    let all = store.read_all(1, 10_000).await.expect("read");
+    let mut scanned: Vec<RecordedEvent> = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = store
+            .scan_all(next, 64, Vec::new(), |page: &mut Vec<(RecordedEvent, Vec<u8>)>, event| {
+                page.push((event.to_folded(), event.data.to_vec()))
+            })
+            .await
+            .expect("scan");
+        assert!(page.len() <= 64);
+        let Some((last, _)) = page.last() else { break };
+        next = last.position + 1;
+        scanned.extend(page.into_iter().map(|(event, data)| RecordedEvent { data, ..event }));
+    }
+    assert_eq!(scanned.len(), 300);
+    for (scanned, read) in scanned.iter().zip(&all) {
+        let folded = RecordedEvent {
+            actor: String::new(),
+            correlation_id: Uuid::nil(),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+            ..read.clone()
+        };
+        assert_eq!(scanned, &folded);
+    }
+    let count = store.scan_all(290, 5, 0usize, |count, _| *count += 1).await.expect("scan the tail");
+    assert_eq!(count, 5);
+    assert_eq!(store.scan_all(301, 5, 0usize, |count, _| *count += 1).await.expect("past the head"), 0);
+}
+
 /// A subscription delivers the history first, then live appends, in order, without loss.
 pub async fn subscription_catches_up_then_follows<S: EventStore>(store: &S) {
     store.append("sub", Expected::NoStream, events(5, "Past")).await.expect("history");

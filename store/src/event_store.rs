@@ -72,6 +72,42 @@ impl RecordedEvent {
     }
 }
 
+/// An event of `$all` as a scan hands it over: borrowed from the row it was read from, and
+/// without the provenance (actor, correlation id) and chain links that only history and audit
+/// read. Folds over the whole log take it: copying every event out costs as much as reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    pub id: Uuid,
+    pub stream: &'a str,
+    pub version: Version,
+    pub position: Position,
+    pub event_type: &'a str,
+    pub schema_version: u32,
+    pub data: &'a [u8],
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl EventRef<'_> {
+    /// The event as a `RecordedEvent` for a fold: its payload already decoded, so left empty,
+    /// as are its actor, correlation id and hashes, which no fold reads.
+    pub fn to_folded(&self) -> RecordedEvent {
+        RecordedEvent {
+            id: self.id,
+            stream: self.stream.to_string(),
+            version: self.version,
+            position: self.position,
+            event_type: self.event_type.to_string(),
+            schema_version: self.schema_version,
+            data: Vec::new(),
+            recorded_at: self.recorded_at,
+            actor: String::new(),
+            correlation_id: Uuid::nil(),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamAppend {
     pub stream: String,
@@ -186,6 +222,21 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         limit: usize,
         types: &'static [&'static str],
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// Hands each of at most `limit` events of `$all` from position `from` on, in order, to
+    /// `each` with `state`, on the thread that reads them and borrowed from the rows read, and
+    /// returns the state: for folds over the whole log (rebuilds), which need no copy of what
+    /// they pass over.
+    fn scan_all<T, F>(
+        &self,
+        from: Position,
+        limit: usize,
+        state: T,
+        each: F,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send
+    where
+        T: Send + 'static,
+        F: FnMut(&mut T, EventRef<'_>) + Send + 'static;
 
     /// The position of the last event in `$all` (0 when empty).
     fn head(&self) -> impl Future<Output = Result<Position, StoreError>> + Send;

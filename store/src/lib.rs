@@ -23,7 +23,7 @@ pub use accounts::{Accounts, ExecuteError};
 pub use backend::{Keys, Location, Store};
 pub use codec::{Actor, CodecError, Envelope, Meta};
 pub use event_store::{
-    AppendError, Appended, EventStore, Expected, NewEvent, Position, QueuedMail, RecordedEvent, StoreError,
+    AppendError, Appended, EventRef, EventStore, Expected, NewEvent, Position, QueuedMail, RecordedEvent, StoreError,
     StreamAppend, Version,
 };
 pub use keys::{DataKey, KeyStore, PgKeyStore, SqliteKeyStore};

@@ -268,6 +268,25 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn scan_all<T, F>(&self, from: Position, limit: usize, mut state: T, mut each: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut T, EventRef<'_>) + Send + 'static,
+    {
+        self.read(move |c| {
+            // The columns a fold does not read are not asked for (`event_ref` reads by index).
+            let sql = "SELECT position, stream, version, event_id, event_type, schema_version, recorded_at, \
+                       NULL, NULL, data FROM events WHERE position >= ?1 ORDER BY position LIMIT ?2";
+            let mut statement = c.prepare_cached(sql)?;
+            let mut rows = statement.query(params![from as i64, limit as i64])?;
+            while let Some(row) = rows.next()? {
+                each(&mut state, at_position(row, event_ref)?);
+            }
+            Ok(state)
+        })
+        .await
+    }
+
     async fn read_all_of_types(
         &self,
         from: Position,
@@ -408,10 +427,14 @@ fn uuid(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, Box::new(e)))
 }
 
-pub(crate) fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
-    let position = row.get::<_, i64>(0)? as u64;
-    // A malformed row is reported with its position, so that an operator can find it.
-    let at_position = |error: rusqlite::Error| match error {
+/// Reads `read` from a row of `COLUMNS`, an error naming the event's position so that an
+/// operator can find a malformed row.
+fn at_position<'r, T>(
+    row: &'r rusqlite::Row<'_>,
+    read: impl FnOnce(&'r rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let position = row.get::<_, i64>(0)?;
+    read(row).map_err(|error| match error {
         rusqlite::Error::InvalidColumnType(index, name, kind) => rusqlite::Error::FromSqlConversionFailure(
             index,
             kind,
@@ -423,28 +446,49 @@ pub(crate) fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Recorded
             format!("event at position {position}: {cause}").into(),
         ),
         other => other,
+    })
+}
+
+/// The columns of `COLUMNS` that a fold reads, in the same places.
+fn event_ref<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<EventRef<'r>> {
+    let wrong = |index: usize, kind| {
+        move |e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                kind,
+                Box::new(e) as Box<dyn std::error::Error + Send + Sync>,
+            )
+        }
     };
-    let read = || -> rusqlite::Result<RecordedEvent> {
-        let micros: i64 = row.get(6)?;
-        let recorded_at = DateTime::from_timestamp_micros(micros).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Integer, "time out of range".into())
-        })?;
+    let text = |index: usize| row.get_ref(index)?.as_str().map_err(wrong(index, rusqlite::types::Type::Text));
+    let micros: i64 = row.get(6)?;
+    let recorded_at = DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Integer, "time out of range".into())
+    })?;
+    Ok(EventRef {
+        position: row.get::<_, i64>(0)? as u64,
+        stream: text(1)?,
+        version: row.get::<_, i64>(2)? as u64,
+        id: uuid(row, 3)?,
+        event_type: text(4)?,
+        schema_version: row.get(5)?,
+        data: row.get_ref(9)?.as_blob().map_err(wrong(9, rusqlite::types::Type::Blob))?,
+        recorded_at,
+    })
+}
+
+pub(crate) fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecordedEvent> {
+    at_position(row, |row| {
+        let event = event_ref(row)?;
         Ok(RecordedEvent {
-            position,
-            stream: row.get(1)?,
-            version: row.get::<_, i64>(2)? as u64,
-            id: uuid(row, 3)?,
-            event_type: row.get(4)?,
-            schema_version: row.get(5)?,
-            recorded_at,
+            data: event.data.to_vec(),
             actor: row.get(7)?,
             correlation_id: uuid(row, 8)?,
-            data: row.get(9)?,
             prev_hash: blob_32(row, 10)?,
             hash: blob_32(row, 11)?,
+            ..event.to_folded()
         })
-    };
-    read().map_err(at_position)
+    })
 }
 
 impl Writer {

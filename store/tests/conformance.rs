@@ -72,6 +72,7 @@ conformance! {
         a_failed_append_does_not_sink_its_neighbours,
         read_after_write,
         reading_some_types_of_all,
+        scanning_all,
         subscription_catches_up_then_follows,
         large_streams,
         unknown_event_types_are_kept,

@@ -17,13 +17,14 @@ use tenure_store::sqlite::{Open, SqliteStore};
 use tenure_store::{DataKey, EventStore, Expected, Meta, NewEvent, SqliteKeyStore, codec};
 use uuid::Uuid;
 
-use crate::args::{Bench, BenchAppend, BenchRebuild, Global};
+use crate::args::{Bench, BenchAppend, BenchRebuild, BenchRebuildRun, Global};
 use crate::context;
 
 pub async fn run(global: &Global, bench: Bench) -> anyhow::Result<ExitCode> {
     match bench {
         Bench::Append(args) => append(global, args).await,
         Bench::Rebuild(args) => rebuild(global, args).await,
+        Bench::RebuildRun(args) => rebuild_run(args).await,
         Bench::SignIn(args) => super::bench_sign_in::run(global, args).await,
         Bench::Reset(args) => super::bench_reset::run(global, args).await,
         Bench::Scheduler(args) => super::bench_scheduler::run(global, args).await,
@@ -201,12 +202,40 @@ async fn rebuild(global: &Global, args: BenchRebuild) -> anyhow::Result<ExitCode
 
     // A store that has been running has moved its WAL into the database file; so should this one.
     rusqlite::Connection::open(&events_path)?.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    // The first scan warms the page cache for both sides; the second is the baseline.
+    drop((store, keys));
+    measure_in_child(scratch.path(), None)
+}
+
+/// Runs `bench rebuild-run` over the generated store and waits for it; it prints the figures.
+fn measure_in_child(scratch: &Path, database: Option<&str>) -> anyhow::Result<ExitCode> {
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(["bench", "rebuild-run", "--scratch"]).arg(scratch);
+    if let Some(url) = database {
+        command.args(["--database", url]);
+    }
+    let status = command.status().context("cannot start bench rebuild-run")?;
+    anyhow::ensure!(status.success(), "bench rebuild-run failed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench rebuild-run`: the raw scan, then the rebuild, over the store `bench rebuild` made.
+async fn rebuild_run(args: BenchRebuildRun) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &args.database {
+        let (client, connection) = tenure_store::postgres::Connector::parse(url)?.connect().await?;
+        tokio::spawn(connection);
+        // The first scan warms the caches for both sides; the second is the baseline.
+        raw_pg_scan(&client).await?;
+        let (rows, raw_seconds) = raw_pg_scan(&client).await?;
+        let store = PgStore::open(url, Open::MustExist).await?;
+        let db = ProjectionDb::open_postgres(url).await?;
+        return report_rebuild(&store, &db, rows, raw_seconds).await;
+    }
+    let events_path = args.scratch.join("tenure.db");
     let scan = |path: std::path::PathBuf| tokio::task::spawn_blocking(move || raw_scan(&path));
     scan(events_path.clone()).await??;
     let (rows, raw_seconds) = scan(events_path.clone()).await??;
-
-    let db = ProjectionDb::open(&scratch.path().join("projections.db"))?;
+    let store = SqliteStore::open(&events_path, Open::MustExist)?;
+    let db = ProjectionDb::open(&args.scratch.join("projections.db"))?;
     report_rebuild(&store, &db, rows, raw_seconds).await
 }
 
@@ -357,12 +386,11 @@ async fn rebuild_postgres(server: &str, args: &BenchRebuild, scratch: &Path) -> 
     );
     let (client, connection) = tenure_store::postgres::Connector::parse(&database.url)?.connect().await?;
     tokio::spawn(connection);
+    // As on SQLite, a store that has been running has its writes checkpointed.
     client.batch_execute("VACUUM ANALYZE events").await?;
-    // The first scan warms the caches for both sides; the second is the baseline.
-    raw_pg_scan(&client).await?;
-    let (rows, raw_seconds) = raw_pg_scan(&client).await?;
-    let db = ProjectionDb::open_postgres(&database.url).await?;
-    report_rebuild(&store, &db, rows, raw_seconds).await
+    client.batch_execute("CHECKPOINT").await?;
+    drop((store, keys, client));
+    measure_in_child(scratch, Some(&database.url))
 }
 
 async fn raw_pg_scan(client: &tokio_postgres::Client) -> anyhow::Result<(u64, f64)> {

@@ -7,6 +7,7 @@ use tokio_postgres::{Client, Transaction};
 
 use super::{AccountRow, Accounts, DirectoryEntry};
 use crate::storage::ProjectionError;
+use crate::storage::copy_rows::CopyRows;
 use crate::storage::postgres::{PgStorage, PgTables, corrupt, db_error};
 
 const COLUMNS: &str = "account_id, username, org_id, state, invitation_digest, invited_at, row";
@@ -36,7 +37,8 @@ impl PgTables for Accounts {
         format!(
             "CREATE INDEX rm_accounts_username_g{generation} ON rm_accounts{suffix} (username);
              CREATE INDEX rm_accounts_org_g{generation} ON rm_accounts{suffix} (org_id, username);
-             CREATE INDEX rm_accounts_invitation_g{generation} ON rm_accounts{suffix} (invitation_digest);"
+             CREATE INDEX rm_accounts_invitation_g{generation} ON rm_accounts{suffix} (invitation_digest)
+                 WHERE invitation_digest IS NOT NULL;"
         )
     }
 
@@ -77,19 +79,15 @@ impl PgTables for Accounts {
 
     /// Binary `COPY`, the fastest way into a fresh table.
     async fn fill(tx: &Transaction<'_>, suffix: &str, rows: &[&AccountRow]) -> Result<(), ProjectionError> {
-        use tokio_postgres::binary_copy::BinaryCopyInWriter;
         use tokio_postgres::types::Type;
-        let sink =
-            tx.copy_in(&format!("COPY rm_accounts{suffix} ({COLUMNS}) FROM STDIN BINARY")).await.map_err(db_error)?;
-        let types = [Type::UUID, Type::TEXT, Type::TEXT, Type::TEXT, Type::BYTEA, Type::INT8, Type::TEXT];
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        let mut writer = std::pin::pin!(writer);
+        const TYPES: [Type; 7] = [Type::UUID, Type::TEXT, Type::TEXT, Type::TEXT, Type::BYTEA, Type::INT8, Type::TEXT];
+        let copy = format!("COPY rm_accounts{suffix} ({COLUMNS}) FROM STDIN BINARY");
+        let mut copying = CopyRows::start(tx, &copy, &TYPES).await?;
         for row in rows {
             let json = serde_json::to_string(row).map_err(corrupt)?;
             let digest = row.invitation.as_ref().map(|i| i.token_digest.0.as_slice());
-            writer
-                .as_mut()
-                .write(&[
+            copying
+                .push(&[
                     &row.account_id.0,
                     &row.username,
                     &row.org_id,
@@ -98,11 +96,9 @@ impl PgTables for Accounts {
                     &row.invited_at.timestamp_micros(),
                     &json,
                 ])
-                .await
-                .map_err(db_error)?;
+                .await?;
         }
-        writer.finish().await.map_err(db_error)?;
-        Ok(())
+        copying.finish().await
     }
 
     async fn all(client: &Client) -> Result<Vec<AccountRow>, ProjectionError> {

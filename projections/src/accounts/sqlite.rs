@@ -62,7 +62,8 @@ impl SqliteTables for Accounts {
         format!(
             "CREATE INDEX accounts_username_g{generation} ON accounts{suffix} (username);
              CREATE INDEX accounts_org_g{generation} ON accounts{suffix} (org_id, username);
-             CREATE INDEX accounts_invitation_g{generation} ON accounts{suffix} (invitation_digest);"
+             CREATE INDEX accounts_invitation_g{generation} ON accounts{suffix} (invitation_digest)
+                 WHERE invitation_digest IS NOT NULL;"
         )
     }
 

@@ -166,6 +166,35 @@ impl EventStore for PgStore {
         self.query_events(&sql, &[&(from as i64), &(limit as i64)]).await
     }
 
+    async fn scan_all<T, F>(&self, from: Position, limit: usize, mut state: T, mut each: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut T, EventRef<'_>) + Send + 'static,
+    {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT position, stream, version, event_id, event_type, schema_version, recorded_at, data \
+                 FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
+            )
+            .await
+            .map_err(|e| pg_error("cannot read events", &e))?;
+        let rows = client
+            .query(&statement, &[&(from as i64), &(limit as i64)])
+            .await
+            .map_err(|e| pg_error("cannot read events", &e))?;
+        drop(client);
+        // What `each` does with the events (decoding them, say) is work for a blocking thread.
+        tokio::task::spawn_blocking(move || {
+            for row in &rows {
+                each(&mut state, event_ref(row)?);
+            }
+            Ok(state)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("a scan of the events failed: {e}")))?
+    }
+
     async fn read_all_of_types(
         &self,
         from: Position,
@@ -188,16 +217,21 @@ impl EventStore for PgStore {
     }
 }
 
-pub(crate) fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
-    let position = row.try_get::<_, i64>(0).map_err(|e| StoreError::Corrupt(format!("an event's position: {e}")))?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("event at position {position}: {what}"));
+fn position_of(row: &Row) -> Result<i64, StoreError> {
+    row.try_get::<_, i64>(0).map_err(|e| StoreError::Corrupt(format!("an event's position: {e}")))
+}
+
+fn corrupt_at(position: i64) -> impl Fn(&str) -> StoreError {
+    move |what| StoreError::Corrupt(format!("event at position {position}: {what}"))
+}
+
+/// The first seven columns of `COLUMNS` and the payload at `data`, borrowed from `row`.
+fn read_ref(row: &Row, data: usize) -> Result<EventRef<'_>, StoreError> {
+    let position = position_of(row)?;
+    let corrupt = corrupt_at(position);
     let column = |e: tokio_postgres::Error| corrupt(&e.to_string());
-    let hash = |index: usize| -> Result<[u8; 32], StoreError> {
-        let bytes: &[u8] = row.try_get(index).map_err(column)?;
-        bytes.try_into().map_err(|_| corrupt("a hash is not 32 bytes"))
-    };
     let micros: i64 = row.try_get(6).map_err(column)?;
-    Ok(RecordedEvent {
+    Ok(EventRef {
         position: position as Position,
         stream: row.try_get(1).map_err(column)?,
         version: row.try_get::<_, i64>(2).map_err(column)? as Version,
@@ -205,11 +239,30 @@ pub(crate) fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
         event_type: row.try_get(4).map_err(column)?,
         schema_version: row.try_get::<_, i32>(5).map_err(column)? as u32,
         recorded_at: DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt("time out of range"))?,
+        data: row.try_get(data).map_err(column)?,
+    })
+}
+
+/// A row of `scan_all`'s columns: those of `COLUMNS` a fold reads, the payload last.
+fn event_ref(row: &Row) -> Result<EventRef<'_>, StoreError> {
+    read_ref(row, 7)
+}
+
+pub(crate) fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let event = read_ref(row, 9)?;
+    let corrupt = corrupt_at(event.position as i64);
+    let column = |e: tokio_postgres::Error| corrupt(&e.to_string());
+    let hash = |index: usize| -> Result<[u8; 32], StoreError> {
+        let bytes: &[u8] = row.try_get(index).map_err(column)?;
+        bytes.try_into().map_err(|_| corrupt("a hash is not 32 bytes"))
+    };
+    Ok(RecordedEvent {
+        data: event.data.to_vec(),
         actor: row.try_get(7).map_err(column)?,
         correlation_id: row.try_get(8).map_err(column)?,
-        data: row.try_get(9).map_err(column)?,
         prev_hash: hash(10)?,
         hash: hash(11)?,
+        ..event.to_folded()
     })
 }
 
