@@ -591,8 +591,9 @@ pub struct BenchRebuildRun {
     /// The generated store's directory (SQLite: its events; PostgreSQL: its master key).
     #[arg(long)]
     pub scratch: PathBuf,
-    /// The generated PostgreSQL database, events and read models.
-    #[arg(long)]
+    /// The generated PostgreSQL database, events and read models: from the environment, so
+    /// that its password is not on a command line.
+    #[arg(long, env = "TENURE_BENCH_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
 }
 

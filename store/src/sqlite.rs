@@ -451,20 +451,24 @@ fn at_position<'r, T>(
 
 /// The columns of `COLUMNS` that a fold reads, in the same places.
 fn event_ref<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<EventRef<'r>> {
-    let wrong = |index: usize, kind| {
-        move |e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                index,
-                kind,
-                Box::new(e) as Box<dyn std::error::Error + Send + Sync>,
-            )
-        }
+    use rusqlite::types::{Type, ValueRef};
+    // As `row.get` reports a value of the wrong type: with the column's name.
+    let wrong = |index: usize, value: ValueRef<'_>| {
+        let name = row.as_ref().column_name(index).map_or_else(|_| index.to_string(), str::to_string);
+        rusqlite::Error::InvalidColumnType(index, name, value.data_type())
     };
-    let text = |index: usize| row.get_ref(index)?.as_str().map_err(wrong(index, rusqlite::types::Type::Text));
+    let text = |index: usize| match row.get_ref(index)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e))),
+        other => Err(wrong(index, other)),
+    };
+    let blob = |index: usize| match row.get_ref(index)? {
+        ValueRef::Blob(bytes) => Ok(bytes),
+        other => Err(wrong(index, other)),
+    };
     let micros: i64 = row.get(6)?;
-    let recorded_at = DateTime::from_timestamp_micros(micros).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Integer, "time out of range".into())
-    })?;
+    let recorded_at = DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| rusqlite::Error::FromSqlConversionFailure(6, Type::Integer, "time out of range".into()))?;
     Ok(EventRef {
         position: row.get::<_, i64>(0)? as u64,
         stream: text(1)?,
@@ -472,7 +476,7 @@ fn event_ref<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<EventRef<'r>> {
         id: uuid(row, 3)?,
         event_type: text(4)?,
         schema_version: row.get(5)?,
-        data: row.get_ref(9)?.as_blob().map_err(wrong(9, rusqlite::types::Type::Blob))?,
+        data: blob(9)?,
         recorded_at,
     })
 }
