@@ -79,20 +79,17 @@ impl<'t> CopyRows<'t> {
     async fn send(&mut self, sent: Sent) -> Result<(), ProjectionError> {
         if self.chunks.send(sent).await.is_err() {
             // The sending task stopped: its error says why.
-            return Err(self.stopped().await);
+            self.sent().await?;
+            return Err(ProjectionError::Db("the COPY ended early".into()));
         }
         Ok(())
     }
 
-    async fn stopped(&mut self) -> ProjectionError {
-        let Some(sending) = self.sending.take() else {
-            return ProjectionError::Db("the COPY was stopped".into());
-        };
-        match sending.await {
-            Ok(Err(error)) => db_error(error),
-            Ok(Ok(())) => ProjectionError::Db("the COPY ended early".into()),
-            Err(error) => ProjectionError::Db(format!("the COPY's sender failed: {error}")),
-        }
+    /// The sending task's outcome, once it has stopped; waited for once.
+    async fn sent(&mut self) -> Result<(), ProjectionError> {
+        let sending = self.sending.take().ok_or_else(|| ProjectionError::Db("the COPY was stopped".into()))?;
+        let result = sending.await.map_err(|e| ProjectionError::Db(format!("the COPY's sender failed: {e}")))?;
+        result.map_err(db_error)
     }
 
     /// Ends the copy; the rows are in once the transaction commits.
@@ -101,13 +98,7 @@ impl<'t> CopyRows<'t> {
         let last = self.buffer.split().freeze();
         self.send(Sent::Chunk(last)).await?;
         self.send(Sent::Complete).await?;
-        let Some(sending) = self.sending.take() else {
-            return Err(ProjectionError::Db("the COPY was stopped".into()));
-        };
-        match sending.await {
-            Ok(result) => result.map_err(db_error),
-            Err(error) => Err(ProjectionError::Db(format!("the COPY's sender failed: {error}"))),
-        }
+        self.sent().await
     }
 }
 

@@ -217,17 +217,13 @@ impl EventStore for PgStore {
     }
 }
 
-fn position_of(row: &Row) -> Result<i64, StoreError> {
-    row.try_get::<_, i64>(0).map_err(|e| StoreError::Corrupt(format!("an event's position: {e}")))
-}
-
 fn corrupt_at(position: i64) -> impl Fn(&str) -> StoreError {
     move |what| StoreError::Corrupt(format!("event at position {position}: {what}"))
 }
 
 /// The first seven columns of `COLUMNS` and the payload at `data`, borrowed from `row`.
 fn read_ref(row: &Row, data: usize) -> Result<EventRef<'_>, StoreError> {
-    let position = position_of(row)?;
+    let position = row.try_get::<_, i64>(0).map_err(|e| StoreError::Corrupt(format!("an event's position: {e}")))?;
     let corrupt = corrupt_at(position);
     let column = |e: tokio_postgres::Error| corrupt(&e.to_string());
     let micros: i64 = row.try_get(6).map_err(column)?;
