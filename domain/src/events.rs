@@ -98,6 +98,7 @@ pub struct Org {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invitation {
     pub token_digest: SecretDigest,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -189,6 +190,7 @@ pub struct AccountInvited {
     /// events written before auditors existed, which read as `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all_orgs: bool,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
     pub personal: Personal<Invitee>,
 }
@@ -196,12 +198,14 @@ pub struct AccountInvited {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvitationResent {
     pub invitation: Invitation,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordSet {
     pub reason: PasswordReason,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
     pub personal: Personal<PasswordHash>,
 }
@@ -215,7 +219,9 @@ pub struct ResetLink {
 /// The owner asked for a password reset (or an administrator sent one): a link was mailed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordResetRequested {
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub expires_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
     pub personal: Personal<ResetLink>,
 }
@@ -232,6 +238,7 @@ pub struct RecoveryCodesIssued {
     /// The step of the authenticator code that proved a set asked for later; it may not be used
     /// again. `None` for the set issued with an enrollment.
     pub totp_step: Option<u64>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
     pub personal: Personal<RecoveryCodeSet>,
 }
@@ -242,6 +249,7 @@ pub struct RecoveryCodeUsed {
     /// Its place in the set.
     pub index: u32,
     pub remaining: u32,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -249,12 +257,14 @@ pub struct RecoveryCodeUsed {
 /// enrolls anew after the password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MfaReset {
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MfaRequirementChanged {
     pub mfa: MfaRequirement,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -263,6 +273,7 @@ pub struct MfaEnrolled {
     pub method: MfaMethod,
     /// The TOTP time step of the code that proved the enrollment; it may not be used again.
     pub totp_step: Option<u64>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
     pub personal: Personal<MfaSecret>,
 }
@@ -270,12 +281,14 @@ pub struct MfaEnrolled {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MfaEnrollmentFailed {
     pub method: MfaMethod,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TermsAccepted {
     pub version: u32,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -286,6 +299,7 @@ pub struct SignedIn {
     /// The application the user signed in to through Tenure, if any (SPEC §13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
     pub personal: Personal<Client>,
 }
@@ -293,6 +307,7 @@ pub struct SignedIn {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignInFailed {
     pub reason: FailureReason,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
     pub personal: Personal<Client>,
 }
@@ -301,12 +316,15 @@ pub struct SignInFailed {
 pub struct EmailCodeIssued {
     pub purpose: CodePurpose,
     pub code_digest: SecretDigest,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub expires_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileUpdated {
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
     pub personal: Personal<Profile>,
 }
@@ -314,24 +332,31 @@ pub struct ProfileUpdated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeactivationWarningSent {
     /// The deactivation deadline this warning is for; a warning is sent once per deadline.
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub deadline: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deactivated {
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub deadline: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reactivated {
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletionWarningSent {
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub deadline: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -341,6 +366,7 @@ pub struct DeletionWarningSent {
 pub struct Authorized {
     pub client_id: String,
     pub scope: String,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -380,6 +406,7 @@ pub struct AuditorRead {
     /// Not answered: no account the auditor may read has that id, or the request was wrong.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refused: bool,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -391,7 +418,9 @@ impl AuditorRead {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deleted {
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub deadline: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -411,18 +440,21 @@ pub enum NoticeReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityNoticeSent {
     pub reason: NoticeReason,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsernameClaimed {
     pub account_id: AccountId,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsernameReleased {
     pub account_id: AccountId,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -431,6 +463,7 @@ pub struct OrderOpened {
     pub org_id: OrgId,
     pub order_id: String,
     pub title: String,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -438,6 +471,7 @@ pub struct OrderOpened {
 pub struct OrderClosed {
     pub org_id: OrgId,
     pub order_id: String,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -446,6 +480,7 @@ pub struct TicketOpened {
     pub org_id: OrgId,
     pub ticket_id: String,
     pub title: String,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -453,6 +488,7 @@ pub struct TicketOpened {
 pub struct TicketClosed {
     pub org_id: OrgId,
     pub ticket_id: String,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -461,8 +497,11 @@ pub struct MaintenanceScheduled {
     pub org_id: OrgId,
     pub window_id: String,
     pub title: String,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub starts_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub ends_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -470,6 +509,7 @@ pub struct MaintenanceScheduled {
 pub struct MaintenanceCancelled {
     pub org_id: OrgId,
     pub window_id: String,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -495,6 +535,7 @@ pub struct ClientRegistered {
     /// The SHA-256 of a confidential client's secret, which was shown once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_digest: Option<SecretDigest>,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -503,6 +544,7 @@ pub struct ClientSecretRotated {
     pub org_id: OrgId,
     pub client_id: String,
     pub secret_digest: SecretDigest,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -510,6 +552,7 @@ pub struct ClientSecretRotated {
 pub struct ClientRemoved {
     pub org_id: OrgId,
     pub client_id: String,
+    #[serde(deserialize_with = "crate::timestamp::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

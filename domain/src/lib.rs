@@ -18,6 +18,7 @@ pub mod personal;
 pub mod profile;
 pub mod secret;
 pub mod throttle;
+pub mod timestamp;
 pub mod username_claim;
 
 pub use account::{Account, Status};

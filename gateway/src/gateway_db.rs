@@ -4,9 +4,10 @@
 //! migrations), so that every gateway sees every session and every step of every flow.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rusqlite::Connection;
+use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 
 #[derive(Debug, thiserror::Error)]
@@ -153,18 +154,15 @@ impl Db {
         }
     }
 
-    /// Runs `work` on the SQLite connection, off the async threads.
+    /// Runs `work` on the SQLite connection, off the async threads. The connection is taken
+    /// before the hop to the blocking pool: callers that wait for it wait as tasks, not as
+    /// blocked threads (under load the pool had grown to 80 threads waiting on this lock).
     pub async fn with<T: Send + 'static>(
         connection: &Arc<Mutex<Connection>>,
         work: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
-        let connection = connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let connection = connection.lock().map_err(|_| DbError::Db("poisoned".into()))?;
-            work(&connection)
-        })
-        .await
-        .map_err(|e| DbError::Db(e.to_string()))?
+        let connection = connection.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || work(&connection)).await.map_err(|e| DbError::Db(e.to_string()))?
     }
 
     pub async fn client(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Object, DbError> {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use chrono::DateTime;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 use uuid::Uuid;
 
 use crate::chain;
@@ -27,7 +27,11 @@ pub const APPLICATION_ID: i64 = 0x5445_4e55;
 const SCHEMA_VERSION: i64 = 3;
 /// The most requests one group commit takes.
 const MAX_BATCH: usize = 1024;
-const IDLE_READERS: usize = 8;
+/// Read connections per file. Reads past this many wait for one to come back instead of
+/// opening another: each connection opened and closed under load cost a parse of the schema and
+/// a fresh page cache, which left the heap fragmented and growing, and each waiting read held a
+/// thread of the blocking pool.
+const READERS: usize = 8;
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const SCHEMA: &str = "
@@ -186,15 +190,21 @@ impl SqliteStore {
     }
 }
 
-/// Read-only connections to one SQLite file, reused across reads that run on the blocking pool.
+/// Read-only connections to one SQLite file, at most `READERS` of them, reused across reads that
+/// run on the blocking pool.
 pub struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
 }
 
 impl ReadPool {
     pub fn new(path: &Path) -> Arc<ReadPool> {
-        Arc::new(ReadPool { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) })
+        Arc::new(ReadPool {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(READERS)),
+        })
     }
 
     /// Runs `read` on a pooled read-only connection, off the async threads.
@@ -202,18 +212,17 @@ impl ReadPool {
         self: &Arc<Self>,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = pool.idle.lock().map_err(|_| StoreError::Closed)?.pop();
             let connection = match pooled {
                 Some(connection) => connection,
                 None => open_reader(&pool.path)?,
             };
             let result = read(&connection).map_err(|e| read_error(&pool.path, e));
-            let mut idle = pool.idle.lock().map_err(|_| StoreError::Closed)?;
-            if idle.len() < IDLE_READERS {
-                idle.push(connection);
-            }
+            pool.idle.lock().map_err(|_| StoreError::Closed)?.push(connection);
             result
         })
         .await

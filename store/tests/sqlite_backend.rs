@@ -46,3 +46,39 @@ async fn two_writers_on_one_file_never_fork_a_stream() {
     assert_eq!(stream.len(), 3 + wins);
     assert_eq!(chain::verify(&stream), Ok(stream.len()));
 }
+
+/// A flood of reads runs on a bounded set of connections: the reads past the bound wait for one
+/// to come back rather than opening more (each connection opened and closed under load cost a
+/// schema parse and a page cache, and left the heap growing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_reads_shares_a_bounded_set_of_connections() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tenure_store::sqlite::ReadPool;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    drop(SqliteStore::open(&path, Open::CreateIfMissing).unwrap());
+    let pool = ReadPool::new(&path);
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut reads = Vec::new();
+    for _ in 0..64 {
+        let (pool, running, most) = (pool.clone(), running.clone(), most.clone());
+        reads.push(tokio::spawn(async move {
+            pool.read(move |c| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                running.fetch_sub(1, Ordering::SeqCst);
+                c.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+            })
+            .await
+        }));
+    }
+    for read in reads {
+        assert_eq!(read.await.unwrap().unwrap(), 0);
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!((2..=8).contains(&most), "{most} reads ran at once");
+}
