@@ -122,6 +122,11 @@ impl Tracker {
     /// Ends the replay: queues every account's next step at once.
     pub fn replayed(&mut self) {
         self.replaying = false;
+        self.requeue_all();
+    }
+
+    /// The queue made afresh: each account's next step, once.
+    fn requeue_all(&mut self) {
         let quarantine = self.quarantine;
         let queue: Vec<_> = self
             .lifecycles
@@ -193,7 +198,14 @@ impl Tracker {
     }
 
     /// The earliest time anything is due, passing over outdated entries.
+    ///
+    /// A step an event has moved stays queued until its time comes, months away for a sign-in's.
+    /// Once such entries outnumber the accounts, the queue is made afresh here, between passes
+    /// (never during one, which holds back the accounts it could not act on).
     pub fn next_due(&mut self) -> Option<DateTime<Utc>> {
+        if self.queue.len() > 2 * self.ids.len() + 1024 {
+            self.requeue_all();
+        }
         while let Some(Reverse(Due { at, slot })) = self.queue.peek().copied() {
             if self.current(slot, at) {
                 return Some(time(at));
@@ -252,5 +264,38 @@ mod tests {
         }
         let order: Vec<(i64, u32)> = std::iter::from_fn(|| queue.pop().map(|Reverse(due)| due.key())).collect();
         assert_eq!(order, vec![(-2, 4), (3, 9), (5, 0), (5, 1)]);
+    }
+
+    /// Every sign-in moves an account's next step, and the step it replaces stays queued until
+    /// its time: without a fresh queue now and then, a busy log grows it by an entry a sign-in.
+    #[test]
+    fn moved_steps_never_pile_up_past_about_two_per_account() {
+        let quarantine = Duration::days(30);
+        let start = DateTime::parse_from_rfc3339("2026-01-01T08:00:00Z").unwrap().to_utc();
+        let accounts: Vec<AccountId> = (1..=100u128).map(|i| AccountId(uuid::Uuid::from_u128(i))).collect();
+        let mut tracker = Tracker::new(quarantine);
+        for account in &accounts {
+            tracker.set(*account, Lifecycle::invited(start));
+        }
+        tracker.replayed();
+        // The first account never comes back: its step stays first in the queue, ahead of
+        // every step the others' sign-ins move.
+        let (idle, active) = accounts.split_first().unwrap();
+        let mut latest = Lifecycle::invited(start);
+        for minute in 1..=200 {
+            latest = Lifecycle::invited(start + Duration::minutes(minute));
+            for account in active {
+                tracker.set(*account, latest);
+            }
+            let due = tracker.next_due();
+            assert_eq!(due, Lifecycle::invited(start).next(quarantine).map(|(at, _)| at));
+            assert!(tracker.queue.len() <= 2 * accounts.len() + 1024, "{} queued", tracker.queue.len());
+        }
+        let (at, _) = latest.next(quarantine).unwrap();
+        let popped: Vec<AccountId> = std::iter::from_fn(|| tracker.pop_due(at)).collect();
+        assert_eq!(popped[0], *idle);
+        let mut rest = popped[1..].to_vec();
+        rest.sort();
+        assert_eq!(rest, active, "each account is due once, at its latest step");
     }
 }
