@@ -155,8 +155,8 @@ impl Db {
     }
 
     /// Runs `work` on the SQLite connection, off the async threads. The connection is taken
-    /// before the hop to the blocking pool: callers that wait for it wait as tasks, not as
-    /// blocked threads (under load the pool had grown to 80 threads waiting on this lock).
+    /// before the hop to the blocking pool, so that callers waiting for it wait as tasks rather
+    /// than each holding a thread of the pool.
     pub async fn with<T: Send + 'static>(
         connection: &Arc<Mutex<Connection>>,
         work: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,

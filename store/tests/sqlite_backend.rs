@@ -49,7 +49,7 @@ async fn two_writers_on_one_file_never_fork_a_stream() {
 
 /// A flood of reads runs on a bounded set of connections: the reads past the bound wait for one
 /// to come back rather than opening more (each connection opened and closed under load cost a
-/// schema parse and a page cache, and left the heap growing).
+/// schema parse and a page cache).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_reads_shares_a_bounded_set_of_connections() {
     use std::sync::Arc;
