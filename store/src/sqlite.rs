@@ -9,29 +9,28 @@
 //! sustained load leadership moves to a blocking-pool thread that keeps committing until the
 //! queue is empty. Readers use their own connections, which WAL lets run beside the writer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chrono::DateTime;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::chain;
 use crate::event_store::*;
 use crate::merkle::{self, TreeWriter};
 
+mod read_pool;
+pub use read_pool::ReadPool;
+use read_pool::open_reader;
+
 /// "TENU": marks a SQLite file as a Tenure store.
 pub const APPLICATION_ID: i64 = 0x5445_4e55;
 const SCHEMA_VERSION: i64 = 3;
 /// The most requests one group commit takes.
 const MAX_BATCH: usize = 1024;
-/// Read connections per file. Reads past this many wait, as tasks, for one to come back instead
-/// of opening another: under load, connections were opened and closed at 19 a second, each a
-/// parse of the schema and a fresh page cache, and each such read held a thread of the blocking
-/// pool.
-const READERS: usize = 8;
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const SCHEMA: &str = "
@@ -186,47 +185,7 @@ impl SqliteStore {
 
     /// The store's file.
     pub fn path(&self) -> &Path {
-        &self.inner.readers.path
-    }
-}
-
-/// Read-only connections to one SQLite file, at most `READERS` of them, reused across reads that
-/// run on the blocking pool.
-pub struct ReadPool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-    permits: Arc<Semaphore>,
-}
-
-impl ReadPool {
-    pub fn new(path: &Path) -> Arc<ReadPool> {
-        Arc::new(ReadPool {
-            path: path.to_path_buf(),
-            idle: Mutex::new(Vec::new()),
-            permits: Arc::new(Semaphore::new(READERS)),
-        })
-    }
-
-    /// Runs `read` on a pooled read-only connection, off the async threads.
-    pub async fn read<T: Send + 'static>(
-        self: &Arc<Self>,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
-        let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let pooled = pool.idle.lock().map_err(|_| StoreError::Closed)?.pop();
-            let connection = match pooled {
-                Some(connection) => connection,
-                None => open_reader(&pool.path)?,
-            };
-            let result = read(&connection).map_err(|e| read_error(&pool.path, e));
-            pool.idle.lock().map_err(|_| StoreError::Closed)?.push(connection);
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+        self.inner.readers.path()
     }
 }
 
@@ -386,16 +345,6 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
         _ => return Err(StoreError::NotATenureStore(path.display().to_string())),
     }
     tx.commit().map_err(|e| open_error(path, e))
-}
-
-fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )
-    .map_err(|e| open_error(path, e))?;
-    connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
-    Ok(connection)
 }
 
 fn open_error(path: &Path, error: rusqlite::Error) -> StoreError {
