@@ -398,20 +398,20 @@ fn the_api_answers_only_what_its_openapi_document_says() {
     std::fs::write(config.path().join("schemathesis.toml"), parameters).unwrap();
     let base = &portal.server.base;
     let output = std::process::Command::new(schemathesis())
-            .current_dir(config.path())
-            .args(["run", &format!("{base}/api/openapi.json"), "--url", base])
-            .args(["-H", &format!("Cookie: tenure_session={}", portal.admin.0)])
-            .args(["-H", &format!("X-CSRF-Token: {}", portal.admin.1)])
-            .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"])
-            // Both end the session every other case needs; their answers are tested on their own.
-            .args(["--exclude-path", "/api/v1/sign-out", "--exclude-path", "/api/v1/profile/password"])
-            .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "100", "--seed", "20261202"])
-            // One worker: Python 3.11's parser is not safe across threads, and with two workers
-            // hypothesis's look at its own lambdas died now and then ("AST constructor recursion
-            // depth mismatch"), twice in a row on CI, which says nothing about the API.
-            .args(["--no-color", "--workers", "1", "--continue-on-failure"])
-            .output()
-            .unwrap();
+        .current_dir(config.path())
+        .args(["run", &format!("{base}/api/openapi.json"), "--url", base])
+        .args(["-H", &format!("Cookie: tenure_session={}", portal.admin.0)])
+        .args(["-H", &format!("X-CSRF-Token: {}", portal.admin.1)])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"])
+        // Both end the session every other case needs; their answers are tested on their own.
+        .args(["--exclude-path", "/api/v1/sign-out", "--exclude-path", "/api/v1/profile/password"])
+        .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "100", "--seed", "20261202"])
+        // One worker: Python 3.11's parser is not safe across threads, and with two workers
+        // hypothesis's look at its own lambdas died now and then ("AST constructor recursion
+        // depth mismatch"), twice in a row on CI, which says nothing about the API.
+        .args(["--no-color", "--workers", "1", "--continue-on-failure"])
+        .output()
+        .unwrap();
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
