@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod context;
 mod logging;
+mod memory;
 mod progress;
 
 use std::process::ExitCode;
@@ -40,7 +41,12 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    memory::limit_arenas();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(memory::BLOCKING_THREADS)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");

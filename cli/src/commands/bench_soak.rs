@@ -37,6 +37,12 @@ fn resident(pid: u32) -> anyhow::Result<u64> {
     }
 }
 
+/// How many threads process `pid` runs: each brings its stack and its share of malloc's memory.
+fn threads(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("Threads:")?.trim().parse().ok()).unwrap_or(0)
+}
+
 #[derive(Default)]
 struct Counts {
     requests: AtomicU64,
@@ -99,7 +105,7 @@ pub async fn run(global: &Global, args: BenchSoak) -> anyhow::Result<ExitCode> {
         .collect();
     let started = Instant::now();
     let mut figures = vec![resident(pid)?];
-    println!("minute  0: {:>7.1} MiB", figures[0] as f64 / 1048576.0);
+    println!("minute  0: {:>7.1} MiB, {:>3} threads", figures[0] as f64 / 1048576.0, threads(pid));
     for minute in 1..=args.minutes {
         let due = started + Duration::from_secs(60 * minute as u64);
         while Instant::now() < due {
@@ -112,8 +118,9 @@ pub async fn run(global: &Global, args: BenchSoak) -> anyhow::Result<ExitCode> {
         }
         figures.push(resident(pid).map_err(|e| anyhow!("the gateway is gone: {e}"))?);
         println!(
-            "minute {minute:>2}: {:>7.1} MiB  ({} requests, {} sign-ins, {} profile edits so far)",
+            "minute {minute:>2}: {:>7.1} MiB, {:>3} threads  ({} requests, {} sign-ins, {} profile edits so far)",
             figures[minute] as f64 / 1048576.0,
+            threads(pid),
             counts.requests.load(Ordering::Relaxed),
             counts.sign_ins.load(Ordering::Relaxed),
             counts.edits.load(Ordering::Relaxed),
