@@ -63,8 +63,6 @@ pub async fn run(global: &Global, serve: Serve) -> anyhow::Result<ExitCode> {
         }
     });
 
-    crate::memory::trim_every_minute();
-
     // Expired sessions, flows, offered keys and counters go, whichever gateway sweeps first.
     let swept = app.clone();
     tokio::spawn(async move {
