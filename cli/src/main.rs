@@ -41,13 +41,11 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    // Benchmarks run their load's clients as blocking tasks beside the gateway they load, in one
-    // runtime: under the bound the clients would hold every thread and the gateway none.
-    if !matches!(cli.command, args::Command::Bench(_)) {
-        runtime.max_blocking_threads(memory::BLOCKING_THREADS);
-    }
-    let runtime = match runtime.enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(memory::BLOCKING_THREADS)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");

@@ -268,6 +268,18 @@ async fn report_rebuild(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs one client of a benchmark's load on a thread of its own. tokio's blocking pool belongs to
+/// the gateway the load runs against, bounded as in production (ADR 0019): a client holding one
+/// of its threads for the whole run would take it from the gateway.
+pub(crate) fn load_client<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> tokio::sync::oneshot::Receiver<anyhow::Result<T>> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    // A client that panics drops `done`, and whoever awaits `result` gets an error.
+    std::thread::spawn(move || done.send(work()));
+    result
+}
+
 /// The baseline: every row of the events table, every column read into owned values, in order.
 pub(crate) fn raw_scan(path: &Path) -> anyhow::Result<(u64, f64)> {
     let connection = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;

@@ -211,7 +211,7 @@ async fn http_slice(
         .into_iter()
         .map(|held| {
             let (url, basic, done) = (url.clone(), basic.to_string(), done.clone());
-            tokio::task::spawn_blocking(move || {
+            super::bench::load_client(move || {
                 let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
                 let mut codes = held.lines().map(str::to_string).collect::<Vec<_>>().into_iter();
                 let mut token = held.clone();

@@ -49,7 +49,7 @@ pub async fn run(global: &Global, args: BenchReset) -> anyhow::Result<ExitCode> 
     let clients: Vec<_> = (0..args.clients)
         .map(|client| {
             let base = base.clone();
-            tokio::task::spawn_blocking(move || {
+            super::bench::load_client(move || {
                 let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
                 let mut times: Vec<Vec<Duration>> = vec![Vec::new(); KINDS.len()];
                 for round in 0..per_client {

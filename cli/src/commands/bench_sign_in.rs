@@ -74,7 +74,7 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
     let clients: Vec<_> = (0..args.clients)
         .map(|_| {
             let (base, next_user, done) = (base.clone(), next_user.clone(), done.clone());
-            tokio::task::spawn_blocking(move || {
+            super::bench::load_client(move || {
                 let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
                 while started.elapsed() < duration {
                     let n = next_user.fetch_add(1, Ordering::Relaxed);
@@ -109,7 +109,7 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
     let clients: Vec<_> = (0..args.clients * 4)
         .map(|_| {
             let (base, cookie, stop) = (base.clone(), cookie.clone(), stop.clone());
-            tokio::task::spawn_blocking(move || {
+            super::bench::load_client(move || {
                 let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
                 let mut latencies = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
