@@ -121,6 +121,7 @@ impl Db {
     pub fn open_sqlite(path: &Path) -> Result<Db, DbError> {
         let connection = Connection::open(path)?;
         connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        tenure_store::sqlite::plan_once(&connection)?;
         connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         // Rows here name client addresses and email digests: what is deleted is overwritten.
         connection.execute_batch("PRAGMA secure_delete = ON;")?;

@@ -66,7 +66,8 @@ impl Limits {
         let tat: Option<i64> = match &self.db {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
-                    Ok(c.query_row("SELECT tat FROM address_failures WHERE address = ?1", [key], |r| r.get(0))
+                    Ok(c.prepare_cached("SELECT tat FROM address_failures WHERE address = ?1")?
+                        .query_row([key], |r| r.get(0))
                         .optional()?)
                 })
                 .await?
@@ -87,11 +88,11 @@ impl Limits {
         match &self.db {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
-                    c.execute(
+                    c.prepare_cached(
                         "INSERT INTO address_failures (address, tat) VALUES (?1, ?2 + ?3)
                          ON CONFLICT (address) DO UPDATE SET tat = MAX(tat, ?2) + ?3",
-                        params![key, now, interval],
-                    )?;
+                    )?
+                    .execute(params![key, now, interval])?;
                     Ok(())
                 })
                 .await
@@ -151,10 +152,9 @@ impl Limits {
         let found: Option<(String, i64)> = match &self.db {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
-                    Ok(c.query_row("SELECT guard, version FROM ghost_guards WHERE username = ?1", [name], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()?)
+                    Ok(c.prepare_cached("SELECT guard, version FROM ghost_guards WHERE username = ?1")?
+                        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?)
                 })
                 .await?
             }
@@ -187,17 +187,17 @@ impl Limits {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
                     Ok(if version == 0 {
-                        c.execute(
+                        c.prepare_cached(
                             "INSERT INTO ghost_guards (username, guard, version, expires) VALUES (?1, ?2, 1, ?3)
                              ON CONFLICT (username) DO NOTHING",
-                            params![name, json, expires],
                         )?
+                        .execute(params![name, json, expires])?
                     } else {
-                        c.execute(
+                        c.prepare_cached(
                             "UPDATE ghost_guards SET guard = ?2, version = version + 1, expires = ?3
                              WHERE username = ?1 AND version = ?4",
-                            params![name, json, expires, version],
                         )?
+                        .execute(params![name, json, expires, version])?
                     } as u64)
                 })
                 .await?

@@ -119,11 +119,11 @@ impl SessionStore {
         match &self.rows {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
-                    c.execute(
+                    c.prepare_cached(
                         "INSERT INTO sessions (id_digest, account_id, created_at, last_seen, client_address, user_agent)
                          VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
-                        params![digest, account_id.0.as_bytes(), now, address, agent],
-                    )?;
+                    )?
+                    .execute(params![digest, account_id.0.as_bytes(), now, address, agent])?;
                     Ok(())
                 })
                 .await?;
@@ -226,10 +226,8 @@ impl SessionStore {
                 "DELETE FROM sessions WHERE id_digest = $1 AND account_id = $2",
                 vec![Box::new(digest.to_vec()), Box::new(account_id.0)],
                 move |c| {
-                    c.execute(
-                        "DELETE FROM sessions WHERE id_digest = ?1 AND account_id = ?2",
-                        params![digest, account_id.0.as_bytes()],
-                    )
+                    c.prepare_cached("DELETE FROM sessions WHERE id_digest = ?1 AND account_id = ?2")?
+                        .execute(params![digest, account_id.0.as_bytes()])
                 },
             )
             .await?;
@@ -258,11 +256,8 @@ impl SessionStore {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
                     let row: Option<(Vec<u8>, i64, i64)> = c
-                        .query_row(
-                            "SELECT account_id, created_at, last_seen FROM sessions WHERE id_digest = ?1",
-                            [digest],
-                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                        )
+                        .prepare_cached("SELECT account_id, created_at, last_seen FROM sessions WHERE id_digest = ?1")?
+                        .query_row([digest], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                         .optional()?;
                     row.map(|(account, created, seen)| {
                         Ok((Uuid::from_slice(&account).map_err(|e| DbError::Db(e.to_string()))?, created, seen))
@@ -293,7 +288,8 @@ impl SessionStore {
             match &self.rows {
                 Db::Sqlite(connection) => {
                     Db::with(connection, move |c| {
-                        c.execute("UPDATE sessions SET last_seen = ?2 WHERE id_digest = ?1", params![digest, at])?;
+                        c.prepare_cached("UPDATE sessions SET last_seen = ?2 WHERE id_digest = ?1")?
+                            .execute(params![digest, at])?;
                         Ok(())
                     })
                     .await?;
@@ -324,7 +320,7 @@ impl SessionStore {
             End::One(digest),
             "DELETE FROM sessions WHERE id_digest = $1",
             vec![Box::new(digest.to_vec())],
-            move |c| c.execute("DELETE FROM sessions WHERE id_digest = ?1", [digest]),
+            move |c| c.prepare_cached("DELETE FROM sessions WHERE id_digest = ?1")?.execute([digest]),
         )
         .await?;
         Ok(())
@@ -338,10 +334,8 @@ impl SessionStore {
             "DELETE FROM sessions WHERE account_id = $1 AND id_digest != $2",
             vec![Box::new(account_id.0), Box::new(keep.to_vec())],
             move |c| {
-                c.execute(
-                    "DELETE FROM sessions WHERE account_id = ?1 AND id_digest != ?2",
-                    params![account_id.0.as_bytes(), keep],
-                )
+                c.prepare_cached("DELETE FROM sessions WHERE account_id = ?1 AND id_digest != ?2")?
+                    .execute(params![account_id.0.as_bytes(), keep])
             },
         )
         .await
@@ -391,10 +385,8 @@ impl SessionStore {
         match &self.rows {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
-                    Ok(c.execute(
-                        "DELETE FROM sessions WHERE last_seen <= ?1 OR created_at <= ?2",
-                        params![idle_since, started_before],
-                    )? as u64)
+                    Ok(c.prepare_cached("DELETE FROM sessions WHERE last_seen <= ?1 OR created_at <= ?2")?
+                        .execute(params![idle_since, started_before])? as u64)
                 })
                 .await
             }

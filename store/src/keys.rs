@@ -103,6 +103,7 @@ impl SqliteKeyStore {
         }
         let master = load_or_create_master_key(master_key_path)?;
         let connection = Connection::open(path).map_err(|e| key_error(path, e))?;
+        crate::sqlite::plan_once(&connection).map_err(|e| key_error(path, e))?;
         connection
             .execute_batch(
                 "PRAGMA journal_mode = DELETE;
@@ -231,10 +232,8 @@ impl KeyStore for SqliteKeyStore {
     async fn get(&self, account: AccountId) -> Result<Option<DataKey>, StoreError> {
         self.with_connection(move |c, master| {
             let wrapped: Option<Vec<u8>> = c
-                .query_row("SELECT wrapped FROM account_keys WHERE account_id = ?1", [account.0.as_bytes()], |r| {
-                    r.get(0)
-                })
-                .optional()
+                .prepare_cached("SELECT wrapped FROM account_keys WHERE account_id = ?1")
+                .and_then(|mut select| select.query_row([account.0.as_bytes()], |r| r.get(0)).optional())
                 .map_err(|e| StoreError::Backend(format!("cannot read the key of {account}: {e}")))?;
             let Some(wrapped) = wrapped else {
                 return Ok(None);

@@ -191,6 +191,7 @@ impl SqliteOutbox {
     fn open(path: &Path) -> Result<SqliteOutbox, StoreError> {
         let connection = Connection::open(path).map_err(|e| sqlite(&e))?;
         connection.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| sqlite(&e))?;
+        crate::sqlite::plan_once(&connection).map_err(|e| sqlite(&e))?;
         connection.execute_batch("PRAGMA synchronous = FULL;").map_err(|e| sqlite(&e))?;
         Ok(SqliteOutbox(Arc::new(Mutex::new(connection))))
     }

@@ -22,7 +22,9 @@ use crate::chain;
 use crate::event_store::*;
 use crate::merkle::{self, TreeWriter};
 
+mod plans;
 mod read_pool;
+pub use plans::plan_once;
 pub use read_pool::ReadPool;
 use read_pool::open_reader;
 
@@ -288,6 +290,7 @@ impl EventStore for SqliteStore {
 
 fn configure(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
+    plan_once(connection).map_err(|e| open_error(path, e))?;
     // `journal_mode` answers with the mode in force; reading it is the first real file access,
     // so a file that is not a database fails here with NOTADB.
     let mode: String =
@@ -367,7 +370,9 @@ fn read_error(path: &Path, error: rusqlite::Error) -> StoreError {
 }
 
 pub(crate) fn current_head(connection: &Connection) -> rusqlite::Result<Position> {
-    connection.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get::<_, i64>(0).map(|p| p as u64))
+    connection
+        .prepare_cached("SELECT coalesce(max(position), 0) FROM events")?
+        .query_row([], |r| r.get::<_, i64>(0).map(|p| p as u64))
 }
 
 // Fixed-size columns are read in place, without an allocation per column: a rebuild reads

@@ -79,7 +79,8 @@ impl EmailIndex {
         let position: i64 = match &self.db {
             Db::Sqlite(connection) => {
                 Db::with(connection, |c| {
-                    Ok(c.query_row("SELECT position FROM email_index_position WHERE id = 1", [], |r| r.get(0))?)
+                    Ok(c.prepare_cached("SELECT position FROM email_index_position WHERE id = 1")?
+                        .query_row([], |r| r.get(0))?)
                 })
                 .await?
             }
@@ -100,21 +101,19 @@ impl EmailIndex {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
                     let tx = c.unchecked_transaction()?;
-                    let moved = tx.execute(
-                        "UPDATE email_index_position SET position = ?2 WHERE id = 1 AND position = ?1",
-                        [from, to],
-                    )?;
+                    let moved = tx
+                        .prepare_cached("UPDATE email_index_position SET position = ?2 WHERE id = 1 AND position = ?1")?
+                        .execute([from, to])?;
                     if moved == 0 {
                         return Ok(false);
                     }
                     for (digest, account) in &changes.added {
-                        tx.execute(
-                            "INSERT OR IGNORE INTO email_index (digest, account_id) VALUES (?1, ?2)",
-                            params![digest, account.0.as_bytes()],
-                        )?;
+                        tx.prepare_cached("INSERT OR IGNORE INTO email_index (digest, account_id) VALUES (?1, ?2)")?
+                            .execute(params![digest, account.0.as_bytes()])?;
                     }
                     for account in &changes.erased {
-                        tx.execute("DELETE FROM email_index WHERE account_id = ?1", [account.0.as_bytes()])?;
+                        tx.prepare_cached("DELETE FROM email_index WHERE account_id = ?1")?
+                            .execute([account.0.as_bytes()])?;
                     }
                     tx.commit()?;
                     if !changes.erased.is_empty() {

@@ -142,7 +142,9 @@ fn end_of(row: &Row) -> Option<End> {
 async fn last(db: &Db) -> Result<i64, DbError> {
     const SQL: &str = "SELECT COALESCE(MAX(seq), 0) FROM session_ends";
     match db {
-        Db::Sqlite(connection) => Db::with(connection, |c| Ok(c.query_row(SQL, [], |r| r.get(0))?)).await,
+        Db::Sqlite(connection) => {
+            Db::with(connection, |c| Ok(c.prepare_cached(SQL)?.query_row([], |r| r.get(0))?)).await
+        }
         Db::Postgres(pool) => Ok(Db::query_one(pool, SQL, &[]).await?.get(0)),
     }
 }

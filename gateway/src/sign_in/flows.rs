@@ -101,11 +101,11 @@ impl Flows {
             Db::Sqlite(connection) => {
                 let username = flow.username;
                 Db::with(connection, move |c| {
-                    c.execute(
+                    c.prepare_cached(
                         "INSERT INTO sign_in_flows (id_digest, username, account_id, step, sealed_secret, started, expires)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![key, username, account.map(|a| a.into_bytes()), tag, sealed, started, expires],
-                    )?;
+                    )?
+                    .execute(params![key, username, account.map(|a| a.into_bytes()), tag, sealed, started, expires])?;
                     Ok(())
                 })
                 .await?
@@ -131,12 +131,11 @@ impl Flows {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
                     let row: Option<SqliteRow> = c
-                        .query_row(
+                        .prepare_cached(
                             "SELECT username, account_id, step, sealed_secret, started FROM sign_in_flows
                              WHERE id_digest = ?1 AND expires > ?2",
-                            params![key, at],
-                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                        )
+                        )?
+                        .query_row(params![key, at], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
                         .optional()?;
                     row.map(|(username, account, step, sealed, started)| {
                         let account = account
@@ -185,10 +184,10 @@ impl Flows {
         let changed = match &self.db {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
-                    Ok(c.execute(
+                    Ok(c.prepare_cached(
                         "UPDATE sign_in_flows SET step = ?3, sealed_secret = ?4 WHERE id_digest = ?1 AND step = ?2",
-                        params![key, from, to, sealed],
-                    )?)
+                    )?
+                    .execute(params![key, from, to, sealed])?)
                 })
                 .await? as u64
             }
@@ -212,7 +211,8 @@ impl Flows {
         let removed = match &self.db {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
-                    Ok(c.execute("DELETE FROM sign_in_flows WHERE id_digest = ?1 AND step = ?2", params![key, tag])?)
+                    Ok(c.prepare_cached("DELETE FROM sign_in_flows WHERE id_digest = ?1 AND step = ?2")?
+                        .execute(params![key, tag])?)
                 })
                 .await? as u64
             }
@@ -234,7 +234,8 @@ impl Flows {
         match &self.db {
             Db::Sqlite(connection) => {
                 Db::with(connection, move |c| {
-                    Ok(c.execute("DELETE FROM sign_in_flows WHERE account_id = ?1", [account.0.as_bytes()])? as u64)
+                    Ok(c.prepare_cached("DELETE FROM sign_in_flows WHERE account_id = ?1")?
+                        .execute([account.0.as_bytes()])? as u64)
                 })
                 .await
             }

@@ -63,6 +63,7 @@ impl SqliteStorage {
     pub(crate) fn open(path: &Path) -> Result<SqliteStorage, ProjectionError> {
         let mut connection = Connection::open(path)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
+        tenure_store::sqlite::plan_once(&connection)?;
         connection.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         connection.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;")?;
         // Checked and created under the write lock: two processes may open a new file at once.
@@ -124,22 +125,20 @@ pub(crate) fn bad(column: &str, value: &str) -> rusqlite::Error {
 }
 
 fn create_if_missing<D: SqliteTables>(tx: &Connection) -> rusqlite::Result<()> {
-    let exists: bool = tx.query_row(
-        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-        [<D as SqliteTables>::TABLES[0]],
-        |r| r.get(0),
-    )?;
+    let exists: bool = tx
+        .prepare_cached("SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1")?
+        .query_row([<D as SqliteTables>::TABLES[0]], |r| r.get(0))?;
     if !exists {
         tx.execute_batch(&<D as SqliteTables>::create_tables(""))?;
         tx.execute_batch(&<D as SqliteTables>::create_indexes("", 0))?;
-        tx.execute("INSERT OR IGNORE INTO checkpoints (name, position, generation) VALUES (?1, 0, 0)", [D::NAME])?;
+        tx.prepare_cached("INSERT OR IGNORE INTO checkpoints (name, position, generation) VALUES (?1, 0, 0)")?
+            .execute([D::NAME])?;
     }
     Ok(())
 }
 
 fn read_checkpoint(c: &Connection, projection: Projection) -> rusqlite::Result<Checkpoint> {
-    c.query_row(
-        "SELECT position, generation, failed_position, error FROM checkpoints WHERE name = ?1",
+    c.prepare_cached("SELECT position, generation, failed_position, error FROM checkpoints WHERE name = ?1")?.query_row(
         [projection.name()],
         |row| {
             let failed = match (row.get::<_, Option<i64>>(2)?, row.get::<_, Option<String>>(3)?) {
@@ -198,10 +197,8 @@ impl Storage for SqliteStorage {
             let events: Vec<Envelope> = events.into_iter().filter(|e| e.recorded.position > checkpoint).collect();
             each_projection!(projection, D => apply::<D>(&tx, "", events))?;
             let position = checkpoint.max(through);
-            tx.execute(
-                "UPDATE checkpoints SET position = ?2 WHERE name = ?1",
-                params![projection.name(), position as i64],
-            )?;
+            tx.prepare_cached("UPDATE checkpoints SET position = ?2 WHERE name = ?1")?
+                .execute(params![projection.name(), position as i64])?;
             tx.commit()?;
             Ok(position)
         })
@@ -215,10 +212,8 @@ impl Storage for SqliteStorage {
         reason: String,
     ) -> Result<(), ProjectionError> {
         self.write(move |c| {
-            c.execute(
-                "UPDATE checkpoints SET failed_position = ?2, error = ?3 WHERE name = ?1",
-                params![projection.name(), position as i64, reason],
-            )?;
+            c.prepare_cached("UPDATE checkpoints SET failed_position = ?2, error = ?3 WHERE name = ?1")?
+                .execute(params![projection.name(), position as i64, reason])?;
             Ok(())
         })
         .await
@@ -226,10 +221,8 @@ impl Storage for SqliteStorage {
 
     async fn clear_failure(&self, projection: Projection) -> Result<(), ProjectionError> {
         self.write(move |c| {
-            c.execute(
-                "UPDATE checkpoints SET failed_position = NULL, error = NULL WHERE name = ?1",
-                [projection.name()],
-            )?;
+            c.prepare_cached("UPDATE checkpoints SET failed_position = NULL, error = NULL WHERE name = ?1")?
+                .execute([projection.name()])?;
             Ok(())
         })
         .await
@@ -310,11 +303,11 @@ impl Storage for SqliteStorage {
                 for table in each_projection!(*projection, D => <D as SqliteTables>::TABLES) {
                     tx.execute_batch(&format!("DROP TABLE {table}; ALTER TABLE {table}{NEXT} RENAME TO {table};"))?;
                 }
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE checkpoints SET position = ?2, generation = ?3, failed_position = NULL, error = NULL \
                      WHERE name = ?1",
-                    params![projection.name(), (next - 1) as i64, generation as i64],
-                )?;
+                )?
+                .execute(params![projection.name(), (next - 1) as i64, generation as i64])?;
             }
             tx.commit()?;
             Ok((events, next - 1))

@@ -68,5 +68,6 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     )
     .map_err(|e| open_error(path, e))?;
     connection.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
+    super::plan_once(&connection).map_err(|e| open_error(path, e))?;
     Ok(connection)
 }
