@@ -578,7 +578,8 @@ pub struct BenchSoak {
 
 #[derive(Debug, Args)]
 pub struct BenchSignIn {
-    /// Seconds to run each part.
+    /// Seconds to run each part; the raw verifications and the complete sign-ins take turns in
+    /// five slices.
     #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
     pub seconds: f64,
     /// Concurrent clients.
