@@ -91,19 +91,20 @@ async fn append(global: &Global, args: BenchAppend) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// Work done and time taken, summed over the slices of one side of a benchmark.
 #[derive(Default)]
-struct Throughput {
+pub(crate) struct Throughput {
     events: u64,
     seconds: f64,
 }
 
 impl Throughput {
-    fn add(&mut self, (events, seconds): (u64, f64)) {
+    pub(crate) fn add(&mut self, (events, seconds): (u64, f64)) {
         self.events += events;
         self.seconds += seconds;
     }
 
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.events as f64 / self.seconds
     }
 }

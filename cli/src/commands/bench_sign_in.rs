@@ -21,6 +21,7 @@ use tenure_gateway::totp::Authenticator;
 use tenure_store::{Actor, EventStore, Meta, secrets};
 use uuid::Uuid;
 
+use super::bench::Throughput;
 use crate::args::{BenchSignIn, Global};
 use crate::context::SystemClock;
 
@@ -43,10 +44,11 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
     let pool = PasswordHasherPool::new(HashCost::default(), cores, 0)?;
     let phc = pool.hash(PASSWORD.into()).await?;
     let fresh = fresh_memory_rate(&phc, cores, slice)?;
-    let (count, seconds) = raw_verifications(&pool, &phc, cores, slice).await?;
+    let mut warm_up = Throughput::default();
+    warm_up.add(raw_verifications(&pool, &phc, cores, slice).await?);
 
     // Accounts that can each sign in once in the run (a TOTP time step is accepted once).
-    let users = ((count as f64 / seconds * args.seconds * 1.5) as usize).max(100);
+    let users = ((warm_up.rate() * args.seconds * 1.5) as usize).max(100);
     let app = scratch_gateway(scratch.path()).await?;
     println!(
         "sign-in benchmark: {cores} cores, {} clients, {:.0} s per part in {SLICES} alternating slices; \
@@ -59,15 +61,12 @@ pub async fn run(global: &Global, args: BenchSignIn) -> anyhow::Result<ExitCode>
     let base = format!("http://{address}/api/v1");
 
     let next_user = Arc::new(AtomicUsize::new(0));
-    let (mut raw, mut complete) = ((0, 0.0), (0, 0.0));
+    let (mut raw, mut complete) = (Throughput::default(), Throughput::default());
     for _ in 0..SLICES {
-        let (count, seconds) = raw_verifications(&pool, &phc, cores, slice).await?;
-        raw = (raw.0 + count, raw.1 + seconds);
-        let (count, seconds) = sign_ins(&base, args.clients, users, &next_user, slice).await?;
-        complete = (complete.0 + count, complete.1 + seconds);
+        raw.add(raw_verifications(&pool, &phc, cores, slice).await?);
+        complete.add(sign_ins(&base, args.clients, users, &next_user, slice).await?);
     }
-    let raw = raw.0 as f64 / raw.1;
-    let rate = complete.0 as f64 / complete.1;
+    let (raw, rate) = (raw.rate(), complete.rate());
     anyhow::ensure!(next_user.load(Ordering::Relaxed) < users, "the prepared accounts ran out before the time did");
     println!(
         "{:<56} {:>10.1} /s  {:.2} x reused",
@@ -124,7 +123,7 @@ async fn raw_verifications(
     phc: &str,
     cores: usize,
     duration: Duration,
-) -> anyhow::Result<(usize, f64)> {
+) -> anyhow::Result<(u64, f64)> {
     let verified = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let verifiers: Vec<_> = (0..cores)
@@ -142,7 +141,7 @@ async fn raw_verifications(
     for verifier in verifiers {
         verifier.await?;
     }
-    Ok((verified.load(Ordering::Relaxed), started.elapsed().as_secs_f64()))
+    Ok((verified.load(Ordering::Relaxed) as u64, started.elapsed().as_secs_f64()))
 }
 
 /// Complete sign-ins by `clients` clients for `duration`, each of a bench account not used
@@ -153,7 +152,7 @@ async fn sign_ins(
     users: usize,
     next_user: &Arc<AtomicUsize>,
     duration: Duration,
-) -> anyhow::Result<(usize, f64)> {
+) -> anyhow::Result<(u64, f64)> {
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let clients: Vec<_> = (0..clients)
@@ -177,7 +176,7 @@ async fn sign_ins(
     for client in clients {
         client.await??;
     }
-    Ok((done.load(Ordering::Relaxed), started.elapsed().as_secs_f64()))
+    Ok((done.load(Ordering::Relaxed) as u64, started.elapsed().as_secs_f64()))
 }
 
 /// Verifications per second as the argon2 crate's `verify_password` does them, allocating its

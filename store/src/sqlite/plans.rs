@@ -1,8 +1,8 @@
 //! Query plans that stay put. SQLite (3.45 on) re-prepares a statement whose plan might depend on
 //! a bound value (`LIMIT ?`, `LIKE ?`, and with statistics, ranges) every time the value changes,
 //! and rusqlite clears a statement's bindings when it goes back into the cache: every reuse of a
-//! cached `… LIMIT ?2` parsed and planned the statement again. Under a sign-in load that was a
-//! seventh of the gateway's own CPU, mostly in the followers that read `$all` page by page.
+//! cached `… LIMIT ?2` parsed and planned the statement again. Under a sign-in load that was
+//! 11 % of the gateway's own CPU, mostly in the followers that read `$all` page by page.
 //! With the query planner stability guarantee on, plans are made once per statement.
 //!
 //! The cache itself holds more than rusqlite's 16 statements: the gateway's one connection to
