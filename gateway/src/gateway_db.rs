@@ -155,15 +155,16 @@ impl Db {
         }
     }
 
-    /// Runs `work` on the SQLite connection, off the async threads. The connection is taken
-    /// before the hop to the blocking pool, so that callers waiting for it wait as tasks rather
-    /// than each holding a thread of the pool.
-    pub async fn with<T: Send + 'static>(
+    /// Runs `work` on the SQLite connection, on the calling thread once the connection is free
+    /// (callers wait for it as tasks). Its statements read or write a row or a few by key, in
+    /// the gateway's own file without a sync at commit: microseconds, where the hop to the
+    /// blocking pool and back costs two thread wake-ups (ADR 0021).
+    pub async fn with<T>(
         connection: &Arc<Mutex<Connection>>,
-        work: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+        work: impl FnOnce(&Connection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let connection = connection.clone().lock_owned().await;
-        tokio::task::spawn_blocking(move || work(&connection)).await.map_err(|e| DbError::Db(e.to_string()))?
+        let connection = connection.lock().await;
+        work(&connection)
     }
 
     pub async fn client(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Object, DbError> {

@@ -230,7 +230,7 @@ impl KeyStore for SqliteKeyStore {
     }
 
     async fn get(&self, account: AccountId) -> Result<Option<DataKey>, StoreError> {
-        self.with_connection(move |c, master| {
+        let get = move |c: &Connection, master: &DataKey| {
             let wrapped: Option<Vec<u8>> = c
                 .prepare_cached("SELECT wrapped FROM account_keys WHERE account_id = ?1")
                 .and_then(|mut select| select.query_row([account.0.as_bytes()], |r| r.get(0)).optional())
@@ -239,8 +239,14 @@ impl KeyStore for SqliteKeyStore {
                 return Ok(None);
             };
             unwrap_key(master, account, &wrapped).map(Some)
-        })
-        .await
+        };
+        // A sign-in reads a key several times. Read by key, it takes microseconds: on this
+        // thread unless the connection is busy with a write, where the hop to the blocking
+        // pool and back costs more (ADR 0021).
+        if let Ok(connection) = self.inner.connection.try_lock() {
+            return get(&connection, &self.inner.master);
+        }
+        self.with_connection(get).await
     }
 
     async fn destroy(&self, account: AccountId) -> Result<(), StoreError> {

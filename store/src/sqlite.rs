@@ -169,6 +169,15 @@ impl SqliteStore {
         self.inner.readers.read(read).await
     }
 
+    /// Runs `read` on a pooled read-only connection on the calling thread: a lookup or a short
+    /// page (`ReadPool::lookup`).
+    pub(crate) async fn lookup<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.inner.readers.lookup(read).await
+    }
+
     /// Runs `work` on the writing connection, off the async threads, between group commits.
     pub(crate) async fn with_writer<T: Send + 'static>(
         &self,
@@ -218,8 +227,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_stream(&self, stream: &str, from: Version) -> Result<Vec<RecordedEvent>, StoreError> {
-        let stream = stream.to_string();
-        self.read(move |c| {
+        self.lookup(|c| {
             let sql = format!("SELECT {COLUMNS} FROM events WHERE stream = ?1 AND version >= ?2 ORDER BY version");
             let mut statement = c.prepare_cached(&sql)?;
             let rows = statement.query_map(params![stream, from as i64], row_to_event)?;
@@ -229,13 +237,13 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.read(move |c| {
+        let read = move |c: &Connection| {
             let sql = format!("SELECT {COLUMNS} FROM events WHERE position >= ?1 ORDER BY position LIMIT ?2");
             let mut statement = c.prepare_cached(&sql)?;
             let rows = statement.query_map(params![from as i64, limit as i64], row_to_event)?;
             rows.collect()
-        })
-        .await
+        };
+        if limit <= read_pool::LOOKUP_ROWS { self.lookup(read).await } else { self.read(read).await }
     }
 
     async fn scan_all<T, F>(&self, from: Position, limit: usize, mut state: T, mut each: F) -> Result<T, StoreError>
@@ -280,7 +288,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
-        self.read(current_head).await
+        self.lookup(current_head).await
     }
 
     fn appended(&self) -> watch::Receiver<Position> {

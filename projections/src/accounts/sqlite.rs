@@ -179,7 +179,7 @@ impl SqliteStorage {
         filter: &'static str,
         value: impl rusqlite::ToSql + Send + 'static,
     ) -> Result<Option<AccountRow>, ProjectionError> {
-        self.read(move |c| c.prepare_cached(&select("", filter))?.query_row([value], read).optional()).await
+        self.lookup(|c| c.prepare_cached(&select("", filter))?.query_row([value], read).optional()).await
     }
 
     pub(crate) async fn login_lookup(&self, username: &Username) -> Result<Option<AccountRow>, ProjectionError> {

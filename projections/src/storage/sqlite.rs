@@ -102,6 +102,15 @@ impl SqliteStorage {
         Ok(self.readers.read(read).await?)
     }
 
+    /// Runs `read`, a lookup by key, on a read-only connection on the calling thread
+    /// (`ReadPool::lookup`).
+    pub(crate) async fn lookup<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ProjectionError> {
+        Ok(self.readers.lookup(read).await?)
+    }
+
     fn lock_path(&self, what: Guarded) -> PathBuf {
         let mut name = self.path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         name.push(format!(".{}.lock", what.name()));
@@ -182,7 +191,7 @@ fn write_copy_of<D: Stored>(tx: &Connection, replayed: &Replayed) -> Result<(), 
 
 impl Storage for SqliteStorage {
     async fn checkpoint(&self, projection: Projection) -> Result<Checkpoint, ProjectionError> {
-        self.read(move |c| read_checkpoint(c, projection)).await
+        self.lookup(|c| read_checkpoint(c, projection)).await
     }
 
     async fn apply_batch(

@@ -16,6 +16,10 @@ use crate::event_store::StoreError;
 /// pool.
 const READERS: usize = 8;
 
+/// The most rows a read on the calling thread (`ReadPool::lookup`) may ask for: a follower's
+/// page of `$all`, a millisecond at most.
+pub const LOOKUP_ROWS: usize = 1024;
+
 /// Read-only connections to one SQLite file, at most `READERS` of them, reused across reads that
 /// run on the blocking pool.
 pub struct ReadPool {
@@ -38,7 +42,20 @@ impl ReadPool {
         &self.path
     }
 
-    /// Runs `read` on a pooled read-only connection, off the async threads.
+    /// Runs `read` on a pooled read-only connection on the calling thread: for lookups by key
+    /// and pages of at most `LOOKUP_ROWS` rows. A reader of a WAL file never waits for the
+    /// writer, and such a read takes microseconds where the hop to the blocking pool and back
+    /// costs two thread wake-ups (ADR 0021).
+    pub async fn lookup<T>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
+        self.with_connection(read)
+    }
+
+    /// Runs `read` on a pooled read-only connection, off the async threads: for scans, which
+    /// read for milliseconds or more.
     pub async fn read<T: Send + 'static>(
         self: &Arc<Self>,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -47,17 +64,22 @@ impl ReadPool {
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let pooled = pool.idle.lock().map_err(|_| StoreError::Closed)?.pop();
-            let connection = match pooled {
-                Some(connection) => connection,
-                None => open_reader(&pool.path)?,
-            };
-            let result = read(&connection).map_err(|e| read_error(&pool.path, e));
-            pool.idle.lock().map_err(|_| StoreError::Closed)?.push(connection);
-            result
+            pool.with_connection(read)
         })
         .await
         .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+
+    /// Runs `read` on an idle connection, or a new one; the caller holds a permit.
+    fn with_connection<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().map_err(|_| StoreError::Closed)?.pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => open_reader(&self.path)?,
+        };
+        let result = read(&connection).map_err(|e| read_error(&self.path, e));
+        self.idle.lock().map_err(|_| StoreError::Closed)?.push(connection);
+        result
     }
 }
 
