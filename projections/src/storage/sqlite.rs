@@ -134,14 +134,16 @@ pub(crate) fn bad(column: &str, value: &str) -> rusqlite::Error {
 }
 
 fn create_if_missing<D: SqliteTables>(tx: &Connection) -> rusqlite::Result<()> {
-    let exists: bool = tx
-        .prepare_cached("SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1")?
-        .query_row([<D as SqliteTables>::TABLES[0]], |r| r.get(0))?;
+    // Run once at open: not worth a place in the statement cache (ADR 0020).
+    let exists: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        [<D as SqliteTables>::TABLES[0]],
+        |r| r.get(0),
+    )?;
     if !exists {
         tx.execute_batch(&<D as SqliteTables>::create_tables(""))?;
         tx.execute_batch(&<D as SqliteTables>::create_indexes("", 0))?;
-        tx.prepare_cached("INSERT OR IGNORE INTO checkpoints (name, position, generation) VALUES (?1, 0, 0)")?
-            .execute([D::NAME])?;
+        tx.execute("INSERT OR IGNORE INTO checkpoints (name, position, generation) VALUES (?1, 0, 0)", [D::NAME])?;
     }
     Ok(())
 }

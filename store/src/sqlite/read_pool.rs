@@ -20,8 +20,7 @@ const READERS: usize = 8;
 /// page of `$all`, a millisecond at most.
 pub const LOOKUP_ROWS: usize = 1024;
 
-/// Read-only connections to one SQLite file, at most `READERS` of them, reused across reads that
-/// run on the blocking pool.
+/// Read-only connections to one SQLite file, at most `READERS` of them, reused across reads.
 pub struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
@@ -46,10 +45,7 @@ impl ReadPool {
     /// and pages of at most `LOOKUP_ROWS` rows. A reader of a WAL file never waits for the
     /// writer, and such a read takes microseconds where the hop to the blocking pool and back
     /// costs two thread wake-ups (ADR 0021).
-    pub async fn lookup<T>(
-        self: &Arc<Self>,
-        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
+    pub async fn lookup<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
         self.with_connection(read)
     }
