@@ -60,6 +60,10 @@ fn empty_batch<D: Stored>() -> Batch {
 /// Adds an event to `D`'s batch, typed as `D` reads it.
 fn push<D: Stored>(batch: &mut Batch, envelope: Envelope) -> Result<(), ProjectionError> {
     let events = batch.downcast_mut::<Vec<Envelope<D::Event>>>().expect("a batch of its own projection's events");
+    if events.capacity() == 0 {
+        // Envelopes are large: growing the batch by doubling would copy a page's worth again.
+        events.reserve(PAGE);
+    }
     events.push(typed::<D>(envelope)?);
     Ok(())
 }
