@@ -227,13 +227,26 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_stream(&self, stream: &str, from: Version) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.lookup(|c| {
-            let sql = format!("SELECT {COLUMNS} FROM events WHERE stream = ?1 AND version >= ?2 ORDER BY version");
-            let mut statement = c.prepare_cached(&sql)?;
-            let rows = statement.query_map(params![stream, from as i64], row_to_event)?;
-            rows.collect()
-        })
-        .await
+        // `limit` -1: no limit.
+        let page = |stream: String, from: Version, limit: i64| {
+            move |c: &Connection| {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND version >= ?2 ORDER BY version LIMIT ?3"
+                );
+                let mut statement = c.prepare_cached(&sql)?;
+                let rows = statement.query_map(params![stream, from as i64, limit], row_to_event)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            }
+        };
+        // Most streams are short and read here; the rest of a long one (an attack leaves an
+        // event per guess) is read as a scan, off the async threads (ADR 0021).
+        let mut events = self.lookup(page(stream.to_string(), from, read_pool::LOOKUP_ROWS as i64)).await?;
+        if events.len() == read_pool::LOOKUP_ROWS
+            && let Some(last) = events.last().map(|e| e.version)
+        {
+            events.extend(self.read(page(stream.to_string(), last + 1, -1)).await?);
+        }
+        Ok(events)
     }
 
     async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
