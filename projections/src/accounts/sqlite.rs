@@ -1,7 +1,8 @@
 //! The accounts table in `projections.db`, and the queries on it.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use tenure_domain::events::{Invitation, MfaMethod, MfaRequirement, Role};
 use tenure_domain::{AccountId, OrgId, SecretDigest, Username};
 use uuid::Uuid;
@@ -83,38 +84,38 @@ impl SqliteTables for Accounts {
         )
     }
 
-    fn bind(insert: &mut CachedStatement<'_>, row: &AccountRow) -> rusqlite::Result<()> {
-        let at = |position: Option<u64>| position.map(|p| p as i64);
+    fn values(row: &AccountRow) -> Vec<Value> {
+        let at = |position: Option<u64>| Value::from(position.map(|p| p as i64));
+        let text = |s: &str| Value::Text(s.to_string());
         // Plain data with string keys always serialises.
         let recent = serde_json::to_string(&row.recent_sign_ins).expect("row data serialises");
-        insert.execute(params![
-            row.account_id.0.as_bytes(),
-            row.username,
-            row.org_id,
-            row.org_name,
-            row.wholesale,
-            row.role.as_str(),
-            row.status().as_str(),
-            micros(row.invited_at),
-            row.invitation.as_ref().map(|i| i.token_digest.0),
-            row.invitation.as_ref().map(|i| micros(i.expires_at)),
-            row.mfa_requirement.as_str(),
-            row.mfa_method.map(MfaMethod::as_str),
-            row.onboarded,
-            row.deactivated,
-            row.deleted,
-            row.terms_version,
-            row.last_sign_in.map(micros),
-            micros(row.last_activity),
-            row.failures,
-            row.last_totp_step.map(|s| s as i64),
+        vec![
+            row.account_id.0.as_bytes().to_vec().into(),
+            row.username.clone().into(),
+            row.org_id.clone().into(),
+            row.org_name.clone().into(),
+            row.wholesale.into(),
+            text(row.role.as_str()),
+            text(row.status().as_str()),
+            micros(row.invited_at).into(),
+            row.invitation.as_ref().map(|i| i.token_digest.0.to_vec()).into(),
+            row.invitation.as_ref().map(|i| micros(i.expires_at)).into(),
+            text(row.mfa_requirement.as_str()),
+            row.mfa_method.map(|m| m.as_str().to_string()).into(),
+            row.onboarded.into(),
+            row.deactivated.into(),
+            row.deleted.into(),
+            row.terms_version.into(),
+            row.last_sign_in.map(micros).into(),
+            micros(row.last_activity).into(),
+            row.failures.into(),
+            row.last_totp_step.map(|s| s as i64).into(),
             at(row.invitee),
             at(row.password),
             at(row.totp_secret),
             at(row.profile),
-            recent,
-        ])?;
-        Ok(())
+            recent.into(),
+        ]
     }
 
     fn remove(c: &Connection, suffix: &str, key: &AccountId) -> rusqlite::Result<()> {

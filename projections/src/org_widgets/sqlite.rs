@@ -1,6 +1,7 @@
 //! The org items table in `projections.db`, and the query on it.
 
-use rusqlite::{CachedStatement, Connection, Row, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row, params};
 use tenure_domain::OrgId;
 
 use super::{ItemKey, ItemKind, OrgItem, OrgItems};
@@ -40,17 +41,16 @@ impl SqliteTables for OrgItems {
         format!("INSERT OR REPLACE INTO org_items{suffix} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
     }
 
-    fn bind(insert: &mut CachedStatement<'_>, item: &OrgItem) -> rusqlite::Result<()> {
-        insert.execute(params![
-            item.org_id,
-            item.kind.as_str(),
-            item.item_id,
-            item.title,
-            item.opened_at.timestamp_micros(),
-            item.starts_at.map(|t| t.timestamp_micros()),
-            item.ends_at.map(|t| t.timestamp_micros()),
-        ])?;
-        Ok(())
+    fn values(item: &OrgItem) -> Vec<Value> {
+        vec![
+            item.org_id.clone().into(),
+            item.kind.as_str().to_string().into(),
+            item.item_id.clone().into(),
+            item.title.clone().into(),
+            item.opened_at.timestamp_micros().into(),
+            item.starts_at.map(|t| t.timestamp_micros()).into(),
+            item.ends_at.map(|t| t.timestamp_micros()).into(),
+        ]
     }
 
     fn remove(c: &Connection, suffix: &str, (org_id, kind, item_id): &ItemKey) -> rusqlite::Result<()> {

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{CachedStatement, Connection, TransactionBehavior, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, TransactionBehavior, params, params_from_iter};
 use tenure_store::sqlite::ReadPool;
 use tenure_store::{Envelope, EventStore, Position};
 use tokio::runtime::Handle;
@@ -32,9 +33,12 @@ pub trait SqliteTables: Definition {
     fn load(c: &Connection, suffix: &str, keys: &[Self::Key]) -> rusqlite::Result<Vec<Self::Row>>;
     /// The statement that puts a row, whether or not its key is there.
     fn insert_sql(suffix: &str) -> String;
-    fn bind(insert: &mut CachedStatement<'_>, row: &Self::Row) -> rusqlite::Result<()>;
+    /// A row's values, in the order of `insert_sql`'s parameters. Owned, so that a rebuild can
+    /// make them on one thread while another inserts.
+    fn values(row: &Self::Row) -> Vec<Value>;
     fn put(c: &Connection, suffix: &str, row: &Self::Row) -> rusqlite::Result<()> {
-        Self::bind(&mut c.prepare_cached(&Self::insert_sql(suffix))?, row)
+        c.prepare_cached(&Self::insert_sql(suffix))?.execute(params_from_iter(Self::values(row)))?;
+        Ok(())
     }
     fn remove(c: &Connection, suffix: &str, key: &Self::Key) -> rusqlite::Result<()>;
     /// Every row of the serving copy, in key order.
@@ -185,11 +189,31 @@ fn write_copy_of<D: Stored>(tx: &Connection, replayed: &Replayed) -> Result<(), 
     }
     tx.execute_batch(&<D as SqliteTables>::create_tables(NEXT))?;
     let mut insert = tx.prepare_cached(&<D as SqliteTables>::insert_sql(NEXT))?;
-    for row in replayed.rows::<D>().sorted() {
-        <D as SqliteTables>::bind(&mut insert, row)?;
-    }
-    Ok(())
+    // The rows' values (sorting, JSON, conversions) are made on a thread of their own while
+    // this one inserts: a third of the copy's time was theirs, on a single core.
+    let rows = replayed.rows::<D>();
+    std::thread::scope(|scope| {
+        let (chunks, made) = std::sync::mpsc::sync_channel::<Vec<Vec<Value>>>(4);
+        scope.spawn(move || {
+            for chunk in rows.sorted().chunks(VALUES_CHUNK) {
+                let values = chunk.iter().map(|row| <D as SqliteTables>::values(row)).collect();
+                // The receiver is gone only when inserting failed: there is nothing left to do.
+                if chunks.send(values).is_err() {
+                    break;
+                }
+            }
+        });
+        for chunk in made {
+            for values in chunk {
+                insert.execute(params_from_iter(values))?;
+            }
+        }
+        Ok(())
+    })
 }
+
+/// Rows whose values a rebuild hands over at a time.
+const VALUES_CHUNK: usize = 1024;
 
 impl Storage for SqliteStorage {
     async fn checkpoint(&self, projection: Projection) -> Result<Checkpoint, ProjectionError> {
