@@ -11,6 +11,36 @@ use crate::event_store::{NewEvent, RecordedEvent, Version};
 pub const GENESIS: [u8; 32] = [0; 32];
 
 pub fn hash(event: &NewEvent, stream: &str, version: Version, prev_hash: &[u8; 32]) -> [u8; 32] {
+    hash_fields(&Fields {
+        id: &event.id,
+        stream,
+        version,
+        event_type: &event.event_type,
+        schema_version: event.schema_version,
+        recorded_at: event.recorded_at.timestamp_micros(),
+        actor: &event.actor,
+        correlation_id: &event.correlation_id,
+        data: &event.data,
+        prev_hash,
+    })
+}
+
+/// The hashed fields of an event, borrowed from wherever it is held: a whole-store check
+/// recomputes a million hashes and must not copy each event to do so.
+struct Fields<'a> {
+    id: &'a Uuid,
+    stream: &'a str,
+    version: Version,
+    event_type: &'a str,
+    schema_version: u32,
+    recorded_at: i64,
+    actor: &'a str,
+    correlation_id: &'a Uuid,
+    data: &'a [u8],
+    prev_hash: &'a [u8; 32],
+}
+
+fn hash_fields(event: &Fields<'_>) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(b"tenure-event-v1");
     // Length prefixes keep field boundaries unambiguous.
@@ -19,20 +49,31 @@ pub fn hash(event: &NewEvent, stream: &str, version: Version, prev_hash: &[u8; 3
         hasher.update(bytes);
     };
     field(event.id.as_bytes());
-    field(stream.as_bytes());
-    field(&version.to_be_bytes());
+    field(event.stream.as_bytes());
+    field(&event.version.to_be_bytes());
     field(event.event_type.as_bytes());
     field(&event.schema_version.to_be_bytes());
-    field(&event.recorded_at.timestamp_micros().to_be_bytes());
+    field(&event.recorded_at.to_be_bytes());
     field(event.actor.as_bytes());
     field(event.correlation_id.as_bytes());
-    field(&event.data);
-    field(prev_hash);
+    field(event.data);
+    field(event.prev_hash);
     hasher.finalize().into()
 }
 
 fn recompute(event: &RecordedEvent) -> [u8; 32] {
-    hash(&event.to_new(), &event.stream, event.version, &event.prev_hash)
+    hash_fields(&Fields {
+        id: &event.id,
+        stream: &event.stream,
+        version: event.version,
+        event_type: &event.event_type,
+        schema_version: event.schema_version,
+        recorded_at: event.recorded_at.timestamp_micros(),
+        actor: &event.actor,
+        correlation_id: &event.correlation_id,
+        data: &event.data,
+        prev_hash: &event.prev_hash,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

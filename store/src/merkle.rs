@@ -44,7 +44,16 @@ pub fn leaf_hash(input: &[u8]) -> Hash {
 
 /// The leaf hash of an event as stored at `position` (which may not be where it is now).
 pub fn event_leaf(position: Position, stream: &str, version: Version, hash: &Hash) -> Hash {
-    leaf_hash(&leaf_input(position, stream, version, hash))
+    // `leaf_hash(&leaf_input(..))`, fed to the hasher piece by piece: no buffer per event.
+    let mut hasher = Sha256::new();
+    hasher.update([0x00]);
+    hasher.update(b"tenure-leaf-v1");
+    hasher.update(position.to_be_bytes());
+    hasher.update((stream.len() as u64).to_be_bytes());
+    hasher.update(stream.as_bytes());
+    hasher.update(version.to_be_bytes());
+    hasher.update(hash);
+    hasher.finalize().into()
 }
 
 pub fn recorded_leaf(event: &RecordedEvent) -> Hash {
@@ -240,6 +249,17 @@ mod tests {
             .iter()
             .map(|h| hex::decode(h).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn an_event_leaf_is_the_leaf_hash_of_its_input() {
+        for (position, stream, version) in [(1, "account-a", 1), (984_456, "", 7), (u64::MAX, "username-\u{e9}", 0)] {
+            let hash = [position as u8; 32];
+            assert_eq!(
+                event_leaf(position, stream, version, &hash),
+                leaf_hash(&leaf_input(position, stream, version, &hash))
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! recorded it, that the tree recomputed from the events has the root of every signed head (and
 //! of a head an auditor saved), and that the streams claims and invitations name exist.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -112,7 +113,9 @@ pub async fn verify_store(
 
     let total = store.head().await?;
     let mut frontier = Frontier::default();
-    let mut streams: HashMap<String, (Version, Hash)> = HashMap::new();
+    // Grown once rather than doubling through every size (accounts have a few streams of several
+    // events each), within a bound that a forged head position cannot inflate.
+    let mut streams: HashMap<String, (Version, Hash)> = HashMap::with_capacity((total / 16).min(1 << 18) as usize);
     // Streams that must exist because a claim or an invitation names them, with who names them.
     let mut named: Vec<(String, i64, Uuid)> = Vec::new();
     let mut expected: i64 = 1;
@@ -122,9 +125,9 @@ pub async fn verify_store(
     let mut next = tokio::spawn(read(store.clone(), i64::MIN));
     loop {
         let page = next.await.map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))??;
-        let Some((last, _)) = page.last() else { break };
+        let Some((last, _)) = page.events.last() else { break };
         next = tokio::spawn(read(store.clone(), last.position as i64));
-        for (event, stored_leaf) in &page {
+        for ((event, stored_leaf), named_stream) in page.events.iter().zip(page.names) {
             let position = event.position as i64;
             if position != expected {
                 holes = true;
@@ -143,7 +146,13 @@ pub async fn verify_store(
             if let Err(broken) = chain::check_link(event, link) {
                 report.find(&mut chain_breaks, at(event, format!("in {}: {}", event.stream, broken.reason)));
             }
-            streams.insert(event.stream.clone(), (event.version, event.hash));
+            // A stream's name is copied once, at its first event, not at every event.
+            match streams.get_mut(event.stream.as_str()) {
+                Some(link) => *link = (event.version, event.hash),
+                None => {
+                    streams.insert(event.stream.clone(), (event.version, event.hash));
+                }
+            }
 
             let leaf = recorded_leaf(event);
             match stored_leaf {
@@ -160,7 +169,9 @@ pub async fn verify_store(
                 }
             }
             frontier.push(leaf, |_| {});
-            named_streams(event, &mut named);
+            if let Some(stream) = named_stream {
+                named.push((stream, position, event.id));
+            }
 
             while let Some((head, label)) = pending.next_if(|(head, _)| head.tree_size <= event.position) {
                 if holes || head.tree_size != frontier.size() || frontier.root() != head.root_hash {
@@ -231,26 +242,42 @@ pub async fn verify_store(
     Ok(report)
 }
 
-async fn read(store: Store, after: i64) -> Result<Vec<(RecordedEvent, Option<Hash>)>, StoreError> {
-    store.audit_page(after, PAGE).await
+/// A page of the log with the stream each event names, if any: worked out on the reading task,
+/// beside the check of the page before.
+struct Page {
+    events: Vec<(RecordedEvent, Option<Hash>)>,
+    names: Vec<Option<String>>,
+}
+
+async fn read(store: Store, after: i64) -> Result<Page, StoreError> {
+    let events = store.audit_page(after, PAGE).await?;
+    let names = events.iter().map(|(event, _)| named_stream(event)).collect();
+    Ok(Page { events, names })
 }
 
 /// A username claim names the account that holds it; an invitation names its username's claim.
-fn named_streams(event: &RecordedEvent, named: &mut Vec<(String, i64, Uuid)>) {
-    let field = |name: &str| -> Option<String> {
-        let data: serde_json::Value = serde_json::from_slice(&event.data).ok()?;
-        data.get(name)?.as_str().map(str::to_string)
-    };
-    let stream = match event.event_type.as_str() {
-        "UsernameClaimed" => {
-            field("account_id").and_then(|id| Uuid::parse_str(&id).ok()).map(|id| tenure_domain::AccountId(id).stream())
-        }
-        "AccountInvited" => {
-            field("username").and_then(|name| tenure_domain::Username::parse(&name).ok()).map(|name| name.stream())
-        }
+fn named_stream(event: &RecordedEvent) -> Option<String> {
+    // Only the one field is read, borrowed where it has no escapes: invitations carry sealed
+    // personal data that a whole `Value` would copy field by field.
+    #[derive(serde::Deserialize)]
+    struct Claim<'a> {
+        #[serde(borrow)]
+        account_id: Cow<'a, str>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Invitation<'a> {
+        #[serde(borrow)]
+        username: Cow<'a, str>,
+    }
+    match event.event_type.as_str() {
+        "UsernameClaimed" => serde_json::from_slice::<Claim>(&event.data)
+            .ok()
+            .and_then(|claim| Uuid::parse_str(&claim.account_id).ok())
+            .map(|id| tenure_domain::AccountId(id).stream()),
+        "AccountInvited" => serde_json::from_slice::<Invitation>(&event.data)
+            .ok()
+            .and_then(|invitation| tenure_domain::Username::parse(&invitation.username).ok())
+            .map(|name| name.stream()),
         _ => None,
-    };
-    if let Some(stream) = stream {
-        named.push((stream, event.position as i64, event.id));
     }
 }
