@@ -10,19 +10,26 @@ use crate::event_store::{NewEvent, RecordedEvent, Version};
 
 pub const GENESIS: [u8; 32] = [0; 32];
 
+/// The `Fields` of a `NewEvent` or a `RecordedEvent`, which name them alike.
+macro_rules! fields_of {
+    ($event:expr, $stream:expr, $version:expr, $prev_hash:expr) => {
+        Fields {
+            id: &$event.id,
+            stream: $stream,
+            version: $version,
+            event_type: &$event.event_type,
+            schema_version: $event.schema_version,
+            recorded_at: $event.recorded_at.timestamp_micros(),
+            actor: &$event.actor,
+            correlation_id: &$event.correlation_id,
+            data: &$event.data,
+            prev_hash: $prev_hash,
+        }
+    };
+}
+
 pub fn hash(event: &NewEvent, stream: &str, version: Version, prev_hash: &[u8; 32]) -> [u8; 32] {
-    hash_fields(&Fields {
-        id: &event.id,
-        stream,
-        version,
-        event_type: &event.event_type,
-        schema_version: event.schema_version,
-        recorded_at: event.recorded_at.timestamp_micros(),
-        actor: &event.actor,
-        correlation_id: &event.correlation_id,
-        data: &event.data,
-        prev_hash,
-    })
+    hash_fields(&fields_of!(event, stream, version, prev_hash))
 }
 
 /// The hashed fields of an event, borrowed from wherever it is held: a whole-store check
@@ -62,18 +69,7 @@ fn hash_fields(event: &Fields<'_>) -> [u8; 32] {
 }
 
 fn recompute(event: &RecordedEvent) -> [u8; 32] {
-    hash_fields(&Fields {
-        id: &event.id,
-        stream: &event.stream,
-        version: event.version,
-        event_type: &event.event_type,
-        schema_version: event.schema_version,
-        recorded_at: event.recorded_at.timestamp_micros(),
-        actor: &event.actor,
-        correlation_id: &event.correlation_id,
-        data: &event.data,
-        prev_hash: &event.prev_hash,
-    })
+    hash_fields(&fields_of!(event, &event.stream, event.version, &event.prev_hash))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
