@@ -430,3 +430,35 @@ async fn deletion_leaves_no_reset_token_recovery_digest_or_email_digest_in_any_f
     }
     assert!(secrets_found.is_empty(), "{secrets_found:?}");
 }
+
+/// The email index stores its place in the log with what it indexes, not at every sign-in (a
+/// write per append, on every gateway, to the one row they share), and still finds an account
+/// invited after a run of other events at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_email_index_stores_its_place_with_what_it_indexes_not_at_every_sign_in() {
+    let h = Harness::on(tenure_store::conformance::Backend::Sqlite).await;
+    let sessions_db = h.place.dir.path().join("sessions.db");
+    let stored = || -> u64 {
+        let connection = rusqlite::Connection::open(&sessions_db).unwrap();
+        connection.query_row("SELECT position FROM email_index_position", [], |r| r.get::<_, i64>(0)).unwrap() as u64
+    };
+    let (store, keys) = (&h.app.accounts.store, &h.app.accounts.keys);
+
+    // Invited, then a password, an authenticator, the terms and a sign-in: one event to index.
+    let (jdoe, _, _) = h.signed_in_with_authenticator("jdoe").await;
+    let reached = h.app.email_index.catch_up(store, keys).await.unwrap();
+    assert_eq!(reached, store.head().await.unwrap());
+    let at_invitation = stored();
+    assert!(at_invitation < reached, "the position was stored past the invitation, at {at_invitation}");
+
+    h.deactivate(jdoe).await;
+    assert!(h.app.email_index.catch_up(store, keys).await.unwrap() > reached);
+    assert_eq!(stored(), at_invitation, "the position was stored for events the index does not read");
+
+    let (asmith, _) = h.invite_at("asmith", "asmith@example.com").await;
+    let reached = h.app.email_index.catch_up(store, keys).await.unwrap();
+    assert_eq!(reached, store.head().await.unwrap());
+    assert_eq!(h.app.email_index.accounts("asmith@example.com").await.unwrap(), [asmith]);
+    assert_eq!(h.app.email_index.accounts("jdoe@example.com").await.unwrap(), [jdoe]);
+    assert!(stored() > at_invitation);
+}

@@ -18,6 +18,10 @@ use crate::gateway_db::{Db, DbError, pg};
 
 /// Events read at a time.
 const PAGE: usize = 512;
+/// How far the log may run past the stored position over events the index does not read
+/// before the position is stored anyway: storing it for every sign-in would be a write to the
+/// gateway tables per append, on every gateway, to the one row they share.
+const STORE_AFTER: u64 = 10_000;
 const TYPES: &[&str] = &[AccountInvited::TYPE, Deleted::TYPE];
 
 #[derive(Clone)]
@@ -26,6 +30,9 @@ pub struct EmailIndex {
     key: [u8; 32],
     /// One catch-up at a time in this process; between processes, the position's compare-and-set.
     turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// How far this process has read the log, past the stored position, finding nothing the
+    /// index needs.
+    seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What one page of the log changes.
@@ -37,7 +44,7 @@ struct Changes {
 
 impl EmailIndex {
     pub fn new(db: Db, key: [u8; 32]) -> EmailIndex {
-        EmailIndex { db, key, turn: Default::default() }
+        EmailIndex { db, key, turn: Default::default(), seen: Default::default() }
     }
 
     /// The digest of an address as typed: case and surrounding spaces do not matter.
@@ -74,8 +81,9 @@ impl EmailIndex {
         Ok(ids.into_iter().map(AccountId).collect())
     }
 
-    /// The position in `$all` the index reflects.
-    pub async fn position(&self) -> Result<u64, DbError> {
+    /// The position in `$all` stored with the index: it reflects the log up to there, and may
+    /// lag behind the head over events the index does not read (`STORE_AFTER`).
+    async fn position(&self) -> Result<u64, DbError> {
         let position: i64 = match &self.db {
             Db::Sqlite(connection) => {
                 Db::with(connection, |c| {
@@ -164,19 +172,23 @@ impl EmailIndex {
 
     /// Brings the index up to the store's head; returns the position reached.
     pub async fn catch_up(&self, store: &Store, keys: &Keys) -> Result<u64, DbError> {
+        use std::sync::atomic::Ordering;
         let _turn = self.turn.lock().await;
         let mut position = self.position().await?;
         loop {
+            // Events up to `seen` hold nothing for the index, whatever the stored position says.
+            let read_from = position.max(self.seen.load(Ordering::Relaxed));
             // Read before the page: an event appended between the two is then after `head`,
             // not skipped by moving the position past it.
             let head = store.head().await?;
-            let page = store.read_all_of_types(position + 1, PAGE, TYPES).await?;
+            let page = store.read_all_of_types(read_from + 1, PAGE, TYPES).await?;
             let Some(last) = page.last().map(|event| event.position) else {
                 // Nothing of these types up to `head`.
-                if head > position && !self.apply(Changes::default(), position, head).await? {
+                if head >= position + STORE_AFTER && !self.apply(Changes::default(), position, head).await? {
                     position = self.position().await?;
                     continue;
                 }
+                self.seen.fetch_max(head, Ordering::Relaxed);
                 return Ok(head.max(position));
             };
             let mut changes = Changes::default();
