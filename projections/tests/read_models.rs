@@ -280,12 +280,41 @@ async fn one_projection_can_be_rebuilt_alone(w: World) {
     assert!(db.login_lookup(&Username::parse("solo").unwrap()).await.unwrap().is_some());
 }
 
+/// An event of another kind of stream moved onto an account's stream stops a rebuild where the
+/// live runner stops, with the same words, and the serving copy stays as it was.
+async fn a_rebuild_stops_at_an_event_of_another_kind_of_stream(w: World) {
+    let repo = &w.repo;
+    let db = w.db("projections.db").await;
+    let known = invite(repo, "known", "acme", Role::User, t0()).await;
+    let order = tenure_domain::Event::from(tenure_domain::events::OrderOpened {
+        org_id: OrgId("acme".into()),
+        order_id: "O-1".into(),
+        title: "Moved".into(),
+        at: t0(),
+    });
+    let moved = tenure_store::codec::encode(&order, &known.stream(), None, &meta(), t0()).unwrap();
+    let at = repo.store.append(&known.stream(), Expected::Exact(1), vec![moved]).await.unwrap().position;
+
+    let live = catch_up(&repo.store, &db, Projection::Accounts).await.unwrap_err();
+    let before = dump(&db).await;
+    let rebuilt = tenure_projections::rebuild(&repo.store, &db, &[Projection::Accounts], |_| {}).await.unwrap_err();
+    for error in [&live, &rebuilt] {
+        assert!(
+            matches!(error, ProjectionError::Poison { position, reason, .. }
+                if *position == at && reason.ends_with(&format!("OrderOpened does not belong on stream {}", known.stream()))),
+            "{error:?}"
+        );
+    }
+    assert_eq!(dump(&db).await, before);
+}
+
 tenure_store::on_both_backends! {
     super::common::world;
     read_models_answer_the_login_and_dashboard_queries,
     erasure_reaches_the_read_models,
     a_poison_event_stops_only_its_projection_and_names_the_event,
     of_two_poison_events_in_a_batch_the_earlier_stops_the_projection,
+    a_rebuild_stops_at_an_event_of_another_kind_of_stream,
     the_runner_follows_live_appends_for_read_your_writes,
     one_projection_can_be_rebuilt_alone,
 }

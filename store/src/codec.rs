@@ -133,14 +133,14 @@ pub fn decode_sealed(recorded: RecordedEvent) -> Result<Envelope, CodecError> {
     Ok(Envelope { recorded, event })
 }
 
-/// As `decode_sealed`, straight from a scanned row, for a read model: the envelope holds
-/// `EventRef::to_folded`, without the payload it was decoded from, and its personal member is
-/// `Sealed` without its text (`with_sealed_text_unread`).
-pub fn decode_folded(scanned: EventRef<'_>) -> Result<Envelope, CodecError> {
-    let event = tenure_domain::personal::with_sealed_text_unread(|| {
+/// As `decode_sealed`, straight from a scanned row, for a read model: the event alone, for the
+/// caller to put in an envelope with `EventRef::to_folded` where it keeps it (an envelope is a
+/// few hundred bytes, copied at every move). Its personal member is `Sealed` without its text
+/// (`with_sealed_text_unread`).
+pub fn decode_folded(scanned: EventRef<'_>) -> Result<Event, CodecError> {
+    tenure_domain::personal::with_sealed_text_unread(|| {
         sealed_event(scanned.id, scanned.position, scanned.event_type, scanned.schema_version, scanned.data)
-    })?;
-    Ok(Envelope { recorded: scanned.to_folded(), event })
+    })
 }
 
 fn sealed_event(
