@@ -218,13 +218,7 @@ async fn of_two_poison_events_in_a_batch_the_earlier_stops_the_projection(w: Wor
     let never_invited = tenure_domain::Event::from(tenure_domain::events::Reactivated { at: t0() });
     let event = tenure_store::codec::encode(&never_invited, &stray.stream(), None, &meta(), t0()).unwrap();
     let first = repo.store.append(&stray.stream(), Expected::NoStream, vec![event]).await.unwrap().position;
-    let order = tenure_domain::Event::from(tenure_domain::events::OrderOpened {
-        org_id: OrgId("acme".into()),
-        order_id: "O-1".into(),
-        title: "Moved".into(),
-        at: t0(),
-    });
-    let moved = tenure_store::codec::encode(&order, &known.stream(), None, &meta(), t0()).unwrap();
+    let moved = order_moved_onto(&known);
     repo.store.append(&known.stream(), Expected::Exact(1), vec![moved]).await.unwrap();
 
     let error = catch_up(&repo.store, &db, Projection::Accounts).await.unwrap_err();
@@ -286,13 +280,7 @@ async fn a_rebuild_stops_at_an_event_of_another_kind_of_stream(w: World) {
     let repo = &w.repo;
     let db = w.db("projections.db").await;
     let known = invite(repo, "known", "acme", Role::User, t0()).await;
-    let order = tenure_domain::Event::from(tenure_domain::events::OrderOpened {
-        org_id: OrgId("acme".into()),
-        order_id: "O-1".into(),
-        title: "Moved".into(),
-        at: t0(),
-    });
-    let moved = tenure_store::codec::encode(&order, &known.stream(), None, &meta(), t0()).unwrap();
+    let moved = order_moved_onto(&known);
     let at = repo.store.append(&known.stream(), Expected::Exact(1), vec![moved]).await.unwrap().position;
 
     let live = catch_up(&repo.store, &db, Projection::Accounts).await.unwrap_err();
@@ -306,6 +294,18 @@ async fn a_rebuild_stops_at_an_event_of_another_kind_of_stream(w: World) {
         );
     }
     assert_eq!(dump(&db).await, before);
+}
+
+/// An organisation's event, encoded for the stream of account `onto`: an event of another kind
+/// of stream, as if moved there by hand.
+fn order_moved_onto(onto: &tenure_domain::AccountId) -> tenure_store::NewEvent {
+    let order = tenure_domain::Event::from(tenure_domain::events::OrderOpened {
+        org_id: OrgId("acme".into()),
+        order_id: "O-1".into(),
+        title: "Moved".into(),
+        at: t0(),
+    });
+    tenure_store::codec::encode(&order, &onto.stream(), None, &meta(), t0()).unwrap()
 }
 
 tenure_store::on_both_backends! {
