@@ -37,30 +37,29 @@ impl PgTables for OrgItems {
         Ok(Vec::new())
     }
 
-    /// One by one: an org has a few hundred items at most.
+    /// All in one statement: one by one, each item was two round trips (a rebuild's 3,000
+    /// items took half a second).
     async fn put(tx: &Transaction<'_>, suffix: &str, items: &[&OrgItem]) -> Result<(), ProjectionError> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let micros = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_micros());
+        let orgs: Vec<&str> = items.iter().map(|i| i.org_id.as_str()).collect();
+        let kinds: Vec<&str> = items.iter().map(|i| i.kind.as_str()).collect();
+        let ids: Vec<&str> = items.iter().map(|i| i.item_id.as_str()).collect();
+        let titles: Vec<&str> = items.iter().map(|i| i.title.as_str()).collect();
+        let opened: Vec<i64> = items.iter().map(|i| i.opened_at.timestamp_micros()).collect();
+        let starts: Vec<Option<i64>> = items.iter().map(|i| micros(i.starts_at)).collect();
+        let ends: Vec<Option<i64>> = items.iter().map(|i| micros(i.ends_at)).collect();
+        // Keys are unique within a call (rows changed in a batch, or all rows of a copy), as
+        // `ON CONFLICT … DO UPDATE` requires within one statement.
         let sql = format!(
-            "INSERT INTO rm_org_items{suffix} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO rm_org_items{suffix} ({COLUMNS}) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[]) \
              ON CONFLICT (org_id, kind, item_id) DO UPDATE SET title = excluded.title, \
              opened_at = excluded.opened_at, starts_at = excluded.starts_at, ends_at = excluded.ends_at"
         );
-        for item in items {
-            tx.execute(
-                &sql,
-                &[
-                    &item.org_id,
-                    &item.kind.as_str(),
-                    &item.item_id,
-                    &item.title,
-                    &item.opened_at.timestamp_micros(),
-                    &micros(item.starts_at),
-                    &micros(item.ends_at),
-                ],
-            )
-            .await
-            .map_err(db_error)?;
-        }
+        tx.execute(&sql, &[&orgs, &kinds, &ids, &titles, &opened, &starts, &ends]).await.map_err(db_error)?;
         Ok(())
     }
 
