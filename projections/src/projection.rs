@@ -105,15 +105,23 @@ impl<D: Definition> Rows<D> {
 /// An event as `D` reads it: one of another kind on its streams is a poison event.
 pub(crate) fn typed<D: Definition>(envelope: Envelope) -> Result<Envelope<D::Event>, crate::ProjectionError> {
     let (event_id, position) = (envelope.recorded.id, envelope.recorded.position);
-    envelope.into_kind().map_err(|error| {
-        let reason = match error {
-            tenure_store::CodecError::WrongStream { event_type, stream, .. } => {
-                ApplyError::WrongStream { event_type, stream }.to_string()
-            }
-            other => other.to_string(),
-        };
-        crate::ProjectionError::Poison { projection: D::NAME, event_id, position, reason }
+    envelope.into_kind().map_err(|error| match error {
+        tenure_store::CodecError::WrongStream { event_type, stream, .. } => {
+            wrong_stream::<D>(event_id, position, event_type, stream)
+        }
+        other => crate::ProjectionError::Poison { projection: D::NAME, event_id, position, reason: other.to_string() },
     })
+}
+
+/// The poison event of another kind of stream than `D` reads, found on one of its streams.
+pub(crate) fn wrong_stream<D: Definition>(
+    event_id: uuid::Uuid,
+    position: tenure_store::Position,
+    event_type: &'static str,
+    stream: String,
+) -> crate::ProjectionError {
+    let reason = ApplyError::WrongStream { event_type, stream }.to_string();
+    crate::ProjectionError::Poison { projection: D::NAME, event_id, position, reason }
 }
 
 /// A live batch as `D` reads it, in position order, up to the first event of another kind (the

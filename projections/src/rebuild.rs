@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tenure_store::{CodecError, Envelope, EventRef, EventStore, Position, RecordedEvent, codec};
 use uuid::Uuid;
 
-use crate::projection::{ApplyError, Definition, Projection, Rows, Stored, apply_all, each_projection};
+use crate::projection::{Definition, Projection, Rows, Stored, apply_all, each_projection, wrong_stream};
 use crate::storage::{Guarded, ProjectionDb, ProjectionError};
 
 /// The suffix of a rebuild's fresh copy of a table.
@@ -68,12 +68,8 @@ fn push<D: Stored>(projection: Projection, batch: &mut Batch, scanned: EventRef<
     }
     let event = codec::decode_folded(scanned)
         .map_err(|error| poison(projection, scanned.id, scanned.position, scanned.event_type, error))?;
-    let event = D::Event::try_from(event).map_err(|event| ProjectionError::Poison {
-        projection: D::NAME,
-        event_id: scanned.id,
-        position: scanned.position,
-        reason: ApplyError::WrongStream { event_type: event.type_name(), stream: scanned.stream.to_string() }
-            .to_string(),
+    let event = D::Event::try_from(event).map_err(|event| {
+        wrong_stream::<D>(scanned.id, scanned.position, event.type_name(), scanned.stream.to_string())
     })?;
     events.push(Envelope { recorded: scanned.to_folded(), event });
     Ok(())
