@@ -15,8 +15,10 @@ use tenure_store::sqlite::Open;
 use tenure_store::{Accounts, Actor, Meta, SqliteKeyStore, SqliteStore};
 
 mod support {
+    pub mod port;
     pub mod smtp;
 }
+use support::port::{free_port, listening};
 use support::smtp::{SmtpSink, code_in, smtp_sink};
 
 struct Process(Child);
@@ -28,13 +30,9 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn wait_for_port(port: u16, what: &str) {
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listening(port) {
         assert!(started.elapsed() < Duration::from_secs(30), "{what} did not start listening");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod support {
+    pub mod port;
     pub mod smtp;
 }
 
@@ -612,7 +613,7 @@ fn migrate_store_moves_the_embedded_store_to_postgres_and_the_copy_serves() {
     assert!(status.contains("accounts") && !status.contains("failed"), "{status}");
 
     // The copy serves: a gateway on it opens the invitation made before the move.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = support::port::free_port();
     let mut gateway = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .arg("--data-dir")
         .arg(d)
@@ -622,7 +623,7 @@ fn migrate_store_moves_the_embedded_store_to_postgres_and_the_copy_serves() {
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !support::port::listening(port) {
         assert!(started.elapsed() < std::time::Duration::from_secs(20), "the gateway did not listen");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

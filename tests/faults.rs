@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 mod support {
     pub mod gateway;
     pub mod pg_cluster;
+    pub mod port;
     pub mod smtp;
 }
 use support::gateway::{agent, get, post, serve_with, start_logging};

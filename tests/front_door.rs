@@ -16,6 +16,7 @@ use tenure_gateway::totp::Authenticator;
 mod support {
     pub mod gateway;
     pub mod nginx;
+    pub mod port;
 }
 use support::gateway::{Server, agent, rand_byte, serve_with, start, start_on};
 use support::nginx::{NGINX_ADDRESS, Nginx};

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 mod support {
     pub mod gateway;
+    pub mod port;
 }
 use support::gateway::{Server, serve_with};
 
@@ -232,16 +233,23 @@ fn an_attacker_failing_a_hundred_times_does_not_keep_the_owner_out() {
 /// A TCP connection to the gateway from the loopback address `from` (127.0.0.x).
 fn connect(server: &Server, from: &str) -> TcpStream {
     let port: u16 = server.base.rsplit(':').next().unwrap().parse().unwrap();
-    let local: SocketAddr = format!("{from}:0").parse().unwrap();
-    // std cannot bind before it connects; tokio's socket can.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
-    let stream = runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(local).unwrap();
-        socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap()
-    });
-    let stream = stream.into_std().unwrap();
-    stream.set_nonblocking(false).unwrap();
+    let stream = if from == "127.0.0.1" {
+        // Bound explicitly, the socket would take its port from the pool `free_port` draws on,
+        // and could hold the one a gateway of a test running beside this one is about to bind.
+        TcpStream::connect(("127.0.0.1", port)).unwrap()
+    } else {
+        let local: SocketAddr = format!("{from}:0").parse().unwrap();
+        // std cannot bind before it connects; tokio's socket can.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+        let stream = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(local).unwrap();
+            socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.unwrap()
+        });
+        let stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    };
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     stream
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 mod support {
     pub mod gateway;
+    pub mod port;
     pub mod smtp;
 }
 use support::smtp::smtp_sink;
@@ -63,7 +64,7 @@ fn openid_client_signs_a_user_in_through_chromium_with_an_authenticator_code() {
     let invitation = mail[at..].split_whitespace().next().unwrap().trim_end_matches(['"', '>', '.']).to_string();
 
     // The application's site: the relying party listens there.
-    let port = support::gateway::free_port();
+    let port = support::port::free_port();
     let (redirect, bye) = (format!("http://127.0.0.1:{port}/cb"), format!("http://127.0.0.1:{port}/bye"));
     let (redirect, bye) = (redirect.as_str(), bye.as_str());
     let app = |extra: &[&str]| {

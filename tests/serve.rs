@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 mod support {
     pub mod gateway;
+    pub mod port;
     pub mod smtp;
 }
 use support::gateway::{agent, get, post, rand_byte, serve, serve_with, start, start_logging};
@@ -66,7 +67,7 @@ fn the_first_administrator_signs_in_through_the_bootstrap_link_then_signs_in_aga
 fn a_second_start_on_the_same_store_prints_no_new_link() {
     let dir = tempfile::tempdir().unwrap();
     drop(serve(dir.path()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = support::port::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .arg("--data-dir")
         .arg(dir.path())
@@ -76,7 +77,7 @@ fn a_second_start_on_the_same_store_prints_no_new_link() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !support::port::listening(port) {
         assert!(started.elapsed() < Duration::from_secs(20), "tenure serve did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -1,11 +1,14 @@
 //! Mail reaches a real SMTP server (aiosmtpd, installed by scripts/test) and the outbox folder.
 
-#[path = "../../tests/support/smtp.rs"]
-mod smtp;
+#[path = "../../tests/support"]
+mod support {
+    pub mod port;
+    pub mod smtp;
+}
 
 use std::path::Path;
 
-use smtp::smtp_sink;
+use support::smtp::smtp_sink;
 
 use tenure_mail::{Mail, Mailer};
 

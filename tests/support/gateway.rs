@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::port::{free_port, listening};
+
 pub struct Server {
     pub child: Child,
     pub base: String,
@@ -34,10 +36,6 @@ pub fn serve_with(data_dir: &std::path::Path, extra: &[&str]) -> Server {
 /// `tenure serve`, once it listens; `invitation` is empty when it printed no link.
 pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> Server {
     start_on(data_dir, free_port(), extra)
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `tenure serve` on `port` (a gateway restarted where the proxy expects it).
@@ -71,7 +69,7 @@ fn launch(data_dir: &std::path::Path, port: u16, extra: &[&str], stderr: Stdio) 
         }
     });
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !listening(port) {
         assert!(started.elapsed() < Duration::from_secs(30), "tenure serve did not listen");
         if let Ok(Some(status)) = child.try_wait() {
             panic!("tenure serve exited: {status}");

@@ -74,7 +74,7 @@ impl Nginx {
     pub fn start(upstreams: &[u16]) -> Nginx {
         assert!(std::path::Path::new(NGINX).exists(), "{NGINX} is missing: scripts/test installs nginx");
         let dir = tempfile::tempdir().unwrap();
-        let port = super::gateway::free_port();
+        let port = super::port::free_port();
         let file = dir.path().join("nginx.conf");
         std::fs::write(&file, config(port, upstreams, dir.path())).unwrap();
         let child = Command::new(NGINX)
@@ -87,7 +87,7 @@ impl Nginx {
             .spawn()
             .unwrap();
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !super::port::listening(port) {
             assert!(started.elapsed() < Duration::from_secs(10), "nginx did not listen");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -29,7 +29,7 @@ impl Cluster {
             .arg(bin.join("initdb"))
             .args(["-A", "trust", "-U", "postgres", "-D"])
             .arg(&data));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = super::port::free_port();
         let cluster = Cluster { bin, dir, port };
         cluster.start();
         cluster

@@ -2,7 +2,6 @@
 //! A real SMTP server for tests: aiosmtpd (installed by scripts/test), delivering into a
 //! maildir that tests read.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ impl Drop for SmtpSink {
 }
 
 pub fn smtp_sink() -> SmtpSink {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = super::port::free_port();
     let maildir = tempfile::tempdir().unwrap();
     let process = launch(port, maildir.path());
     SmtpSink { process, maildir, port }
@@ -36,7 +35,7 @@ fn launch(port: u16, maildir: &Path) -> Child {
         .spawn()
         .expect("python3 with aiosmtpd is needed (scripts/test installs it)");
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !super::port::listening(port) {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "aiosmtpd did not start: is it installed (pip install aiosmtpd)?"
