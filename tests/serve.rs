@@ -124,8 +124,8 @@ fn one_address_is_limited_by_its_failures_across_usernames() {
 }
 
 /// Every log line of a request names its id (the one a trusted proxy sent, echoed in the
-/// answer) and its route, never the path that holds an invitation token or a flow id; SIGTERM
-/// ends the gateway with 0.
+/// answer) and its route, never the path that holds an invitation token or a flow id, and no
+/// colour codes when it goes to a file; SIGTERM ends the gateway with 0.
 #[test]
 fn logs_carry_the_request_id_and_no_token_flow_or_password() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,6 +159,7 @@ fn logs_carry_the_request_id_and_no_token_flow_or_password() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "SIGTERM exits 0: {status}");
     let log = std::fs::read_to_string(&log).unwrap();
+    assert!(!log.contains('\u{1b}'), "a log written to a file holds no terminal colour codes: {log:?}");
     let signed_in =
         log.lines().find(|l| l.contains(request_id)).unwrap_or_else(|| panic!("no line with the id: {log}"));
     assert!(signed_in.contains("signed in") && signed_in.contains("/api/v1/invitations/{token}/terms"), "{signed_in}");

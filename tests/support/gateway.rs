@@ -14,10 +14,21 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub invitation: String,
+    /// Its log (stderr), shown when a test fails while the server is up.
+    log: std::path::PathBuf,
+    _unnamed_log: Option<tempfile::TempPath>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failure that a request met may have its cause here: the process gone, or an error.
+            let state = self.child.try_wait();
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!("tenure serve at {} (exited: {state:?}); the end of its log:\n{tail}", self.base);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -40,15 +51,23 @@ pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> Server {
 
 /// `tenure serve` on `port` (a gateway restarted where the proxy expects it).
 pub fn start_on(data_dir: &std::path::Path, port: u16, extra: &[&str]) -> Server {
-    launch(data_dir, port, extra, Stdio::null())
+    let log = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    launch(data_dir, port, extra, log.to_path_buf(), Some(log))
 }
 
 /// `tenure serve` with its log (stderr) written to `log`.
 pub fn start_logging(data_dir: &std::path::Path, extra: &[&str], log: &std::path::Path) -> Server {
-    launch(data_dir, free_port(), extra, std::fs::File::create(log).unwrap().into())
+    launch(data_dir, free_port(), extra, log.to_path_buf(), None)
 }
 
-fn launch(data_dir: &std::path::Path, port: u16, extra: &[&str], stderr: Stdio) -> Server {
+fn launch(
+    data_dir: &std::path::Path,
+    port: u16,
+    extra: &[&str],
+    log: std::path::PathBuf,
+    unnamed_log: Option<tempfile::TempPath>,
+) -> Server {
+    let stderr = Stdio::from(std::fs::File::create(&log).unwrap());
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .arg("--data-dir")
         .arg(data_dir)
@@ -72,12 +91,12 @@ fn launch(data_dir: &std::path::Path, port: u16, extra: &[&str], stderr: Stdio) 
     while !listening(port) {
         assert!(started.elapsed() < Duration::from_secs(30), "tenure serve did not listen");
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("tenure serve exited: {status}");
+            panic!("tenure serve exited: {status}; its log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let invitation = link.recv_timeout(Duration::from_millis(200)).unwrap_or_default();
-    Server { child, base: format!("http://127.0.0.1:{port}"), invitation }
+    Server { child, base: format!("http://127.0.0.1:{port}"), invitation, log, _unnamed_log: unnamed_log }
 }
 
 pub fn agent() -> ureq::Agent {
