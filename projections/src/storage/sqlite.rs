@@ -232,10 +232,13 @@ fn bulk<T>(
     let checkpoint_pages: i64 = c.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))?;
     c.execute_batch(&format!("PRAGMA cache_size = -{BULK_CACHE_KIB}; PRAGMA wal_autocheckpoint = 0;"))?;
     let done = work(c);
-    c.execute_batch(&format!(
+    let restored = c.execute_batch(&format!(
         "PRAGMA cache_size = {cache}; PRAGMA wal_autocheckpoint = {checkpoint_pages}; PRAGMA shrink_memory;"
-    ))?;
-    done
+    ));
+    // The write's own error comes first: it says why the rebuild failed.
+    let done = done?;
+    restored?;
+    Ok(done)
 }
 
 impl Storage for SqliteStorage {
@@ -366,7 +369,7 @@ impl Storage for SqliteStorage {
                     }
                     tx.prepare_cached(
                         "UPDATE checkpoints SET position = ?2, generation = ?3, failed_position = NULL, error = NULL \
-                     WHERE name = ?1",
+                         WHERE name = ?1",
                     )?
                     .execute(params![projection.name(), (next - 1) as i64, generation as i64])?;
                 }
