@@ -18,7 +18,7 @@ mod support {
     pub mod port;
     pub mod smtp;
 }
-use support::port::{free_port, listening};
+use support::port::{free_port, wait_until_listening};
 use support::smtp::{SmtpSink, code_in, smtp_sink};
 
 struct Process(Child);
@@ -27,14 +27,6 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let started = Instant::now();
-    while !listening(port) {
-        assert!(started.elapsed() < Duration::from_secs(30), "{what} did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -67,7 +59,7 @@ fn world() -> World {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_port(port, "tenure serve");
+    wait_until_listening(port, Duration::from_secs(30), "tenure serve");
     let driver_port = free_port();
     let driver = Command::new("/usr/bin/chromedriver")
         .arg(format!("--port={driver_port}"))
@@ -75,7 +67,7 @@ fn world() -> World {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_port(driver_port, "chromedriver");
+    wait_until_listening(driver_port, Duration::from_secs(30), "chromedriver");
     World {
         smtp,
         data_dir,

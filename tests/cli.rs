@@ -622,11 +622,7 @@ fn migrate_store_moves_the_embedded_store_to_postgres_and_the_copy_serves() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while !support::port::listening(port) {
-        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the gateway did not listen");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    support::port::wait_until_listening(port, std::time::Duration::from_secs(20), "the gateway");
     let token = stayer_link.rsplit('/').next().unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut answer = agent.get(&format!("http://127.0.0.1:{port}/api/v1/invitations/{token}")).call().unwrap();

@@ -76,11 +76,7 @@ fn a_second_start_on_the_same_store_prints_no_new_link() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while !support::port::listening(port) {
-        assert!(started.elapsed() < Duration::from_secs(20), "tenure serve did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::port::wait_until_listening(port, Duration::from_secs(20), "tenure serve");
     child.kill().unwrap();
     child.wait().unwrap();
     let mut printed = String::new();

@@ -86,11 +86,7 @@ impl Nginx {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while !super::port::listening(port) {
-            assert!(started.elapsed() < Duration::from_secs(10), "nginx did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::port::wait_until_listening(port, Duration::from_secs(10), "nginx");
         Nginx { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }
     }
 }

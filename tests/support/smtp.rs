@@ -34,14 +34,7 @@ fn launch(port: u16, maildir: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 with aiosmtpd is needed (scripts/test installs it)");
-    let started = Instant::now();
-    while !super::port::listening(port) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "aiosmtpd did not start: is it installed (pip install aiosmtpd)?"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    super::port::wait_until_listening(port, Duration::from_secs(20), "aiosmtpd (scripts/test installs it)");
     process
 }
 
