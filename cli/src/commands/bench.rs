@@ -230,26 +230,45 @@ async fn rebuild_run(args: BenchRebuildRun) -> anyhow::Result<ExitCode> {
         let (rows, raw_seconds) = raw_pg_scan(&client).await?;
         let store = PgStore::open(url, Open::MustExist).await?;
         let db = ProjectionDb::open_postgres(url).await?;
-        return report_rebuild(&store, &db, rows, raw_seconds).await;
+        return report_rebuild(&store, &db, rows, raw_seconds, None).await;
     }
     let events_path = args.scratch.join("tenure.db");
     let scan = |path: std::path::PathBuf| tokio::task::spawn_blocking(move || raw_scan(&path));
     scan(events_path.clone()).await??;
+    let cpu_before = process_cpu();
     let (rows, raw_seconds) = scan(events_path.clone()).await??;
+    let raw_cpu = process_cpu() - cpu_before;
     let store = SqliteStore::open(&events_path, Open::MustExist)?;
     let db = ProjectionDb::open(&args.scratch.join("projections.db"))?;
-    report_rebuild(&store, &db, rows, raw_seconds).await
+    report_rebuild(&store, &db, rows, raw_seconds, Some(raw_cpu)).await
 }
 
-/// Rebuilds every projection of `store` into `db` and prints it beside the raw scan.
+/// CPU time the whole process has used, all its threads together.
+fn process_cpu() -> Duration {
+    // SAFETY: `getrusage` only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Rebuilds every projection of `store` into `db` and prints it beside the raw scan. With the
+/// raw scan's CPU time (SQLite, where all the work is this process's), it also prints the
+/// rebuild's, and the ratio no rebuild using that much CPU could pass on this machine's cores.
 async fn report_rebuild(
     store: &impl EventStore,
     db: &ProjectionDb,
     rows: u64,
     raw_seconds: f64,
+    raw_cpu: Option<Duration>,
 ) -> anyhow::Result<ExitCode> {
     let raw_rate = rows as f64 / raw_seconds;
+    let cpu_before = process_cpu();
     let report = tenure_projections::rebuild(store, db, &ALL, |_| {}).await?;
+    let cpu = process_cpu() - cpu_before;
     let rate = report.events as f64 / report.elapsed.as_secs_f64();
     println!("{:<52} {:>10.0} events/s  ({rows} rows in {raw_seconds:.2} s)", "raw scan of the events table", raw_rate);
     println!(
@@ -266,6 +285,19 @@ async fn report_rebuild(
         report.write.as_secs_f64(),
         report.swap.as_secs_f64()
     );
+    if let Some(raw_cpu) = raw_cpu {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // However well the work were spread, the rebuild takes at least its CPU time over the cores.
+        let fastest = cpu.as_secs_f64() / cores as f64;
+        println!(
+            "  CPU time: raw scan {:.2} s, rebuild {:.2} s ({:.2} x the raw scan's); with {cores} core(s) a \
+             rebuild using that much CPU cannot pass {:.2} x raw",
+            raw_cpu.as_secs_f64(),
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() / raw_cpu.as_secs_f64(),
+            report.events as f64 / fastest / raw_rate
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
